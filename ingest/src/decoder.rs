@@ -1,0 +1,298 @@
+//! [`ChangeDecoder`]: Kafka messages in, [`ChangeBatch`]es out.
+//!
+//! ```text
+//!   RawMessage ──split_frame──▶ schema ids ──SchemaSource──▶ EnvelopePlan (cached per id)
+//!        │                                                        │
+//!        └──────────── Avro body ──────────▶ BatchBuilder (per topic) ──flush──▶ ChangeBatch
+//! ```
+//!
+//! Each topic has one open batch. A message whose value schema differs from
+//! the open batch's (a column added in Postgres) closes it and opens a new
+//! one that records the previous version, so every batch has one schema.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::avro::AvroSchema;
+use crate::batch::{BatchBuilder, ChangeBatch, SchemaVersion};
+use crate::envelope::{EnvelopePlan, EnvelopeSchemaError};
+use crate::error::{DecodeError, DecodeErrorKind, MessagePosition, Part};
+use crate::registry::{RegistryError, SchemaSource};
+use crate::wire::split_frame;
+
+/// The value Debezium writes in place of an unchanged TOASTed column
+/// (its `unavailable.value.placeholder` default).
+pub const DEFAULT_UNAVAILABLE_PLACEHOLDER: &str = "__debezium_unavailable_value";
+
+/// One Kafka record as floe sees it, borrowed from wherever it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMessage<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+impl RawMessage<'_> {
+    pub fn position(&self) -> MessagePosition {
+        MessagePosition {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+}
+
+/// What became of a pushed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// A change event, now a row of its topic's open batch.
+    Row,
+    /// A tombstone, counted in its topic's batch offsets.
+    Tombstone,
+    /// A tombstone for a topic whose schema floe has not seen yet: there is
+    /// no table to attach it to, and nothing to apply.
+    UnattachedTombstone,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecoderOptions {
+    /// Debezium's `unavailable.value.placeholder` (as text or bytes).
+    pub unavailable_placeholder: Vec<u8>,
+}
+
+impl Default for DecoderOptions {
+    fn default() -> Self {
+        Self {
+            unavailable_placeholder: DEFAULT_UNAVAILABLE_PLACEHOLDER.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// Decodes Debezium change events into per-topic [`ChangeBatch`]es.
+pub struct ChangeDecoder<S> {
+    schemas: S,
+    options: DecoderOptions,
+    plans: HashMap<u32, Result<Arc<EnvelopePlan>, EnvelopeSchemaError>>,
+    key_schemas: HashMap<u32, Arc<AvroSchema>>,
+    open: HashMap<String, BatchBuilder>,
+    closed: Vec<ChangeBatch>,
+    /// The version of the last batch opened per topic, across flushes.
+    last_version: HashMap<String, SchemaVersion>,
+}
+
+impl<S: SchemaSource> ChangeDecoder<S> {
+    pub fn new(schemas: S) -> Self {
+        Self::with_options(schemas, DecoderOptions::default())
+    }
+
+    pub fn with_options(schemas: S, options: DecoderOptions) -> Self {
+        Self {
+            schemas,
+            options,
+            plans: HashMap::new(),
+            key_schemas: HashMap::new(),
+            open: HashMap::new(),
+            closed: Vec::new(),
+            last_version: HashMap::new(),
+        }
+    }
+
+    /// Rows buffered in batches not yet flushed.
+    pub fn buffered_rows(&self) -> usize {
+        self.open.values().map(BatchBuilder::rows).sum::<usize>()
+            + self.closed.iter().map(ChangeBatch::num_rows).sum::<usize>()
+    }
+
+    /// Approximate bytes (of Kafka messages) behind the buffered rows.
+    pub fn buffered_bytes(&self) -> usize {
+        self.open.values().map(BatchBuilder::bytes).sum()
+    }
+
+    /// Decodes one message into its topic's batch. On error the batch is
+    /// left exactly as it was before the call.
+    pub async fn push(&mut self, msg: &RawMessage<'_>) -> Result<Pushed, DecodeError> {
+        let fail = |kind| DecodeError {
+            position: msg.position(),
+            kind,
+        };
+        let Some(value) = msg.value else {
+            return self.push_tombstone(msg);
+        };
+        let (value_id, value_body) = split_frame(value).map_err(|source| {
+            fail(DecodeErrorKind::Frame {
+                part: Part::Value,
+                source,
+            })
+        })?;
+        let key = match msg.key {
+            Some(k) => Some(split_frame(k).map_err(|source| {
+                fail(DecodeErrorKind::Frame {
+                    part: Part::Key,
+                    source,
+                })
+            })?),
+            None => None,
+        };
+        let plan = self.plan(value_id).await.map_err(fail)?;
+        let key_schema = match key {
+            Some((key_id, _)) => Some(self.key_schema(key_id).await.map_err(fail)?),
+            None => None,
+        };
+        let key_id = key.map(|(id, _)| id);
+
+        let needs_new = match self.open.get(msg.topic) {
+            Some(open) => !open.accepts(value_id, key_id),
+            None => true,
+        };
+        if needs_new {
+            self.open_batch(
+                msg.topic,
+                plan,
+                SchemaVersion {
+                    value_schema_id: value_id,
+                    key_schema_id: key_id,
+                },
+            )
+            .map_err(fail)?;
+        }
+        let Some(builder) = self.open.get_mut(msg.topic) else {
+            unreachable!("a batch was opened for {} above", msg.topic)
+        };
+        let key_arg = match (key, key_schema.as_deref()) {
+            (Some((id, body)), Some(schema)) => Some((id, schema, body)),
+            _ => None,
+        };
+        let message_len = value.len() + msg.key.map_or(0, <[u8]>::len);
+        builder
+            .push_event(
+                msg.partition,
+                msg.offset,
+                key_arg,
+                value_body,
+                &self.options.unavailable_placeholder,
+                message_len,
+            )
+            .map_err(fail)?;
+        // the key schema becomes known with the first keyed event
+        let version = builder.version();
+        if self.last_version.get(msg.topic) != Some(&version) {
+            self.last_version.insert(msg.topic.to_string(), version);
+        }
+        Ok(Pushed::Row)
+    }
+
+    fn push_tombstone(&mut self, msg: &RawMessage<'_>) -> Result<Pushed, DecodeError> {
+        if let Some(k) = msg.key {
+            // a tombstone's key is not needed, but a broken frame is still reported
+            split_frame(k).map_err(|source| DecodeError {
+                position: msg.position(),
+                kind: DecodeErrorKind::Frame {
+                    part: Part::Key,
+                    source,
+                },
+            })?;
+        }
+        if !self.open.contains_key(msg.topic) {
+            let Some(version) = self.last_version.get(msg.topic).copied() else {
+                return Ok(Pushed::UnattachedTombstone);
+            };
+            let Some(Ok(plan)) = self.plans.get(&version.value_schema_id).cloned() else {
+                return Ok(Pushed::UnattachedTombstone);
+            };
+            self.open_batch(msg.topic, plan, version)
+                .map_err(|kind| DecodeError {
+                    position: msg.position(),
+                    kind,
+                })?;
+        }
+        if let Some(builder) = self.open.get_mut(msg.topic) {
+            builder.push_tombstone(msg.partition, msg.offset);
+        }
+        Ok(Pushed::Tombstone)
+    }
+
+    fn open_batch(
+        &mut self,
+        topic: &str,
+        plan: Arc<EnvelopePlan>,
+        version: SchemaVersion,
+    ) -> Result<(), DecodeErrorKind> {
+        if let Some(old) = self.open.remove(topic) {
+            self.closed.push(old.finish());
+        }
+        let previous = self
+            .last_version
+            .get(topic)
+            .copied()
+            .filter(|prev| prev.value_schema_id != version.value_schema_id);
+        let builder = BatchBuilder::new(topic, plan, version, previous).map_err(|source| {
+            DecodeErrorKind::UnsupportedType {
+                part: Part::Value,
+                id: version.value_schema_id,
+                source,
+            }
+        })?;
+        self.open.insert(topic.to_string(), builder);
+        self.last_version.insert(topic.to_string(), version);
+        Ok(())
+    }
+
+    /// Closes every open batch and returns all batches, in Kafka order per
+    /// topic (topics in name order).
+    pub fn flush(&mut self) -> Vec<ChangeBatch> {
+        let mut topics: Vec<String> = self.open.keys().cloned().collect();
+        topics.sort();
+        let mut out = std::mem::take(&mut self.closed);
+        for topic in topics {
+            if let Some(builder) = self.open.remove(&topic) {
+                out.push(builder.finish());
+            }
+        }
+        // closed batches of one topic come before its open one; keep topics together
+        out.sort_by(|a, b| a.topic.cmp(&b.topic));
+        out
+    }
+
+    async fn fetch(&self, part: Part, id: u32) -> Result<Arc<str>, DecodeErrorKind> {
+        self.schemas.schema(id).await.map_err(|e| match e {
+            RegistryError::NotFound { .. } => DecodeErrorKind::UnknownSchemaId { part, id },
+            source => DecodeErrorKind::Registry { part, id, source },
+        })
+    }
+
+    async fn plan(&mut self, id: u32) -> Result<Arc<EnvelopePlan>, DecodeErrorKind> {
+        if let Some(cached) = self.plans.get(&id) {
+            return cached
+                .clone()
+                .map_err(|source| DecodeErrorKind::NotAnEnvelope { id, source });
+        }
+        let text = self.fetch(Part::Value, id).await?;
+        let schema = AvroSchema::parse(&text).map_err(|e| DecodeErrorKind::InvalidSchema {
+            part: Part::Value,
+            id,
+            reason: e.to_string(),
+        })?;
+        let plan = EnvelopePlan::compile(&schema).map(Arc::new);
+        self.plans.insert(id, plan.clone());
+        plan.map_err(|source| DecodeErrorKind::NotAnEnvelope { id, source })
+    }
+
+    async fn key_schema(&mut self, id: u32) -> Result<Arc<AvroSchema>, DecodeErrorKind> {
+        if let Some(cached) = self.key_schemas.get(&id) {
+            return Ok(cached.clone());
+        }
+        let text = self.fetch(Part::Key, id).await?;
+        let schema =
+            Arc::new(
+                AvroSchema::parse(&text).map_err(|e| DecodeErrorKind::InvalidSchema {
+                    part: Part::Key,
+                    id,
+                    reason: e.to_string(),
+                })?,
+            );
+        self.key_schemas.insert(id, schema.clone());
+        Ok(schema)
+    }
+}

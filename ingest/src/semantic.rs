@@ -1,0 +1,379 @@
+//! Conversions of Debezium's semantic values into the integers Arrow stores:
+//! ISO-8601 zoned timestamps and times, and big-endian two's-complement
+//! decimals. Pure functions; every malformed input is an error, never a panic.
+
+/// Microseconds in one day.
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    // Howard Hinnant's algorithm: shift the year to start in March so the
+    // leap day is the last day of the year.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+struct Scan<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Scan<'_> {
+    fn digits(&mut self, n: usize) -> Option<u32> {
+        let end = self.i.checked_add(n)?;
+        let chunk = self.s.get(self.i..end)?;
+        let mut v = 0u32;
+        for &c in chunk {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u32::from(c - b'0');
+        }
+        self.i = end;
+        Some(v)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.s.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    /// `HH:MM:SS[.fraction]` as microseconds of the day; a fraction finer
+    /// than microseconds must be zero there, since floe stores microseconds.
+    fn time_of_day(&mut self) -> Option<i64> {
+        let h = self.digits(2)?;
+        self.eat(b':')?;
+        let m = self.digits(2)?;
+        self.eat(b':')?;
+        let sec = self.digits(2)?;
+        if h > 23 || m > 59 || sec > 59 {
+            return None;
+        }
+        let mut micros = 0i64;
+        if self.eat(b'.').is_some() {
+            let mut n = 0;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                let d = i64::from(c - b'0');
+                if n < 6 {
+                    micros = micros * 10 + d;
+                } else if d != 0 {
+                    return None;
+                }
+                n += 1;
+                self.i += 1;
+            }
+            if n == 0 || n > 9 {
+                return None;
+            }
+            for _ in n..6 {
+                micros *= 10;
+            }
+        }
+        Some(((i64::from(h) * 60 + i64::from(m)) * 60 + i64::from(sec)) * 1_000_000 + micros)
+    }
+
+    /// `Z` or `±HH:MM[:SS]` (also `±HHMM`, `±HH`) as seconds east of UTC.
+    fn offset(&mut self) -> Option<i64> {
+        match self.peek()? {
+            b'Z' | b'z' => {
+                self.i += 1;
+                Some(0)
+            }
+            sign @ (b'+' | b'-') => {
+                self.i += 1;
+                let h = i64::from(self.digits(2)?);
+                let mut m = 0;
+                let mut s = 0;
+                if self.peek().is_some() {
+                    self.eat(b':');
+                    m = i64::from(self.digits(2)?);
+                    if self.eat(b':').is_some() {
+                        s = i64::from(self.digits(2)?);
+                    }
+                }
+                if h > 18 || m > 59 || s > 59 {
+                    return None;
+                }
+                let secs = h * 3600 + m * 60 + s;
+                Some(if sign == b'-' { -secs } else { secs })
+            }
+            _ => None,
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        self.i == self.s.len()
+    }
+}
+
+/// Parses an `io.debezium.time.ZonedTimestamp` (ISO-8601 with an offset,
+/// e.g. `2024-02-29T08:15:10.654321Z`) into microseconds since the epoch, UTC.
+pub fn parse_zoned_timestamp(text: &str) -> Option<i64> {
+    let mut s = Scan {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    let negative_year = s.eat(b'-').is_some();
+    if !negative_year {
+        s.eat(b'+');
+    }
+    // four-digit years, or more for years past 9999
+    let start = s.i;
+    while matches!(s.peek(), Some(b'0'..=b'9')) {
+        s.i += 1;
+    }
+    let year_digits = s.i - start;
+    if !(4..=6).contains(&year_digits) {
+        return None;
+    }
+    s.i = start;
+    let mut year = i64::from(s.digits(year_digits)?);
+    if negative_year {
+        year = -year;
+    }
+    s.eat(b'-')?;
+    let month = s.digits(2)?;
+    s.eat(b'-')?;
+    let day = s.digits(2)?;
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    match s.peek()? {
+        b'T' | b't' | b' ' => s.i += 1,
+        _ => return None,
+    }
+    let time = s.time_of_day()?;
+    let offset = s.offset()?;
+    if !s.at_end() {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    days.checked_mul(MICROS_PER_DAY)?
+        .checked_add(time)?
+        .checked_sub(offset.checked_mul(1_000_000)?)
+}
+
+/// Parses an `io.debezium.time.ZonedTime` (e.g. `11:45:10.5Z`) into
+/// microseconds past midnight UTC.
+pub fn parse_zoned_time(text: &str) -> Option<i64> {
+    let mut s = Scan {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    let time = s.time_of_day()?;
+    let offset = s.offset()?;
+    if !s.at_end() {
+        return None;
+    }
+    Some((time - offset * 1_000_000).rem_euclid(MICROS_PER_DAY))
+}
+
+/// A big-endian two's-complement integer (Avro's decimal encoding) as i128,
+/// or None when it does not fit in 128 bits.
+pub fn i128_from_be_bytes(bytes: &[u8]) -> Option<i128> {
+    if bytes.is_empty() {
+        return Some(0);
+    }
+    let negative = bytes[0] & 0x80 != 0;
+    let fill = if negative { 0xff } else { 0x00 };
+    let (extra, rest) = bytes.split_at(bytes.len().saturating_sub(16));
+    // Longer than 16 bytes is fine only if the extra bytes are sign extension.
+    if extra.iter().any(|&b| b != fill) || (!extra.is_empty() && (rest[0] & 0x80 != 0) != negative)
+    {
+        return None;
+    }
+    let mut buf = [fill; 16];
+    buf[16 - rest.len()..].copy_from_slice(rest);
+    Some(i128::from_be_bytes(buf))
+}
+
+/// 10^precision for precision 1..=38, the exclusive bound of a decimal's
+/// unscaled value.
+pub fn decimal_bound(precision: u8) -> i128 {
+    10i128.pow(u32::from(precision.min(38)))
+}
+
+/// Formats an arbitrarily long big-endian two's-complement unscaled value
+/// with the given scale as exact decimal text (`-12.3400`). Used for
+/// `VariableScaleDecimal`, whose values may exceed 128 bits.
+pub fn format_decimal(unscaled_be: &[u8], scale: i32) -> String {
+    let negative = unscaled_be.first().is_some_and(|b| b & 0x80 != 0);
+    // magnitude as big-endian bytes
+    let mut mag: Vec<u8> = if negative {
+        // two's complement negate: invert and add one
+        let mut m: Vec<u8> = unscaled_be.iter().map(|b| !b).collect();
+        for b in m.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+        m
+    } else {
+        unscaled_be.to_vec()
+    };
+    // repeated division by 10^9 of the big-endian magnitude
+    let mut chunks: Vec<u32> = Vec::new();
+    while mag.iter().any(|&b| b != 0) {
+        let mut rem: u64 = 0;
+        for b in mag.iter_mut() {
+            let cur = (rem << 8) | u64::from(*b);
+            *b = (cur / 1_000_000_000) as u8;
+            rem = cur % 1_000_000_000;
+        }
+        chunks.push(rem as u32);
+        while mag.first() == Some(&0) {
+            mag.remove(0);
+        }
+    }
+    let mut digits = String::new();
+    for (i, c) in chunks.iter().rev().enumerate() {
+        if i == 0 {
+            digits.push_str(&c.to_string());
+        } else {
+            digits.push_str(&format!("{c:09}"));
+        }
+    }
+    if digits.is_empty() {
+        digits.push('0');
+    }
+    let mut out = String::with_capacity(digits.len() + 3);
+    if negative {
+        out.push('-');
+    }
+    if scale <= 0 {
+        out.push_str(&digits);
+        if digits != "0" {
+            out.extend(std::iter::repeat_n('0', scale.unsigned_abs() as usize));
+        }
+        return out;
+    }
+    let scale = scale as usize;
+    if digits.len() <= scale {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        out.push_str(&digits);
+    } else {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
+        assert_eq!(days_from_civil(1960, 1, 1), -3_653);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    #[test]
+    fn zoned_timestamps() {
+        assert_eq!(parse_zoned_timestamp("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_zoned_timestamp("2024-02-29T08:15:10.654321Z"),
+            Some(1_709_194_510_654_321)
+        );
+        assert_eq!(
+            parse_zoned_timestamp("2024-02-29T13:45:10.654321+05:30"),
+            Some(1_709_194_510_654_321)
+        );
+        assert_eq!(
+            parse_zoned_timestamp("1969-12-31T23:59:59.999999Z"),
+            Some(-1)
+        );
+        assert_eq!(
+            parse_zoned_timestamp("1970-01-01T00:00:00.5Z"),
+            Some(500_000)
+        );
+        assert_eq!(
+            parse_zoned_timestamp("1970-01-01T00:00:00.123456000Z"),
+            Some(123_456)
+        );
+        for bad in [
+            "",
+            "2024-02-30T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00Zjunk",
+            "2024-01-01T00:00:00.1234567Z",
+            "infinity",
+            "2024-01-01T00:00:00.Z",
+            "24-01-01T00:00:00Z",
+            "2024-01-01T00:00:00+25:00",
+        ] {
+            assert_eq!(parse_zoned_timestamp(bad), None, "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn zoned_times() {
+        assert_eq!(
+            parse_zoned_time("11:45:10.5Z"),
+            Some((11 * 3600 + 45 * 60 + 10) * 1_000_000 + 500_000)
+        );
+        assert_eq!(
+            parse_zoned_time("00:30:00+01:00"),
+            Some(MICROS_PER_DAY - 30 * 60 * 1_000_000)
+        );
+        assert_eq!(parse_zoned_time("12:00:00"), None);
+    }
+
+    #[test]
+    fn be_integers() {
+        assert_eq!(i128_from_be_bytes(&[]), Some(0));
+        assert_eq!(i128_from_be_bytes(&[0xff]), Some(-1));
+        assert_eq!(i128_from_be_bytes(&[0x00, 0x80]), Some(128));
+        let mut long = vec![0xff; 4];
+        long.extend_from_slice(&(-5i128).to_be_bytes());
+        assert_eq!(i128_from_be_bytes(&long), Some(-5));
+        let mut overflow = vec![0x01];
+        overflow.extend_from_slice(&[0; 16]);
+        assert_eq!(i128_from_be_bytes(&overflow), None);
+        // 17 bytes whose first byte is 0xff but whose 16-byte tail is positive
+        let mut flipped = vec![0xff];
+        flipped.extend_from_slice(&[0x7f; 16]);
+        assert_eq!(i128_from_be_bytes(&flipped), None);
+    }
+
+    #[test]
+    fn decimal_text() {
+        assert_eq!(format_decimal(&1234i128.to_be_bytes(), 2), "12.34");
+        assert_eq!(format_decimal(&(-5i128).to_be_bytes(), 3), "-0.005");
+        assert_eq!(format_decimal(&[], 0), "0");
+        assert_eq!(format_decimal(&[0x07], -2), "700");
+        // beyond 128 bits: 10^40
+        let ten40 = [
+            0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0x00, 0x00,
+            0x00, 0x00, 0x00,
+        ];
+        assert_eq!(format_decimal(&ten40, 0), format!("1{}", "0".repeat(40)));
+    }
+}
