@@ -1,1 +1,3 @@
+//! The ingest crate's integration tests, in one binary.
 
+mod fixtures;
