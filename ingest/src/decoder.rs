@@ -10,6 +10,7 @@
 //! the open batch's (a column added in Postgres) closes it and opens a new
 //! one that records the previous version, so every batch has one schema.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -78,6 +79,7 @@ pub struct ChangeDecoder<S> {
     key_schemas: HashMap<u32, Arc<AvroSchema>>,
     open: HashMap<String, BatchBuilder>,
     closed: Vec<ChangeBatch>,
+    closed_rows: usize,
     /// The version of the last batch opened per topic, across flushes.
     last_version: HashMap<String, SchemaVersion>,
 }
@@ -95,14 +97,14 @@ impl<S: SchemaSource> ChangeDecoder<S> {
             key_schemas: HashMap::new(),
             open: HashMap::new(),
             closed: Vec::new(),
+            closed_rows: 0,
             last_version: HashMap::new(),
         }
     }
 
     /// Rows buffered in batches not yet flushed.
     pub fn buffered_rows(&self) -> usize {
-        self.open.values().map(BatchBuilder::rows).sum::<usize>()
-            + self.closed.iter().map(ChangeBatch::num_rows).sum::<usize>()
+        self.open.values().map(BatchBuilder::rows).sum::<usize>() + self.closed_rows
     }
 
     /// Approximate bytes (of Kafka messages) behind the buffered rows.
@@ -142,39 +144,48 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         };
         let key_id = key.map(|(id, _)| id);
 
-        let needs_new = match self.open.get(msg.topic) {
-            Some(open) => !open.accepts(value_id, key_id),
-            None => true,
-        };
-        if needs_new {
-            self.open_batch(
-                msg.topic,
-                plan,
-                SchemaVersion {
-                    value_schema_id: value_id,
-                    key_schema_id: key_id,
-                },
-            )
-            .map_err(fail)?;
-        }
-        let Some(builder) = self.open.get_mut(msg.topic) else {
-            unreachable!("a batch was opened for {} above", msg.topic)
-        };
         let key_arg = match (key, key_schema.as_deref()) {
             (Some((id, body)), Some(schema)) => Some((id, schema, body)),
             _ => None,
         };
         let message_len = value.len() + msg.key.map_or(0, <[u8]>::len);
-        builder
-            .push_event(
-                msg.partition,
-                msg.offset,
-                key_arg,
-                value_body,
-                &self.options.unavailable_placeholder,
-                message_len,
-            )
-            .map_err(fail)?;
+        let placeholder = &self.options.unavailable_placeholder;
+        let (partition, offset) = (msg.partition, msg.offset);
+        let builder = match self.open.get_mut(msg.topic) {
+            Some(open) if open.accepts(value_id, key_id) => {
+                open.push_event(
+                    partition,
+                    offset,
+                    key_arg,
+                    value_body,
+                    placeholder,
+                    message_len,
+                )
+                .map_err(fail)?;
+                open
+            }
+            _ => {
+                // A new schema version: decode into a new batch first and
+                // only then close the old one, so a message that fails leaves
+                // no trace (not even an empty batch announcing its schema).
+                let version = SchemaVersion {
+                    value_schema_id: value_id,
+                    key_schema_id: key_id,
+                };
+                let mut fresh = self.new_builder(msg.topic, plan, version).map_err(fail)?;
+                fresh
+                    .push_event(
+                        partition,
+                        offset,
+                        key_arg,
+                        value_body,
+                        placeholder,
+                        message_len,
+                    )
+                    .map_err(fail)?;
+                self.install(msg.topic, fresh)
+            }
+        };
         // the key schema becomes known with the first keyed event
         let version = builder.version();
         if self.last_version.get(msg.topic) != Some(&version) {
@@ -201,11 +212,13 @@ impl<S: SchemaSource> ChangeDecoder<S> {
             let Some(Ok(plan)) = self.plans.get(&version.value_schema_id).cloned() else {
                 return Ok(Pushed::UnattachedTombstone);
             };
-            self.open_batch(msg.topic, plan, version)
-                .map_err(|kind| DecodeError {
-                    position: msg.position(),
-                    kind,
-                })?;
+            let builder =
+                self.new_builder(msg.topic, plan, version)
+                    .map_err(|kind| DecodeError {
+                        position: msg.position(),
+                        kind,
+                    })?;
+            self.install(msg.topic, builder);
         }
         if let Some(builder) = self.open.get_mut(msg.topic) {
             builder.push_tombstone(msg.partition, msg.offset);
@@ -213,30 +226,39 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         Ok(Pushed::Tombstone)
     }
 
-    fn open_batch(
-        &mut self,
+    fn new_builder(
+        &self,
         topic: &str,
         plan: Arc<EnvelopePlan>,
         version: SchemaVersion,
-    ) -> Result<(), DecodeErrorKind> {
-        if let Some(old) = self.open.remove(topic) {
-            self.closed.push(old.finish());
-        }
+    ) -> Result<BatchBuilder, DecodeErrorKind> {
         let previous = self
             .last_version
             .get(topic)
             .copied()
             .filter(|prev| prev.value_schema_id != version.value_schema_id);
-        let builder = BatchBuilder::new(topic, plan, version, previous).map_err(|source| {
+        BatchBuilder::new(topic, plan, version, previous).map_err(|source| {
             DecodeErrorKind::UnsupportedType {
                 part: Part::Value,
                 id: version.value_schema_id,
                 source,
             }
-        })?;
-        self.open.insert(topic.to_string(), builder);
-        self.last_version.insert(topic.to_string(), version);
-        Ok(())
+        })
+    }
+
+    /// Makes `builder` the topic's open batch, closing the one it replaces.
+    fn install(&mut self, topic: &str, builder: BatchBuilder) -> &mut BatchBuilder {
+        self.last_version
+            .insert(topic.to_string(), builder.version());
+        match self.open.entry(topic.to_string()) {
+            Entry::Occupied(mut slot) => {
+                let old = std::mem::replace(slot.get_mut(), builder);
+                self.closed_rows += old.rows();
+                self.closed.push(old.finish());
+                slot.into_mut()
+            }
+            Entry::Vacant(slot) => slot.insert(builder),
+        }
     }
 
     /// Closes every open batch and returns all batches, in Kafka order per
@@ -245,6 +267,7 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         let mut topics: Vec<String> = self.open.keys().cloned().collect();
         topics.sort();
         let mut out = std::mem::take(&mut self.closed);
+        self.closed_rows = 0;
         for topic in topics {
             if let Some(builder) = self.open.remove(&topic) {
                 out.push(builder.finish());

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use arrow::array::{Array, AsArray, ListArray, MapArray, StructArray};
 use arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type, Time64MicrosecondType,
-    TimeUnit, TimestampMicrosecondType,
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
+    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
 };
 use chrono::NaiveDateTime;
 use ingest::{ChangeBatch, ChangeDecoder, Op, Recording};
@@ -19,11 +19,16 @@ pub fn fixture_dir() -> PathBuf {
 
 pub fn decode_recording() -> Vec<ChangeBatch> {
     let recording = Recording::load(&fixture_dir()).expect("fixture recording loads");
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut decoder = ChangeDecoder::new(recording.schemas.clone());
         for m in &recording.messages {
-            decoder.push(&m.as_raw()).await.unwrap_or_else(|e| panic!("recorded message failed: {e}"));
+            decoder
+                .push(&m.as_raw())
+                .await
+                .unwrap_or_else(|e| panic!("recorded message failed: {e}"));
         }
         decoder.flush()
     })
@@ -34,7 +39,10 @@ fn batches_of<'a>(all: &'a [ChangeBatch], topic: &str) -> Vec<&'a ChangeBatch> {
 }
 
 fn micros(ts: &str) -> i64 {
-    NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").unwrap().and_utc().timestamp_micros()
+    NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f")
+        .unwrap()
+        .and_utc()
+        .timestamp_micros()
 }
 
 fn time_micros(h: i64, m: i64, s: i64, us: i64) -> i64 {
@@ -54,7 +62,10 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn col(&self, name: &str) -> &'a dyn Array {
-        self.s.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_ref()
+        self.s
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .as_ref()
     }
     fn is_null(&self, name: &str) -> bool {
         self.col(name).is_null(self.i)
@@ -85,19 +96,28 @@ impl<'a> Row<'a> {
     }
     fn decimal(&self, name: &str) -> (i128, u8, i8) {
         let a = self.col(name).as_primitive::<Decimal128Type>();
-        let DataType::Decimal128(p, s) = a.data_type() else { panic!("{name} is not decimal") };
+        let DataType::Decimal128(p, s) = a.data_type() else {
+            panic!("{name} is not decimal")
+        };
         (a.value(self.i), *p, *s)
     }
     fn date(&self, name: &str) -> i32 {
         self.col(name).as_primitive::<Date32Type>().value(self.i)
     }
     fn time(&self, name: &str) -> i64 {
-        assert_eq!(self.col(name).data_type(), &DataType::Time64(TimeUnit::Microsecond));
-        self.col(name).as_primitive::<Time64MicrosecondType>().value(self.i)
+        assert_eq!(
+            self.col(name).data_type(),
+            &DataType::Time64(TimeUnit::Microsecond)
+        );
+        self.col(name)
+            .as_primitive::<Time64MicrosecondType>()
+            .value(self.i)
     }
     fn ts(&self, name: &str) -> (i64, Option<String>) {
         let a = self.col(name).as_primitive::<TimestampMicrosecondType>();
-        let DataType::Timestamp(TimeUnit::Microsecond, tz) = a.data_type() else { panic!("{name} not ts(us)") };
+        let DataType::Timestamp(TimeUnit::Microsecond, tz) = a.data_type() else {
+            panic!("{name} not ts(us)")
+        };
         (a.value(self.i), tz.as_ref().map(|t| t.to_string()))
     }
     fn int_list(&self, name: &str) -> Vec<Option<i32>> {
@@ -106,12 +126,19 @@ impl<'a> Row<'a> {
     }
     fn str_list(&self, name: &str) -> Vec<Option<String>> {
         let l: &ListArray = self.col(name).as_list::<i32>();
-        l.value(self.i).as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect()
+        l.value(self.i)
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
     }
 }
 
 fn after(b: &ChangeBatch, i: usize) -> Row<'_> {
-    Row { s: b.after().expect("after column"), i }
+    Row {
+        s: b.after().expect("after column"),
+        i,
+    }
 }
 
 /// The batch's top-level columns as one struct, for the same accessors.
@@ -127,7 +154,13 @@ fn keys_i64(b: &ChangeBatch, field: &str) -> Vec<Option<i64>> {
     let k = b.key().expect("key column");
     let col = k.column_by_name(field).unwrap();
     (0..b.num_rows())
-        .map(|i| if k.is_null(i) { None } else { Some(col.as_primitive::<Int64Type>().value(i)) })
+        .map(|i| {
+            if k.is_null(i) {
+                None
+            } else {
+                Some(col.as_primitive::<Int64Type>().value(i))
+            }
+        })
         .collect()
 }
 
@@ -137,7 +170,11 @@ fn every_recorded_message_decodes_and_every_topic_is_covered() {
     let recording = Recording::load(&fixture_dir()).unwrap();
     let rows: usize = batches.iter().map(ChangeBatch::num_rows).sum();
     let tombstones: usize = batches.iter().map(|b| b.tombstones).sum();
-    assert_eq!(rows + tombstones, recording.messages.len(), "every message is a row or a counted tombstone");
+    assert_eq!(
+        rows + tombstones,
+        recording.messages.len(),
+        "every message is a row or a counted tombstone"
+    );
     assert_eq!(tombstones, 2, "trip 1 delete and vendor 2 key change");
     let mut topics: Vec<&str> = batches.iter().map(|b| b.topic.as_str()).collect();
     topics.dedup();
@@ -175,13 +212,42 @@ fn trips_ops_keys_images_and_schema_change() {
     assert_eq!(b1.version.key_schema_id, b2.version.key_schema_id);
 
     use Op::*;
-    assert_eq!(ops(b1), [Read, Read, Create, Update, Update, Update, Delete]);
-    assert_eq!(keys_i64(b1, "trip_id"), [Some(1), Some(2), Some(3), Some(1), Some(2), Some(3), Some(1)]);
-    assert_eq!(b1.offsets, [ingest::OffsetRange { partition: 0, first: 0, last: 7 }], "tombstone at 7 is covered");
+    assert_eq!(
+        ops(b1),
+        [Read, Read, Create, Update, Update, Update, Delete]
+    );
+    assert_eq!(
+        keys_i64(b1, "trip_id"),
+        [
+            Some(1),
+            Some(2),
+            Some(3),
+            Some(1),
+            Some(2),
+            Some(3),
+            Some(1)
+        ]
+    );
+    assert_eq!(
+        b1.offsets,
+        [ingest::OffsetRange {
+            partition: 0,
+            first: 0,
+            last: 7
+        }],
+        "tombstone at 7 is covered"
+    );
     assert_eq!(b1.tombstones, 1);
     assert_eq!(ops(b2), [Create, Update]);
     assert_eq!(keys_i64(b2, "trip_id"), [Some(4), Some(3)]);
-    assert_eq!(b2.offsets, [ingest::OffsetRange { partition: 0, first: 8, last: 9 }]);
+    assert_eq!(
+        b2.offsets,
+        [ingest::OffsetRange {
+            partition: 0,
+            first: 8,
+            last: 9
+        }]
+    );
     assert!(b1.row_fields().find("congestion_surcharge").is_none());
     assert!(b2.row_fields().find("congestion_surcharge").is_some());
 
@@ -189,9 +255,18 @@ fn trips_ops_keys_images_and_schema_change() {
     let r = after(b1, 0);
     assert_eq!(r.i64("trip_id"), 1);
     assert_eq!(r.i32("vendor_id"), 1);
-    assert_eq!(r.ts("pickup_datetime"), (micros("2024-03-01 08:15:00"), None));
-    assert_eq!(r.ts("dropoff_datetime"), (micros("2024-03-01 08:35:30"), None));
-    assert_eq!((r.i32("pickup_zone_id"), r.i32("dropoff_zone_id")), (161, 237));
+    assert_eq!(
+        r.ts("pickup_datetime"),
+        (micros("2024-03-01 08:15:00"), None)
+    );
+    assert_eq!(
+        r.ts("dropoff_datetime"),
+        (micros("2024-03-01 08:35:30"), None)
+    );
+    assert_eq!(
+        (r.i32("pickup_zone_id"), r.i32("dropoff_zone_id")),
+        (161, 237)
+    );
     assert_eq!(r.i32("passenger_count"), 1, "smallint arrives as Int32");
     assert_eq!(r.decimal("trip_distance"), (250, 8, 2));
     assert_eq!(r.decimal("fare_amount"), (1420, 10, 2));
@@ -209,7 +284,10 @@ fn trips_ops_keys_images_and_schema_change() {
     let r = after(b1, 3);
     assert_eq!(r.decimal("fare_amount").0, 1500);
     assert_eq!(r.decimal("total_amount").0, 2050);
-    assert!(b1.before().unwrap().is_null(3), "no before-image on update with default identity");
+    assert!(
+        b1.before().unwrap().is_null(3),
+        "no before-image on update with default identity"
+    );
 
     // trip 2 moved to 2024-03-05
     let r = after(b1, 4);
@@ -219,15 +297,24 @@ fn trips_ops_keys_images_and_schema_change() {
     // tip update on trip 3 leaves the TOASTed note unchanged: null plus a mark
     let r = after(b1, 5);
     assert_eq!(r.decimal("tip_amount").0, 1200);
-    assert!(r.is_null("notes"), "the placeholder is never stored as data");
+    assert!(
+        r.is_null("notes"),
+        "the placeholder is never stored as data"
+    );
     assert_eq!(b1.unchanged(5), ["notes"]);
     for i in [0, 1, 2, 3, 4, 6] {
-        assert!(b1.unchanged(i).is_empty(), "row {i} has no unchanged columns");
+        assert!(
+            b1.unchanged(i).is_empty(),
+            "row {i} has no unchanged columns"
+        );
     }
 
     // delete of trip 1: no after, key in before and in the Kafka key
     assert!(b1.after().unwrap().is_null(6));
-    let before = Row { s: b1.before().unwrap(), i: 6 };
+    let before = Row {
+        s: b1.before().unwrap(),
+        i: 6,
+    };
     assert_eq!(before.i64("trip_id"), 1);
 
     // after ADD COLUMN
@@ -236,7 +323,10 @@ fn trips_ops_keys_images_and_schema_change() {
     assert_eq!(r.decimal("congestion_surcharge"), (250, 6, 2));
     assert_eq!(r.i32("payment_type"), 2);
     assert!(r.is_null("notes"));
-    assert!(b2.unchanged(0).is_empty(), "a real null is not an unchanged mark");
+    assert!(
+        b2.unchanged(0).is_empty(),
+        "a real null is not an unchanged mark"
+    );
     let r = after(b2, 1);
     assert_eq!(r.decimal("congestion_surcharge").0, 275);
     assert!(r.is_null("notes"));
@@ -253,7 +343,12 @@ fn key_change_truncate_and_keyless_tables() {
     let v = vendors[0];
     // UPDATE vendors SET vendor_id = 3 WHERE vendor_id = 2: delete, tombstone, create
     assert_eq!(ops(v), [Read, Read, Delete, Create]);
-    let k = v.key().unwrap().column_by_name("vendor_id").unwrap().as_primitive::<Int32Type>();
+    let k = v
+        .key()
+        .unwrap()
+        .column_by_name("vendor_id")
+        .unwrap()
+        .as_primitive::<Int32Type>();
     assert_eq!(k.values().as_ref(), &[1, 2, 2, 3]);
     assert_eq!(after(v, 0).str("name"), "Creative Mobile Technologies");
     assert_eq!(after(v, 3).i32("vendor_id"), 3);
@@ -261,21 +356,41 @@ fn key_change_truncate_and_keyless_tables() {
     assert_eq!(v.tombstones, 1);
 
     let pt = batches_of(&batches, "taxi.public.payment_types");
-    assert_eq!(pt.len(), 1, "a truncate's null key does not split the batch");
+    assert_eq!(
+        pt.len(),
+        1,
+        "a truncate's null key does not split the batch"
+    );
     let p = pt[0];
     assert_eq!(ops(p), [Read, Read, Read, Read, Truncate, Create, Create]);
     assert_eq!(p.key_fields, ["payment_type_id"]);
     let key = p.key().unwrap();
     assert!(key.is_null(4), "truncate has a null key");
     assert!(p.after().unwrap().is_null(4) && p.before().unwrap().is_null(4));
-    let descriptions: Vec<&str> = [0, 1, 2, 3, 5, 6].iter().map(|&i| after(p, i).str("description")).collect();
-    assert_eq!(descriptions, ["Credit card", "Cash", "No charge", "Dispute", "Credit card", "Cash"]);
+    let descriptions: Vec<&str> = [0, 1, 2, 3, 5, 6]
+        .iter()
+        .map(|&i| after(p, i).str("description"))
+        .collect();
+    assert_eq!(
+        descriptions,
+        [
+            "Credit card",
+            "Cash",
+            "No charge",
+            "Dispute",
+            "Credit card",
+            "Cash"
+        ]
+    );
     assert_eq!(after(p, 3).i32("payment_type_id"), 4);
 
     let log = batches_of(&batches, "taxi.public.event_log");
     assert_eq!(log.len(), 1);
     let l = log[0];
-    assert!(l.key().is_none() && l.key_fields.is_empty(), "no primary key, no key column");
+    assert!(
+        l.key().is_none() && l.key_fields.is_empty(),
+        "no primary key, no key column"
+    );
     assert_eq!(ops(l), [Create]);
     assert_eq!(after(l, 0).str("message"), "fare table reloaded");
     assert_eq!(after(l, 0).ts("logged_at").0, micros("2024-03-06 08:00:00"));
@@ -294,7 +409,9 @@ fn position_metadata() {
         let snapshot = m.col("_snapshot").as_string::<i32>();
         let lsn = m.col("_source_lsn");
         let tx = m.col("_source_tx_id");
-        let ts = m.col("_source_ts").as_primitive::<TimestampMicrosecondType>();
+        let ts = m
+            .col("_source_ts")
+            .as_primitive::<TimestampMicrosecondType>();
         for i in 0..b.num_rows() {
             let msg = recording
                 .messages
@@ -303,11 +420,18 @@ fn position_metadata() {
                 .expect("row offset is a recorded offset");
             assert!(msg.value.is_some());
             assert_eq!(parts.value(i), 0);
-            assert!(ts.value(i) > floor, "source commit time is the recording's wall clock");
+            assert!(
+                ts.value(i) > floor,
+                "source commit time is the recording's wall clock"
+            );
             assert!(!lsn.is_null(i), "every Postgres event has an LSN");
             let op = b.op(i).unwrap();
             if op == Op::Read {
-                assert_ne!(snapshot.value(i), "false", "snapshot reads carry a snapshot marker");
+                assert_ne!(
+                    snapshot.value(i),
+                    "false",
+                    "snapshot reads carry a snapshot marker"
+                );
             } else {
                 assert_eq!(snapshot.value(i), "false");
                 assert!(!tx.is_null(i), "streamed events carry a transaction id");
@@ -341,25 +465,53 @@ fn all_types_with_default_connector_settings() {
     assert_eq!(r.f64("c_double"), std::f64::consts::PI);
     assert!(r.bool("c_bool"));
     assert_eq!(r.decimal("c_numeric"), (123_456_789_012, 12, 4));
-    assert_eq!(r.str("c_numeric_unc"), "3.14159265358979323846264338327950288");
-    assert_eq!(r.decimal("c_money"), (123_456, 38, 2), "money: precision unknown, widest decimal, scale 2");
+    assert_eq!(
+        r.str("c_numeric_unc"),
+        "3.14159265358979323846264338327950288"
+    );
+    assert_eq!(
+        r.decimal("c_money"),
+        (123_456, 38, 2),
+        "money: precision unknown, widest decimal, scale 2"
+    );
     assert_eq!(r.str("c_text"), "hello, wörld ✓");
     assert_eq!(r.str("c_varchar"), "varchar value");
     assert_eq!(r.str("c_char"), "ab   ", "char(5) is blank-padded");
     assert_eq!(r.date("c_date"), days("2024-02-29"));
     assert_eq!(r.time("c_time"), time_micros(13, 45, 10, 123_456));
     assert_eq!(r.time("c_time3"), time_micros(13, 45, 10, 123_000));
-    assert_eq!(r.time("c_timetz"), time_micros(11, 45, 10, 500_000), "timetz normalised to UTC");
-    assert_eq!(r.ts("c_timestamp"), (micros("2024-02-29 13:45:10.123456"), None));
-    assert_eq!(r.ts("c_timestamp3"), (micros("2024-02-29 13:45:10.123"), None));
-    assert_eq!(r.ts("c_timestamptz"), (micros("2024-02-29 08:15:10.654321"), Some("UTC".into())));
+    assert_eq!(
+        r.time("c_timetz"),
+        time_micros(11, 45, 10, 500_000),
+        "timetz normalised to UTC"
+    );
+    assert_eq!(
+        r.ts("c_timestamp"),
+        (micros("2024-02-29 13:45:10.123456"), None)
+    );
+    assert_eq!(
+        r.ts("c_timestamp3"),
+        (micros("2024-02-29 13:45:10.123"), None)
+    );
+    assert_eq!(
+        r.ts("c_timestamptz"),
+        (micros("2024-02-29 08:15:10.654321"), Some("UTC".into()))
+    );
     // Debezium's MicroDuration counts a month as 365.25 / 12 days
     let month_us = 365.25 / 12.0 * 86_400e6;
     let expected = (14.0 * month_us) as i64 + 3 * 86_400_000_000 + time_micros(4, 5, 6, 789_000);
     assert_eq!(r.i64("c_interval"), expected);
     assert_eq!(r.str("c_uuid"), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
-    assert_eq!(r.str("c_json"), r#"{"b": 1, "a": [1, 2]}"#, "json keeps its text");
-    assert_eq!(r.str("c_jsonb"), r#"{"a": [1, 2], "b": 1}"#, "jsonb is normalised by Postgres");
+    assert_eq!(
+        r.str("c_json"),
+        r#"{"b": 1, "a": [1, 2]}"#,
+        "json keeps its text"
+    );
+    assert_eq!(
+        r.str("c_jsonb"),
+        r#"{"a": [1, 2], "b": 1}"#,
+        "jsonb is normalised by Postgres"
+    );
     assert_eq!(r.str("c_xml"), r#"<trip id="2"><fare>14.2</fare></trip>"#);
     assert_eq!(r.bytes("c_bytea"), [0xde, 0xad, 0xbe, 0xef, 0x00, 0xff]);
     assert_eq!(r.str("c_enum"), "happy");
@@ -367,7 +519,10 @@ fn all_types_with_default_connector_settings() {
     assert_eq!(r.str("c_cidr"), "10.1.0.0/16");
     assert_eq!(r.str("c_macaddr"), "08:00:2b:01:02:03");
     assert_eq!(r.int_list("c_int_array"), [Some(1), Some(2), None, Some(4)]);
-    assert_eq!(r.str_list("c_text_array"), [Some("a".into()), Some("b c".into()), None]);
+    assert_eq!(
+        r.str_list("c_text_array"),
+        [Some("a".into()), Some("b c".into()), None]
+    );
     let hstore: serde_json::Value = serde_json::from_str(r.str("c_hstore")).unwrap();
     assert_eq!(hstore, serde_json::json!({"a": "1", "b": null}));
     assert_eq!(r.str("c_big_text"), "toast-".repeat(2000));
@@ -381,7 +536,10 @@ fn all_types_with_default_connector_settings() {
     assert_eq!(r.f64("c_double"), f64::INFINITY);
     assert!(!r.bool("c_bool"));
     assert_eq!(r.decimal("c_numeric").0, -999_999_999_999);
-    assert_eq!(r.str("c_numeric_unc"), "-1000000000000000000000000000000.000001");
+    assert_eq!(
+        r.str("c_numeric_unc"),
+        "-1000000000000000000000000000000.000001"
+    );
     assert_eq!(r.decimal("c_money").0, -1);
     assert_eq!(r.str("c_text"), "", "empty string is not null");
     assert_eq!(r.str("c_char"), "abcde");
@@ -394,13 +552,22 @@ fn all_types_with_default_connector_settings() {
     assert_eq!(r.ts("c_timestamptz").0, -1);
     assert_eq!(r.i64("c_interval"), -86_400_000_000);
     assert_eq!(r.str("c_uuid"), "00000000-0000-0000-0000-000000000000");
-    assert_eq!((r.str("c_json"), r.str("c_jsonb"), r.str("c_xml")), ("[]", "{}", "<a/>"));
+    assert_eq!(
+        (r.str("c_json"), r.str("c_jsonb"), r.str("c_xml")),
+        ("[]", "{}", "<a/>")
+    );
     assert!(r.bytes("c_bytea").is_empty() && !r.is_null("c_bytea"));
     assert_eq!(r.str("c_enum"), "sad");
-    assert_eq!((r.str("c_inet"), r.str("c_cidr"), r.str("c_macaddr")), ("::1", "::/0", "00:00:00:00:00:00"));
+    assert_eq!(
+        (r.str("c_inet"), r.str("c_cidr"), r.str("c_macaddr")),
+        ("::1", "::/0", "00:00:00:00:00:00")
+    );
     assert!(r.int_list("c_int_array").is_empty() && !r.is_null("c_int_array"));
     assert!(r.str_list("c_text_array").is_empty());
-    assert_eq!(serde_json::from_str::<serde_json::Value>(r.str("c_hstore")).unwrap(), serde_json::json!({}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(r.str("c_hstore")).unwrap(),
+        serde_json::json!({})
+    );
     assert_eq!(r.str("c_big_text"), "short");
 
     // UPDATE all_types SET c_int = 43 WHERE id = 2: c_big_text unchanged
@@ -428,14 +595,26 @@ fn all_types_with_alternative_connector_settings() {
     assert_eq!(r.f64("c_numeric_unc"), std::f64::consts::PI);
     assert_eq!(r.f64("c_money"), 1234.56);
     assert_eq!(r.date("c_date"), days("2024-02-29"));
-    assert_eq!(r.time("c_time"), time_micros(13, 45, 10, 123_000), "connect mode keeps milliseconds");
+    assert_eq!(
+        r.time("c_time"),
+        time_micros(13, 45, 10, 123_000),
+        "connect mode keeps milliseconds"
+    );
     assert_eq!(r.time("c_time3"), time_micros(13, 45, 10, 123_000));
-    assert_eq!(r.ts("c_timestamp"), (micros("2024-02-29 13:45:10.123"), None));
+    assert_eq!(
+        r.ts("c_timestamp"),
+        (micros("2024-02-29 13:45:10.123"), None)
+    );
     assert_eq!(r.str("c_interval"), "P1Y2M3DT4H5M6.789S");
     assert_eq!(r.str("c_bytea"), "deadbeef00ff");
     let map: &MapArray = r.col("c_hstore").as_map();
     let entries = map.value(1);
-    let keys: Vec<&str> = entries.column(0).as_string::<i32>().iter().flatten().collect();
+    let keys: Vec<&str> = entries
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .collect();
     let values: Vec<Option<&str>> = entries.column(1).as_string::<i32>().iter().collect();
     let mut pairs: Vec<(&str, Option<&str>)> = keys.into_iter().zip(values).collect();
     pairs.sort();
@@ -451,10 +630,26 @@ fn all_types_with_alternative_connector_settings() {
     let txn: &StructArray = m.col("_transaction").as_struct();
     let tx_ids = m.col("_source_tx_id").as_primitive::<Int64Type>();
     for i in 2..4 {
-        assert!(!txn.is_null(i), "streamed event {i} has a transaction block");
-        let id = txn.column_by_name("id").unwrap().as_string::<i32>().value(i);
-        assert!(id.starts_with(&format!("{}:", tx_ids.value(i))), "transaction id {id} starts with txId");
-        assert_eq!(txn.column_by_name("data_collection_order").unwrap().as_primitive::<Int64Type>().value(i), 1);
+        assert!(
+            !txn.is_null(i),
+            "streamed event {i} has a transaction block"
+        );
+        let id = txn
+            .column_by_name("id")
+            .unwrap()
+            .as_string::<i32>()
+            .value(i);
+        assert!(
+            id.starts_with(&format!("{}:", tx_ids.value(i))),
+            "transaction id {id} starts with txId"
+        );
+        assert_eq!(
+            txn.column_by_name("data_collection_order")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(i),
+            1
+        );
     }
 
     // decimal.handling.mode=string, time.precision.mode=adaptive_time_microseconds,
@@ -463,13 +658,22 @@ fn all_types_with_alternative_connector_settings() {
     let b = alt2[0];
     let r = after(b, 1);
     assert_eq!(r.str("c_numeric"), "12345678.9012");
-    assert_eq!(r.str("c_numeric_unc"), "3.14159265358979323846264338327950288");
+    assert_eq!(
+        r.str("c_numeric_unc"),
+        "3.14159265358979323846264338327950288"
+    );
     assert_eq!(r.str("c_money"), "1234.56");
     assert_eq!(r.time("c_time3"), time_micros(13, 45, 10, 123_000));
-    assert_eq!(r.ts("c_timestamp3"), (micros("2024-02-29 13:45:10.123"), None));
+    assert_eq!(
+        r.ts("c_timestamp3"),
+        (micros("2024-02-29 13:45:10.123"), None)
+    );
     assert_eq!(r.str("c_bytea"), "3q2+7wD/");
     assert_eq!(after(b, 2).str("c_money"), "-0.01");
     let m = meta(b);
     let m = Row { s: &m, i: 0 };
-    assert!(m.col("_transaction").is_null(2), "no transaction block without the setting");
+    assert!(
+        m.col("_transaction").is_null(2),
+        "no transaction block without the setting"
+    );
 }
