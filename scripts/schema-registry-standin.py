@@ -19,6 +19,9 @@ beside the recorded messages; ``--load`` serves a previously written state.
 
 Usage: schema-registry-standin.py --port 8081 [--state-file F] [--load F]
                                   [--basic-auth user:password]
+                                  [--tls-cert cert.pem --tls-key key.pem]
+
+``--port 0`` picks a free port; the first line printed names the URL.
 """
 
 import argparse
@@ -201,12 +204,22 @@ def main():
     p.add_argument("--state-file")
     p.add_argument("--load")
     p.add_argument("--basic-auth", help="user:password required on every request")
+    p.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate")
+    p.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
     args = p.parse_args()
     registry = Registry(args.state_file)
     if args.load:
         registry.load(args.load)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(registry, args.basic_auth))
-    print("schema registry stand-in listening on http://%s:%d" % (args.host, server.server_port), flush=True)
+    scheme = "http"
+    if args.tls_cert:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    print("schema registry stand-in listening on %s://%s:%d" % (scheme, args.host, server.server_port), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -3,6 +3,8 @@
 mod errors;
 mod fixtures;
 mod fuzz;
+mod registry;
+mod roundtrip;
 
 use std::future::Future;
 use std::pin::pin;
