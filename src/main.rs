@@ -1,1 +1,85 @@
-fn main() {}
+//! The `floe` command line.
+
+mod decode;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// floe: change-data-capture from Postgres (through Debezium and Kafka) into
+/// Apache Iceberg tables, exactly once.
+///
+/// Debezium's Postgres connector writes every insert, update, delete and
+/// truncate to Kafka as Avro (Confluent wire format, schemas in a schema
+/// registry). floe decodes those change events into Arrow and applies them
+/// to partitioned Iceberg tables that DuckDB, Spark, Trino, pyiceberg and
+/// floe's own SQL shell can read.
+#[derive(Parser, Debug)]
+#[command(name = "floe", version, propagate_version = true, after_help = EXAMPLES)]
+struct Cli {
+    /// Log filter, e.g. `info`, `floe=debug,ingest=trace` (also RUST_LOG).
+    #[arg(long, global = true, env = "FLOE_LOG", default_value = "warn")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  floe decode                          decode the bundled recording of real Debezium output
+  floe decode --recording DIR --rows 5 decode your own recording and show rows
+
+A recording is what scripts/record-fixtures.sh writes: recording.jsonl (one
+Kafka record per line) and schemas.json (the registry's schemas). See
+docs/recording-format.md.";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Decode a recording of Debezium change events and report what it holds.
+    ///
+    /// Runs the same decoder `floe ingest` uses (Confluent framing, schema
+    /// lookup, Debezium envelope, Avro to Arrow) over a recording instead of
+    /// a live Kafka topic, and prints one line per change batch: topic,
+    /// schema ids, rows per operation, tombstones, offsets, schema changes.
+    /// A message that cannot be decoded stops the run with an error naming
+    /// its topic, partition and offset.
+    Decode(decode::DecodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Decode(args) => decode::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", report(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line. Library errors often repeat their
+/// cause in their own message; a cause already said is not said again.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}

@@ -29,6 +29,7 @@ pub mod column;
 pub mod decoder;
 pub mod envelope;
 pub mod error;
+#[cfg(feature = "kafka")]
 mod kafka;
 pub mod recording;
 pub mod registry;

@@ -21,6 +21,8 @@ use crate::registry::{RegistryError, SchemaSource};
 
 #[derive(Debug, Error)]
 pub enum RecordingError {
+    #[error("no recording in {}: expected recording.jsonl and schemas.json there", dir.display())]
+    Missing { dir: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -124,6 +126,11 @@ impl Recording {
     pub fn load(dir: &Path) -> Result<Self, RecordingError> {
         let messages_path = dir.join("recording.jsonl");
         let schemas_path = dir.join("schemas.json");
+        if !messages_path.is_file() || !schemas_path.is_file() {
+            return Err(RecordingError::Missing {
+                dir: dir.to_path_buf(),
+            });
+        }
         let read = |path: &Path| {
             std::fs::read_to_string(path).map_err(|source| RecordingError::Io {
                 path: path.to_path_buf(),

@@ -1,1 +1,3 @@
+//! End-to-end tests of the `floe` binary, in one test binary.
 
+mod decode_cli;

@@ -1,0 +1,55 @@
+//! Iceberg schemas for source tables, from the row type of their change
+//! batches (the `after` image's Arrow fields, whose types follow
+//! `docs/types.md`).
+
+use arrow_schema::{Fields, Schema as ArrowSchema};
+use iceberg::spec::Schema;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SchemaError {
+    #[error("column type has no Iceberg equivalent: {0}")]
+    Unmappable(#[source] iceberg::Error),
+    #[error("primary-key column {0:?} is not a column of the table")]
+    UnknownKeyColumn(String),
+    #[error("primary-key column {column:?} must be a required primitive column, but is {reason}")]
+    BadKeyColumn {
+        column: String,
+        reason: &'static str,
+    },
+    #[error("invalid Iceberg schema: {0}")]
+    Invalid(#[source] iceberg::Error),
+}
+
+/// The Iceberg schema for a source table whose rows have `fields`, with
+/// the primary-key columns `key_fields` as identifier fields. Field ids are
+/// assigned from 1 in column order.
+pub fn table_schema(fields: &Fields, key_fields: &[String]) -> Result<Schema, SchemaError> {
+    let arrow = ArrowSchema::new(fields.clone());
+    let schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&arrow)
+        .map_err(SchemaError::Unmappable)?;
+    let mut ids = Vec::with_capacity(key_fields.len());
+    for key in key_fields {
+        let field = schema
+            .field_by_name(key)
+            .ok_or_else(|| SchemaError::UnknownKeyColumn(key.clone()))?;
+        if !field.required {
+            return Err(SchemaError::BadKeyColumn {
+                column: key.clone(),
+                reason: "nullable",
+            });
+        }
+        if !field.field_type.is_primitive() {
+            return Err(SchemaError::BadKeyColumn {
+                column: key.clone(),
+                reason: "not a primitive type",
+            });
+        }
+        ids.push(field.id);
+    }
+    schema
+        .into_builder()
+        .with_identifier_field_ids(ids)
+        .build()
+        .map_err(SchemaError::Invalid)
+}

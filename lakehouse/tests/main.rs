@@ -1,0 +1,3 @@
+//! The lakehouse crate's integration tests, in one binary.
+
+mod schema;
