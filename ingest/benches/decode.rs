@@ -6,6 +6,9 @@
 //! * by apache-avro's `from_avro_datum` into `Value` trees (the usual Rust
 //!   path; it stops at `Value` and does not even build Arrow arrays).
 //!
+//! floe flushes a batch every `FLUSH_EVERY` events, as `floe ingest` does
+//! at its commit trigger, so batches stay the size the service builds.
+//!
 //! Run: `cargo bench -p ingest --bench decode`. Results go in
 //! `docs/benchmarks.md`. `FLOE_BENCH_EVENTS` changes the event count.
 
@@ -24,6 +27,7 @@ use ingest::wire::{frame, split_frame};
 use ingest::{ChangeDecoder, RawMessage, Recording};
 
 const TOPIC: &str = "taxi.public.trips";
+const FLUSH_EVERY: usize = 100_000;
 
 fn ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -270,6 +274,9 @@ fn decode(c: &mut Criterion) {
                     value: Some(value),
                 };
                 ready(decoder.push(&msg)).unwrap();
+                if offset % FLUSH_EVERY == FLUSH_EVERY - 1 {
+                    black_box(decoder.flush());
+                }
             }
             black_box(decoder.flush())
         })

@@ -1,7 +1,6 @@
 //! [`ChangeBatch`]: the decoded changes of one source table, as Arrow, and
 //! the builder that accumulates them message by message.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -13,7 +12,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 use crate::avro::{AvroSchema, Cursor};
 use crate::column::Column;
-use crate::envelope::{EnvelopePlan, Op, RowImages};
+use crate::envelope::{EnvelopePlan, EventMeta, Op, RowImages};
 use crate::error::{DecodeErrorKind, Part};
 
 /// Names of the columns of [`ChangeBatch::records`].
@@ -199,7 +198,8 @@ pub(crate) struct BatchBuilder {
     unchanged: ListBuilder<StringBuilder>,
     unchanged_scratch: Vec<usize>,
     source: Option<SourceTable>,
-    offsets: BTreeMap<i32, (i64, i64)>,
+    /// Offset ranges per partition; usually one entry.
+    offsets: Vec<OffsetRange>,
     tombstones: usize,
     rows: usize,
     bytes: usize,
@@ -211,8 +211,9 @@ impl BatchBuilder {
         plan: Arc<EnvelopePlan>,
         version: SchemaVersion,
         previous_version: Option<SchemaVersion>,
+        rows_hint: usize,
     ) -> Result<Self, crate::column::UnsupportedType> {
-        Ok(Self {
+        let mut builder = Self {
             topic: topic.to_string(),
             before: plan.new_before_column()?,
             after: plan.new_after_column()?,
@@ -237,11 +238,32 @@ impl BatchBuilder {
             unchanged: ListBuilder::new(StringBuilder::new()),
             unchanged_scratch: Vec::new(),
             source: None,
-            offsets: BTreeMap::new(),
+            offsets: Vec::new(),
             tombstones: 0,
             rows: 0,
             bytes: 0,
-        })
+        };
+        builder.reserve(rows_hint);
+        Ok(builder)
+    }
+
+    /// Room for `n` rows in every column, so a batch the size of the
+    /// previous one grows its buffers once instead of doubling its way up.
+    fn reserve(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.after.reserve(n);
+        // `before` stays mostly null for inserts and updates and pads its
+        // children lazily: reserve only its own validity
+        if let Some(b) = self.before.as_mut() {
+            b.reserve_self(n);
+        }
+        self.partition.reserve(n);
+        self.offset.reserve(n);
+        self.txn_total.reserve(n);
+        self.txn_collection.reserve(n);
+        self.txn_valid.reserve(n);
     }
 
     pub fn version(&self) -> SchemaVersion {
@@ -267,13 +289,17 @@ impl BatchBuilder {
     }
 
     fn cover(&mut self, partition: i32, offset: i64) {
-        self.offsets
-            .entry(partition)
-            .and_modify(|(first, last)| {
-                *first = (*first).min(offset);
-                *last = (*last).max(offset);
-            })
-            .or_insert((offset, offset));
+        match self.offsets.iter_mut().find(|r| r.partition == partition) {
+            Some(r) => {
+                r.first = r.first.min(offset);
+                r.last = r.last.max(offset);
+            }
+            None => self.offsets.push(OffsetRange {
+                partition,
+                first: offset,
+                last: offset,
+            }),
+        }
     }
 
     pub fn push_tombstone(&mut self, partition: i32, offset: i64) {
@@ -301,8 +327,8 @@ impl BatchBuilder {
         );
         let result = self.decode_event(key, value_body, placeholder);
         match result {
-            Ok((op, meta_row)) => {
-                self.append_meta(op, partition, offset, meta_row);
+            Ok((op, meta)) => {
+                self.append_meta(op, partition, offset, &meta);
                 self.cover(partition, offset);
                 self.rows += 1;
                 self.bytes += message_len;
@@ -329,12 +355,12 @@ impl BatchBuilder {
         }
     }
 
-    fn decode_event(
+    fn decode_event<'v>(
         &mut self,
         key: Option<(u32, &AvroSchema, &[u8])>,
-        value_body: &[u8],
+        value_body: &'v [u8],
         placeholder: &[u8],
-    ) -> Result<(Op, MetaRow), DecodeErrorKind> {
+    ) -> Result<(Op, EventMeta<'v>), DecodeErrorKind> {
         let value_id = self.version.value_schema_id;
         match key {
             Some((key_id, key_schema, body)) => {
@@ -427,34 +453,26 @@ impl BatchBuilder {
                 });
             }
         }
-        let row = MetaRow {
-            // ts_us is exact where Debezium sends it (2.6+); ts_ms before that
-            source_ts: meta
-                .source_ts_us
-                .or_else(|| meta.source_ts_ms.and_then(|ms| ms.checked_mul(1000))),
-            lsn: meta.lsn,
-            tx_id: meta.tx_id,
-            snapshot: meta.snapshot.map(|s| s.into_owned()),
-            transaction: meta
-                .transaction
-                .map(|t| (t.id.to_string(), t.total_order, t.data_collection_order)),
-        };
-        Ok((op, row))
+        Ok((op, meta))
     }
 
-    fn append_meta(&mut self, op: Op, partition: i32, offset: i64, row: MetaRow) {
+    fn append_meta(&mut self, op: Op, partition: i32, offset: i64, meta: &EventMeta<'_>) {
         self.op.append_value(op.code());
         self.partition.push(partition);
         self.offset.push(offset);
-        self.source_ts.append_option(row.source_ts);
-        self.lsn.append_option(row.lsn);
-        self.tx_id.append_option(row.tx_id);
-        self.snapshot.append_option(row.snapshot);
-        match row.transaction {
-            Some((id, total, collection)) => {
-                self.txn_id.append_value(id);
-                self.txn_total.push(total);
-                self.txn_collection.push(collection);
+        // ts_us is exact where Debezium sends it (2.6+); ts_ms before that
+        let source_ts = meta
+            .source_ts_us
+            .or_else(|| meta.source_ts_ms.and_then(|ms| ms.checked_mul(1000)));
+        self.source_ts.append_option(source_ts);
+        self.lsn.append_option(meta.lsn);
+        self.tx_id.append_option(meta.tx_id);
+        self.snapshot.append_option(meta.snapshot.as_deref());
+        match &meta.transaction {
+            Some(t) => {
+                self.txn_id.append_value(t.id);
+                self.txn_total.push(t.total_order);
+                self.txn_collection.push(t.data_collection_order);
                 self.txn_valid.append(true);
             }
             None => {
@@ -493,6 +511,7 @@ impl BatchBuilder {
     /// Finishes the batch. Builders for batches that only saw tombstones
     /// produce a zero-row batch that still carries its offsets.
     pub fn finish(mut self) -> ChangeBatch {
+        self.offsets.sort_by_key(|r| r.partition);
         let mut fields: Vec<Field> = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
         let mut add = |field: Field, array: ArrayRef| {
@@ -582,24 +601,8 @@ impl BatchBuilder {
             previous_version: self.previous_version,
             key_fields,
             records,
-            offsets: self
-                .offsets
-                .into_iter()
-                .map(|(partition, (first, last))| OffsetRange {
-                    partition,
-                    first,
-                    last,
-                })
-                .collect(),
+            offsets: self.offsets,
             tombstones: self.tombstones,
         }
     }
-}
-
-struct MetaRow {
-    source_ts: Option<i64>,
-    lsn: Option<i64>,
-    tx_id: Option<i64>,
-    snapshot: Option<String>,
-    transaction: Option<(String, i64, i64)>,
 }

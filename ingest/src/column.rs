@@ -131,10 +131,9 @@ impl ByteStore {
         Ok(())
     }
 
-    #[inline]
-    fn push_empty(&mut self) {
+    fn push_empty_n(&mut self, n: usize) {
         let end = *self.offsets.last().unwrap_or(&0);
-        self.offsets.push(end);
+        self.offsets.resize(self.offsets.len() + n, end);
     }
 
     fn truncate(&mut self, len: usize) {
@@ -593,6 +592,7 @@ impl Column {
                     self.len += 1;
                 });
         };
+        Self::pad_children(self.len, children);
         for (i, child) in children.iter_mut().enumerate() {
             let result = if child.can_carry_placeholder() {
                 child.decode_or_placeholder(cur, placeholder)
@@ -742,6 +742,7 @@ impl Column {
                 );
             }
             Node::Struct(children) => {
+                Self::pad_children(self.len, children);
                 for child in children.iter_mut() {
                     child.decode(cur)?;
                 }
@@ -752,6 +753,46 @@ impl Column {
 
     /// Appends a null (and, in the value buffers, a placeholder default).
     pub fn append_null(&mut self) {
+        self.append_nulls(1);
+    }
+
+    /// Appends `n` nulls. A struct does not touch its children here: they
+    /// are padded in bulk when the next non-null value arrives or on
+    /// [`Column::finish`], which keeps an image that is mostly null (the
+    /// `before` of inserts, the `after` of deletes) nearly free.
+    pub fn append_nulls(&mut self, n: usize) {
+        if n == 1 {
+            return self.push_null();
+        }
+        match &mut self.node {
+            Node::Bool(b) => b.append_n(n, false),
+            Node::Int(v) | Node::Date(v) => v.resize(v.len() + n, 0),
+            Node::Long(v)
+            | Node::Time { values: v, .. }
+            | Node::Timestamp { values: v, .. }
+            | Node::ZonedTimestamp(v)
+            | Node::ZonedTime(v) => v.resize(v.len() + n, 0),
+            Node::Float(v) => v.resize(v.len() + n, 0.0),
+            Node::Double(v) => v.resize(v.len() + n, 0.0),
+            Node::Decimal { values, .. } => values.resize(values.len() + n, 0),
+            Node::VariableScaleDecimal(s)
+            | Node::Utf8(s)
+            | Node::Binary(s)
+            | Node::Enum { store: s, .. } => s.push_empty_n(n),
+            Node::Fixed { size, data } => data.resize(data.len() + *size * n, 0),
+            Node::List { offsets, .. } | Node::Map { offsets, .. } => {
+                let end = *offsets.last().unwrap_or(&0);
+                offsets.resize(offsets.len() + n, end);
+            }
+            Node::Struct(_) => {}
+        }
+        self.validity.append_n(n, false);
+        self.len += n;
+    }
+
+    /// One null: the common case, with pushes rather than resizes.
+    #[inline]
+    fn push_null(&mut self) {
         match &mut self.node {
             Node::Bool(b) => b.append(false),
             Node::Int(v) | Node::Date(v) => v.push(0),
@@ -766,16 +807,60 @@ impl Column {
             Node::VariableScaleDecimal(s)
             | Node::Utf8(s)
             | Node::Binary(s)
-            | Node::Enum { store: s, .. } => s.push_empty(),
+            | Node::Enum { store: s, .. } => {
+                let end = *s.offsets.last().unwrap_or(&0);
+                s.offsets.push(end);
+            }
             Node::Fixed { size, data } => data.resize(data.len() + *size, 0),
             Node::List { offsets, .. } | Node::Map { offsets, .. } => {
                 let end = *offsets.last().unwrap_or(&0);
                 offsets.push(end);
             }
-            Node::Struct(children) => children.iter_mut().for_each(Column::append_null),
+            Node::Struct(_) => {}
         }
         self.validity.append(false);
         self.len += 1;
+    }
+
+    /// Reserves room for `n` more values of this column only, not of a
+    /// struct's children.
+    pub fn reserve_self(&mut self, n: usize) {
+        self.validity.reserve(n);
+    }
+
+    /// Reserves room for `n` more values (and, for lists and maps, about
+    /// as many items), so a batch of a known size grows its buffers once.
+    pub fn reserve(&mut self, n: usize) {
+        self.validity.reserve(n);
+        match &mut self.node {
+            Node::Bool(b) => b.reserve(n),
+            Node::Int(v) | Node::Date(v) => v.reserve(n),
+            Node::Long(v)
+            | Node::Time { values: v, .. }
+            | Node::Timestamp { values: v, .. }
+            | Node::ZonedTimestamp(v)
+            | Node::ZonedTime(v) => v.reserve(n),
+            Node::Float(v) => v.reserve(n),
+            Node::Double(v) => v.reserve(n),
+            Node::Decimal { values, .. } => values.reserve(n),
+            Node::VariableScaleDecimal(s)
+            | Node::Utf8(s)
+            | Node::Binary(s)
+            | Node::Enum { store: s, .. } => s.offsets.reserve(n),
+            Node::Fixed { size, data } => data.reserve(n * *size),
+            Node::List { offsets, .. } | Node::Map { offsets, .. } => offsets.reserve(n),
+            Node::Struct(children) => children.iter_mut().for_each(|c| c.reserve(n)),
+        }
+    }
+
+    /// Brings a struct's children up to the struct's length (see
+    /// [`Column::append_nulls`]).
+    fn pad_children(len: usize, children: &mut [Column]) {
+        for child in children {
+            if child.len < len {
+                child.append_nulls(len - child.len);
+            }
+        }
     }
 
     /// Cuts the column back to its first `len` values.
@@ -822,7 +907,7 @@ impl Column {
     pub fn finish(&mut self) -> ArrayRef {
         let nulls = NullBuffer::new(self.validity.finish());
         let nulls = (nulls.null_count() > 0).then_some(nulls);
-        self.len = 0;
+        let len = std::mem::take(&mut self.len);
         let data_type = self.data_type();
         match &mut self.node {
             Node::Bool(b) => Arc::new(BooleanArray::new(b.finish(), nulls)),
@@ -914,6 +999,7 @@ impl Column {
                 ))
             }
             Node::Struct(children) => {
+                Self::pad_children(len, children);
                 let fields: Fields = children.iter().map(Column::field).collect();
                 let arrays = children.iter_mut().map(Column::finish).collect();
                 Arc::new(StructArray::new(fields, arrays, nulls))

@@ -10,8 +10,8 @@
 //! the open batch's (a column added in Postgres) closes it and opens a new
 //! one that records the previous version, so every batch has one schema.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::avro::AvroSchema;
@@ -75,13 +75,22 @@ impl Default for DecoderOptions {
 pub struct ChangeDecoder<S> {
     schemas: S,
     options: DecoderOptions,
-    plans: HashMap<u32, Result<Arc<EnvelopePlan>, EnvelopeSchemaError>>,
-    key_schemas: HashMap<u32, Arc<AvroSchema>>,
-    open: HashMap<String, BatchBuilder>,
+    plans: FastMap<u32, Result<Arc<EnvelopePlan>, EnvelopeSchemaError>>,
+    key_schemas: FastMap<u32, Arc<AvroSchema>>,
+    topics: FastMap<String, TopicState>,
     closed: Vec<ChangeBatch>,
     closed_rows: usize,
-    /// The version of the last batch opened per topic, across flushes.
-    last_version: HashMap<String, SchemaVersion>,
+}
+
+/// What the decoder keeps per topic across batches.
+#[derive(Default)]
+struct TopicState {
+    open: Option<BatchBuilder>,
+    /// The version of the topic's latest batch, across flushes: a batch
+    /// with another value schema says it changed.
+    last_version: Option<SchemaVersion>,
+    /// Rows of the topic's previous batch: the next one reserves that much.
+    rows_hint: usize,
 }
 
 impl<S: SchemaSource> ChangeDecoder<S> {
@@ -93,23 +102,26 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         Self {
             schemas,
             options,
-            plans: HashMap::new(),
-            key_schemas: HashMap::new(),
-            open: HashMap::new(),
+            plans: FastMap::default(),
+            key_schemas: FastMap::default(),
+            topics: FastMap::default(),
             closed: Vec::new(),
             closed_rows: 0,
-            last_version: HashMap::new(),
         }
     }
 
     /// Rows buffered in batches not yet flushed.
     pub fn buffered_rows(&self) -> usize {
-        self.open.values().map(BatchBuilder::rows).sum::<usize>() + self.closed_rows
+        self.open_builders().map(BatchBuilder::rows).sum::<usize>() + self.closed_rows
     }
 
     /// Approximate bytes (of Kafka messages) behind the buffered rows.
     pub fn buffered_bytes(&self) -> usize {
-        self.open.values().map(BatchBuilder::bytes).sum()
+        self.open_builders().map(BatchBuilder::bytes).sum()
+    }
+
+    fn open_builders(&self) -> impl Iterator<Item = &BatchBuilder> {
+        self.topics.values().filter_map(|t| t.open.as_ref())
     }
 
     /// Decodes one message into its topic's batch. On error the batch is
@@ -143,7 +155,6 @@ impl<S: SchemaSource> ChangeDecoder<S> {
             None => None,
         };
         let key_id = key.map(|(id, _)| id);
-
         let key_arg = match (key, key_schema.as_deref()) {
             (Some((id, body)), Some(schema)) => Some((id, schema, body)),
             _ => None,
@@ -151,45 +162,51 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         let message_len = value.len() + msg.key.map_or(0, <[u8]>::len);
         let placeholder = &self.options.unavailable_placeholder;
         let (partition, offset) = (msg.partition, msg.offset);
-        let builder = match self.open.get_mut(msg.topic) {
-            Some(open) if open.accepts(value_id, key_id) => {
-                open.push_event(
-                    partition,
-                    offset,
-                    key_arg,
-                    value_body,
-                    placeholder,
-                    message_len,
-                )
-                .map_err(fail)?;
-                open
-            }
-            _ => {
-                // A new schema version: decode into a new batch first and
-                // only then close the old one, so a message that fails leaves
-                // no trace (not even an empty batch announcing its schema).
-                let version = SchemaVersion {
-                    value_schema_id: value_id,
-                    key_schema_id: key_id,
-                };
-                let mut fresh = self.new_builder(msg.topic, plan, version).map_err(fail)?;
-                fresh
-                    .push_event(
-                        partition,
-                        offset,
-                        key_arg,
-                        value_body,
-                        placeholder,
-                        message_len,
-                    )
-                    .map_err(fail)?;
-                self.install(msg.topic, fresh)
-            }
+
+        let state = match self.topics.get_mut(msg.topic) {
+            Some(state) => state,
+            None => self.topics.entry(msg.topic.to_string()).or_default(),
         };
-        // the key schema becomes known with the first keyed event
-        let version = builder.version();
-        if self.last_version.get(msg.topic) != Some(&version) {
-            self.last_version.insert(msg.topic.to_string(), version);
+        if let Some(open) = state
+            .open
+            .as_mut()
+            .filter(|open| open.accepts(value_id, key_id))
+        {
+            open.push_event(
+                partition,
+                offset,
+                key_arg,
+                value_body,
+                placeholder,
+                message_len,
+            )
+            .map_err(fail)?;
+            state.last_version = Some(open.version());
+            return Ok(Pushed::Row);
+        }
+        // A new schema version (or the topic's first event): decode into a
+        // new batch first and only then close the old one, so a message that
+        // fails leaves no trace (not even an empty batch announcing its schema).
+        let version = SchemaVersion {
+            value_schema_id: value_id,
+            key_schema_id: key_id,
+        };
+        let mut fresh = new_builder(msg.topic, state, plan, version).map_err(fail)?;
+        fresh
+            .push_event(
+                partition,
+                offset,
+                key_arg,
+                value_body,
+                placeholder,
+                message_len,
+            )
+            .map_err(fail)?;
+        state.last_version = Some(fresh.version());
+        if let Some(old) = state.open.replace(fresh) {
+            state.rows_hint = old.rows();
+            self.closed_rows += old.rows();
+            self.closed.push(old.finish());
         }
         Ok(Pushed::Row)
     }
@@ -205,75 +222,42 @@ impl<S: SchemaSource> ChangeDecoder<S> {
                 },
             })?;
         }
-        if !self.open.contains_key(msg.topic) {
-            let Some(version) = self.last_version.get(msg.topic).copied() else {
+        let Some(state) = self.topics.get_mut(msg.topic) else {
+            return Ok(Pushed::UnattachedTombstone);
+        };
+        if state.open.is_none() {
+            let Some(version) = state.last_version else {
                 return Ok(Pushed::UnattachedTombstone);
             };
             let Some(Ok(plan)) = self.plans.get(&version.value_schema_id).cloned() else {
                 return Ok(Pushed::UnattachedTombstone);
             };
             let builder =
-                self.new_builder(msg.topic, plan, version)
-                    .map_err(|kind| DecodeError {
-                        position: msg.position(),
-                        kind,
-                    })?;
-            self.install(msg.topic, builder);
+                new_builder(msg.topic, state, plan, version).map_err(|kind| DecodeError {
+                    position: msg.position(),
+                    kind,
+                })?;
+            state.open = Some(builder);
         }
-        if let Some(builder) = self.open.get_mut(msg.topic) {
+        if let Some(builder) = state.open.as_mut() {
             builder.push_tombstone(msg.partition, msg.offset);
         }
         Ok(Pushed::Tombstone)
     }
 
-    fn new_builder(
-        &self,
-        topic: &str,
-        plan: Arc<EnvelopePlan>,
-        version: SchemaVersion,
-    ) -> Result<BatchBuilder, DecodeErrorKind> {
-        let previous = self
-            .last_version
-            .get(topic)
-            .copied()
-            .filter(|prev| prev.value_schema_id != version.value_schema_id);
-        BatchBuilder::new(topic, plan, version, previous).map_err(|source| {
-            DecodeErrorKind::UnsupportedType {
-                part: Part::Value,
-                id: version.value_schema_id,
-                source,
-            }
-        })
-    }
-
-    /// Makes `builder` the topic's open batch, closing the one it replaces.
-    fn install(&mut self, topic: &str, builder: BatchBuilder) -> &mut BatchBuilder {
-        self.last_version
-            .insert(topic.to_string(), builder.version());
-        match self.open.entry(topic.to_string()) {
-            Entry::Occupied(mut slot) => {
-                let old = std::mem::replace(slot.get_mut(), builder);
-                self.closed_rows += old.rows();
-                self.closed.push(old.finish());
-                slot.into_mut()
-            }
-            Entry::Vacant(slot) => slot.insert(builder),
-        }
-    }
-
     /// Closes every open batch and returns all batches, in Kafka order per
     /// topic (topics in name order).
     pub fn flush(&mut self) -> Vec<ChangeBatch> {
-        let mut topics: Vec<String> = self.open.keys().cloned().collect();
-        topics.sort();
         let mut out = std::mem::take(&mut self.closed);
         self.closed_rows = 0;
-        for topic in topics {
-            if let Some(builder) = self.open.remove(&topic) {
+        for state in self.topics.values_mut() {
+            if let Some(builder) = state.open.take() {
+                state.rows_hint = builder.rows();
                 out.push(builder.finish());
             }
         }
-        // closed batches of one topic come before its open one; keep topics together
+        // closed batches of a topic were pushed before its open one, and the
+        // sort is stable, so each topic's batches stay in Kafka order
         out.sort_by(|a, b| a.topic.cmp(&b.topic));
         out
     }
@@ -317,5 +301,81 @@ impl<S: SchemaSource> ChangeDecoder<S> {
             );
         self.key_schemas.insert(id, schema.clone());
         Ok(schema)
+    }
+}
+
+/// A builder for a topic's next batch, sized like its previous one.
+fn new_builder(
+    topic: &str,
+    state: &TopicState,
+    plan: Arc<EnvelopePlan>,
+    version: SchemaVersion,
+) -> Result<BatchBuilder, DecodeErrorKind> {
+    let previous = state
+        .last_version
+        .filter(|prev| prev.value_schema_id != version.value_schema_id);
+    BatchBuilder::new(topic, plan, version, previous, state.rows_hint).map_err(|source| {
+        DecodeErrorKind::UnsupportedType {
+            part: Part::Value,
+            id: version.value_schema_id,
+            source,
+        }
+    })
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The Fx hash (as in rustc): much cheaper than SipHash for the short keys
+/// looked up per message (topic names, schema ids), none of which an
+/// attacker chooses.
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
     }
 }

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use crate::avro::{skip, AvroSchema, AvroType, Cursor, CursorError};
+use crate::avro::{skip, AvroSchema, AvroType, Cursor, CursorError, SkipPlan};
 use crate::column::{Column, ValueError};
 
 /// The change operation of one event.
@@ -70,7 +70,7 @@ enum SourceField {
     Db,
     Schema,
     Table,
-    Skip,
+    Skip(SkipPlan),
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ enum Step {
     Op,
     Source(Vec<(SourceField, AvroSchema)>),
     Transaction(AvroSchema),
-    Skip(AvroSchema),
+    Skip(SkipPlan),
 }
 
 /// How to read envelopes written with one value schema.
@@ -164,7 +164,7 @@ impl EnvelopePlan {
                 "transaction" if is_transaction_block(&f.schema) => {
                     Step::Transaction(f.schema.clone())
                 }
-                _ => Step::Skip(f.schema.clone()),
+                _ => Step::Skip(SkipPlan::compile(&f.schema)),
             };
             steps.push(step);
         }
@@ -236,7 +236,7 @@ impl EnvelopePlan {
                     meta.transaction = read_transaction(cur, schema)
                         .map_err(|e| ValueError::from(e).in_field("transaction"))?
                 }
-                Step::Skip(schema) => skip(cur, schema)?,
+                Step::Skip(plan) => plan.skip(cur)?,
             }
         }
         Ok(meta)
@@ -270,7 +270,7 @@ fn source_fields(schema: &AvroSchema) -> Vec<(SourceField, AvroSchema)> {
         .filter(|_| matches!(schema.ty, AvroType::Record { .. }))
     else {
         // an unexpected shape: keep nothing, but still read past it
-        return vec![(SourceField::Skip, schema.clone())];
+        return vec![(SourceField::Skip(SkipPlan::compile(schema)), schema.clone())];
     };
     fields
         .iter()
@@ -287,7 +287,7 @@ fn source_fields(schema: &AvroSchema) -> Vec<(SourceField, AvroSchema)> {
                 "db" if stringish => SourceField::Db,
                 "schema" if stringish => SourceField::Schema,
                 "table" if stringish => SourceField::Table,
-                _ => SourceField::Skip,
+                _ => SourceField::Skip(SkipPlan::compile(&f.schema)),
             };
             (which, f.schema.clone())
         })
@@ -362,7 +362,7 @@ fn read_source_field<'a>(
         SourceField::Db => meta.db = read_str_like(cur, schema)?,
         SourceField::Schema => meta.schema = read_str_like(cur, schema)?,
         SourceField::Table => meta.table = read_str_like(cur, schema)?,
-        SourceField::Skip => skip(cur, schema)?,
+        SourceField::Skip(plan) => plan.skip(cur)?,
     }
     Ok(())
 }

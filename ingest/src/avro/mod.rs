@@ -13,4 +13,4 @@ mod skip;
 
 pub use cursor::{Cursor, CursorError};
 pub use schema::{AvroSchema, AvroType, Field, SchemaError};
-pub use skip::skip;
+pub use skip::{skip, SkipPlan};

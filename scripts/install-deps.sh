@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing floe needs and is not already here.
+# Idempotent and quick when everything is present; run by scripts/test.sh
+# and .ci/run. Debian packages only (apt-get), as root.
+#
+# Needed: Rust with rustfmt and clippy (the machine's toolchain), a C
+# toolchain and make (librdkafka is built from source by rdkafka-sys),
+# python3 (the schema-registry test stand-in) and openssl (TLS test
+# certificates).
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+missing=()
+command -v cc >/dev/null || missing+=(gcc)
+command -v make >/dev/null || missing+=(make)
+command -v python3 >/dev/null || missing+=(python3)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+if ((${#missing[@]})); then
+  log "installing ${missing[*]} (apt-get)"
+  if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+fi
+command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
