@@ -203,6 +203,8 @@ pub(crate) struct BatchBuilder {
     tombstones: usize,
     rows: usize,
     bytes: usize,
+    /// Expected rows (the topic's previous batch), for reserving buffers.
+    rows_hint: usize,
 }
 
 impl BatchBuilder {
@@ -242,6 +244,7 @@ impl BatchBuilder {
             tombstones: 0,
             rows: 0,
             bytes: 0,
+            rows_hint,
         };
         builder.reserve(rows_hint);
         Ok(builder)
@@ -373,9 +376,8 @@ impl BatchBuilder {
                                 source,
                             }
                         })?;
-                    for _ in 0..self.key.pending_nulls {
-                        column.append_null();
-                    }
+                    column.reserve(self.rows_hint);
+                    column.append_nulls(self.key.pending_nulls);
                     self.key.pending_nulls = 0;
                     self.key.column = Some(column);
                     self.version.key_schema_id = Some(key_id);
@@ -407,6 +409,7 @@ impl BatchBuilder {
         let mut cur = Cursor::new(value_body);
         self.unchanged_scratch.clear();
         let mut images = RowImages {
+            want_source_names: self.source.is_none(),
             before: self.before.as_mut(),
             after: &mut self.after,
             placeholder,

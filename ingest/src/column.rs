@@ -511,7 +511,7 @@ impl Column {
 
     /// Reads one value of this column's schema (including its union branch,
     /// if nullable) and appends it.
-    #[inline]
+    #[inline(always)]
     pub fn decode(&mut self, cur: &mut Cursor<'_>) -> Result<(), ValueError> {
         if let Some(null_branch) = self.null_branch {
             if cur
@@ -523,7 +523,42 @@ impl Column {
                 return Ok(());
             }
         }
-        self.decode_value(cur).map_err(|e| e.in_field(&self.name))?;
+        // Fast path, inlined into the row loop: the plain leaves that make up
+        // most columns, without a call into the general decoder.
+        let done = match &mut self.node {
+            Node::Long(v)
+            | Node::Timestamp {
+                unit: Unit::Micros,
+                values: v,
+                ..
+            } => {
+                v.push(
+                    cur.read_long()
+                        .map_err(|e| ValueError::from(e).in_field(&self.name))?,
+                );
+                true
+            }
+            Node::Int(v) | Node::Date(v) => {
+                v.push(
+                    cur.read_int()
+                        .map_err(|e| ValueError::from(e).in_field(&self.name))?,
+                );
+                true
+            }
+            Node::Utf8(store) => {
+                let text = cur
+                    .read_str()
+                    .map_err(|e| ValueError::from(e).in_field(&self.name))?;
+                store
+                    .push(text.as_bytes())
+                    .map_err(|k| ValueError::new(k).in_field(&self.name))?;
+                true
+            }
+            _ => false,
+        };
+        if !done {
+            self.decode_value(cur).map_err(|e| e.in_field(&self.name))?;
+        }
         self.validity.append(true);
         self.len += 1;
         Ok(())

@@ -119,6 +119,8 @@ pub struct TransactionBlock<'a> {
 
 /// Where envelope decoding writes row images.
 pub struct RowImages<'b> {
+    /// Read `source.db`, `schema` and `table` (a batch needs them once).
+    pub want_source_names: bool,
     pub before: Option<&'b mut Column>,
     pub after: &'b mut Column,
     pub placeholder: &'b [u8],
@@ -228,7 +230,7 @@ impl EnvelopePlan {
                 }
                 Step::Source(fields) => {
                     for (which, schema) in fields {
-                        read_source_field(cur, which, schema, &mut meta)
+                        read_source_field(cur, which, schema, images.want_source_names, &mut meta)
                             .map_err(|e| ValueError::from(e).in_field("source"))?;
                     }
                 }
@@ -351,6 +353,7 @@ fn read_source_field<'a>(
     cur: &mut Cursor<'a>,
     which: &SourceField,
     schema: &AvroSchema,
+    want_names: bool,
     meta: &mut EventMeta<'a>,
 ) -> Result<(), CursorError> {
     match which {
@@ -359,9 +362,10 @@ fn read_source_field<'a>(
         SourceField::TsMs => meta.source_ts_ms = read_long_like(cur, schema)?,
         SourceField::TsUs => meta.source_ts_us = read_long_like(cur, schema)?,
         SourceField::Snapshot => meta.snapshot = read_str_like(cur, schema)?,
-        SourceField::Db => meta.db = read_str_like(cur, schema)?,
-        SourceField::Schema => meta.schema = read_str_like(cur, schema)?,
-        SourceField::Table => meta.table = read_str_like(cur, schema)?,
+        SourceField::Db if want_names => meta.db = read_str_like(cur, schema)?,
+        SourceField::Schema if want_names => meta.schema = read_str_like(cur, schema)?,
+        SourceField::Table if want_names => meta.table = read_str_like(cur, schema)?,
+        SourceField::Db | SourceField::Schema | SourceField::Table => skip(cur, schema)?,
         SourceField::Skip(plan) => plan.skip(cur)?,
     }
     Ok(())

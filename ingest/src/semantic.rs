@@ -187,9 +187,20 @@ pub fn parse_zoned_time(text: &str) -> Option<i64> {
 
 /// A big-endian two's-complement integer (Avro's decimal encoding) as i128,
 /// or None when it does not fit in 128 bits.
+#[inline]
 pub fn i128_from_be_bytes(bytes: &[u8]) -> Option<i128> {
     if bytes.is_empty() {
         return Some(0);
+    }
+    if bytes.len() <= 8 {
+        // the common case (up to 18 digits): sign-extend through i64
+        let mut buf = if bytes[0] & 0x80 != 0 {
+            [0xff; 8]
+        } else {
+            [0; 8]
+        };
+        buf[8 - bytes.len()..].copy_from_slice(bytes);
+        return Some(i128::from(i64::from_be_bytes(buf)));
     }
     let negative = bytes[0] & 0x80 != 0;
     let fill = if negative { 0xff } else { 0x00 };
@@ -206,8 +217,18 @@ pub fn i128_from_be_bytes(bytes: &[u8]) -> Option<i128> {
 
 /// 10^precision for precision 1..=38, the exclusive bound of a decimal's
 /// unscaled value.
+#[inline]
 pub fn decimal_bound(precision: u8) -> i128 {
-    10i128.pow(u32::from(precision.min(38)))
+    const POWERS: [i128; 39] = {
+        let mut p = [1i128; 39];
+        let mut i = 1;
+        while i < 39 {
+            p[i] = p[i - 1] * 10;
+            i += 1;
+        }
+        p
+    };
+    POWERS[precision.min(38) as usize]
 }
 
 /// Formats an arbitrarily long big-endian two's-complement unscaled value
