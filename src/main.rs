@@ -8,13 +8,12 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// floe: change-data-capture from Postgres (through Debezium and Kafka) into
-/// Apache Iceberg tables, exactly once.
+/// Apache Iceberg tables.
 ///
 /// Debezium's Postgres connector writes every insert, update, delete and
 /// truncate to Kafka as Avro (Confluent wire format, schemas in a schema
-/// registry). floe decodes those change events into Arrow and applies them
-/// to partitioned Iceberg tables that DuckDB, Spark, Trino, pyiceberg and
-/// floe's own SQL shell can read.
+/// registry). floe decodes those change events into Arrow change batches;
+/// applying them to Iceberg tables (`floe ingest`) is being built next.
 #[derive(Parser, Debug)]
 #[command(name = "floe", version, propagate_version = true, after_help = EXAMPLES)]
 struct Cli {

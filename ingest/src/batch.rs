@@ -167,6 +167,18 @@ impl ChangeBatch {
     }
 }
 
+/// One framed event, split and with its key schema resolved.
+#[derive(Clone, Copy)]
+pub(crate) struct EventInput<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    /// Key schema id, key schema and key body; None for a null key.
+    pub key: Option<(u32, &'a AvroSchema, &'a [u8])>,
+    pub value_body: &'a [u8],
+    /// Size of the Kafka record, for buffer accounting.
+    pub message_len: usize,
+}
+
 /// The key column starts once the first keyed message shows its schema; the
 /// null keys before it (truncates) are remembered and filled in then.
 #[derive(Debug)]
@@ -312,16 +324,18 @@ impl BatchBuilder {
 
     /// Decodes one event into the batch. On error nothing of the event
     /// remains in the batch.
-    #[allow(clippy::too_many_arguments)]
     pub fn push_event(
         &mut self,
-        partition: i32,
-        offset: i64,
-        key: Option<(u32, &AvroSchema, &[u8])>,
-        value_body: &[u8],
+        event: &EventInput<'_>,
         placeholder: &[u8],
-        message_len: usize,
     ) -> Result<(), DecodeErrorKind> {
+        let EventInput {
+            partition,
+            offset,
+            key,
+            value_body,
+            message_len,
+        } = *event;
         let rows_before = self.rows;
         let key_before = (
             self.key.column.is_some(),

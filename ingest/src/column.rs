@@ -131,11 +131,6 @@ impl ByteStore {
         Ok(())
     }
 
-    fn push_empty_n(&mut self, n: usize) {
-        let end = *self.offsets.last().unwrap_or(&0);
-        self.offsets.resize(self.offsets.len() + n, end);
-    }
-
     fn truncate(&mut self, len: usize) {
         self.offsets.truncate(len + 1);
         let end = *self.offsets.last().unwrap_or(&0);
@@ -796,65 +791,33 @@ impl Column {
     /// [`Column::finish`], which keeps an image that is mostly null (the
     /// `before` of inserts, the `after` of deletes) nearly free.
     pub fn append_nulls(&mut self, n: usize) {
-        if n == 1 {
-            return self.push_null();
-        }
         match &mut self.node {
             Node::Bool(b) => b.append_n(n, false),
-            Node::Int(v) | Node::Date(v) => v.resize(v.len() + n, 0),
+            Node::Int(v) | Node::Date(v) => grow(v, n, 0),
             Node::Long(v)
             | Node::Time { values: v, .. }
             | Node::Timestamp { values: v, .. }
             | Node::ZonedTimestamp(v)
-            | Node::ZonedTime(v) => v.resize(v.len() + n, 0),
-            Node::Float(v) => v.resize(v.len() + n, 0.0),
-            Node::Double(v) => v.resize(v.len() + n, 0.0),
-            Node::Decimal { values, .. } => values.resize(values.len() + n, 0),
-            Node::VariableScaleDecimal(s)
-            | Node::Utf8(s)
-            | Node::Binary(s)
-            | Node::Enum { store: s, .. } => s.push_empty_n(n),
-            Node::Fixed { size, data } => data.resize(data.len() + *size * n, 0),
-            Node::List { offsets, .. } | Node::Map { offsets, .. } => {
-                let end = *offsets.last().unwrap_or(&0);
-                offsets.resize(offsets.len() + n, end);
-            }
-            Node::Struct(_) => {}
-        }
-        self.validity.append_n(n, false);
-        self.len += n;
-    }
-
-    /// One null: the common case, with pushes rather than resizes.
-    #[inline]
-    fn push_null(&mut self) {
-        match &mut self.node {
-            Node::Bool(b) => b.append(false),
-            Node::Int(v) | Node::Date(v) => v.push(0),
-            Node::Long(v)
-            | Node::Time { values: v, .. }
-            | Node::Timestamp { values: v, .. }
-            | Node::ZonedTimestamp(v)
-            | Node::ZonedTime(v) => v.push(0),
-            Node::Float(v) => v.push(0.0),
-            Node::Double(v) => v.push(0.0),
-            Node::Decimal { values, .. } => values.push(0),
+            | Node::ZonedTime(v) => grow(v, n, 0),
+            Node::Float(v) => grow(v, n, 0.0),
+            Node::Double(v) => grow(v, n, 0.0),
+            Node::Decimal { values, .. } => grow(values, n, 0),
             Node::VariableScaleDecimal(s)
             | Node::Utf8(s)
             | Node::Binary(s)
             | Node::Enum { store: s, .. } => {
                 let end = *s.offsets.last().unwrap_or(&0);
-                s.offsets.push(end);
+                grow(&mut s.offsets, n, end);
             }
-            Node::Fixed { size, data } => data.resize(data.len() + *size, 0),
+            Node::Fixed { size, data } => data.resize(data.len() + *size * n, 0),
             Node::List { offsets, .. } | Node::Map { offsets, .. } => {
                 let end = *offsets.last().unwrap_or(&0);
-                offsets.push(end);
+                grow(offsets, n, end);
             }
             Node::Struct(_) => {}
         }
-        self.validity.append(false);
-        self.len += 1;
+        self.validity.append_n(n, false);
+        self.len += n;
     }
 
     /// Reserves room for `n` more values of this column only, not of a
@@ -1043,6 +1006,16 @@ impl Column {
     }
 }
 
+/// Appends `n` copies of `fill`; a push when `n` is 1 (nulls come one at a time).
+#[inline]
+fn grow<T: Copy>(v: &mut Vec<T>, n: usize, fill: T) {
+    if n == 1 {
+        v.push(fill);
+    } else {
+        v.resize(v.len() + n, fill);
+    }
+}
+
 fn unsupported_in(parent: &str, e: UnsupportedType) -> UnsupportedType {
     UnsupportedType {
         path: format!("{parent}.{}", e.path),
@@ -1053,24 +1026,11 @@ fn unsupported_in(parent: &str, e: UnsupportedType) -> UnsupportedType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avro::cursor::tests::zigzag as zz;
     use arrow_array::{Array, Int64Array};
 
     fn col(schema: &str) -> Column {
         Column::for_schema("c", &AvroSchema::parse(schema).unwrap()).unwrap()
-    }
-
-    fn zz(v: i64) -> Vec<u8> {
-        let mut n = ((v << 1) ^ (v >> 63)) as u64;
-        let mut out = Vec::new();
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return out;
-            }
-            out.push(b | 0x80);
-        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::avro::AvroSchema;
-use crate::batch::{BatchBuilder, ChangeBatch, SchemaVersion};
+use crate::batch::{BatchBuilder, ChangeBatch, EventInput, SchemaVersion};
 use crate::envelope::{EnvelopePlan, EnvelopeSchemaError};
 use crate::error::{DecodeError, DecodeErrorKind, MessagePosition, Part};
 use crate::registry::{RegistryError, SchemaSource};
@@ -161,7 +161,13 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         };
         let message_len = value.len() + msg.key.map_or(0, <[u8]>::len);
         let placeholder = &self.options.unavailable_placeholder;
-        let (partition, offset) = (msg.partition, msg.offset);
+        let event = EventInput {
+            partition: msg.partition,
+            offset: msg.offset,
+            key: key_arg,
+            value_body,
+            message_len,
+        };
 
         let state = match self.topics.get_mut(msg.topic) {
             Some(state) => state,
@@ -172,15 +178,7 @@ impl<S: SchemaSource> ChangeDecoder<S> {
             .as_mut()
             .filter(|open| open.accepts(value_id, key_id))
         {
-            open.push_event(
-                partition,
-                offset,
-                key_arg,
-                value_body,
-                placeholder,
-                message_len,
-            )
-            .map_err(fail)?;
+            open.push_event(&event, placeholder).map_err(fail)?;
             state.last_version = Some(open.version());
             return Ok(Pushed::Row);
         }
@@ -192,16 +190,7 @@ impl<S: SchemaSource> ChangeDecoder<S> {
             key_schema_id: key_id,
         };
         let mut fresh = new_builder(msg.topic, state, plan, version).map_err(fail)?;
-        fresh
-            .push_event(
-                partition,
-                offset,
-                key_arg,
-                value_body,
-                placeholder,
-                message_len,
-            )
-            .map_err(fail)?;
+        fresh.push_event(&event, placeholder).map_err(fail)?;
         state.last_version = Some(fresh.version());
         if let Some(old) = state.open.replace(fresh) {
             state.rows_hint = old.rows();

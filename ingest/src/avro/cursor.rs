@@ -190,10 +190,11 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn zigzag(v: i64) -> Vec<u8> {
+    /// Avro's zig-zag varint encoding of `v`, for tests.
+    pub(crate) fn zigzag(v: i64) -> Vec<u8> {
         let mut n = ((v << 1) ^ (v >> 63)) as u64;
         let mut out = Vec::new();
         loop {

@@ -7,7 +7,7 @@
 //! and its `Value` tree costs an allocation per field; floe compiles the
 //! writer schema into a column decoder instead (see [`crate::column`]).
 
-mod cursor;
+pub(crate) mod cursor;
 mod schema;
 mod skip;
 
