@@ -1070,6 +1070,47 @@ mod tests {
     }
 
     #[test]
+    fn nanosecond_times_keep_exact_microseconds_and_refuse_finer_ones() {
+        let mut ts = col(r#"{"type":"long","connect.name":"io.debezium.time.NanoTimestamp"}"#);
+        assert_eq!(
+            ts.field().data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
+        ts.decode(&mut Cursor::new(&zz(1_709_194_510_654_321_000)))
+            .unwrap();
+        let err = ts
+            .decode(&mut Cursor::new(&zz(1_709_194_510_654_321_001)))
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ValueErrorKind::SubMicrosecond { .. }),
+            "{err}"
+        );
+        let a = ts.finish();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(a.values().as_ref(), &[1_709_194_510_654_321]);
+
+        let mut t = col(r#"{"type":"long","connect.name":"io.debezium.time.NanoTime"}"#);
+        t.decode(&mut Cursor::new(&zz(3_600_000_000_000))).unwrap();
+        assert!(t.decode(&mut Cursor::new(&zz(999))).is_err());
+        let err = t
+            .decode(&mut Cursor::new(&zz(90_000_000_000_000)))
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ValueErrorKind::OutOfRange { .. }),
+            "25 h is not a time of day: {err}"
+        );
+        let a = t.finish();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow_array::Time64MicrosecondArray>()
+            .unwrap();
+        assert_eq!(a.values().as_ref(), &[3_600_000_000]);
+    }
+
+    #[test]
     fn general_unions_are_unsupported() {
         let s = AvroSchema::parse(r#"["int","string"]"#).unwrap();
         assert!(Column::for_schema("u", &s).is_err());

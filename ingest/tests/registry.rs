@@ -158,6 +158,34 @@ async fn a_registry_that_is_down_is_retried_with_backoff_then_reported() {
 }
 
 #[tokio::test]
+async fn a_registry_that_never_answers_times_out() {
+    // accepts connections, never replies
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let holder = std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(2).collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(held);
+    });
+    let config = RegistryConfig {
+        request_timeout: Duration::from_millis(300),
+        ..fast(&url, 2)
+    };
+    let client = SchemaRegistryClient::new(config).unwrap();
+    let started = Instant::now();
+    let err = client.schema_by_id(1).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Unavailable { attempts: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "two 300 ms timeouts and one backoff, not a hang"
+    );
+    holder.join().unwrap();
+}
+
+#[tokio::test]
 async fn a_registry_that_comes_back_during_retries_is_used() {
     let rec = Recording::load(&fixture_dir()).unwrap();
     let id = trips_value_id(&rec);
