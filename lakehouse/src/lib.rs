@@ -6,14 +6,31 @@
 //! source table, applying changes, the snapshot commit with its
 //! exactly-once offsets, and table maintenance.
 //!
-//! Today it holds the first piece, [`schema`]: how a change batch's row
-//! type becomes an Iceberg schema with the primary key as identifier
-//! fields. Start reading there.
+//! Built so far:
+//! * [`config`]: the lake's configuration (warehouse, catalog, per-table
+//!   names, partitioning and mode);
+//! * [`catalog`]: opening the SQL catalog (SQLite by default, Postgres);
+//! * [`schema`] and [`partition`]: the Iceberg schema (primary key as
+//!   identifier fields) and partition spec of a source table;
+//! * [`table`]: naming a source table's Iceberg table and creating it from
+//!   its first change batch. Start reading at [`table::ensure_table`].
+//!
+//! Applying changes (primary-key index, position deletes, the row-delta
+//! commit) is the next piece.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without
 //! its `kafka` feature). Queries over the lake belong to `analytics`.
 
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod partition;
 pub mod schema;
+pub mod table;
 
+pub use catalog::open_catalog;
+pub use config::{CatalogConfig, LakeConfig, TableConfig, TableMode, TablesConfig};
+pub use error::LakehouseError;
 pub use schema::{table_schema, SchemaError};
+pub use table::{ensure_table, TableTarget};

@@ -9,7 +9,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum SchemaError {
     #[error("column type has no Iceberg equivalent: {0}")]
-    Unmappable(#[source] iceberg::Error),
+    Unmappable(#[source] Box<iceberg::Error>),
     #[error("primary-key column {0:?} is not a column of the table")]
     UnknownKeyColumn(String),
     #[error("primary-key column {column:?} must be a required primitive column, but is {reason}")]
@@ -18,7 +18,7 @@ pub enum SchemaError {
         reason: &'static str,
     },
     #[error("invalid Iceberg schema: {0}")]
-    Invalid(#[source] iceberg::Error),
+    Invalid(#[source] Box<iceberg::Error>),
 }
 
 /// The Iceberg schema for a source table whose rows have `fields`, with
@@ -27,7 +27,7 @@ pub enum SchemaError {
 pub fn table_schema(fields: &Fields, key_fields: &[String]) -> Result<Schema, SchemaError> {
     let arrow = ArrowSchema::new(fields.clone());
     let schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&arrow)
-        .map_err(SchemaError::Unmappable)?;
+        .map_err(|e| SchemaError::Unmappable(Box::new(e)))?;
     let mut ids = Vec::with_capacity(key_fields.len());
     for key in key_fields {
         let field = schema
@@ -51,5 +51,5 @@ pub fn table_schema(fields: &Fields, key_fields: &[String]) -> Result<Schema, Sc
         .into_builder()
         .with_identifier_field_ids(ids)
         .build()
-        .map_err(SchemaError::Invalid)
+        .map_err(|e| SchemaError::Invalid(Box::new(e)))
 }

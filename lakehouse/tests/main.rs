@@ -1,3 +1,4 @@
 //! The lakehouse crate's integration tests, in one binary.
 
 mod schema;
+mod tables;

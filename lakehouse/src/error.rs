@@ -1,0 +1,34 @@
+//! The lakehouse's errors.
+
+use thiserror::Error;
+
+use crate::schema::SchemaError;
+
+#[derive(Debug, Error)]
+pub enum LakehouseError {
+    #[error("cannot open the catalog at {uri}: {source}")]
+    Catalog {
+        uri: String,
+        source: Box<iceberg::Error>,
+    },
+    #[error("cannot create the warehouse directory {path}: {source}")]
+    Warehouse {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("partition field {field:?}: {reason}")]
+    PartitionSpec { field: String, reason: String },
+    #[error(
+        "source table {source_table} has no primary key: floe cannot apply updates and deletes to it; \
+         set `mode = \"append\"` for it to keep every change as a row"
+    )]
+    NoPrimaryKey { source_table: String },
+    #[error("table {table}: {source}")]
+    Schema { table: String, source: SchemaError },
+    #[error("Iceberg operation {operation} on {table} failed: {source}")]
+    Iceberg {
+        operation: &'static str,
+        table: String,
+        source: Box<iceberg::Error>,
+    },
+}

@@ -1,0 +1,182 @@
+//! Iceberg tables for source tables: named from configuration and created
+//! from the first change batch that arrives for them.
+
+use std::sync::Arc;
+
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use iceberg::table::Table;
+use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use ingest::ChangeBatch;
+
+use crate::config::{TableConfig, TableMode, TablesConfig};
+use crate::error::LakehouseError;
+use crate::partition::partition_spec;
+use crate::schema::table_schema;
+
+/// Columns an `append`-mode table adds to the source row.
+pub mod append_columns {
+    /// The operation (`c`, `u`, `d`, `r`, `t`).
+    pub const OP: &str = "_op";
+    /// Kafka partition and offset of the change.
+    pub const PARTITION: &str = "_kafka_partition";
+    pub const OFFSET: &str = "_kafka_offset";
+    /// Source commit time.
+    pub const SOURCE_TS: &str = "_source_ts";
+}
+
+/// Where a source table's changes land and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableTarget {
+    pub ident: TableIdent,
+    pub config: TableConfig,
+}
+
+impl TableTarget {
+    /// Resolves the target of a batch's source table from configuration.
+    pub fn for_batch(batch: &ChangeBatch, tables: &TablesConfig) -> Result<Self, LakehouseError> {
+        let (source_schema, source_table) = match &batch.source {
+            Some(s) => (s.schema.clone(), s.table.clone()),
+            // a batch of tombstones only: the topic says which table
+            None => {
+                let mut parts = batch.topic.rsplitn(3, '.');
+                let table = parts.next().unwrap_or(&batch.topic).to_string();
+                (parts.next().unwrap_or("public").to_string(), table)
+            }
+        };
+        let key = format!("{source_schema}.{source_table}");
+        let config = tables.by_source.get(&key).cloned().unwrap_or_default();
+        let prefix = batch.topic.split('.').next().unwrap_or(&batch.topic);
+        let namespace = config
+            .namespace
+            .clone()
+            .or_else(|| tables.namespace.clone())
+            .unwrap_or_else(|| format!("{prefix}_cdc"));
+        let name = config.name.clone().unwrap_or(source_table);
+        let ident = TableIdent::new(NamespaceIdent::new(namespace), name);
+        Ok(Self { ident, config })
+    }
+
+    /// The Iceberg schema for this target from the batch's row type.
+    pub fn schema(&self, batch: &ChangeBatch) -> Result<Schema, LakehouseError> {
+        let table = self.ident.to_string();
+        match self.config.mode {
+            TableMode::Upsert => {
+                if batch.key_fields.is_empty() {
+                    return Err(LakehouseError::NoPrimaryKey {
+                        source_table: source_name(batch),
+                    });
+                }
+                table_schema(&batch.row_fields(), &batch.key_fields)
+                    .map_err(|source| LakehouseError::Schema { table, source })
+            }
+            TableMode::Append => {
+                let row = table_schema(&batch.row_fields(), &[]).map_err(|source| {
+                    LakehouseError::Schema {
+                        table: table.clone(),
+                        source,
+                    }
+                })?;
+                let next = row.highest_field_id() + 1;
+                let extra = [
+                    (
+                        append_columns::OP,
+                        Type::Primitive(PrimitiveType::String),
+                        true,
+                    ),
+                    (
+                        append_columns::PARTITION,
+                        Type::Primitive(PrimitiveType::Int),
+                        true,
+                    ),
+                    (
+                        append_columns::OFFSET,
+                        Type::Primitive(PrimitiveType::Long),
+                        true,
+                    ),
+                    (
+                        append_columns::SOURCE_TS,
+                        Type::Primitive(PrimitiveType::Timestamptz),
+                        false,
+                    ),
+                ];
+                let mut fields: Vec<_> = row.as_struct().fields().to_vec();
+                for (i, (name, ty, required)) in extra.into_iter().enumerate() {
+                    let id = next + i as i32;
+                    let field = if required {
+                        NestedField::required(id, name, ty)
+                    } else {
+                        NestedField::optional(id, name, ty)
+                    };
+                    fields.push(Arc::new(field));
+                }
+                Schema::builder()
+                    .with_fields(fields)
+                    .build()
+                    .map_err(|e| LakehouseError::Iceberg {
+                        operation: "build schema",
+                        table,
+                        source: Box::new(e),
+                    })
+            }
+        }
+    }
+}
+
+fn source_name(batch: &ChangeBatch) -> String {
+    match &batch.source {
+        Some(s) => format!("{}.{}.{}", s.database, s.schema, s.table),
+        None => batch.topic.clone(),
+    }
+}
+
+/// Loads the target's table, creating it (and its namespace) from the
+/// batch if it does not exist yet: format v2, schema from the batch with the
+/// primary key as identifier fields, partition spec from configuration.
+pub async fn ensure_table(
+    catalog: &dyn Catalog,
+    target: &TableTarget,
+    batch: &ChangeBatch,
+) -> Result<Table, LakehouseError> {
+    let table = target.ident.to_string();
+    let fail = |operation: &'static str| {
+        let table = table.clone();
+        move |source| LakehouseError::Iceberg {
+            operation,
+            table,
+            source: Box::new(source),
+        }
+    };
+    if catalog
+        .table_exists(&target.ident)
+        .await
+        .map_err(fail("check table"))?
+    {
+        return catalog
+            .load_table(&target.ident)
+            .await
+            .map_err(fail("load table"));
+    }
+    let schema = target.schema(batch)?;
+    let spec = partition_spec(&schema, &target.config.partition)?;
+    let namespace = target.ident.namespace();
+    if !catalog
+        .namespace_exists(namespace)
+        .await
+        .map_err(fail("check namespace"))?
+    {
+        catalog
+            .create_namespace(namespace, Default::default())
+            .await
+            .map_err(fail("create namespace"))?;
+    }
+    let creation = TableCreation::builder()
+        .name(target.ident.name().to_string())
+        .schema(schema)
+        .partition_spec(spec)
+        .properties([("write.format.default".to_string(), "parquet".to_string())])
+        .build();
+    catalog
+        .create_table(namespace, creation)
+        .await
+        .map_err(fail("create table"))
+}
