@@ -31,4 +31,9 @@ pub enum LakehouseError {
         table: String,
         source: Box<iceberg::Error>,
     },
+    #[error("{context}: {source}")]
+    Arrow {
+        context: String,
+        source: arrow_schema::ArrowError,
+    },
 }

@@ -13,7 +13,9 @@
 //! * [`schema`] and [`partition`]: the Iceberg schema (primary key as
 //!   identifier fields) and partition spec of a source table;
 //! * [`table`]: naming a source table's Iceberg table and creating it from
-//!   its first change batch. Start reading at [`table::ensure_table`].
+//!   its first change batch. Start reading at [`table::ensure_table`];
+//! * [`position_delete`]: writing position-delete files, which iceberg
+//!   0.10.1 cannot.
 //!
 //! Applying changes (primary-key index, position deletes, the row-delta
 //! commit) is the next piece.
@@ -26,6 +28,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod partition;
+pub mod position_delete;
 pub mod schema;
 pub mod table;
 

@@ -1,4 +1,5 @@
 //! The lakehouse crate's integration tests, in one binary.
 
+mod position_delete;
 mod schema;
 mod tables;

@@ -1,0 +1,123 @@
+//! Position-delete files: which rows of which data files are deleted.
+//!
+//! Apache iceberg 0.10.1 has no writer for them, so floe writes them
+//! itself, as the spec defines: a Parquet file with the reserved columns
+//! `file_path` (field id 2147483546) and `pos` (2147483545), rows sorted by
+//! path then position. Its statistics keep `file_path` bounds exact (no
+//! truncation), so readers can tell which data files a delete file touches.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::io::FileIO;
+use iceberg::spec::{DataContentType, DataFile, NestedField, PrimitiveType, Schema, Struct, Type};
+use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::LakehouseError;
+
+/// Reserved field id of `file_path` in position-delete files.
+pub const FILE_PATH_FIELD_ID: i32 = 2_147_483_546;
+/// Reserved field id of `pos` in position-delete files.
+pub const POS_FIELD_ID: i32 = 2_147_483_545;
+
+/// One deleted row: its data file and its 0-based position in that file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PositionDelete {
+    pub file_path: Arc<str>,
+    pub pos: i64,
+}
+
+/// The Iceberg schema of a position-delete file.
+pub fn position_delete_schema() -> Schema {
+    Schema::builder()
+        .with_fields([
+            Arc::new(NestedField::required(
+                FILE_PATH_FIELD_ID,
+                "file_path",
+                Type::Primitive(PrimitiveType::String),
+            )),
+            Arc::new(NestedField::required(
+                POS_FIELD_ID,
+                "pos",
+                Type::Primitive(PrimitiveType::Long),
+            )),
+        ])
+        .build()
+        .unwrap_or_else(|e| unreachable!("the position-delete schema is fixed and valid: {e}"))
+}
+
+/// Writes `deletes` (in any order, duplicates allowed) as one sorted
+/// position-delete file at `location`, for a partition of spec `spec_id`.
+/// Returns the file's manifest entry; nothing is written for no deletes.
+pub async fn write_position_deletes(
+    file_io: &FileIO,
+    location: &str,
+    mut deletes: Vec<PositionDelete>,
+    partition: Struct,
+    spec_id: i32,
+) -> Result<Option<DataFile>, LakehouseError> {
+    let fail = |operation: &'static str| {
+        let table = location.to_string();
+        move |source| LakehouseError::Iceberg {
+            operation,
+            table,
+            source: Box::new(source),
+        }
+    };
+    deletes.sort_unstable();
+    deletes.dedup();
+    if deletes.is_empty() {
+        return Ok(None);
+    }
+    let schema = Arc::new(position_delete_schema());
+    let arrow_schema =
+        Arc::new(schema_to_arrow_schema(&schema).map_err(fail("position-delete schema"))?);
+    let paths: ArrayRef = Arc::new(StringArray::from_iter_values(
+        deletes.iter().map(|d| &*d.file_path),
+    ));
+    let positions: ArrayRef = Arc::new(Int64Array::from_iter_values(deletes.iter().map(|d| d.pos)));
+    let batch = RecordBatch::try_new(arrow_schema, vec![paths, positions]).map_err(|e| {
+        LakehouseError::Arrow {
+            context: format!("position deletes for {location}"),
+            source: e,
+        }
+    })?;
+
+    let props = WriterProperties::builder()
+        .set_statistics_truncate_length(None)
+        .build();
+    let output = file_io
+        .new_output(location)
+        .map_err(fail("open position-delete file"))?;
+    let mut writer = ParquetWriterBuilder::new(props, schema)
+        .build(output)
+        .await
+        .map_err(fail("create position-delete writer"))?;
+    writer
+        .write(&batch)
+        .await
+        .map_err(fail("write position deletes"))?;
+    let mut files = writer
+        .close()
+        .await
+        .map_err(fail("close position-delete file"))?;
+    let Some(mut builder) = files.pop() else {
+        return Ok(None);
+    };
+    let file = builder
+        .content(DataContentType::PositionDeletes)
+        .partition(partition)
+        .partition_spec_id(spec_id)
+        .build()
+        .map_err(|e| LakehouseError::Iceberg {
+            operation: "describe position-delete file",
+            table: location.to_string(),
+            source: Box::new(iceberg::Error::new(
+                iceberg::ErrorKind::Unexpected,
+                e.to_string(),
+            )),
+        })?;
+    Ok(Some(file))
+}
