@@ -15,16 +15,20 @@
 //! * [`table`]: naming a source table's Iceberg table and creating it from
 //!   its first change batch. Start reading at [`table::ensure_table`];
 //! * [`position_delete`]: writing position-delete files, which iceberg
-//!   0.10.1 cannot.
+//!   0.10.1 cannot;
+//! * [`commit`]: the row-delta snapshot commit (data and delete files in
+//!   one snapshot, summary totals carried forward, floe's own summary
+//!   properties) with the SQL catalog's compare-and-swap.
 //!
-//! Applying changes (primary-key index, position deletes, the row-delta
-//! commit) is the next piece.
+//! Turning change batches into data files and position deletes (the
+//! primary-key index and the apply semantics) is the next piece.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without
 //! its `kafka` feature). Queries over the lake belong to `analytics`.
 
 pub mod catalog;
+pub mod commit;
 pub mod config;
 pub mod error;
 pub mod partition;
