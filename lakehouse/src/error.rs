@@ -36,4 +36,6 @@ pub enum LakehouseError {
         context: String,
         source: arrow_schema::ArrowError,
     },
+    #[error("table {table}: {reason}")]
+    SchemaMismatch { table: String, reason: String },
 }

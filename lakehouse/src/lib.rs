@@ -16,12 +16,14 @@
 //!   its first change batch. Start reading at [`table::ensure_table`];
 //! * [`position_delete`]: writing position-delete files, which iceberg
 //!   0.10.1 cannot;
+//! * [`write`]: change-batch rows as table rows, written to one Parquet
+//!   data file per partition with each row's (file, position) known;
 //! * [`commit`]: the row-delta snapshot commit (data and delete files in
 //!   one snapshot, summary totals carried forward, floe's own summary
 //!   properties) with the SQL catalog's compare-and-swap.
 //!
-//! Turning change batches into data files and position deletes (the
-//! primary-key index and the apply semantics) is the next piece.
+//! The primary-key index and the apply semantics that turn change batches
+//! into those writes and deletes are the next piece.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without
@@ -35,6 +37,7 @@ pub mod partition;
 pub mod position_delete;
 pub mod schema;
 pub mod table;
+pub mod write;
 
 pub use catalog::open_catalog;
 pub use config::{CatalogConfig, LakeConfig, TableConfig, TableMode, TablesConfig};

@@ -4,3 +4,4 @@ mod commit;
 mod position_delete;
 mod schema;
 mod tables;
+mod write;

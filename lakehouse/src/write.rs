@@ -1,0 +1,206 @@
+//! Writing rows as Parquet data files, one file per partition, while
+//! remembering where each input row landed (data file and position), which
+//! the primary-key index needs to delete it later.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
+use arrow_schema::Schema as ArrowSchema;
+use iceberg::arrow::{arrow_struct_to_literal, schema_to_arrow_schema, PartitionValueCalculator};
+use iceberg::spec::{DataContentType, DataFile, Literal, Schema, Struct};
+use iceberg::table::Table;
+use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::LakehouseError;
+
+/// Data files written for a set of rows, and where each row is.
+#[derive(Debug, Clone)]
+pub struct WrittenRows {
+    pub files: Vec<DataFile>,
+    /// For input row `i`: (index into `files`, position in that file).
+    pub locations: Vec<(u32, u32)>,
+}
+
+/// The `after` images of a change batch as rows of the table's schema:
+/// columns matched by name, field ids attached, columns the batch does not
+/// have (added to the table later) filled with nulls. A batch column the
+/// table does not have is an error: the table's schema must be evolved first.
+pub fn table_rows(
+    after: &StructArray,
+    schema: &Schema,
+    table: &str,
+) -> Result<RecordBatch, LakehouseError> {
+    let arrow =
+        schema_to_arrow_schema(schema).map_err(|e| iceberg_error("table schema", table, e))?;
+    for name in after.column_names() {
+        if arrow.field_with_name(name).is_err() {
+            return Err(LakehouseError::SchemaMismatch {
+                table: table.to_string(),
+                reason: format!("the change batch has column {name:?}, which the table does not"),
+            });
+        }
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(arrow.fields().len());
+    for field in arrow.fields() {
+        let column = match after.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => c.clone(),
+            // same type, other nested field names (`item` vs `element`) or
+            // missing field ids: a cast renames without touching the data
+            Some(c) if c.data_type().equals_datatype(field.data_type()) => {
+                arrow_cast::cast(c, field.data_type()).map_err(|e| LakehouseError::Arrow {
+                    context: format!("column {} of {table}", field.name()),
+                    source: e,
+                })?
+            }
+            Some(c) => {
+                return Err(LakehouseError::SchemaMismatch {
+                    table: table.to_string(),
+                    reason: format!(
+                        "column {:?} is {} in the batch but {} in the table",
+                        field.name(),
+                        c.data_type(),
+                        field.data_type()
+                    ),
+                })
+            }
+            None => new_null_array(field.data_type(), after.len()),
+        };
+        columns.push(column);
+    }
+    // Fields as the table declares them (nullability, field ids); the data
+    // is the batch's.
+    let fields: Vec<_> = arrow
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).map_err(|e| {
+        LakehouseError::Arrow {
+            context: format!("rows for {table}"),
+            source: e,
+        }
+    })
+}
+
+/// Writes `rows` (in the table's schema, as from [`table_rows`]) to one
+/// Parquet file per partition under the table's `data/` directory, named
+/// `{file_prefix}-{n}.parquet`.
+pub async fn write_rows(
+    table: &Table,
+    rows: &RecordBatch,
+    file_prefix: &str,
+) -> Result<WrittenRows, LakehouseError> {
+    let name = table.identifier().to_string();
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let spec = metadata.default_partition_spec().clone();
+    if rows.num_rows() == 0 {
+        return Ok(WrittenRows {
+            files: Vec::new(),
+            locations: Vec::new(),
+        });
+    }
+
+    // group row indices by partition value, keeping input order in a group
+    let mut groups: Vec<(Struct, Vec<u32>)> = Vec::new();
+    if spec.is_unpartitioned() {
+        groups.push((Struct::empty(), (0..rows.num_rows() as u32).collect()));
+    } else {
+        let calculator = PartitionValueCalculator::try_new(&spec, &schema)
+            .map_err(|e| iceberg_error("partition values", &name, e))?;
+        let values = calculator
+            .calculate(rows)
+            .map_err(|e| iceberg_error("partition values", &name, e))?;
+        let partition_type = spec
+            .partition_type(&schema)
+            .map_err(|e| iceberg_error("partition type", &name, e))?;
+        let literals = arrow_struct_to_literal(&values, &partition_type)
+            .map_err(|e| iceberg_error("partition values", &name, e))?;
+        let mut slot: HashMap<Struct, usize> = HashMap::new();
+        for (row, literal) in literals.into_iter().enumerate() {
+            let Some(Literal::Struct(key)) = literal else {
+                return Err(iceberg_error(
+                    "partition values",
+                    &name,
+                    iceberg::Error::new(
+                        iceberg::ErrorKind::DataInvalid,
+                        format!("row {row} has no partition value"),
+                    ),
+                ));
+            };
+            let at = *slot.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[at].1.push(row as u32);
+        }
+    }
+
+    let mut files = Vec::with_capacity(groups.len());
+    let mut locations = vec![(0u32, 0u32); rows.num_rows()];
+    let data_dir = format!("{}/data", metadata.location().trim_end_matches('/'));
+    for (n, (partition, indices)) in groups.into_iter().enumerate() {
+        let part_rows =
+            arrow_select::take::take_record_batch(rows, &UInt32Array::from(indices.clone()))
+                .map_err(|e| LakehouseError::Arrow {
+                    context: format!("partition rows for {name}"),
+                    source: e,
+                })?;
+        let dir = if spec.is_unpartitioned() {
+            data_dir.clone()
+        } else {
+            format!(
+                "{data_dir}/{}",
+                spec.partition_to_path(&partition, schema.clone())
+            )
+        };
+        let location = format!("{dir}/{file_prefix}-{n:05}.parquet");
+        let output = table
+            .file_io()
+            .new_output(&location)
+            .map_err(|e| iceberg_error("open data file", &name, e))?;
+        let mut writer = ParquetWriterBuilder::new(WriterProperties::default(), schema.clone())
+            .build(output)
+            .await
+            .map_err(|e| iceberg_error("open data file", &name, e))?;
+        writer
+            .write(&part_rows)
+            .await
+            .map_err(|e| iceberg_error("write data file", &name, e))?;
+        let mut built = writer
+            .close()
+            .await
+            .map_err(|e| iceberg_error("close data file", &name, e))?;
+        let Some(mut builder) = built.pop() else {
+            continue;
+        };
+        let file = builder
+            .content(DataContentType::Data)
+            .partition(partition)
+            .partition_spec_id(spec.spec_id())
+            .build()
+            .map_err(|e| {
+                iceberg_error(
+                    "describe data file",
+                    &name,
+                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
+                )
+            })?;
+        let file_index = files.len() as u32;
+        for (pos, row) in indices.into_iter().enumerate() {
+            locations[row as usize] = (file_index, pos as u32);
+        }
+        files.push(file);
+    }
+    Ok(WrittenRows { files, locations })
+}
+
+fn iceberg_error(operation: &'static str, table: &str, source: iceberg::Error) -> LakehouseError {
+    LakehouseError::Iceberg {
+        operation,
+        table: table.to_string(),
+        source: Box::new(source),
+    }
+}
