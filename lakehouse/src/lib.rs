@@ -33,6 +33,7 @@ pub mod catalog;
 pub mod commit;
 pub mod config;
 pub mod error;
+pub mod i64_map;
 pub mod partition;
 pub mod position_delete;
 pub mod schema;
