@@ -22,8 +22,12 @@
 //!   one snapshot, summary totals carried forward, floe's own summary
 //!   properties) with the SQL catalog's compare-and-swap.
 //!
-//! The primary-key index and the apply semantics that turn change batches
-//! into those writes and deletes are the next piece.
+//! * [`pk_index`]: the primary-key index, each live key to its row's data
+//!   file and position.
+//!
+//! The apply semantics that turn change batches into those writes and
+//! deletes, and building the index from a table's snapshot, are the next
+//! piece.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without
@@ -35,6 +39,7 @@ pub mod config;
 pub mod error;
 pub mod i64_map;
 pub mod partition;
+pub mod pk_index;
 pub mod position_delete;
 pub mod schema;
 pub mod table;

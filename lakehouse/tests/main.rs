@@ -1,6 +1,7 @@
 //! The lakehouse crate's integration tests, in one binary.
 
 mod commit;
+mod pk_index;
 mod position_delete;
 mod schema;
 mod tables;

@@ -1,0 +1,234 @@
+//! The primary-key index: every live key of a table and where its row is
+//! (data file and position). It turns an update or delete into a position
+//! delete of exactly the row it replaces, in whatever partition that row
+//! lives, which equality deletes cannot do.
+//!
+//! Tables keyed by one integer column use [`I64Map`] (19–28 bytes per live
+//! row); other keys (text, composite) are encoded with Arrow's row format
+//! and kept in a `HashMap`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Int16Array, Int32Array, Int64Array, StructArray};
+use arrow_row::SortField;
+use arrow_schema::DataType;
+
+use crate::error::LakehouseError;
+use crate::i64_map::I64Map;
+use crate::position_delete::PositionDelete;
+
+/// Where a live row is: a data file (by id, see
+/// [`PrimaryKeyIndex::register_file`]) and the row's position in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowLocation {
+    pub file: u32,
+    pub pos: u32,
+}
+
+enum Keys {
+    Int(I64Map<RowLocation>),
+    Encoded {
+        converter: arrow_row::RowConverter,
+        map: HashMap<Box<[u8]>, RowLocation>,
+    },
+}
+
+/// The keys of a batch's rows, in the index's representation.
+pub enum BatchKeys {
+    Int(Vec<Option<i64>>),
+    Encoded(arrow_row::Rows, Vec<bool>),
+}
+
+impl BatchKeys {
+    pub fn len(&self) -> usize {
+        match self {
+            BatchKeys::Int(v) => v.len(),
+            BatchKeys::Encoded(_, valid) => valid.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key of row `i`; None for a row without a key (a truncate).
+    pub fn get(&self, i: usize) -> Option<Key<'_>> {
+        match self {
+            BatchKeys::Int(v) => v[i].map(Key::Int),
+            BatchKeys::Encoded(rows, valid) => valid[i].then(|| Key::Encoded(rows.row(i).data())),
+        }
+    }
+}
+
+/// One key, borrowed from [`BatchKeys`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key<'a> {
+    Int(i64),
+    Encoded(&'a [u8]),
+}
+
+/// Every live key of a table and where its row is.
+pub struct PrimaryKeyIndex {
+    files: Vec<Arc<str>>,
+    file_ids: HashMap<Arc<str>, u32>,
+    keys: Keys,
+}
+
+fn is_integer(t: &DataType) -> bool {
+    matches!(t, DataType::Int64 | DataType::Int32 | DataType::Int16)
+}
+
+impl PrimaryKeyIndex {
+    /// An empty index for keys of these column types.
+    pub fn new(key_types: &[DataType]) -> Result<Self, LakehouseError> {
+        let keys = match key_types {
+            [t] if is_integer(t) => Keys::Int(I64Map::new()),
+            _ => {
+                let fields = key_types
+                    .iter()
+                    .map(|t| SortField::new(t.clone()))
+                    .collect();
+                let converter =
+                    arrow_row::RowConverter::new(fields).map_err(|e| LakehouseError::Arrow {
+                        context: "primary-key encoding".into(),
+                        source: e,
+                    })?;
+                Keys::Encoded {
+                    converter,
+                    map: HashMap::new(),
+                }
+            }
+        };
+        Ok(Self {
+            files: Vec::new(),
+            file_ids: HashMap::new(),
+            keys,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.keys {
+            Keys::Int(m) => m.len(),
+            Keys::Encoded { map, .. } => map.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate heap bytes held (keys, locations, file paths).
+    pub fn heap_bytes(&self) -> usize {
+        let keys = match &self.keys {
+            Keys::Int(m) => m.heap_bytes(),
+            Keys::Encoded { map, .. } => {
+                map.capacity() * (std::mem::size_of::<(Box<[u8]>, RowLocation)>() + 1)
+                    + map.keys().map(|k| k.len()).sum::<usize>()
+            }
+        };
+        keys + self.files.iter().map(|p| p.len() * 2 + 48).sum::<usize>()
+    }
+
+    /// The id of a data file, registering it on first sight.
+    pub fn register_file(&mut self, path: &str) -> u32 {
+        if let Some(id) = self.file_ids.get(path) {
+            return *id;
+        }
+        let id = self.files.len() as u32;
+        let path: Arc<str> = Arc::from(path);
+        self.files.push(path.clone());
+        self.file_ids.insert(path, id);
+        id
+    }
+
+    fn delete_of(&self, loc: RowLocation) -> PositionDelete {
+        PositionDelete {
+            file_path: self.files[loc.file as usize].clone(),
+            pos: i64::from(loc.pos),
+        }
+    }
+
+    /// The keys of `key` (a batch's `_key` struct, one column per key field).
+    pub fn batch_keys(&self, key: &StructArray) -> Result<BatchKeys, LakehouseError> {
+        match &self.keys {
+            Keys::Int(_) => {
+                let column = key.column(0);
+                let values: Vec<Option<i64>> =
+                    if let Some(a) = column.as_any().downcast_ref::<Int64Array>() {
+                        (0..a.len())
+                            .map(|i| key.is_valid(i).then(|| a.value(i)))
+                            .collect()
+                    } else if let Some(a) = column.as_any().downcast_ref::<Int32Array>() {
+                        (0..a.len())
+                            .map(|i| key.is_valid(i).then(|| i64::from(a.value(i))))
+                            .collect()
+                    } else if let Some(a) = column.as_any().downcast_ref::<Int16Array>() {
+                        (0..a.len())
+                            .map(|i| key.is_valid(i).then(|| i64::from(a.value(i))))
+                            .collect()
+                    } else {
+                        return Err(LakehouseError::SchemaMismatch {
+                            table: String::new(),
+                            reason: format!(
+                                "primary key column is {}, not an integer",
+                                column.data_type()
+                            ),
+                        });
+                    };
+                Ok(BatchKeys::Int(values))
+            }
+            Keys::Encoded { converter, .. } => {
+                let columns: Vec<ArrayRef> = key.columns().to_vec();
+                let rows =
+                    converter
+                        .convert_columns(&columns)
+                        .map_err(|e| LakehouseError::Arrow {
+                            context: "primary-key encoding".into(),
+                            source: e,
+                        })?;
+                let valid = (0..key.len()).map(|i| key.is_valid(i)).collect();
+                Ok(BatchKeys::Encoded(rows, valid))
+            }
+        }
+    }
+
+    /// Points `key` at `loc`; returns the position delete of the row it
+    /// pointed at before, if the key was live.
+    pub fn upsert(&mut self, key: Key<'_>, loc: RowLocation) -> Option<PositionDelete> {
+        let previous = match (&mut self.keys, key) {
+            (Keys::Int(m), Key::Int(k)) => m.insert(k, loc),
+            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.insert(Box::from(bytes), loc),
+            _ => None,
+        };
+        previous.map(|p| self.delete_of(p))
+    }
+
+    /// Forgets `key`; returns the position delete of its row, if it was live.
+    pub fn remove(&mut self, key: Key<'_>) -> Option<PositionDelete> {
+        let previous = match (&mut self.keys, key) {
+            (Keys::Int(m), Key::Int(k)) => m.remove(k),
+            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.remove(bytes),
+            _ => None,
+        };
+        previous.map(|p| self.delete_of(p))
+    }
+
+    /// Where `key`'s row is, if live.
+    pub fn get(&self, key: Key<'_>) -> Option<(Arc<str>, u32)> {
+        let loc = match (&self.keys, key) {
+            (Keys::Int(m), Key::Int(k)) => m.get(k),
+            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.get(bytes).copied(),
+            _ => None,
+        }?;
+        Some((self.files[loc.file as usize].clone(), loc.pos))
+    }
+
+    /// Forgets every key (a truncate).
+    pub fn clear(&mut self) {
+        match &mut self.keys {
+            Keys::Int(m) => m.clear(),
+            Keys::Encoded { map, .. } => map.clear(),
+        }
+    }
+}
