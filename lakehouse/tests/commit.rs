@@ -2,16 +2,13 @@
 //! iceberg's own scan, which applies position deletes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::{Array, Int32Array, RecordBatch, StringArray};
-use futures::TryStreamExt;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::{DataContentType, DataFile, Struct};
 use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
-use ingest::{ChangeDecoder, Recording};
 use lakehouse::commit::{commit_row_delta, CommitError, RowDelta, SqlCatalogPointer};
 use lakehouse::position_delete::{write_position_deletes, PositionDelete};
 use lakehouse::{ensure_table, open_catalog, LakeConfig, TableTarget};
@@ -42,17 +39,7 @@ async fn data_file(table: &Table, file: &str, rows: &[(i32, &str)]) -> DataFile 
 
 /// Every live row, as iceberg's scan returns it.
 async fn rows(table: &Table) -> BTreeSet<(i32, String)> {
-    let batches: Vec<RecordBatch> = table
-        .scan()
-        .select_all()
-        .build()
-        .unwrap()
-        .to_arrow()
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = crate::support::scan_all(table).await;
     let mut out = BTreeSet::new();
     for b in batches {
         let ids = b
@@ -82,17 +69,9 @@ fn set(rows: &[(i32, &str)]) -> BTreeSet<(i32, String)> {
 
 #[tokio::test]
 async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let mut decoder = ChangeDecoder::new(rec.schemas.clone());
-    for m in rec
-        .messages
-        .iter()
-        .filter(|m| m.topic == "taxi.public.vendors")
-    {
-        decoder.push(&m.as_raw()).await.unwrap();
-    }
-    let vendors = decoder.flush().remove(0);
+    let vendors = crate::support::recorded_batches(Some("taxi.public.vendors"))
+        .await
+        .remove(0);
 
     let warehouse = std::env::temp_dir().join(format!("floe-commit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&warehouse);

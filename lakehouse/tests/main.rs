@@ -4,5 +4,6 @@ mod commit;
 mod pk_index;
 mod position_delete;
 mod schema;
+mod support;
 mod tables;
 mod write;

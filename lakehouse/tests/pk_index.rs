@@ -1,12 +1,10 @@
 //! The primary-key index: upserts and deletes return the position delete
 //! of the row they replace; memory per live bigint key is measured.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, StringArray, StructArray};
 use arrow_schema::{DataType, Field};
-use ingest::{ChangeDecoder, Recording};
 use lakehouse::pk_index::{PrimaryKeyIndex, RowLocation};
 use lakehouse::position_delete::PositionDelete;
 
@@ -19,17 +17,9 @@ fn del(path: &str, pos: i64) -> Option<PositionDelete> {
 
 #[tokio::test]
 async fn integer_keys_from_recorded_batches() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let mut d = ChangeDecoder::new(rec.schemas.clone());
-    for m in rec
-        .messages
-        .iter()
-        .filter(|m| m.topic == "taxi.public.payment_types")
-    {
-        d.push(&m.as_raw()).await.unwrap();
-    }
-    let batch = d.flush().remove(0);
+    let batch = crate::support::recorded_batches(Some("taxi.public.payment_types"))
+        .await
+        .remove(0);
     let key = batch.key().unwrap();
     assert_eq!(
         key.column(0).data_type(),

@@ -1,25 +1,15 @@
 //! Every column type the decoder produces from real Debezium output maps
 //! onto the Iceberg type `docs/types.md` promises.
 
-use std::path::PathBuf;
-
 use iceberg::spec::{PrimitiveType, Schema, Type};
-use ingest::{ChangeBatch, ChangeDecoder, Recording};
+use ingest::ChangeBatch;
 use lakehouse::{table_schema, SchemaError};
 
 fn batches() -> Vec<ChangeBatch> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let mut d = ChangeDecoder::new(rec.schemas.clone());
-        for m in &rec.messages {
-            d.push(&m.as_raw()).await.unwrap();
-        }
-        d.flush()
-    })
+    rt.block_on(crate::support::recorded_batches(None))
 }
 
 fn schema_of(batches: &[ChangeBatch], topic: &str) -> Schema {

@@ -5,19 +5,13 @@ use std::path::PathBuf;
 
 use iceberg::spec::{FormatVersion, Transform};
 use iceberg::{NamespaceIdent, TableIdent};
-use ingest::{ChangeBatch, ChangeDecoder, Recording};
+use ingest::ChangeBatch;
 use lakehouse::{
     ensure_table, open_catalog, LakeConfig, LakehouseError, TableConfig, TableMode, TableTarget,
 };
 
 async fn batches() -> Vec<ChangeBatch> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let mut d = ChangeDecoder::new(rec.schemas.clone());
-    for m in &rec.messages {
-        d.push(&m.as_raw()).await.unwrap();
-    }
-    d.flush()
+    crate::support::recorded_batches(None).await
 }
 
 fn first<'a>(batches: &'a [ChangeBatch], topic: &str) -> &'a ChangeBatch {

@@ -3,29 +3,17 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::PathBuf;
 
 use arrow_array::{Array, Int64Array, RecordBatch, StructArray, UInt32Array};
-use futures::TryStreamExt;
 use iceberg::spec::Literal;
-use ingest::{ChangeBatch, ChangeDecoder, Op, Recording};
+use ingest::{ChangeBatch, Op};
 use lakehouse::commit::{commit_row_delta, RowDelta, SqlCatalogPointer};
 use lakehouse::write::{table_rows, write_rows};
 use lakehouse::{ensure_table, open_catalog, LakeConfig, LakehouseError, TableConfig, TableTarget};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 async fn trips_batches() -> Vec<ChangeBatch> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let mut d = ChangeDecoder::new(rec.schemas.clone());
-    for m in rec
-        .messages
-        .iter()
-        .filter(|m| m.topic == "taxi.public.trips")
-    {
-        d.push(&m.as_raw()).await.unwrap();
-    }
-    d.flush()
+    crate::support::recorded_batches(Some("taxi.public.trips")).await
 }
 
 /// The after-images of a batch's inserts, updates and snapshot reads.
@@ -145,17 +133,7 @@ async fn rows_land_in_one_file_per_day_and_their_positions_are_known() {
     )
     .await
     .unwrap();
-    let scanned: Vec<RecordBatch> = table
-        .scan()
-        .select_all()
-        .build()
-        .unwrap()
-        .to_arrow()
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let scanned = crate::support::scan_all(&table).await;
     let mut got: Vec<i64> = scanned.iter().flat_map(ids).collect();
     got.sort();
     assert_eq!(got, [1, 1, 2, 2, 3, 3]);
