@@ -38,4 +38,11 @@ pub enum LakehouseError {
     },
     #[error("table {table}: {reason}")]
     SchemaMismatch { table: String, reason: String },
+    #[error("commit to {table} failed: {source}")]
+    Commit {
+        table: String,
+        source: crate::commit::CommitError,
+    },
+    #[error("the writer of {table} failed during an earlier commit; open it again (its index may be ahead of the table)")]
+    WriterPoisoned { table: String },
 }

@@ -23,16 +23,21 @@
 //!   properties) with the SQL catalog's compare-and-swap.
 //!
 //! * [`pk_index`]: the primary-key index, each live key to its row's data
-//!   file and position.
+//!   file and position;
+//! * [`apply`]: [`apply::TableWriter`], which applies change batches (final
+//!   state per key, updates and deletes as position deletes, truncates,
+//!   unchanged TOAST values, Kafka offsets in the snapshot summary) and
+//!   rebuilds its index from the snapshot when it opens. Start here.
 //!
-//! The apply semantics that turn change batches into those writes and
-//! deletes, and building the index from a table's snapshot, are the next
-//! piece.
+//! Not built yet: schema changes (new columns, widening), retrying a
+//! conflicting commit, `append` mode writes, S3 storage and the REST
+//! catalog.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without
 //! its `kafka` feature). Queries over the lake belong to `analytics`.
 
+pub mod apply;
 pub mod catalog;
 pub mod commit;
 pub mod config;

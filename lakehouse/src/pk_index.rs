@@ -224,6 +224,14 @@ impl PrimaryKeyIndex {
         Some((self.files[loc.file as usize].clone(), loc.pos))
     }
 
+    /// The position delete of every live row (a truncate deletes them all).
+    pub fn locations(&self) -> Vec<PositionDelete> {
+        match &self.keys {
+            Keys::Int(m) => m.iter().map(|(_, loc)| self.delete_of(loc)).collect(),
+            Keys::Encoded { map, .. } => map.values().map(|loc| self.delete_of(*loc)).collect(),
+        }
+    }
+
     /// Forgets every key (a truncate).
     pub fn clear(&mut self) {
         match &mut self.keys {

@@ -1,5 +1,6 @@
 //! The lakehouse crate's integration tests, in one binary.
 
+mod apply;
 mod commit;
 mod pk_index;
 mod position_delete;

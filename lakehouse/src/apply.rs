@@ -1,0 +1,585 @@
+//! Applying change batches to a table keyed by its primary key.
+//!
+//! ```text
+//!  ChangeBatch ──▶ final event per key (after the last truncate)
+//!              ──▶ unchanged TOAST columns filled from earlier rows of the
+//!                  batch, else from the table (read through the index)
+//!              ──▶ upserted rows written (one data file per partition);
+//!                  replaced and deleted rows become position deletes,
+//!                  grouped by the partition of the file they delete from
+//!              ──▶ one row-delta commit carrying the Kafka offsets
+//! ```
+//!
+//! The [`TableWriter`] owns the table's primary-key index, built from the
+//! current snapshot when it opens. If a commit fails, the writer refuses
+//! further work until it is opened again (its index may be ahead of the
+//! table).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
+use arrow_schema::{Field, Fields};
+use futures::TryStreamExt;
+use iceberg::spec::{DataContentType, Struct};
+use iceberg::table::Table;
+use ingest::{ChangeBatch, Op};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::commit::{commit_row_delta, RowDelta, SqlCatalogPointer};
+use crate::error::LakehouseError;
+use crate::pk_index::{Key, PrimaryKeyIndex, RowLocation};
+use crate::position_delete::{write_position_deletes, PositionDelete};
+use crate::write::{table_rows, write_rows};
+
+/// Snapshot-summary property prefix of the Kafka offsets a table has
+/// applied: `floe.offset.<topic>.<partition>` = last applied offset.
+pub const OFFSET_PROPERTY_PREFIX: &str = "floe.offset.";
+
+/// What one batch did to the table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub rows_written: usize,
+    pub rows_deleted: usize,
+    /// Deletes of keys that were not live: counted, not an error.
+    pub absent_deletes: usize,
+    pub truncated: bool,
+}
+
+/// Applies change batches to one table.
+pub struct TableWriter {
+    table: Table,
+    pointer: SqlCatalogPointer,
+    index: PrimaryKeyIndex,
+    /// Partition of each data file the index points into.
+    partitions: HashMap<Arc<str>, Struct>,
+    commits: u64,
+    poisoned: bool,
+}
+
+fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
+    LakehouseError::Iceberg {
+        operation,
+        table: table.identifier().to_string(),
+        source: Box::new(source),
+    }
+}
+
+impl TableWriter {
+    /// Opens a writer on `table`, building its primary-key index from the
+    /// table's current snapshot (live rows of every data file, minus
+    /// position deletes).
+    pub async fn open(table: Table, pointer: SqlCatalogPointer) -> Result<Self, LakehouseError> {
+        let schema = table.metadata().current_schema().clone();
+        let key_names: Vec<String> = schema
+            .identifier_field_ids()
+            .filter_map(|id| schema.name_by_field_id(id).map(str::to_string))
+            .collect();
+        if key_names.is_empty() {
+            return Err(LakehouseError::NoPrimaryKey {
+                source_table: table.identifier().to_string(),
+            });
+        }
+        let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
+            .map_err(|e| iceberg_error("schema", &table, e))?;
+        let key_fields: Vec<Field> = key_names
+            .iter()
+            .filter_map(|n| arrow.field_with_name(n).ok().cloned())
+            .collect();
+        let key_types: Vec<_> = key_fields.iter().map(|f| f.data_type().clone()).collect();
+        let mut writer = Self {
+            index: PrimaryKeyIndex::new(&key_types)?,
+            table,
+            pointer,
+            partitions: HashMap::new(),
+            commits: 0,
+            poisoned: false,
+        };
+        writer
+            .load_index(&key_names, Fields::from(key_fields))
+            .await?;
+        Ok(writer)
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn live_rows(&self) -> usize {
+        self.index.len()
+    }
+
+    async fn load_index(
+        &mut self,
+        key_names: &[String],
+        key_fields: Fields,
+    ) -> Result<(), LakehouseError> {
+        if self.table.metadata().current_snapshot().is_none() {
+            return Ok(());
+        }
+        let scan = self
+            .table
+            .scan()
+            .select(key_names.iter().cloned())
+            .build()
+            .map_err(|e| iceberg_error("plan index scan", &self.table, e))?;
+        let tasks: Vec<_> = scan
+            .plan_files()
+            .await
+            .map_err(|e| iceberg_error("plan index scan", &self.table, e))?
+            .try_collect()
+            .await
+            .map_err(|e| iceberg_error("plan index scan", &self.table, e))?;
+        let mut delete_files: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        for task in tasks {
+            let mut deleted: Vec<i64> = Vec::new();
+            for delete in task
+                .deletes
+                .iter()
+                .filter(|d| d.file_type == DataContentType::PositionDeletes)
+            {
+                if !delete_files.contains_key(&delete.file_path) {
+                    let rows = self.read_position_deletes(&delete.file_path).await?;
+                    delete_files.insert(delete.file_path.clone(), rows);
+                }
+                deleted.extend(
+                    delete_files[&delete.file_path]
+                        .iter()
+                        .filter(|(p, _)| *p == task.data_file_path)
+                        .map(|(_, pos)| *pos),
+                );
+            }
+            deleted.sort_unstable();
+            let keys = self
+                .read_columns(&task.data_file_path, key_names, None)
+                .await?;
+            let key_struct = StructArray::new(key_fields.clone(), keys.columns().to_vec(), None);
+            let batch_keys = self.index.batch_keys(&key_struct)?;
+            let file = self.index.register_file(&task.data_file_path);
+            for pos in 0..key_struct.len() {
+                if deleted.binary_search(&(pos as i64)).is_ok() {
+                    continue;
+                }
+                if let Some(key) = batch_keys.get(pos) {
+                    self.index.upsert(
+                        key,
+                        RowLocation {
+                            file,
+                            pos: pos as u32,
+                        },
+                    );
+                }
+            }
+            self.partitions.insert(
+                Arc::from(task.data_file_path.as_str()),
+                task.partition.clone().unwrap_or(Struct::empty()),
+            );
+        }
+        Ok(())
+    }
+
+    async fn read_file(&self, path: &str) -> Result<bytes::Bytes, LakehouseError> {
+        let input = self
+            .table
+            .file_io()
+            .new_input(path)
+            .map_err(|e| iceberg_error("open file", &self.table, e))?;
+        input
+            .read()
+            .await
+            .map_err(|e| iceberg_error("read file", &self.table, e))
+    }
+
+    async fn read_position_deletes(
+        &self,
+        path: &str,
+    ) -> Result<Vec<(String, i64)>, LakehouseError> {
+        let batch = self
+            .read_columns(path, &["file_path".to_string(), "pos".to_string()], None)
+            .await?;
+        let paths = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>();
+        let positions = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>();
+        let (Some(paths), Some(positions)) = (paths, positions) else {
+            return Err(LakehouseError::SchemaMismatch {
+                table: self.table.identifier().to_string(),
+                reason: format!(
+                    "position-delete file {path} does not have (file_path string, pos long)"
+                ),
+            });
+        };
+        Ok((0..batch.num_rows())
+            .map(|i| (paths.value(i).to_string(), positions.value(i)))
+            .collect())
+    }
+
+    /// Reads `columns` of a Parquet file, all rows or only `positions`
+    /// (ascending).
+    async fn read_columns(
+        &self,
+        path: &str,
+        columns: &[String],
+        positions: Option<&[u32]>,
+    ) -> Result<RecordBatch, LakehouseError> {
+        let bytes = self.read_file(path).await?;
+        let arrow_err = |e: parquet::errors::ParquetError| LakehouseError::Arrow {
+            context: format!("reading {path}"),
+            source: arrow_schema::ArrowError::ExternalError(Box::new(e)),
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(arrow_err)?;
+        let parquet_schema = builder.parquet_schema();
+        let mask = parquet::arrow::ProjectionMask::roots(
+            parquet_schema,
+            root_indices(parquet_schema, columns),
+        );
+        let reader = builder.with_projection(mask).build().map_err(arrow_err)?;
+        let batches: Vec<RecordBatch> =
+            reader
+                .collect::<Result<_, _>>()
+                .map_err(|e| LakehouseError::Arrow {
+                    context: format!("reading {path}"),
+                    source: e,
+                })?;
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => {
+                return Err(LakehouseError::SchemaMismatch {
+                    table: self.table.identifier().to_string(),
+                    reason: format!("{path} has no rows"),
+                })
+            }
+        };
+        let all = arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| {
+            LakehouseError::Arrow {
+                context: format!("reading {path}"),
+                source: e,
+            }
+        })?;
+        match positions {
+            None => Ok(all),
+            Some(p) => arrow_select::take::take_record_batch(&all, &UInt32Array::from(p.to_vec()))
+                .map_err(|e| LakehouseError::Arrow {
+                    context: format!("reading {path}"),
+                    source: e,
+                }),
+        }
+    }
+
+    /// The Kafka offsets the table's current snapshot has applied.
+    pub fn applied_offsets(&self) -> BTreeMap<(String, i32), i64> {
+        applied_offsets(&self.table)
+    }
+
+    /// Applies one change batch as one snapshot.
+    pub async fn apply(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
+        if self.poisoned {
+            return Err(LakehouseError::WriterPoisoned {
+                table: self.table.identifier().to_string(),
+            });
+        }
+        self.poisoned = true;
+        let stats = self.apply_inner(batch).await?;
+        self.poisoned = false;
+        Ok(stats)
+    }
+
+    async fn apply_inner(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
+        let table_name = self.table.identifier().to_string();
+        let mut stats = ApplyStats::default();
+        let key_struct = batch.key().ok_or_else(|| LakehouseError::NoPrimaryKey {
+            source_table: table_name.clone(),
+        })?;
+        let keys = self.index.batch_keys(key_struct)?;
+        let after = batch
+            .after()
+            .ok_or_else(|| LakehouseError::SchemaMismatch {
+                table: table_name.clone(),
+                reason: "the change batch has no after-image".into(),
+            })?;
+
+        // everything before the last truncate is gone
+        let start = (0..batch.num_rows())
+            .rev()
+            .find(|&i| batch.op(i) == Some(Op::Truncate))
+            .map_or(0, |t| t + 1);
+        let mut deletes: Vec<PositionDelete> = Vec::new();
+        if start > 0 {
+            stats.truncated = true;
+            deletes.extend(self.index_drain_all());
+        }
+
+        // the rows of each key in offset order, and its final row
+        let mut rows_of: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
+        let mut order: Vec<Key<'_>> = Vec::new();
+        for i in start..batch.num_rows() {
+            let Some(key) = keys.get(i) else { continue };
+            let rows = rows_of.entry(key).or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            });
+            rows.push(i);
+        }
+
+        let mut upsert_rows: Vec<u32> = Vec::new();
+        let mut upsert_keys: Vec<Key<'_>> = Vec::new();
+        for key in &order {
+            let rows = &rows_of[key];
+            let last = *rows.last().unwrap_or(&start);
+            match batch.op(last) {
+                Some(Op::Delete) => match self.index.remove(*key) {
+                    Some(d) => {
+                        deletes.push(d);
+                        stats.rows_deleted += 1;
+                    }
+                    None => stats.absent_deletes += 1,
+                },
+                Some(Op::Create | Op::Update | Op::Read) => {
+                    upsert_rows.push(last as u32);
+                    upsert_keys.push(*key);
+                }
+                _ => {}
+            }
+        }
+
+        // the new rows, with unchanged TOAST columns filled in
+        let picked = arrow_select::take::take(after, &UInt32Array::from(upsert_rows.clone()), None)
+            .map_err(|e| LakehouseError::Arrow {
+                context: format!("rows for {table_name}"),
+                source: e,
+            })?;
+        let mut picked = picked
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .cloned()
+            .ok_or_else(|| LakehouseError::SchemaMismatch {
+                table: table_name.clone(),
+                reason: "after-image is not a struct".into(),
+            })?;
+        picked = self
+            .fill_unchanged(batch, &picked, &upsert_rows, &upsert_keys, &rows_of)
+            .await?;
+        let schema = self.table.metadata().current_schema().clone();
+        let rows = table_rows(&picked, &schema, &table_name)?;
+
+        self.commits += 1;
+        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
+        let written = write_rows(&self.table, &rows, &prefix).await?;
+        let file_ids: Vec<u32> = written
+            .files
+            .iter()
+            .map(|f| self.index.register_file(f.file_path()))
+            .collect();
+        for f in &written.files {
+            self.partitions
+                .insert(Arc::from(f.file_path()), f.partition().clone());
+        }
+        for (key, (file, pos)) in upsert_keys.iter().zip(&written.locations) {
+            if let Some(d) = self.index.upsert(
+                *key,
+                RowLocation {
+                    file: file_ids[*file as usize],
+                    pos: *pos,
+                },
+            ) {
+                deletes.push(d);
+            }
+        }
+        stats.rows_written = rows.num_rows();
+
+        // position deletes, one file per partition of the rows they delete
+        let mut by_partition: HashMap<Struct, Vec<PositionDelete>> = HashMap::new();
+        for d in deletes {
+            let partition = self
+                .partitions
+                .get(&d.file_path)
+                .cloned()
+                .unwrap_or(Struct::empty());
+            by_partition.entry(partition).or_default().push(d);
+        }
+        let spec_id = self.table.metadata().default_partition_spec_id();
+        let data_dir = format!(
+            "{}/data",
+            self.table.metadata().location().trim_end_matches('/')
+        );
+        let mut delete_files = Vec::new();
+        for (n, (partition, group)) in by_partition.into_iter().enumerate() {
+            let location = format!("{data_dir}/{prefix}-deletes-{n:05}.parquet");
+            if let Some(file) =
+                write_position_deletes(self.table.file_io(), &location, group, partition, spec_id)
+                    .await?
+            {
+                delete_files.push(file);
+            }
+        }
+
+        let mut properties: HashMap<String, String> = applied_offsets(&self.table)
+            .into_iter()
+            .map(|((topic, partition), offset)| {
+                (
+                    format!("{OFFSET_PROPERTY_PREFIX}{topic}.{partition}"),
+                    offset.to_string(),
+                )
+            })
+            .collect();
+        for range in &batch.offsets {
+            properties.insert(
+                format!(
+                    "{OFFSET_PROPERTY_PREFIX}{}.{}",
+                    batch.topic, range.partition
+                ),
+                range.last.to_string(),
+            );
+        }
+        let delta = RowDelta {
+            data_files: written.files,
+            delete_files,
+            properties,
+        };
+        self.table = commit_row_delta(&self.pointer, &self.table, delta)
+            .await
+            .map_err(|source| LakehouseError::Commit {
+                table: table_name,
+                source,
+            })?;
+        Ok(stats)
+    }
+
+    fn index_drain_all(&mut self) -> Vec<PositionDelete> {
+        let all = self.index.locations();
+        self.index.clear();
+        all
+    }
+
+    /// Fills the unchanged (TOAST) columns of the picked rows: from the
+    /// key's latest earlier row in this batch that carried the column, else
+    /// from the table's current row for the key.
+    async fn fill_unchanged(
+        &self,
+        batch: &ChangeBatch,
+        picked: &StructArray,
+        upsert_rows: &[u32],
+        upsert_keys: &[Key<'_>],
+        rows_of: &HashMap<Key<'_>, Vec<usize>>,
+    ) -> Result<StructArray, LakehouseError> {
+        let table_name = self.table.identifier().to_string();
+        let Some(after) = batch.after() else {
+            return Ok(picked.clone());
+        };
+        let mut columns: Vec<ArrayRef> = picked.columns().to_vec();
+        let names: Vec<String> = picked.fields().iter().map(|f| f.name().clone()).collect();
+        for (c, name) in names.iter().enumerate() {
+            // (output row, source) where source is a batch row or a table location
+            let mut from_batch: Vec<(usize, usize)> = Vec::new();
+            let mut from_table: Vec<(usize, Arc<str>, u32)> = Vec::new();
+            for (out, (&row, key)) in upsert_rows.iter().zip(upsert_keys).enumerate() {
+                if !batch.unchanged(row as usize).iter().any(|n| n == name) {
+                    continue;
+                }
+                let earlier = rows_of[key]
+                    .iter()
+                    .rev()
+                    .copied()
+                    .filter(|&r| r < row as usize)
+                    .find(|&r| {
+                        matches!(batch.op(r), Some(Op::Create | Op::Update | Op::Read))
+                            && !batch.unchanged(r).iter().any(|n| n == name)
+                    });
+                match earlier {
+                    Some(r) => from_batch.push((out, r)),
+                    // no previous value anywhere: the column stays null
+                    None => {
+                        if let Some((file, pos)) = self.index.get(*key) {
+                            from_table.push((out, file, pos));
+                        }
+                    }
+                }
+            }
+            if from_batch.is_empty() && from_table.is_empty() {
+                continue;
+            }
+            // gather the previous values into one array aligned with the output
+            let mut sources: Vec<ArrayRef> = vec![columns[c].clone(), after.column(c).clone()];
+            let mut picks: Vec<(usize, usize)> = (0..picked.len()).map(|i| (0, i)).collect();
+            for (out, r) in from_batch {
+                picks[out] = (1, r);
+            }
+            let mut by_file: HashMap<Arc<str>, Vec<(usize, u32)>> = HashMap::new();
+            for (out, file, pos) in from_table {
+                by_file.entry(file).or_default().push((out, pos));
+            }
+            for (file, mut wanted) in by_file {
+                wanted.sort_by_key(|(_, pos)| *pos);
+                let positions: Vec<u32> = wanted.iter().map(|(_, p)| *p).collect();
+                let read = self
+                    .read_columns(&file, std::slice::from_ref(name), Some(&positions))
+                    .await?;
+                let values =
+                    arrow_cast::cast(read.column(0), columns[c].data_type()).map_err(|e| {
+                        LakehouseError::Arrow {
+                            context: format!("previous {name} of {table_name}"),
+                            source: e,
+                        }
+                    })?;
+                let source = sources.len();
+                sources.push(values);
+                for (i, (out, _)) in wanted.iter().enumerate() {
+                    picks[*out] = (source, i);
+                }
+            }
+            let refs: Vec<&dyn Array> = sources.iter().map(|a| a.as_ref()).collect();
+            columns[c] = arrow_select::interleave::interleave(&refs, &picks).map_err(|e| {
+                LakehouseError::Arrow {
+                    context: format!("previous {name} of {table_name}"),
+                    source: e,
+                }
+            })?;
+        }
+        StructArray::try_new(picked.fields().clone(), columns, None).map_err(|e| {
+            LakehouseError::Arrow {
+                context: format!("rows for {table_name}"),
+                source: e,
+            }
+        })
+    }
+}
+
+/// The Kafka offsets `table`'s current snapshot has applied, from its
+/// summary: where ingest resumes.
+pub fn applied_offsets(table: &Table) -> BTreeMap<(String, i32), i64> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return BTreeMap::new();
+    };
+    snapshot
+        .summary()
+        .additional_properties
+        .iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix(OFFSET_PROPERTY_PREFIX)?;
+            let (topic, partition) = rest.rsplit_once('.')?;
+            Some((
+                (topic.to_string(), partition.parse().ok()?),
+                v.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Indices of the top-level Parquet schema fields named in `columns`.
+fn root_indices(
+    schema: &parquet::schema::types::SchemaDescriptor,
+    columns: &[String],
+) -> Vec<usize> {
+    schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| columns.iter().any(|c| c == f.name()))
+        .map(|(i, _)| i)
+        .collect()
+}

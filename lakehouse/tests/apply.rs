@@ -1,0 +1,257 @@
+//! Applying the recorded Debezium batches to Iceberg tables, checked
+//! through iceberg's own scan against what the workload SQL did.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use arrow_array::{
+    Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use ingest::{ChangeBatch, ChangeDecoder, Recording};
+use lakehouse::apply::TableWriter;
+use lakehouse::commit::SqlCatalogPointer;
+use lakehouse::{ensure_table, open_catalog, LakeConfig, TableConfig, TableTarget};
+
+use crate::support::scan_all;
+
+/// The topic's recorded messages decoded, flushing a batch after each
+/// message count in `cuts`.
+async fn batches(topic: &str, cuts: &[usize]) -> Vec<ChangeBatch> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let mut d = ChangeDecoder::new(rec.schemas.clone());
+    let mut out = Vec::new();
+    for (n, m) in rec.messages.iter().filter(|m| m.topic == topic).enumerate() {
+        if cuts.contains(&n) {
+            out.extend(d.flush());
+        }
+        d.push(&m.as_raw()).await.unwrap();
+    }
+    out.extend(d.flush());
+    out
+}
+
+struct Lake {
+    config: LakeConfig,
+    pointer_uri: String,
+}
+
+fn lake(test: &str) -> Lake {
+    let warehouse = std::env::temp_dir().join(format!("floe-apply-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&warehouse);
+    let mut config = LakeConfig {
+        warehouse: warehouse.clone(),
+        ..LakeConfig::default()
+    };
+    config.tables.by_source.insert(
+        "public.trips".into(),
+        TableConfig {
+            partition: vec!["day(pickup_datetime)".into()],
+            ..Default::default()
+        },
+    );
+    Lake {
+        pointer_uri: format!(
+            "sqlite://{}?mode=rwc",
+            warehouse.join("catalog.db").display()
+        ),
+        config,
+    }
+}
+
+async fn writer(lake: &Lake, first: &ChangeBatch) -> TableWriter {
+    let catalog = open_catalog(&lake.config).await.unwrap();
+    let target = TableTarget::for_batch(first, &lake.config.tables).unwrap();
+    let table = ensure_table(catalog.as_ref(), &target, first)
+        .await
+        .unwrap();
+    TableWriter::open(
+        table,
+        SqlCatalogPointer::connect(&lake.pointer_uri).await.unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+#[derive(Debug, PartialEq)]
+struct Trip {
+    pickup_us: i64,
+    fare: i128,
+    tip: i128,
+    notes: Option<String>,
+}
+
+fn trips(batches: &[RecordBatch]) -> BTreeMap<i64, Trip> {
+    let mut out = BTreeMap::new();
+    for b in batches {
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let id = col("trip_id");
+        let id = id.as_any().downcast_ref::<Int64Array>().unwrap();
+        let pickup = col("pickup_datetime");
+        let pickup = pickup
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        let fare = col("fare_amount");
+        let fare = fare.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        let tip = col("tip_amount");
+        let tip = tip.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        let notes = col("notes");
+        let notes = notes.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            let trip = Trip {
+                pickup_us: pickup.value(i),
+                fare: fare.value(i),
+                tip: tip.value(i),
+                notes: notes.is_valid(i).then(|| notes.value(i).to_string()),
+            };
+            assert!(
+                out.insert(id.value(i), trip).is_none(),
+                "trip {} appears twice",
+                id.value(i)
+            );
+        }
+    }
+    out
+}
+
+// 2024-03-01 08:15:00, 2024-03-05 09:00:00, 2024-03-02 23:50:00 in µs
+const PICKUP_1: i64 = 1_709_280_900_000_000;
+const PICKUP_2_MOVED: i64 = 1_709_629_200_000_000;
+const PICKUP_3: i64 = 1_709_423_400_000_000;
+
+#[tokio::test]
+async fn trips_across_a_restart_with_toast_from_the_table() {
+    // messages: r1 r2 c3 u1 u2 | u3(notes unchanged) d1 tombstone  | (new schema) ...
+    let all = batches("taxi.public.trips", &[5, 8]).await;
+    let (first, second) = (&all[0], &all[1]);
+    assert_eq!(first.num_rows(), 5);
+    assert_eq!(second.unchanged(0), ["notes"]);
+    let lake = lake("restart");
+    let mut w = writer(&lake, first).await;
+    let stats = w.apply(first).await.unwrap();
+    assert_eq!(
+        (stats.rows_written, stats.rows_deleted),
+        (3, 0),
+        "one final row per key"
+    );
+    let after_first = trips(&scan_all(w.table()).await);
+    assert_eq!(after_first.len(), 3);
+    assert_eq!(after_first[&1].fare, 1500);
+    assert_eq!(after_first[&1].pickup_us, PICKUP_1);
+    assert_eq!(
+        after_first[&2].pickup_us, PICKUP_2_MOVED,
+        "moved to another day partition"
+    );
+    assert_eq!(
+        after_first[&3].notes.as_deref(),
+        Some("note-".repeat(1000).as_str())
+    );
+    drop(w);
+
+    // restart: the index is rebuilt from the table
+    let mut w = writer(&lake, first).await;
+    assert_eq!(w.live_rows(), 3);
+    let stats = w.apply(second).await.unwrap();
+    assert_eq!(
+        (stats.rows_written, stats.rows_deleted, stats.absent_deletes),
+        (1, 1, 0)
+    );
+    let end = trips(&scan_all(w.table()).await);
+    assert_eq!(
+        end.keys().copied().collect::<Vec<_>>(),
+        [2, 3],
+        "trip 1 deleted, no duplicate of trip 2"
+    );
+    assert_eq!(end[&3].tip, 1200);
+    assert_eq!(end[&3].pickup_us, PICKUP_3);
+    assert_eq!(
+        end[&3].notes.as_deref(),
+        Some("note-".repeat(1000).as_str()),
+        "unchanged TOAST value kept from the table"
+    );
+    assert_eq!(
+        w.applied_offsets().into_iter().collect::<Vec<_>>(),
+        [(("taxi.public.trips".to_string(), 0), 7)]
+    );
+    drop(w);
+
+    // restart again, now that position deletes exist: deleted rows are not live
+    let mut w = writer(&lake, first).await;
+    assert_eq!(
+        w.live_rows(),
+        2,
+        "trip 1's deleted row and trip 3's replaced row are not in the index"
+    );
+    // replaying the second batch again changes nothing visible
+    w.apply(second).await.unwrap();
+    assert_eq!(trips(&scan_all(w.table()).await), end);
+    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+}
+
+#[tokio::test]
+async fn trips_in_one_batch_collapse_per_key_with_toast_from_the_batch() {
+    let all = batches("taxi.public.trips", &[8]).await;
+    let lake = lake("onebatch");
+    let mut w = writer(&lake, &all[0]).await;
+    let stats = w.apply(&all[0]).await.unwrap();
+    assert_eq!(
+        (stats.rows_written, stats.rows_deleted, stats.absent_deletes),
+        (2, 0, 1),
+        "trip 1 never reached the table"
+    );
+    let end = trips(&scan_all(w.table()).await);
+    assert_eq!(end.keys().copied().collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(
+        end[&3].notes.as_deref(),
+        Some("note-".repeat(1000).as_str()),
+        "from the insert earlier in the batch"
+    );
+    assert_eq!(end[&3].tip, 1200);
+    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+}
+
+fn ints(batches: &[RecordBatch], column: &str) -> Vec<i32> {
+    let mut v: Vec<i32> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(column)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn truncate_then_reload_and_a_primary_key_change() {
+    // payment_types: r r r r | t c c
+    let pt = batches("taxi.public.payment_types", &[4]).await;
+    let lake = lake("truncate");
+    let mut w = writer(&lake, &pt[0]).await;
+    w.apply(&pt[0]).await.unwrap();
+    assert_eq!(
+        ints(&scan_all(w.table()).await, "payment_type_id"),
+        [1, 2, 3, 4]
+    );
+    let stats = w.apply(&pt[1]).await.unwrap();
+    assert!(stats.truncated);
+    assert_eq!(
+        ints(&scan_all(w.table()).await, "payment_type_id"),
+        [1, 2],
+        "truncated, then reloaded"
+    );
+
+    // vendors: r1 r2 d2 (tombstone) c3
+    let v = batches("taxi.public.vendors", &[]).await;
+    let mut w = writer(&lake, &v[0]).await;
+    w.apply(&v[0]).await.unwrap();
+    assert_eq!(ints(&scan_all(w.table()).await, "vendor_id"), [1, 3]);
+    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+}
