@@ -23,6 +23,8 @@ use arrow_schema::{Field, Fields};
 use futures::TryStreamExt;
 use iceberg::spec::{DataContentType, Struct};
 use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
+use iceberg::Catalog;
 use ingest::{ChangeBatch, Op};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -48,6 +50,7 @@ pub struct ApplyStats {
 
 /// Applies change batches to one table.
 pub struct TableWriter {
+    catalog: Arc<dyn Catalog>,
     table: Table,
     pointer: SqlCatalogPointer,
     index: PrimaryKeyIndex,
@@ -69,7 +72,11 @@ impl TableWriter {
     /// Opens a writer on `table`, building its primary-key index from the
     /// table's current snapshot (live rows of every data file, minus
     /// position deletes).
-    pub async fn open(table: Table, pointer: SqlCatalogPointer) -> Result<Self, LakehouseError> {
+    pub async fn open(
+        catalog: Arc<dyn Catalog>,
+        table: Table,
+        pointer: SqlCatalogPointer,
+    ) -> Result<Self, LakehouseError> {
         let schema = table.metadata().current_schema().clone();
         let key_names: Vec<String> = schema
             .identifier_field_ids()
@@ -88,6 +95,7 @@ impl TableWriter {
             .collect();
         let key_types: Vec<_> = key_fields.iter().map(|f| f.data_type().clone()).collect();
         let mut writer = Self {
+            catalog,
             index: PrimaryKeyIndex::new(&key_types)?,
             table,
             pointer,
@@ -363,6 +371,7 @@ impl TableWriter {
         picked = self
             .fill_unchanged(batch, &picked, &upsert_rows, &upsert_keys, &rows_of)
             .await?;
+        self.add_new_columns(&picked.fields().clone()).await?;
         let schema = self.table.metadata().current_schema().clone();
         let rows = table_rows(&picked, &schema, &table_name)?;
 
@@ -449,6 +458,50 @@ impl TableWriter {
         Ok(stats)
     }
 
+    /// Adds the batch's columns the table does not have yet (a column added
+    /// in Postgres) as optional columns, through the catalog's own commit.
+    /// A column whose type changed is refused before anything is written.
+    async fn add_new_columns(&mut self, fields: &Fields) -> Result<(), LakehouseError> {
+        let table_name = self.table.identifier().to_string();
+        let schema = self.table.metadata().current_schema().clone();
+        let mut added = Vec::new();
+        for field in fields.iter() {
+            if schema.field_by_name(field.name()).is_some() {
+                continue;
+            }
+            let single =
+                crate::schema::table_schema(&Fields::from(vec![field.as_ref().clone()]), &[])
+                    .map_err(|source| LakehouseError::Schema {
+                        table: table_name.clone(),
+                        source,
+                    })?;
+            let ty = single.as_struct().fields()[0].field_type.as_ref().clone();
+            added.push(AddColumn::optional(field.name(), ty));
+        }
+        if added.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = fields
+            .iter()
+            .filter(|f| schema.field_by_name(f.name()).is_none())
+            .map(|f| f.name().clone())
+            .collect();
+        let tx = Transaction::new(&self.table);
+        let mut action = tx.update_schema();
+        for column in added {
+            action = action.add_column(column);
+        }
+        let tx = action
+            .apply(tx)
+            .map_err(|e| iceberg_error("add columns", &self.table, e))?;
+        self.table = tx
+            .commit(self.catalog.as_ref())
+            .await
+            .map_err(|e| iceberg_error("add columns", &self.table, e))?;
+        tracing::info!(table = %table_name, columns = ?names, "added columns from a new source schema");
+        Ok(())
+    }
+
     fn index_drain_all(&mut self) -> Vec<PositionDelete> {
         let all = self.index.locations();
         self.index.clear();
@@ -518,6 +571,10 @@ impl TableWriter {
                 let read = self
                     .read_columns(&file, std::slice::from_ref(name), Some(&positions))
                     .await?;
+                if read.num_columns() == 0 {
+                    // an older file without the column: no previous value, stays null
+                    continue;
+                }
                 let values =
                     arrow_cast::cast(read.column(0), columns[c].data_type()).map_err(|e| {
                         LakehouseError::Arrow {

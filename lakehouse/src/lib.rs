@@ -26,12 +26,12 @@
 //!   file and position;
 //! * [`apply`]: [`apply::TableWriter`], which applies change batches (final
 //!   state per key, updates and deletes as position deletes, truncates,
-//!   unchanged TOAST values, Kafka offsets in the snapshot summary) and
-//!   rebuilds its index from the snapshot when it opens. Start here.
+//!   unchanged TOAST values, columns added at the source, Kafka offsets in
+//!   the snapshot summary) and rebuilds its index from the snapshot when it
+//!   opens. Start here.
 //!
-//! Not built yet: schema changes (new columns, widening), retrying a
-//! conflicting commit, `append` mode writes, S3 storage and the REST
-//! catalog.
+//! Not built yet: type widening, retrying a conflicting commit, `append`
+//! mode writes, S3 storage and the REST catalog.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without

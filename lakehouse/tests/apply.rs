@@ -67,6 +67,7 @@ async fn writer(lake: &Lake, first: &ChangeBatch) -> TableWriter {
         .await
         .unwrap();
     TableWriter::open(
+        catalog,
         table,
         SqlCatalogPointer::connect(&lake.pointer_uri).await.unwrap(),
     )
@@ -253,5 +254,56 @@ async fn truncate_then_reload_and_a_primary_key_change() {
     let mut w = writer(&lake, &v[0]).await;
     w.apply(&v[0]).await.unwrap();
     assert_eq!(ints(&scan_all(w.table()).await, "vendor_id"), [1, 3]);
+    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+}
+
+#[tokio::test]
+async fn a_column_added_in_postgres_is_added_to_the_table() {
+    // r1 r2 c3 u1 u2 | u3 d1 tombstone | c4(+surcharge) u3(+surcharge, notes unchanged)
+    let all = batches("taxi.public.trips", &[5, 8]).await;
+    assert_eq!(all.len(), 3);
+    assert!(all[2].schema_changed());
+    let lake = lake("addcolumn");
+    let mut w = writer(&lake, &all[0]).await;
+    for b in &all {
+        w.apply(b).await.unwrap();
+    }
+    let schema = w.table().metadata().current_schema().clone();
+    let surcharge = schema
+        .field_by_name("congestion_surcharge")
+        .expect("column added");
+    assert!(!surcharge.required);
+    let scanned = scan_all(w.table()).await;
+    let end = trips(&scanned);
+    assert_eq!(end.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
+    assert_eq!(
+        end[&3].notes.as_deref(),
+        Some("note-".repeat(1000).as_str()),
+        "TOAST kept across the schema change"
+    );
+    let mut surcharges = BTreeMap::new();
+    for b in &scanned {
+        let ids = b
+            .column_by_name("trip_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone();
+        let s = b
+            .column_by_name("congestion_surcharge")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .unwrap()
+            .clone();
+        for i in 0..b.num_rows() {
+            surcharges.insert(ids.value(i), s.is_valid(i).then(|| s.value(i)));
+        }
+    }
+    assert_eq!(
+        surcharges,
+        BTreeMap::from([(2, None), (3, Some(275)), (4, Some(250))])
+    );
     std::fs::remove_dir_all(&lake.config.warehouse).ok();
 }
