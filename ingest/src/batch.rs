@@ -148,6 +148,21 @@ impl ChangeBatch {
             .flatten()
     }
 
+    /// The Kafka partition and offset of row `i`.
+    pub fn position(&self, i: usize) -> (i32, i64) {
+        let partition = self
+            .records
+            .column_by_name(columns::PARTITION)
+            .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
+            .map_or(0, |a| a.value(i));
+        let offset = self
+            .records
+            .column_by_name(columns::OFFSET)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .map_or(-1, |a| a.value(i));
+        (partition, offset)
+    }
+
     /// Names of the `after` columns marked unchanged (TOAST) in row `i`.
     pub fn unchanged(&self, i: usize) -> Vec<String> {
         let Some(list) = self.records.column_by_name(columns::UNCHANGED) else {

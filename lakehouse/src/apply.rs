@@ -46,6 +46,9 @@ pub struct ApplyStats {
     /// Deletes of keys that were not live: counted, not an error.
     pub absent_deletes: usize,
     pub truncated: bool,
+    /// Events at or below the offsets the table had already applied (a
+    /// replay after a crash): skipped, so nothing is applied twice.
+    pub already_applied: usize,
 }
 
 /// Applies change batches to one table.
@@ -299,6 +302,34 @@ impl TableWriter {
     async fn apply_inner(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
         let table_name = self.table.identifier().to_string();
         let mut stats = ApplyStats::default();
+
+        // a replay: events the table already holds are skipped
+        let applied = applied_offsets(&self.table);
+        let fresh: Vec<bool> = (0..batch.num_rows())
+            .map(|i| {
+                let (partition, offset) = batch.position(i);
+                applied
+                    .get(&(batch.topic.clone(), partition))
+                    .is_none_or(|&done| offset > done)
+            })
+            .collect();
+        stats.already_applied = fresh.iter().filter(|f| !**f).count();
+        if stats.already_applied == batch.num_rows()
+            && batch.offsets.iter().all(|r| {
+                applied
+                    .get(&(batch.topic.clone(), r.partition))
+                    .is_some_and(|&d| r.last <= d)
+            })
+        {
+            return Ok(stats);
+        }
+
+        // nothing new, but Kafka moved on (tombstones only): record the offsets
+        // with an empty commit
+        if stats.already_applied == batch.num_rows() {
+            self.commit(batch, Vec::new(), Vec::new()).await?;
+            return Ok(stats);
+        }
         let key_struct = batch.key().ok_or_else(|| LakehouseError::NoPrimaryKey {
             source_table: table_name.clone(),
         })?;
@@ -313,7 +344,7 @@ impl TableWriter {
         // everything before the last truncate is gone
         let start = (0..batch.num_rows())
             .rev()
-            .find(|&i| batch.op(i) == Some(Op::Truncate))
+            .find(|&i| fresh[i] && batch.op(i) == Some(Op::Truncate))
             .map_or(0, |t| t + 1);
         let mut deletes: Vec<PositionDelete> = Vec::new();
         if start > 0 {
@@ -324,7 +355,7 @@ impl TableWriter {
         // the rows of each key in offset order, and its final row
         let mut rows_of: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
         let mut order: Vec<Key<'_>> = Vec::new();
-        for i in start..batch.num_rows() {
+        for i in (start..batch.num_rows()).filter(|&i| fresh[i]) {
             let Some(key) = keys.get(i) else { continue };
             let rows = rows_of.entry(key).or_insert_with(|| {
                 order.push(key);
@@ -426,35 +457,7 @@ impl TableWriter {
             }
         }
 
-        let mut properties: HashMap<String, String> = applied_offsets(&self.table)
-            .into_iter()
-            .map(|((topic, partition), offset)| {
-                (
-                    format!("{OFFSET_PROPERTY_PREFIX}{topic}.{partition}"),
-                    offset.to_string(),
-                )
-            })
-            .collect();
-        for range in &batch.offsets {
-            properties.insert(
-                format!(
-                    "{OFFSET_PROPERTY_PREFIX}{}.{}",
-                    batch.topic, range.partition
-                ),
-                range.last.to_string(),
-            );
-        }
-        let delta = RowDelta {
-            data_files: written.files,
-            delete_files,
-            properties,
-        };
-        self.table = commit_row_delta(&self.pointer, &self.table, delta)
-            .await
-            .map_err(|source| LakehouseError::Commit {
-                table: table_name,
-                source,
-            })?;
+        self.commit(batch, written.files, delete_files).await?;
         Ok(stats)
     }
 
@@ -499,6 +502,44 @@ impl TableWriter {
             .await
             .map_err(|e| iceberg_error("add columns", &self.table, e))?;
         tracing::info!(table = %table_name, columns = ?names, "added columns from a new source schema");
+        Ok(())
+    }
+
+    /// Commits the files with the batch's offsets (and every offset the
+    /// table already carried) in the snapshot summary.
+    async fn commit(
+        &mut self,
+        batch: &ChangeBatch,
+        data_files: Vec<iceberg::spec::DataFile>,
+        delete_files: Vec<iceberg::spec::DataFile>,
+    ) -> Result<(), LakehouseError> {
+        let mut properties: HashMap<String, String> = applied_offsets(&self.table)
+            .into_iter()
+            .map(|((topic, partition), offset)| {
+                (
+                    format!("{OFFSET_PROPERTY_PREFIX}{topic}.{partition}"),
+                    offset.to_string(),
+                )
+            })
+            .collect();
+        for range in &batch.offsets {
+            properties.insert(
+                format!(
+                    "{OFFSET_PROPERTY_PREFIX}{}.{}",
+                    batch.topic, range.partition
+                ),
+                range.last.to_string(),
+            );
+        }
+        let delta = RowDelta {
+            data_files,
+            delete_files,
+            properties,
+        };
+        let table = self.table.identifier().to_string();
+        self.table = commit_row_delta(&self.pointer, &self.table, delta)
+            .await
+            .map_err(|source| LakehouseError::Commit { table, source })?;
         Ok(())
     }
 
