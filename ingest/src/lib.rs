@@ -34,6 +34,8 @@ mod kafka;
 pub mod recording;
 pub mod registry;
 pub mod semantic;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wire;
 
 pub use batch::{columns, ChangeBatch, OffsetRange, SchemaVersion, SourceTable};

@@ -30,7 +30,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::commit::{commit_row_delta, RowDelta, SqlCatalogPointer};
 use crate::error::LakehouseError;
-use crate::pk_index::{Key, PrimaryKeyIndex, RowLocation};
+use crate::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
 use crate::position_delete::{write_position_deletes, PositionDelete};
 use crate::write::{table_rows, write_rows};
 
@@ -330,10 +330,11 @@ impl TableWriter {
             self.commit(batch, Vec::new(), Vec::new()).await?;
             return Ok(stats);
         }
-        let key_struct = batch.key().ok_or_else(|| LakehouseError::NoPrimaryKey {
-            source_table: table_name.clone(),
-        })?;
-        let keys = self.index.batch_keys(key_struct)?;
+        // no key column: every row is keyless (a batch of only a truncate)
+        let keys = match batch.key() {
+            Some(key) => self.index.batch_keys(key)?,
+            None => BatchKeys::Absent(batch.num_rows()),
+        };
         let after = batch
             .after()
             .ok_or_else(|| LakehouseError::SchemaMismatch {

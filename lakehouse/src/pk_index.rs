@@ -38,6 +38,9 @@ enum Keys {
 pub enum BatchKeys {
     Int(Vec<Option<i64>>),
     Encoded(arrow_row::Rows, Vec<bool>),
+    /// A batch with no key column at all (e.g. only a truncate): `n` rows,
+    /// none with a key.
+    Absent(usize),
 }
 
 impl BatchKeys {
@@ -45,6 +48,7 @@ impl BatchKeys {
         match self {
             BatchKeys::Int(v) => v.len(),
             BatchKeys::Encoded(_, valid) => valid.len(),
+            BatchKeys::Absent(n) => *n,
         }
     }
 
@@ -57,6 +61,7 @@ impl BatchKeys {
         match self {
             BatchKeys::Int(v) => v[i].map(Key::Int),
             BatchKeys::Encoded(rows, valid) => valid[i].then(|| Key::Encoded(rows.row(i).data())),
+            BatchKeys::Absent(_) => None,
         }
     }
 }

@@ -1,0 +1,153 @@
+//! Test support (feature `testing`): Debezium change events encoded by
+//! apache-avro, an Avro implementation independent of floe's decoder, with
+//! schemas a real Debezium registered (e.g. from the fixture recording).
+
+use std::collections::HashMap;
+
+pub use apache_avro::types::Value;
+use apache_avro::Schema;
+
+use crate::envelope::Op;
+use crate::recording::RecordedSchemas;
+use crate::wire::frame;
+
+/// Encodes Confluent-framed Debezium events for one table.
+pub struct EventEncoder {
+    envelope: Schema,
+    key: Schema,
+    row: Schema,
+    source: Schema,
+    value_id: u32,
+    key_id: u32,
+}
+
+/// A Connect decimal's bytes: minimal big-endian two's complement.
+pub fn decimal(unscaled: i64) -> Value {
+    let bytes = unscaled.to_be_bytes();
+    let skip = bytes
+        .windows(2)
+        .take_while(|w| (w[0] == 0 && w[1] & 0x80 == 0) || (w[0] == 0xff && w[1] & 0x80 != 0))
+        .count();
+    Value::Decimal(apache_avro::Decimal::from(&bytes[skip..]))
+}
+
+fn field<'a>(schema: &'a Schema, name: &str) -> Result<&'a Schema, String> {
+    let Schema::Record(r) = schema else {
+        return Err("not a record".into());
+    };
+    r.lookup
+        .get(name)
+        .map(|&i| &r.fields[i].schema)
+        .ok_or_else(|| format!("no field {name}"))
+}
+
+/// A record of `schema` from named values; fields not given are null.
+pub fn record(schema: &Schema, values: &HashMap<&str, Value>) -> Result<Value, String> {
+    let Schema::Record(r) = schema else {
+        return Err("not a record".into());
+    };
+    let mut fields = Vec::with_capacity(r.fields.len());
+    for f in &r.fields {
+        let v = values.get(f.name.as_str()).cloned();
+        let v = match &f.schema {
+            Schema::Union(u) => {
+                let null_at = u
+                    .variants()
+                    .iter()
+                    .position(|s| *s == Schema::Null)
+                    .ok_or("union without null")? as u32;
+                match v {
+                    None => Value::Union(null_at, Box::new(Value::Null)),
+                    Some(v) => Value::Union(1 - null_at, Box::new(v)),
+                }
+            }
+            _ => v.ok_or_else(|| format!("no value for required field {}", f.name))?,
+        };
+        fields.push((f.name.clone(), v));
+    }
+    Ok(Value::Record(fields))
+}
+
+impl EventEncoder {
+    /// An encoder for the subject pair's schemas with these ids.
+    pub fn new(schemas: &RecordedSchemas, value_id: u32, key_id: u32) -> Result<Self, String> {
+        let text = |id: u32| {
+            schemas
+                .get(id)
+                .map(|s| s.to_string())
+                .ok_or(format!("no schema {id}"))
+        };
+        let envelope = Schema::parse_str(&text(value_id)?).map_err(|e| e.to_string())?;
+        let key = Schema::parse_str(&text(key_id)?).map_err(|e| e.to_string())?;
+        // the row record is defined inline in `before` (`after` refers to it)
+        let row = match field(&envelope, "before")? {
+            Schema::Union(u) => u
+                .variants()
+                .iter()
+                .find(|s| **s != Schema::Null)
+                .cloned()
+                .ok_or("no row type")?,
+            s => s.clone(),
+        };
+        let source = field(&envelope, "source")?.clone();
+        Ok(Self {
+            envelope,
+            key,
+            row,
+            source,
+            value_id,
+            key_id,
+        })
+    }
+
+    /// One event: framed key and value bytes. `key` and the images are
+    /// named column values; `lsn` orders events as Postgres would.
+    pub fn event(
+        &self,
+        op: Op,
+        key: Option<&HashMap<&str, Value>>,
+        before: Option<&HashMap<&str, Value>>,
+        after: Option<&HashMap<&str, Value>>,
+        lsn: i64,
+    ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
+        let s = |v: &str| Value::String(v.to_string());
+        let source = record(
+            &self.source,
+            &HashMap::from([
+                ("version", s("3.6.3.Final")),
+                ("connector", s("postgresql")),
+                ("name", s("test")),
+                ("ts_ms", Value::Long(1_763_700_000_000 + lsn)),
+                ("ts_us", Value::Long((1_763_700_000_000 + lsn) * 1000)),
+                ("snapshot", s("false")),
+                ("db", s("taxi")),
+                ("schema", s("public")),
+                ("table", s("trips")),
+                ("txId", Value::Long(1000 + lsn)),
+                ("lsn", Value::Long(lsn)),
+            ]),
+        )?;
+        let mut env: HashMap<&str, Value> = HashMap::from([
+            ("source", source),
+            ("op", s(op.code())),
+            ("ts_ms", Value::Long(1_763_700_000_000 + lsn)),
+        ]);
+        if let Some(b) = before {
+            env.insert("before", record(&self.row, b)?);
+        }
+        if let Some(a) = after {
+            env.insert("after", record(&self.row, a)?);
+        }
+        let value = apache_avro::to_avro_datum(&self.envelope, record(&self.envelope, &env)?)
+            .map_err(|e| e.to_string())?;
+        let key = match key {
+            Some(k) => {
+                let body = apache_avro::to_avro_datum(&self.key, record(&self.key, k)?)
+                    .map_err(|e| e.to_string())?;
+                Some(frame(self.key_id, &body))
+            }
+            None => None,
+        };
+        Ok((key, frame(self.value_id, &value)))
+    }
+}
