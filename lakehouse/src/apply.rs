@@ -28,7 +28,7 @@ use iceberg::Catalog;
 use ingest::{ChangeBatch, Op};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::commit::{commit_row_delta, RowDelta, SqlCatalogPointer};
+use crate::commit::{commit_row_delta, CommitError, RowDelta, SqlCatalogPointer};
 use crate::error::LakehouseError;
 use crate::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
 use crate::position_delete::{write_position_deletes, PositionDelete};
@@ -37,6 +37,9 @@ use crate::write::{table_rows, write_rows};
 /// Snapshot-summary property prefix of the Kafka offsets a table has
 /// applied: `floe.offset.<topic>.<partition>` = last applied offset.
 pub const OFFSET_PROPERTY_PREFIX: &str = "floe.offset.";
+
+/// How often a batch is retried after losing the commit race.
+pub const MAX_CONFLICT_RETRIES: u32 = 5;
 
 /// What one batch did to the table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -294,9 +297,38 @@ impl TableWriter {
             });
         }
         self.poisoned = true;
-        let stats = self.apply_inner(batch).await?;
+        let mut attempt = 0;
+        let stats = loop {
+            match self.apply_inner(batch).await {
+                // Another writer committed first. Starting again from its
+                // snapshot is always safe: the index is rebuilt from it,
+                // every delete is derived again, and events it already
+                // holds are skipped by their offsets.
+                Err(LakehouseError::Commit {
+                    source: CommitError::Conflict { .. },
+                    ..
+                }) if attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(table = %self.table.identifier(), attempt, "commit conflict; reloading the table and retrying");
+                    self.reload().await?;
+                }
+                other => break other?,
+            }
+        };
         self.poisoned = false;
         Ok(stats)
+    }
+
+    /// Reloads the table from the catalog and rebuilds the index from it.
+    async fn reload(&mut self) -> Result<(), LakehouseError> {
+        let table = self
+            .catalog
+            .load_table(self.table.identifier())
+            .await
+            .map_err(|e| iceberg_error("reload table", &self.table, e))?;
+        let fresh = TableWriter::open(self.catalog.clone(), table, self.pointer.clone()).await?;
+        *self = fresh;
+        Ok(())
     }
 
     async fn apply_inner(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {

@@ -30,8 +30,9 @@
 //!   the snapshot summary) and rebuilds its index from the snapshot when it
 //!   opens. Start here.
 //!
-//! Not built yet: type widening, retrying a conflicting commit, `append`
-//! mode writes, S3 storage and the REST catalog.
+//! A batch that loses the commit race to another writer is retried on top
+//! of the other's snapshot. Not built yet: type widening, `append` mode
+//! writes, S3 storage and the REST catalog.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without

@@ -372,3 +372,29 @@ async fn a_crash_before_the_pointer_swap_then_a_replay_gives_the_same_table() {
     assert_eq!(trips(&scan_all(w.table()).await), end);
     std::fs::remove_dir_all(&lake.config.warehouse).ok();
 }
+
+/// Two writers on one table: the one whose parent is stale loses the
+/// compare-and-swap, reloads, and retries on top of the other's commit.
+#[tokio::test]
+async fn a_writer_that_loses_the_commit_race_reloads_and_retries() {
+    let all = batches("taxi.public.trips", &[5, 8]).await;
+    let lake = lake("race");
+    let mut a = writer(&lake, &all[0]).await;
+    let mut b = writer(&lake, &all[0]).await;
+    a.apply(&all[0]).await.unwrap();
+    // b's table handle predates a's commit: its first attempt conflicts
+    b.apply(&all[1]).await.unwrap();
+    let end = trips(&scan_all(b.table()).await);
+    assert_eq!(
+        end.keys().copied().collect::<Vec<_>>(),
+        [2, 3],
+        "a's rows and b's changes are both there"
+    );
+    assert_eq!(
+        end[&3].notes.as_deref(),
+        Some("note-".repeat(1000).as_str()),
+        "b saw a's row for the TOAST value"
+    );
+    assert_eq!(b.table().metadata().snapshots().count(), 2);
+    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+}
