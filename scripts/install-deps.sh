@@ -5,8 +5,8 @@
 #
 # Needed: Rust with rustfmt and clippy (the machine's toolchain), a C
 # toolchain and make (librdkafka is built from source by rdkafka-sys),
-# python3 (the schema-registry test stand-in) and openssl (TLS test
-# certificates).
+# python3 (the schema-registry test stand-in), openssl (TLS test
+# certificates) and the PostgreSQL 15 server (a catalog database in tests).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
@@ -16,6 +16,8 @@ command -v make >/dev/null || missing+=(make)
 command -v python3 >/dev/null || missing+=(python3)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+# the lakehouse tests run a private PostgreSQL 15 as an Iceberg SQL catalog
+[ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
 if ((${#missing[@]})); then
   log "installing ${missing[*]} (apt-get)"
   if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi

@@ -5,6 +5,7 @@ mod commit;
 mod model;
 mod pk_index;
 mod position_delete;
+mod postgres;
 mod schema;
 mod support;
 mod tables;
