@@ -60,6 +60,8 @@ pub struct TableWriter {
     table: Table,
     pointer: SqlCatalogPointer,
     index: PrimaryKeyIndex,
+    /// The table's primary-key columns (its identifier fields), in order.
+    key_names: Vec<String>,
     /// Partition of each data file the index points into.
     partitions: HashMap<Arc<str>, Struct>,
     commits: u64,
@@ -103,6 +105,7 @@ impl TableWriter {
         let mut writer = Self {
             catalog,
             index: PrimaryKeyIndex::new(&key_types)?,
+            key_names: key_names.clone(),
             table,
             pointer,
             partitions: HashMap::new(),
@@ -335,6 +338,16 @@ impl TableWriter {
         let table_name = self.table.identifier().to_string();
         let mut stats = ApplyStats::default();
 
+        // a source table re-keyed in Postgres cannot be applied by key
+        if batch.key().is_some() && batch.key_fields != self.key_names {
+            return Err(LakehouseError::SchemaMismatch {
+                table: table_name.clone(),
+                reason: format!(
+                    "the source's primary key is now {:?} but the table's is {:?}; floe cannot re-key a table",
+                    batch.key_fields, self.key_names
+                ),
+            });
+        }
         // a replay: events the table already holds are skipped
         let applied = applied_offsets(&self.table);
         let fresh: Vec<bool> = (0..batch.num_rows())

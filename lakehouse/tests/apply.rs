@@ -398,3 +398,25 @@ async fn a_writer_that_loses_the_commit_race_reloads_and_retries() {
     assert_eq!(b.table().metadata().snapshots().count(), 2);
     std::fs::remove_dir_all(&lake.config.warehouse).ok();
 }
+
+/// A source table whose primary key changed (here: batches of another
+/// table, keyed differently) is refused before anything is written.
+#[tokio::test]
+async fn a_changed_primary_key_is_refused_and_commits_nothing() {
+    let trips = batches("taxi.public.trips", &[]).await;
+    let vendors = batches("taxi.public.vendors", &[]).await;
+    let lake = lake("rekey");
+    let mut w = writer(&lake, &trips[0]).await;
+    w.apply(&trips[0]).await.unwrap();
+    let before = w.table().metadata_location().map(str::to_string);
+    let mut rekeyed = vendors[0].clone();
+    rekeyed.topic = trips[0].topic.clone();
+    let err = w.apply(&rekeyed).await.unwrap_err();
+    assert!(err.to_string().contains("cannot re-key"), "{err}");
+    assert_eq!(
+        w.table().metadata_location().map(str::to_string),
+        before,
+        "nothing committed"
+    );
+    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+}
