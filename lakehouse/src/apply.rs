@@ -448,6 +448,7 @@ impl TableWriter {
         picked = self
             .fill_unchanged(batch, &picked, &upsert_rows, &upsert_keys, &rows_of)
             .await?;
+        self.widen_columns(&picked.fields().clone()).await?;
         self.add_new_columns(&picked.fields().clone()).await?;
         let schema = self.table.metadata().current_schema().clone();
         let rows = table_rows(&picked, &schema, &table_name)?;
@@ -505,6 +506,83 @@ impl TableWriter {
 
         self.commit(batch, written.files, delete_files).await?;
         Ok(stats)
+    }
+
+    /// Widens columns whose source type grew (int to long, float to double,
+    /// decimal precision up), committing the new schema (same field ids)
+    /// itself, since iceberg's schema update cannot widen. Any other type
+    /// change is refused before anything is written.
+    async fn widen_columns(&mut self, fields: &Fields) -> Result<(), LakehouseError> {
+        let table_name = self.table.identifier().to_string();
+        let schema = self.table.metadata().current_schema().clone();
+        let mut widened: HashMap<i32, iceberg::spec::Type> = HashMap::new();
+        for field in fields.iter() {
+            let Some(current) = schema.field_by_name(field.name()) else {
+                continue;
+            };
+            let single =
+                crate::schema::table_schema(&Fields::from(vec![field.as_ref().clone()]), &[])
+                    .map_err(|source| LakehouseError::Schema {
+                        table: table_name.clone(),
+                        source,
+                    })?;
+            let incoming = single.as_struct().fields()[0].field_type.as_ref().clone();
+            if incoming == *current.field_type {
+                continue;
+            }
+            if crate::schema::is_widening(&current.field_type, &incoming) {
+                widened.insert(current.id, incoming);
+            } else if !crate::schema::is_widening(&incoming, &current.field_type) {
+                // (a narrower batch, from before a widening, is cast up on write)
+                return Err(LakehouseError::SchemaMismatch {
+                    table: table_name,
+                    reason: format!(
+                        "column {:?} changed type from {} to {}; only int to long, float to double and a larger decimal precision are supported",
+                        field.name(),
+                        current.field_type,
+                        incoming
+                    ),
+                });
+            }
+        }
+        if widened.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<_> = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| match widened.get(&f.id) {
+                Some(ty) => Arc::new(iceberg::spec::NestedField {
+                    field_type: Box::new(ty.clone()),
+                    ..f.as_ref().clone()
+                }),
+                None => f.clone(),
+            })
+            .collect();
+        let new_schema = iceberg::spec::Schema::builder()
+            .with_fields(fields)
+            .with_identifier_field_ids(schema.identifier_field_ids())
+            .build()
+            .map_err(|e| iceberg_error("widen columns", &self.table, e))?;
+        let current_location = self.table.metadata_location().map(str::to_string);
+        let next = self
+            .table
+            .metadata()
+            .clone()
+            .into_builder(current_location)
+            .add_current_schema(new_schema)
+            .and_then(|b| b.build())
+            .map_err(|e| iceberg_error("widen columns", &self.table, e))?
+            .metadata;
+        self.table = crate::commit::commit_metadata(&self.pointer, &self.table, next)
+            .await
+            .map_err(|source| LakehouseError::Commit {
+                table: table_name.clone(),
+                source,
+            })?;
+        tracing::info!(table = %table_name, columns = widened.len(), "widened column types from a new source schema");
+        Ok(())
     }
 
     /// Adds the batch's columns the table does not have yet (a column added

@@ -241,6 +241,31 @@ pub async fn commit_row_delta(
         .and_then(|b| b.build())
         .map_err(step("build metadata"))?
         .metadata;
+    commit_metadata(pointer, table, next).await
+}
+
+/// Writes `next` as the table's next metadata file and swaps the catalog
+/// pointer to it if the table still points where `table` was read from.
+/// Used for snapshots and for schema changes floe makes itself.
+pub async fn commit_metadata(
+    pointer: &SqlCatalogPointer,
+    table: &Table,
+    next: TableMetadata,
+) -> Result<Table, CommitError> {
+    let name = table.identifier().to_string();
+    let step = |step: &'static str| {
+        let table = name.clone();
+        move |source| CommitError::Write {
+            table,
+            step,
+            source: Box::new(source),
+        }
+    };
+    let current_location = table
+        .metadata_location()
+        .ok_or_else(|| CommitError::NoMetadataLocation(name.clone()))?
+        .to_string();
+    let file_io = table.file_io();
     let next_location = MetadataLocation::from_str(&current_location)
         .map_err(step("metadata location"))?
         .with_next_version();

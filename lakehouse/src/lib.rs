@@ -31,8 +31,10 @@
 //!   opens. Start here.
 //!
 //! A batch that loses the commit race to another writer is retried on top
-//! of the other's snapshot. Not built yet: type widening, `append` mode
-//! writes, S3 storage and the REST catalog.
+//! of the other's snapshot; widened source types (int to long, float to
+//! double, decimal precision up) widen the table through floe's own schema
+//! commit. Not built yet: `append` mode writes, S3 storage and the REST
+//! catalog.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without

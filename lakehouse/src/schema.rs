@@ -53,3 +53,24 @@ pub fn table_schema(fields: &Fields, key_fields: &[String]) -> Result<Schema, Sc
         .build()
         .map_err(|e| SchemaError::Invalid(Box::new(e)))
 }
+
+/// Whether values of type `from` can be read as `to` without loss, as the
+/// Iceberg spec allows a column type to be promoted.
+pub fn is_widening(from: &iceberg::spec::Type, to: &iceberg::spec::Type) -> bool {
+    use iceberg::spec::{PrimitiveType as P, Type};
+    match (from, to) {
+        (Type::Primitive(P::Int), Type::Primitive(P::Long)) => true,
+        (Type::Primitive(P::Float), Type::Primitive(P::Double)) => true,
+        (
+            Type::Primitive(P::Decimal {
+                precision: p1,
+                scale: s1,
+            }),
+            Type::Primitive(P::Decimal {
+                precision: p2,
+                scale: s2,
+            }),
+        ) => s1 == s2 && p2 > p1,
+        _ => false,
+    }
+}

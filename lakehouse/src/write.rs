@@ -54,6 +54,13 @@ pub fn table_rows(
                     source: e,
                 })?
             }
+            // a batch from before a column was widened: cast up
+            Some(c) if is_arrow_widening(c.data_type(), field.data_type()) => {
+                arrow_cast::cast(c, field.data_type()).map_err(|e| LakehouseError::Arrow {
+                    context: format!("column {} of {table}", field.name()),
+                    source: e,
+                })?
+            }
             Some(c) => {
                 return Err(LakehouseError::SchemaMismatch {
                     table: table.to_string(),
@@ -202,5 +209,14 @@ fn iceberg_error(operation: &'static str, table: &str, source: iceberg::Error) -
         operation,
         table: table.to_string(),
         source: Box::new(source),
+    }
+}
+
+fn is_arrow_widening(from: &arrow_schema::DataType, to: &arrow_schema::DataType) -> bool {
+    use arrow_schema::DataType as D;
+    match (from, to) {
+        (D::Int32, D::Int64) | (D::Float32, D::Float64) => true,
+        (D::Decimal128(p1, s1), D::Decimal128(p2, s2)) => s1 == s2 && p2 > p1,
+        _ => false,
     }
 }

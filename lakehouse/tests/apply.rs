@@ -420,3 +420,151 @@ async fn a_changed_primary_key_is_refused_and_commits_nothing() {
     );
     std::fs::remove_dir_all(&lake.config.warehouse).ok();
 }
+
+/// The recorded trips value schema with `edit` applied to the row's fields
+/// (as Postgres' ALTER COLUMN ... TYPE would change it), registered as `id`.
+fn altered_schema(
+    rec: &Recording,
+    id: u32,
+    edit: impl Fn(&mut serde_json::Value),
+) -> ingest::RecordedSchemas {
+    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
+    let mut json: serde_json::Value =
+        serde_json::from_str(rec.schemas.get(value_id).unwrap()).unwrap();
+    let row = &mut json["fields"][0]["type"][1]["fields"];
+    for field in row.as_array_mut().unwrap() {
+        edit(field);
+    }
+    let mut schemas = rec.schemas.clone();
+    schemas.insert(id, &json.to_string());
+    schemas
+}
+
+async fn apply_one_update(
+    w: &mut TableWriter,
+    schemas: ingest::RecordedSchemas,
+    id: u32,
+    vendor: ingest::testing::Value,
+    offset: i64,
+) -> Result<(), lakehouse::LakehouseError> {
+    use ingest::testing::{decimal, EventEncoder, Value};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let enc = EventEncoder::new(&schemas, id, key_id).unwrap();
+    let after = std::collections::HashMap::from([
+        ("trip_id", Value::Long(3)),
+        ("vendor_id", vendor),
+        ("pickup_datetime", Value::Long(PICKUP_3)),
+        ("dropoff_datetime", Value::Long(PICKUP_3 + 1_200_000_000)),
+        ("pickup_zone_id", Value::Int(132)),
+        ("dropoff_zone_id", Value::Int(48)),
+        ("fare_amount", decimal(123_456_789)),
+        ("notes", Value::String("widened".into())),
+    ]);
+    let key = std::collections::HashMap::from([("trip_id", Value::Long(3))]);
+    let (k, v) = enc
+        .event(ingest::Op::Update, Some(&key), None, Some(&after), 99)
+        .unwrap();
+    let msg = ingest::RecordedMessage {
+        topic: "taxi.public.trips".into(),
+        partition: 0,
+        offset,
+        timestamp_ms: None,
+        key: k,
+        value: Some(v),
+    };
+    let mut d = ChangeDecoder::new(schemas);
+    d.push(&msg.as_raw()).await.unwrap();
+    let batch = d.flush().remove(0);
+    w.apply(&batch).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn widened_column_types_are_applied_and_narrowing_is_refused() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let first = batches("taxi.public.trips", &[]).await.remove(0);
+    let lake = lake("widen");
+    let mut w = writer(&lake, &first).await;
+    w.apply(&first).await.unwrap();
+
+    // int -> bigint, numeric(10,2) -> numeric(12,2)
+    let widened = altered_schema(&rec, 900, |f| match f["name"].as_str() {
+        Some("vendor_id") => f["type"] = serde_json::json!("long"),
+        Some("fare_amount") => {
+            f["type"][1]["precision"] = serde_json::json!(12);
+            f["type"][1]["connect.parameters"]["connect.decimal.precision"] =
+                serde_json::json!("12");
+        }
+        _ => {}
+    });
+    apply_one_update(
+        &mut w,
+        widened,
+        900,
+        ingest::testing::Value::Long(5_000_000_000),
+        100,
+    )
+    .await
+    .unwrap();
+    let schema = w.table().metadata().current_schema().clone();
+    use iceberg::spec::{PrimitiveType, Type};
+    assert_eq!(
+        *schema.field_by_name("vendor_id").unwrap().field_type,
+        Type::Primitive(PrimitiveType::Long)
+    );
+    assert_eq!(
+        *schema.field_by_name("fare_amount").unwrap().field_type,
+        Type::Primitive(PrimitiveType::Decimal {
+            precision: 12,
+            scale: 2
+        })
+    );
+    let scanned = scan_all(w.table()).await;
+    let mut vendors = BTreeMap::new();
+    for b in &scanned {
+        let ids = b
+            .column_by_name("trip_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone();
+        let v = b
+            .column_by_name("vendor_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("vendor_id read as long")
+            .clone();
+        for i in 0..b.num_rows() {
+            vendors.insert(ids.value(i), v.value(i));
+        }
+    }
+    assert_eq!(
+        vendors,
+        BTreeMap::from([(2, 2), (3, 5_000_000_000)]),
+        "old rows promoted, new row wide"
+    );
+
+    // numeric(8,2) -> int is a narrowing: refused, nothing committed
+    let before = w.table().metadata_location().map(str::to_string);
+    let narrowed = altered_schema(&rec, 901, |f| {
+        if f["name"] == "trip_distance" {
+            f["type"] = serde_json::json!(["null", "int"]);
+        }
+    });
+    let err = apply_one_update(&mut w, narrowed, 901, ingest::testing::Value::Int(2), 101)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("changed type"), "{err}");
+    let catalog = open_catalog(&lake.config).await.unwrap();
+    let reloaded = catalog.load_table(w.table().identifier()).await.unwrap();
+    assert_eq!(
+        reloaded.metadata_location().map(str::to_string),
+        before,
+        "nothing committed"
+    );
+    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+}
