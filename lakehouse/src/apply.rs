@@ -126,6 +126,11 @@ impl TableWriter {
         self.index.len()
     }
 
+    /// Heap bytes of the primary-key index.
+    pub fn index_heap_bytes(&self) -> usize {
+        self.index.heap_bytes()
+    }
+
     async fn load_index(
         &mut self,
         key_names: &[String],

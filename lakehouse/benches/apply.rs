@@ -1,0 +1,305 @@
+//! Apply throughput and read cost (issue 3).
+//!
+//! `cargo bench -p lakehouse --bench apply -- BATCH` applies
+//! `FLOE_BENCH_EVENTS` (default 1,000,000) trips change events (70%
+//! inserts, 25% updates, 5% deletes; keys spread over the trips inserted so
+//! far; pickups over 30 days; the table partitioned by day) in batches of
+//! BATCH events through the real decoder and `TableWriter`, on the local
+//! filesystem with a SQLite catalog, and prints events/s, commit latency,
+//! files per commit, index bytes per live row and peak memory.
+//! `-- read` measures the scan cost of 10% position-deleted rows instead.
+//! `scripts/bench-apply.sh` runs all of them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use futures::TryStreamExt;
+use ingest::testing::{decimal, EventEncoder, Value};
+use ingest::{ChangeBatch, ChangeDecoder, Op, RecordedMessage, Recording};
+use lakehouse::apply::TableWriter;
+use lakehouse::commit::SqlCatalogPointer;
+use lakehouse::{ensure_table, open_catalog, LakeConfig, TableConfig, TableTarget};
+
+const MARCH_1: i64 = 1_709_251_200_000_000;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo) as u64) as i64
+    }
+}
+
+/// The benchmark's events, decoded into batches of `batch` messages.
+fn events(n: usize, batch: usize, deletes_percent: i64, updates_percent: i64) -> Vec<ChangeBatch> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    let mut rng = Rng(7);
+    let mut next_id = 0i64;
+    let mut decoder = ChangeDecoder::new(rec.schemas.clone());
+    let mut out = Vec::new();
+    for i in 0..n {
+        let roll = rng.range(0, 100);
+        let (op, id) = if roll >= updates_percent + deletes_percent || next_id < 100 {
+            next_id += 1;
+            (Op::Create, next_id)
+        } else if roll < deletes_percent {
+            (Op::Delete, rng.range(1, next_id + 1))
+        } else {
+            (Op::Update, rng.range(1, next_id + 1))
+        };
+        let pickup = MARCH_1 + rng.range(0, 30 * 86_400) * 1_000_000;
+        let fare = rng.range(250, 9_000);
+        let row = HashMap::from([
+            ("trip_id", Value::Long(id)),
+            ("vendor_id", Value::Int(rng.range(1, 3) as i32)),
+            ("pickup_datetime", Value::Long(pickup)),
+            (
+                "dropoff_datetime",
+                Value::Long(pickup + rng.range(120, 3_600) * 1_000_000),
+            ),
+            ("pickup_zone_id", Value::Int(rng.range(1, 266) as i32)),
+            ("dropoff_zone_id", Value::Int(rng.range(1, 266) as i32)),
+            ("passenger_count", Value::Int(rng.range(1, 5) as i32)),
+            ("trip_distance", decimal(rng.range(10, 3_000))),
+            ("fare_amount", decimal(fare)),
+            ("tip_amount", decimal(fare / 5)),
+            ("total_amount", decimal(fare + fare / 5 + 100)),
+            ("payment_type", Value::Int(rng.range(1, 5) as i32)),
+        ]);
+        let key = HashMap::from([("trip_id", Value::Long(id))]);
+        let (k, v) = match op {
+            Op::Delete => enc.event(op, Some(&key), Some(&row), None, i as i64),
+            _ => enc.event(op, Some(&key), None, Some(&row), i as i64),
+        }
+        .unwrap();
+        let msg = RecordedMessage {
+            topic: "taxi.public.trips".into(),
+            partition: 0,
+            offset: i as i64,
+            timestamp_ms: None,
+            key: k,
+            value: Some(v),
+        };
+        ready(decoder.push(&msg.as_raw())).unwrap();
+        if (i + 1) % batch == 0 {
+            out.extend(decoder.flush());
+        }
+    }
+    out.extend(decoder.flush());
+    out
+}
+
+/// Runs a future that never waits (decoding with recorded schemas).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn writer(name: &str, first: &ChangeBatch) -> (TableWriter, PathBuf) {
+    let warehouse = std::env::temp_dir().join(format!("floe-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&warehouse);
+    let mut lake = LakeConfig {
+        warehouse: warehouse.clone(),
+        ..LakeConfig::default()
+    };
+    lake.tables.by_source.insert(
+        "public.trips".into(),
+        TableConfig {
+            partition: vec!["day(pickup_datetime)".into()],
+            ..Default::default()
+        },
+    );
+    let catalog = open_catalog(&lake).await.unwrap();
+    let target = TableTarget::for_batch(first, &lake.tables).unwrap();
+    let table = ensure_table(catalog.as_ref(), &target, first)
+        .await
+        .unwrap();
+    let pointer = SqlCatalogPointer::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        warehouse.join("catalog.db").display()
+    ))
+    .await
+    .unwrap();
+    (
+        TableWriter::open(catalog, table, pointer).await.unwrap(),
+        warehouse,
+    )
+}
+
+async fn apply_run(n: usize, batch: usize) {
+    let t = Instant::now();
+    let batches = events(n, batch, 5, 25);
+    eprintln!(
+        "generated and decoded {n} events into {} batches in {:.1} s",
+        batches.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let (mut w, warehouse) = writer(&format!("apply{batch}"), &batches[0]).await;
+    let mut latencies = Vec::with_capacity(batches.len());
+    let started = Instant::now();
+    for b in &batches {
+        let t = Instant::now();
+        w.apply(b).await.unwrap();
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let total = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    let files: u64 = w
+        .table()
+        .metadata()
+        .snapshots()
+        .map(|s| {
+            let p = &s.summary().additional_properties;
+            let get = |k: &str| p.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            get("added-data-files") + get("added-delete-files")
+        })
+        .sum();
+    println!(
+        "apply batch={batch}: {n} events in {total:.1} s = {:.0} events/s; commit p50 {:.0} ms, p99 {:.0} ms; {:.1} files/commit; index {:.1} bytes/live row ({} live); peak RSS {:.0} MB",
+        n as f64 / total,
+        pct(0.5),
+        pct(0.99),
+        files as f64 / batches.len() as f64,
+        w.index_heap_bytes() as f64 / w.live_rows().max(1) as f64,
+        w.live_rows(),
+        peak_rss_mb()
+    );
+    std::fs::remove_dir_all(&warehouse).ok();
+}
+
+async fn scan_seconds(w: &TableWriter) -> (f64, usize) {
+    let t = Instant::now();
+    let batches: Vec<arrow_array::RecordBatch> = w
+        .table()
+        .scan()
+        .select_all()
+        .build()
+        .unwrap()
+        .to_arrow()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    (
+        t.elapsed().as_secs_f64(),
+        batches.iter().map(|b| b.num_rows()).sum(),
+    )
+}
+
+/// The same rows scanned with and without 10% of them position-deleted.
+async fn read_run(n: usize) {
+    let inserts = events(n, n, 0, 0);
+    let (mut plain, w1) = writer("readplain", &inserts[0]).await;
+    plain.apply(&inserts[0]).await.unwrap();
+    let (mut deleted, w2) = writer("readdeleted", &inserts[0]).await;
+    deleted.apply(&inserts[0]).await.unwrap();
+    // delete every tenth trip, as position deletes
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    let mut decoder = ChangeDecoder::new(rec.schemas.clone());
+    for (i, id) in (1..=n as i64).step_by(10).enumerate() {
+        let key = HashMap::from([("trip_id", Value::Long(id))]);
+        let (k, v) = enc
+            .event(
+                Op::Delete,
+                Some(&key),
+                Some(&HashMap::from([
+                    ("trip_id", Value::Long(id)),
+                    ("vendor_id", Value::Int(0)),
+                    ("pickup_datetime", Value::Long(0)),
+                    ("dropoff_datetime", Value::Long(0)),
+                    ("pickup_zone_id", Value::Int(0)),
+                    ("dropoff_zone_id", Value::Int(0)),
+                ])),
+                None,
+                0,
+            )
+            .unwrap();
+        let msg = RecordedMessage {
+            topic: "taxi.public.trips".into(),
+            partition: 0,
+            offset: (n + i) as i64,
+            timestamp_ms: None,
+            key: k,
+            value: Some(v),
+        };
+        decoder.push(&msg.as_raw()).await.unwrap();
+    }
+    for b in decoder.flush() {
+        deleted.apply(&b).await.unwrap();
+    }
+    // warm the page cache once, then take the best of 5
+    let _ = scan_seconds(&plain).await;
+    let _ = scan_seconds(&deleted).await;
+    let (mut best_plain, mut best_deleted, mut rows) = (f64::MAX, f64::MAX, (0, 0));
+    for _ in 0..5 {
+        let (t, r) = scan_seconds(&plain).await;
+        best_plain = best_plain.min(t);
+        let (t2, r2) = scan_seconds(&deleted).await;
+        best_deleted = best_deleted.min(t2);
+        rows = (r, r2);
+    }
+    println!(
+        "read: {} rows scanned in {:.3} s; with 10% position-deleted ({} rows left) {:.3} s; ratio {:.2}x",
+        rows.0, best_plain, rows.1, best_deleted, best_deleted / best_plain
+    );
+    std::fs::remove_dir_all(&w1).ok();
+    std::fs::remove_dir_all(&w2).ok();
+}
+
+fn main() {
+    let n: usize = std::env::var("FLOE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let arg = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "10000".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    match arg.as_str() {
+        "read" => rt.block_on(read_run(n)),
+        size => rt.block_on(apply_run(n, size.parse().expect("batch size or `read`"))),
+    }
+}
