@@ -525,13 +525,11 @@ impl TableWriter {
             let Some(current) = schema.field_by_name(field.name()) else {
                 continue;
             };
-            let single =
-                crate::schema::table_schema(&Fields::from(vec![field.as_ref().clone()]), &[])
-                    .map_err(|source| LakehouseError::Schema {
-                        table: table_name.clone(),
-                        source,
-                    })?;
-            let incoming = single.as_struct().fields()[0].field_type.as_ref().clone();
+            let incoming =
+                crate::schema::iceberg_type(field).map_err(|source| LakehouseError::Schema {
+                    table: table_name.clone(),
+                    source,
+                })?;
             if incoming == *current.field_type {
                 continue;
             }
@@ -601,13 +599,11 @@ impl TableWriter {
             if schema.field_by_name(field.name()).is_some() {
                 continue;
             }
-            let single =
-                crate::schema::table_schema(&Fields::from(vec![field.as_ref().clone()]), &[])
-                    .map_err(|source| LakehouseError::Schema {
-                        table: table_name.clone(),
-                        source,
-                    })?;
-            let ty = single.as_struct().fields()[0].field_type.as_ref().clone();
+            let ty =
+                crate::schema::iceberg_type(field).map_err(|source| LakehouseError::Schema {
+                    table: table_name.clone(),
+                    source,
+                })?;
             added.push(AddColumn::optional(field.name(), ty));
         }
         if added.is_empty() {

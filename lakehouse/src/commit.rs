@@ -138,14 +138,7 @@ pub async fn commit_row_delta(
     delta: RowDelta,
 ) -> Result<Table, CommitError> {
     let name = table.identifier().to_string();
-    let step = |step: &'static str| {
-        let table = name.clone();
-        move |source| CommitError::Write {
-            table,
-            step,
-            source: Box::new(source),
-        }
-    };
+    let step = |step: &'static str| write_error(&name, step);
     let current_location = table
         .metadata_location()
         .ok_or_else(|| CommitError::NoMetadataLocation(name.clone()))?
@@ -253,14 +246,7 @@ pub async fn commit_metadata(
     next: TableMetadata,
 ) -> Result<Table, CommitError> {
     let name = table.identifier().to_string();
-    let step = |step: &'static str| {
-        let table = name.clone();
-        move |source| CommitError::Write {
-            table,
-            step,
-            source: Box::new(source),
-        }
-    };
+    let step = |step: &'static str| write_error(&name, step);
     let current_location = table
         .metadata_location()
         .ok_or_else(|| CommitError::NoMetadataLocation(name.clone()))?
@@ -296,6 +282,16 @@ pub async fn commit_metadata(
         .metadata_location(next_location)
         .build()
         .map_err(step("reload table"))
+}
+
+/// Maps an iceberg error at `step` of writing `table`'s commit.
+fn write_error(table: &str, step: &'static str) -> impl FnOnce(iceberg::Error) -> CommitError {
+    let table = table.to_string();
+    move |source| CommitError::Write {
+        table,
+        step,
+        source: Box::new(source),
+    }
 }
 
 fn now_ms() -> i64 {

@@ -54,6 +54,23 @@ pub fn table_schema(fields: &Fields, key_fields: &[String]) -> Result<Schema, Sc
         .map_err(|e| SchemaError::Invalid(Box::new(e)))
 }
 
+/// The Iceberg type of one Arrow column, as [`table_schema`] maps it.
+pub fn iceberg_type(field: &arrow_schema::Field) -> Result<iceberg::spec::Type, SchemaError> {
+    let single = table_schema(&Fields::from(vec![field.clone()]), &[])?;
+    let ty = single
+        .as_struct()
+        .fields()
+        .first()
+        .map(|f| f.field_type.as_ref().clone());
+    ty.ok_or_else(|| {
+        let reason = format!("column {:?} has no Iceberg type", field.name());
+        SchemaError::Invalid(Box::new(iceberg::Error::new(
+            iceberg::ErrorKind::Unexpected,
+            reason,
+        )))
+    })
+}
+
 /// Whether values of type `from` can be read as `to` without loss, as the
 /// Iceberg spec allows a column type to be promoted.
 pub fn is_widening(from: &iceberg::spec::Type, to: &iceberg::spec::Type) -> bool {
