@@ -23,6 +23,7 @@ use std::time::Duration;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ingest::testing::{decimal, record};
 use ingest::wire::{frame, split_frame};
 use ingest::{ChangeDecoder, RawMessage, Recording};
 
@@ -60,44 +61,6 @@ fn field<'a>(schema: &'a Schema, name: &str) -> &'a Schema {
         panic!("not a record")
     };
     &r.fields[r.lookup[name]].schema
-}
-
-fn record(schema: &Schema, values: &HashMap<&str, Value>) -> Value {
-    let Schema::Record(r) = schema else {
-        panic!("not a record")
-    };
-    Value::Record(
-        r.fields
-            .iter()
-            .map(|f| {
-                let v = values.get(f.name.as_str()).cloned();
-                let v = match &f.schema {
-                    Schema::Union(u) => {
-                        let null_at = u
-                            .variants()
-                            .iter()
-                            .position(|s| *s == Schema::Null)
-                            .unwrap() as u32;
-                        match v {
-                            None => Value::Union(null_at, Box::new(Value::Null)),
-                            Some(v) => Value::Union(1 - null_at, Box::new(v)),
-                        }
-                    }
-                    _ => v.unwrap_or_else(|| panic!("no value for {}", f.name)),
-                };
-                (f.name.clone(), v)
-            })
-            .collect(),
-    )
-}
-
-fn decimal(unscaled: i64) -> Value {
-    let bytes = unscaled.to_be_bytes();
-    let skip = bytes
-        .windows(2)
-        .take_while(|w| (w[0] == 0 && w[1] & 0x80 == 0) || (w[0] == 0xff && w[1] & 0x80 != 0))
-        .count();
-    Value::Decimal(apache_avro::Decimal::from(&bytes[skip..]))
 }
 
 struct Workload {
@@ -163,7 +126,7 @@ fn workload(n: usize) -> Workload {
             ("payment_type", Value::Int(rng.range(1, 5) as i32)),
             ("congestion_surcharge", decimal(250)),
         ]);
-        let image = record(&row, &row_values);
+        let image = record(&row, &row_values).unwrap();
         let source = record(
             &source_schema,
             &HashMap::from([
@@ -190,7 +153,8 @@ fn workload(n: usize) -> Workload {
                 ("txId", Value::Long(800 + i as i64)),
                 ("lsn", Value::Long(26_000_000 + i as i64 * 64)),
             ]),
-        );
+        )
+        .unwrap();
         let mut env: HashMap<&str, Value> = HashMap::from([
             ("source", source),
             ("op", Value::String(op.into())),
@@ -217,18 +181,19 @@ fn workload(n: usize) -> Workload {
                     *v = zero;
                 }
             }
-            env.insert("before", record(&row, &key_only));
+            env.insert("before", record(&row, &key_only).unwrap());
         } else {
             env.insert("after", image);
         }
         let value = frame(
             value_id,
-            &apache_avro::to_avro_datum(&envelope, record(&envelope, &env)).unwrap(),
+            &apache_avro::to_avro_datum(&envelope, record(&envelope, &env).unwrap()).unwrap(),
         );
         let key = record(
             &key_schema,
             &HashMap::from([("trip_id", Value::Long(trip_id))]),
-        );
+        )
+        .unwrap();
         let key = frame(
             key_id,
             &apache_avro::to_avro_datum(&key_schema, key).unwrap(),

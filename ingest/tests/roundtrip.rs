@@ -9,6 +9,7 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use arrow::array::{Array, AsArray, StructArray};
 use arrow::datatypes::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use ingest::testing::decimal;
 use ingest::wire::frame;
 use ingest::{ChangeDecoder, Op, RecordedMessage, RecordedSchemas, Recording};
 use proptest::prelude::*;
@@ -102,16 +103,6 @@ struct Trip {
     payment: Option<i32>,
     notes: Option<String>,
     surcharge: Option<i64>,
-}
-
-fn decimal(unscaled: i64) -> Value {
-    // minimal big-endian two's complement, as Connect writes it
-    let bytes = unscaled.to_be_bytes();
-    let skip = bytes
-        .windows(2)
-        .take_while(|w| (w[0] == 0 && w[1] & 0x80 == 0) || (w[0] == 0xff && w[1] & 0x80 != 0))
-        .count();
-    Value::Decimal(apache_avro::Decimal::from(&bytes[skip..]))
 }
 
 fn trip_value(row: &Schema, t: &Trip) -> Value {
