@@ -23,7 +23,7 @@ use std::time::Duration;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ingest::testing::{decimal, record};
+use ingest::testing::{decimal, record, Rng};
 use ingest::wire::{frame, split_frame};
 use ingest::{ChangeDecoder, RawMessage, Recording};
 
@@ -37,22 +37,6 @@ fn ready<F: Future>(f: F) -> F::Output {
         if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
             return v;
         }
-    }
-}
-
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo) as u64) as i64
     }
 }
 

@@ -15,27 +15,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use futures::TryStreamExt;
-use ingest::testing::{decimal, EventEncoder, Value};
+use ingest::testing::{decimal, EventEncoder, Rng, Value};
 use ingest::{ChangeBatch, ChangeDecoder, Op, RecordedMessage, Recording};
 use lakehouse::apply::TableWriter;
 use lakehouse::commit::SqlCatalogPointer;
 use lakehouse::{ensure_table, open_catalog, LakeConfig, TableConfig, TableTarget};
 
 const MARCH_1: i64 = 1_709_251_200_000_000;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo) as u64) as i64
-    }
-}
 
 /// The benchmark's events, decoded into batches of `batch` messages.
 fn events(n: usize, batch: usize, deletes_percent: i64, updates_percent: i64) -> Vec<ChangeBatch> {

@@ -139,10 +139,7 @@ pub async fn commit_row_delta(
 ) -> Result<Table, CommitError> {
     let name = table.identifier().to_string();
     let step = |step: &'static str| write_error(&name, step);
-    let current_location = table
-        .metadata_location()
-        .ok_or_else(|| CommitError::NoMetadataLocation(name.clone()))?
-        .to_string();
+    let current_location = current_location(table)?;
     let metadata = table.metadata();
     let file_io = table.file_io();
     let parent = metadata.current_snapshot().cloned();
@@ -247,10 +244,7 @@ pub async fn commit_metadata(
 ) -> Result<Table, CommitError> {
     let name = table.identifier().to_string();
     let step = |step: &'static str| write_error(&name, step);
-    let current_location = table
-        .metadata_location()
-        .ok_or_else(|| CommitError::NoMetadataLocation(name.clone()))?
-        .to_string();
+    let current_location = current_location(table)?;
     let file_io = table.file_io();
     let next_location = MetadataLocation::from_str(&current_location)
         .map_err(step("metadata location"))?
@@ -282,6 +276,14 @@ pub async fn commit_metadata(
         .metadata_location(next_location)
         .build()
         .map_err(step("reload table"))
+}
+
+/// Where `table`'s metadata pointer is now: the expected side of the swap.
+fn current_location(table: &Table) -> Result<String, CommitError> {
+    table
+        .metadata_location()
+        .map(str::to_string)
+        .ok_or_else(|| CommitError::NoMetadataLocation(table.identifier().to_string()))
 }
 
 /// Maps an iceberg error at `step` of writing `table`'s commit.

@@ -13,7 +13,7 @@ use lakehouse::apply::TableWriter;
 use lakehouse::commit::SqlCatalogPointer;
 use lakehouse::{ensure_table, open_catalog, LakeConfig, TableConfig, TableTarget};
 
-use crate::support::scan_all;
+use crate::support::{by_trip, scan_all};
 
 /// The topic's recorded messages decoded, flushing a batch after each
 /// message count in `cuts`.
@@ -281,26 +281,11 @@ async fn a_column_added_in_postgres_is_added_to_the_table() {
         Some("note-".repeat(1000).as_str()),
         "TOAST kept across the schema change"
     );
-    let mut surcharges = BTreeMap::new();
-    for b in &scanned {
-        let ids = b
-            .column_by_name("trip_id")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .clone();
-        let s = b
-            .column_by_name("congestion_surcharge")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Decimal128Array>()
-            .unwrap()
-            .clone();
-        for i in 0..b.num_rows() {
-            surcharges.insert(ids.value(i), s.is_valid(i).then(|| s.value(i)));
-        }
-    }
+    let surcharges = by_trip(
+        &scanned,
+        "congestion_surcharge",
+        |a: &Decimal128Array, i| a.value(i),
+    );
     assert_eq!(
         surcharges,
         BTreeMap::from([(2, None), (3, Some(275)), (4, Some(250))])
@@ -522,26 +507,12 @@ async fn widened_column_types_are_applied_and_narrowing_is_refused() {
         })
     );
     let scanned = scan_all(w.table()).await;
-    let mut vendors = BTreeMap::new();
-    for b in &scanned {
-        let ids = b
-            .column_by_name("trip_id")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .clone();
-        let v = b
-            .column_by_name("vendor_id")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("vendor_id read as long")
-            .clone();
-        for i in 0..b.num_rows() {
-            vendors.insert(ids.value(i), v.value(i));
-        }
-    }
+    // vendor_id must read back as long (the helper panics otherwise)
+    let vendors: BTreeMap<i64, i64> =
+        by_trip(&scanned, "vendor_id", |a: &Int64Array, i| a.value(i))
+            .into_iter()
+            .map(|(id, v)| (id, v.expect("vendor_id is required")))
+            .collect();
     assert_eq!(
         vendors,
         BTreeMap::from([(2, 2), (3, 5_000_000_000)]),

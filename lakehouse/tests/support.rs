@@ -38,3 +38,30 @@ pub async fn scan_all(table: &Table) -> Vec<RecordBatch> {
         .await
         .unwrap()
 }
+
+/// One column of scanned rows by trip id: `get` reads row `i` of the
+/// column (as its concrete array type `A`), or None where it is null.
+pub fn by_trip<A: arrow_array::Array + 'static, V>(
+    batches: &[RecordBatch],
+    column: &str,
+    get: impl Fn(&A, usize) -> V,
+) -> std::collections::BTreeMap<i64, Option<V>> {
+    use arrow_array::Array;
+    let mut out = std::collections::BTreeMap::new();
+    for b in batches {
+        let ids = b.column_by_name("trip_id").unwrap();
+        let ids = ids
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap();
+        let col = b.column_by_name(column).unwrap();
+        let col = col
+            .as_any()
+            .downcast_ref::<A>()
+            .unwrap_or_else(|| panic!("{column} is not the expected array type"));
+        for i in 0..b.num_rows() {
+            out.insert(ids.value(i), col.is_valid(i).then(|| get(col, i)));
+        }
+    }
+    out
+}
