@@ -5,8 +5,11 @@
 #
 # Needed: Rust with rustfmt and clippy (the machine's toolchain), a C
 # toolchain and make (librdkafka is built from source by rdkafka-sys),
-# python3 (the schema-registry test stand-in), openssl (TLS test
-# certificates) and the PostgreSQL 15 server (a catalog database in tests).
+# python3 with venv (the schema-registry test stand-in, the lake readers),
+# openssl (TLS test certificates) and the PostgreSQL 15 server (a catalog
+# database in tests). Then, into $FLOE_CACHE so they outlive the clone: the
+# Garage S3 server (built from crates.io once, about 13 minutes) and the
+# independent lake readers pyiceberg and DuckDB (from PyPI).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
@@ -14,7 +17,9 @@ missing=()
 command -v cc >/dev/null || missing+=(gcc)
 command -v make >/dev/null || missing+=(make)
 command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 # the lakehouse tests run a private PostgreSQL 15 as an Iceberg SQL catalog
 [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
@@ -27,3 +32,6 @@ fi
 command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
+
+garage_bin >/dev/null
+lake_readers_python >/dev/null

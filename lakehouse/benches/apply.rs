@@ -117,7 +117,7 @@ async fn writer(name: &str, first: &ChangeBatch) -> (TableWriter, PathBuf) {
     let warehouse = std::env::temp_dir().join(format!("floe-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&warehouse);
     let mut lake = LakeConfig {
-        warehouse: warehouse.clone(),
+        warehouse: warehouse.clone().into(),
         ..LakeConfig::default()
     };
     lake.tables.by_source.insert(

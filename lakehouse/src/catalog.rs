@@ -1,46 +1,119 @@
-//! Opening the Iceberg catalog a lake is configured with.
+//! Opening the lake a [`LakeConfig`] describes: the Iceberg catalog, the
+//! storage its FileIO writes to, and the pointer floe commits through.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use iceberg::io::LocalFsStorageFactory;
+use iceberg::io::{
+    StorageFactory, S3_ACCESS_KEY_ID, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION,
+    S3_SECRET_ACCESS_KEY, S3_SESSION_TOKEN,
+};
 use iceberg::{Catalog, CatalogBuilder};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+use iceberg_storage_opendal::OpenDalStorageFactory;
+use ingest::ChangeBatch;
 
-use crate::config::{CatalogConfig, LakeConfig};
+use crate::apply::TableWriter;
+use crate::commit::SqlCatalogPointer;
+use crate::config::{CatalogConfig, LakeConfig, Warehouse};
 use crate::error::LakehouseError;
+use crate::table::{ensure_table, TableTarget};
 
 /// The name floe registers its catalog under (the `catalog_name` column of
 /// the JDBC schema; pyiceberg's `SqlCatalog(name, ...)` must use the same).
 pub const CATALOG_NAME: &str = "floe";
 
-/// Opens (creating if needed) the catalog of `config`, with the warehouse
-/// on the local filesystem.
+/// An open lake: its catalog, and the compare-and-swap pointer that floe's
+/// own commits go through (the same catalog database).
+#[derive(Clone)]
+pub struct Lake {
+    pub config: LakeConfig,
+    pub catalog: Arc<dyn Catalog>,
+    pub pointer: SqlCatalogPointer,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake")
+            .field("warehouse", &self.config.warehouse)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lake {
+    /// Opens (creating if needed) the catalog and warehouse of `config`,
+    /// with S3 settings falling back to the process environment.
+    pub async fn open(config: &LakeConfig) -> Result<Self, LakehouseError> {
+        let uri = catalog_uri(config)?;
+        let catalog = open_catalog(config).await?;
+        let pointer = SqlCatalogPointer::connect(&uri).await.map_err(|source| {
+            LakehouseError::CatalogDatabase {
+                uri: redact(&uri),
+                source,
+            }
+        })?;
+        Ok(Self {
+            config: config.clone(),
+            catalog,
+            pointer,
+        })
+    }
+
+    /// The writer for the source table of `first`, creating its Iceberg
+    /// table from `first` if it does not exist yet.
+    pub async fn writer(&self, first: &ChangeBatch) -> Result<TableWriter, LakehouseError> {
+        let target = TableTarget::for_batch(first, &self.config.tables)?;
+        let table = ensure_table(self.catalog.as_ref(), &target, first).await?;
+        TableWriter::open(self.catalog.clone(), table, self.pointer.clone()).await
+    }
+}
+
+/// The SQL catalog's connection URI for `config`.
+pub fn catalog_uri(config: &LakeConfig) -> Result<String, LakehouseError> {
+    match &config.catalog {
+        CatalogConfig::Sql { uri } => Ok(uri.clone()),
+        CatalogConfig::Sqlite { path } => {
+            let file = match (path, config.warehouse.local_dir()) {
+                (Some(path), _) => path.clone(),
+                (None, Some(dir)) => dir.join("catalog.db"),
+                (None, None) => return Err(LakehouseError::CatalogPathNeeded),
+            };
+            let file = absolute(file)?;
+            if let Some(parent) = file.parent() {
+                create_dir(parent.to_path_buf())?;
+            }
+            Ok(format!("sqlite://{}?mode=rwc", file.display()))
+        }
+    }
+}
+
+/// Opens (creating if needed) the catalog of `config`. Prefer [`Lake::open`],
+/// which also connects the commit pointer.
 pub async fn open_catalog(config: &LakeConfig) -> Result<Arc<dyn Catalog>, LakehouseError> {
-    let warehouse = absolute(&config.warehouse)?;
-    std::fs::create_dir_all(&warehouse).map_err(|source| LakehouseError::Warehouse {
-        path: warehouse.display().to_string(),
-        source,
-    })?;
-    let uri = match &config.catalog {
-        CatalogConfig::Sqlite => format!(
-            "sqlite://{}?mode=rwc",
-            warehouse.join("catalog.db").display()
-        ),
-        CatalogConfig::Sql { uri } => uri.clone(),
-    };
+    if let Some(dir) = config.warehouse.local_dir() {
+        create_dir(absolute(dir.to_path_buf())?)?;
+    }
+    let location = config
+        .warehouse
+        .location()
+        .map_err(|source| LakehouseError::Warehouse {
+            path: config.warehouse.to_string(),
+            source,
+        })?;
+    let uri = catalog_uri(config)?;
     let bind_style = if uri.starts_with("postgres") {
         SqlBindStyle::DollarNumeric
     } else {
         SqlBindStyle::QMark
     };
+    let (factory, props) = storage(config, |key| std::env::var(key).ok());
     let catalog = SqlCatalogBuilder::default()
         .uri(uri.clone())
-        .warehouse_location(format!("file://{}", warehouse.display()))
+        .warehouse_location(location)
         .sql_bind_style(bind_style)
-        .with_storage_factory(Arc::new(LocalFsStorageFactory))
-        .load(CATALOG_NAME, HashMap::new())
+        .with_storage_factory(factory)
+        .load(CATALOG_NAME, props)
         .await
         .map_err(|source| LakehouseError::Catalog {
             uri: redact(&uri),
@@ -49,15 +122,55 @@ pub async fn open_catalog(config: &LakeConfig) -> Result<Arc<dyn Catalog>, Lakeh
     Ok(Arc::new(catalog))
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, LakehouseError> {
-    std::path::absolute(path).map_err(|source| LakehouseError::Warehouse {
+/// The FileIO storage of the warehouse and the catalog properties that
+/// configure it.
+fn storage(
+    config: &LakeConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> (Arc<dyn StorageFactory>, HashMap<String, String>) {
+    match config.warehouse {
+        Warehouse::Local(_) => (Arc::new(OpenDalStorageFactory::Fs), HashMap::new()),
+        Warehouse::S3 { .. } => {
+            let s3 = config.s3.resolve(env);
+            let mut props = HashMap::from([
+                (S3_REGION.to_string(), s3.region),
+                (S3_PATH_STYLE_ACCESS.to_string(), s3.path_style.to_string()),
+            ]);
+            let optional = [
+                (S3_ENDPOINT, s3.endpoint),
+                (S3_ACCESS_KEY_ID, s3.access_key_id),
+                (S3_SECRET_ACCESS_KEY, s3.secret_access_key),
+                (S3_SESSION_TOKEN, s3.session_token),
+            ];
+            props.extend(
+                optional
+                    .into_iter()
+                    .filter_map(|(key, value)| Some((key.to_string(), value?))),
+            );
+            let factory = OpenDalStorageFactory::S3 {
+                customized_credential_load: None,
+            };
+            (Arc::new(factory), props)
+        }
+    }
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf, LakehouseError> {
+    std::path::absolute(&path).map_err(|source| LakehouseError::Warehouse {
         path: path.display().to_string(),
         source,
     })
 }
 
+fn create_dir(dir: PathBuf) -> Result<(), LakehouseError> {
+    std::fs::create_dir_all(&dir).map_err(|source| LakehouseError::Warehouse {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
 /// The URI without its password, for error messages.
-fn redact(uri: &str) -> String {
+pub(crate) fn redact(uri: &str) -> String {
     match (uri.find("://"), uri.find('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &uri[scheme_end + 3..at];
@@ -72,15 +185,64 @@ fn redact(uri: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn passwords_are_not_shown() {
         assert_eq!(
-            super::redact("postgres://floe:secret@db:5432/lake"),
+            redact("postgres://floe:secret@db:5432/lake"),
             "postgres://floe:***@db:5432/lake"
         );
         assert_eq!(
-            super::redact("sqlite:///tmp/c.db?mode=rwc"),
+            redact("sqlite:///tmp/c.db?mode=rwc"),
             "sqlite:///tmp/c.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn s3_settings_come_from_config_then_environment() {
+        let mut config = LakeConfig {
+            warehouse: "s3://lake/wh".into(),
+            ..LakeConfig::default()
+        };
+        config.s3.endpoint = Some("http://127.0.0.1:3900".into());
+        config.s3.access_key_id = Some("from-config".into());
+        let env = |key: &str| match key {
+            "AWS_ACCESS_KEY_ID" => Some("from-env".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret-from-env".to_string()),
+            _ => None,
+        };
+        let (_, props) = storage(&config, env);
+        assert_eq!(props[S3_ENDPOINT], "http://127.0.0.1:3900");
+        assert_eq!(props[S3_ACCESS_KEY_ID], "from-config");
+        assert_eq!(props[S3_SECRET_ACCESS_KEY], "secret-from-env");
+        assert_eq!(props[S3_REGION], "us-east-1");
+        // a custom endpoint means path-style addressing unless told otherwise
+        assert_eq!(props[S3_PATH_STYLE_ACCESS], "true");
+        assert!(!props.contains_key(S3_SESSION_TOKEN));
+    }
+
+    #[test]
+    fn an_s3_warehouse_needs_a_catalog_path_or_uri() {
+        let config = LakeConfig {
+            warehouse: "s3://lake/wh".into(),
+            ..LakeConfig::default()
+        };
+        let err = catalog_uri(&config).unwrap_err();
+        assert!(matches!(err, LakehouseError::CatalogPathNeeded), "{err}");
+    }
+
+    #[test]
+    fn warehouse_locations() {
+        assert_eq!(
+            Warehouse::from("s3://lake/a/b/").location().unwrap(),
+            "s3://lake/a/b"
+        );
+        assert_eq!(
+            Warehouse::from("s3://lake").location().unwrap(),
+            "s3://lake"
+        );
+        let local = Warehouse::from("/tmp/wh").location().unwrap();
+        assert_eq!(local, "file:///tmp/wh");
     }
 }

@@ -3,7 +3,8 @@
 //! section of `floe.toml`; their doc comments are its reference.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -11,21 +12,25 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LakeConfig {
-    /// The warehouse: a local directory (default `./warehouse`). Table data
-    /// and metadata go under it, and the default SQLite catalog is the file
-    /// `catalog.db` in it.
+    /// The warehouse: a local directory (default `./warehouse`) or an S3
+    /// location `s3://bucket/prefix` (then set `[lake.s3]`). Table data and
+    /// metadata go under it. With a local warehouse the default SQLite
+    /// catalog is the file `catalog.db` in it.
     #[serde(default = "default_warehouse")]
-    pub warehouse: PathBuf,
+    pub warehouse: Warehouse,
     /// The catalog; default: SQLite in the warehouse.
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// S3-compatible storage settings, used when the warehouse is `s3://`.
+    #[serde(default)]
+    pub s3: S3Config,
     /// How source tables map to Iceberg tables.
     #[serde(default)]
     pub tables: TablesConfig,
 }
 
-fn default_warehouse() -> PathBuf {
-    PathBuf::from("warehouse")
+fn default_warehouse() -> Warehouse {
+    Warehouse::Local(PathBuf::from("warehouse"))
 }
 
 impl Default for LakeConfig {
@@ -33,22 +38,188 @@ impl Default for LakeConfig {
         Self {
             warehouse: default_warehouse(),
             catalog: CatalogConfig::default(),
+            s3: S3Config::default(),
             tables: TablesConfig::default(),
         }
     }
 }
 
+/// Where table data and metadata live.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum Warehouse {
+    /// A directory on the local filesystem.
+    Local(PathBuf),
+    /// `s3://bucket/prefix` on S3-compatible storage.
+    S3 { bucket: String, prefix: String },
+}
+
+impl Warehouse {
+    /// The warehouse as an Iceberg location (`file:///abs/dir` or
+    /// `s3://bucket/prefix`), relative local paths made absolute.
+    pub fn location(&self) -> std::io::Result<String> {
+        match self {
+            Self::Local(dir) => Ok(format!("file://{}", std::path::absolute(dir)?.display())),
+            Self::S3 { bucket, prefix } if prefix.is_empty() => Ok(format!("s3://{bucket}")),
+            Self::S3 { bucket, prefix } => Ok(format!("s3://{bucket}/{prefix}")),
+        }
+    }
+
+    /// The local directory, if the warehouse is local.
+    pub fn local_dir(&self) -> Option<&Path> {
+        match self {
+            Self::Local(dir) => Some(dir),
+            Self::S3 { .. } => None,
+        }
+    }
+}
+
+impl From<String> for Warehouse {
+    fn from(value: String) -> Self {
+        match value
+            .strip_prefix("s3://")
+            .or_else(|| value.strip_prefix("s3a://"))
+        {
+            Some(rest) => {
+                let rest = rest.trim_end_matches('/');
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                Self::S3 {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.to_string(),
+                }
+            }
+            None => Self::Local(PathBuf::from(value)),
+        }
+    }
+}
+
+impl From<&str> for Warehouse {
+    fn from(value: &str) -> Self {
+        Self::from(value.to_string())
+    }
+}
+
+impl From<PathBuf> for Warehouse {
+    fn from(value: PathBuf) -> Self {
+        Self::Local(value)
+    }
+}
+
+impl From<&Path> for Warehouse {
+    fn from(value: &Path) -> Self {
+        Self::Local(value.to_path_buf())
+    }
+}
+
+impl fmt::Display for Warehouse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(dir) => write!(f, "{}", dir.display()),
+            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// S3-compatible storage (AWS S3, MinIO, Garage, ...). Every field left out
+/// falls back to the standard AWS environment variable named beside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint URL, e.g. `http://127.0.0.1:9000` for a local MinIO; plain
+    /// `http://` is allowed. Default: `AWS_ENDPOINT_URL`, else AWS itself.
+    pub endpoint: Option<String>,
+    /// Region. Default: `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`http://host/bucket/key`), which MinIO and
+    /// most self-hosted servers need. Default: true when an endpoint is
+    /// set, false for AWS.
+    pub path_style: Option<bool>,
+    /// Access key id. Default: `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// Secret access key. Default: `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<String>,
+    /// Session token for temporary credentials. Default: `AWS_SESSION_TOKEN`.
+    pub session_token: Option<String>,
+}
+
+impl S3Config {
+    /// The settings with every missing field taken from `env` (a lookup
+    /// such as `|k| std::env::var(k).ok()`), and defaults applied.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> ResolvedS3 {
+        let endpoint = self.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL"));
+        ResolvedS3 {
+            path_style: self.path_style.unwrap_or(endpoint.is_some()),
+            endpoint,
+            region: self
+                .region
+                .clone()
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".to_string()),
+            access_key_id: self
+                .access_key_id
+                .clone()
+                .or_else(|| env("AWS_ACCESS_KEY_ID")),
+            secret_access_key: self
+                .secret_access_key
+                .clone()
+                .or_else(|| env("AWS_SECRET_ACCESS_KEY")),
+            session_token: self
+                .session_token
+                .clone()
+                .or_else(|| env("AWS_SESSION_TOKEN")),
+        }
+    }
+}
+
+/// [`S3Config`] after environment fallbacks and defaults.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResolvedS3 {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+// hand-written so that secrets never reach a log line
+impl fmt::Debug for ResolvedS3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolvedS3")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 /// The Iceberg catalog.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CatalogConfig {
-    /// SQLite file `catalog.db` in the warehouse (the JDBC catalog schema,
-    /// which pyiceberg's SqlCatalog and Java's JdbcCatalog also read).
-    #[default]
-    Sqlite,
+    /// A SQLite file (the JDBC catalog schema, which pyiceberg's SqlCatalog
+    /// and Java's JdbcCatalog also read). Default path: `catalog.db` in a
+    /// local warehouse; required with an S3 warehouse.
+    Sqlite {
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
     /// A SQL catalog at this URI: `sqlite:///path/catalog.db` or
     /// `postgres://user:password@host:5432/db`.
     Sql { uri: String },
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self::Sqlite { path: None }
+    }
 }
 
 /// How source tables are named and shaped in the lake.

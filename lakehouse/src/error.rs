@@ -11,6 +11,13 @@ pub enum LakehouseError {
         uri: String,
         source: Box<iceberg::Error>,
     },
+    #[error("cannot connect to the catalog database at {uri}: {source}")]
+    CatalogDatabase { uri: String, source: sqlx::Error },
+    #[error(
+        "an S3 warehouse needs a catalog it does not hold: set `[lake.catalog] path` \
+         (a local SQLite file) or `type = \"sql\"` with a `uri`"
+    )]
+    CatalogPathNeeded,
     #[error("cannot create the warehouse directory {path}: {source}")]
     Warehouse {
         path: String,

@@ -53,8 +53,10 @@ pub mod schema;
 pub mod table;
 pub mod write;
 
-pub use catalog::open_catalog;
-pub use config::{CatalogConfig, LakeConfig, TableConfig, TableMode, TablesConfig};
+pub use catalog::{open_catalog, Lake};
+pub use config::{
+    CatalogConfig, LakeConfig, S3Config, TableConfig, TableMode, TablesConfig, Warehouse,
+};
 pub use error::LakehouseError;
 pub use schema::{table_schema, SchemaError};
 pub use table::{ensure_table, TableTarget};

@@ -41,7 +41,7 @@ fn lake(test: &str) -> Lake {
     let warehouse = std::env::temp_dir().join(format!("floe-apply-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&warehouse);
     let mut config = LakeConfig {
-        warehouse: warehouse.clone(),
+        warehouse: warehouse.clone().into(),
         ..LakeConfig::default()
     };
     config.tables.by_source.insert(
@@ -188,7 +188,7 @@ async fn trips_across_a_restart_with_toast_from_the_table() {
     // replaying the second batch again changes nothing visible
     w.apply(second).await.unwrap();
     assert_eq!(trips(&scan_all(w.table()).await), end);
-    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }
 
 #[tokio::test]
@@ -210,7 +210,7 @@ async fn trips_in_one_batch_collapse_per_key_with_toast_from_the_batch() {
         "from the insert earlier in the batch"
     );
     assert_eq!(end[&3].tip, 1200);
-    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }
 
 fn ints(batches: &[RecordBatch], column: &str) -> Vec<i32> {
@@ -254,7 +254,7 @@ async fn truncate_then_reload_and_a_primary_key_change() {
     let mut w = writer(&lake, &v[0]).await;
     w.apply(&v[0]).await.unwrap();
     assert_eq!(ints(&scan_all(w.table()).await, "vendor_id"), [1, 3]);
-    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }
 
 #[tokio::test]
@@ -290,7 +290,7 @@ async fn a_column_added_in_postgres_is_added_to_the_table() {
         surcharges,
         BTreeMap::from([(2, None), (3, Some(275)), (4, Some(250))])
     );
-    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }
 
 /// A commit whose pointer swap cannot happen (a catalog database without
@@ -307,7 +307,12 @@ async fn a_crash_before_the_pointer_swap_then_a_replay_gives_the_same_table() {
         .unwrap();
     let elsewhere = format!(
         "sqlite://{}?mode=rwc",
-        lake.config.warehouse.join("elsewhere.db").display()
+        lake.config
+            .warehouse
+            .local_dir()
+            .unwrap()
+            .join("elsewhere.db")
+            .display()
     );
     let dead = SqlCatalogPointer::connect(&elsewhere).await.unwrap();
     let mut w = TableWriter::open(catalog.clone(), table, dead)
@@ -323,7 +328,12 @@ async fn a_crash_before_the_pointer_swap_then_a_replay_gives_the_same_table() {
         matches!(again, lakehouse::LakehouseError::WriterPoisoned { .. }),
         "{again}"
     );
-    let data_dir = lake.config.warehouse.join("taxi_cdc/trips/data");
+    let data_dir = lake
+        .config
+        .warehouse
+        .local_dir()
+        .unwrap()
+        .join("taxi_cdc/trips/data");
     assert!(
         data_dir.exists(),
         "the crashed commit left its files behind"
@@ -355,7 +365,7 @@ async fn a_crash_before_the_pointer_swap_then_a_replay_gives_the_same_table() {
         "no new snapshot for a replay"
     );
     assert_eq!(trips(&scan_all(w.table()).await), end);
-    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }
 
 /// Two writers on one table: the one whose parent is stale loses the
@@ -381,7 +391,7 @@ async fn a_writer_that_loses_the_commit_race_reloads_and_retries() {
         "b saw a's row for the TOAST value"
     );
     assert_eq!(b.table().metadata().snapshots().count(), 2);
-    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }
 
 /// A source table whose primary key changed (here: batches of another
@@ -403,7 +413,7 @@ async fn a_changed_primary_key_is_refused_and_commits_nothing() {
         before,
         "nothing committed"
     );
-    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }
 
 /// The recorded trips value schema with `edit` applied to the row's fields
@@ -537,5 +547,5 @@ async fn widened_column_types_are_applied_and_narrowing_is_refused() {
         before,
         "nothing committed"
     );
-    std::fs::remove_dir_all(&lake.config.warehouse).ok();
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }

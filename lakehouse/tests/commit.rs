@@ -76,7 +76,7 @@ async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
     let warehouse = std::env::temp_dir().join(format!("floe-commit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&warehouse);
     let lake = LakeConfig {
-        warehouse: warehouse.clone(),
+        warehouse: warehouse.clone().into(),
         ..LakeConfig::default()
     };
     let catalog = open_catalog(&lake).await.unwrap();

@@ -2,6 +2,7 @@
 
 mod apply;
 mod commit;
+mod interop;
 mod model;
 mod pk_index;
 mod position_delete;

@@ -259,7 +259,7 @@ async fn run(
     let warehouse = std::env::temp_dir().join(format!("floe-model-{}-{case}", std::process::id()));
     let _ = std::fs::remove_dir_all(&warehouse);
     let mut lake = LakeConfig {
-        warehouse: warehouse.clone(),
+        warehouse: warehouse.clone().into(),
         ..LakeConfig::default()
     };
     lake.tables.by_source.insert(

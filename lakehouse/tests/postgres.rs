@@ -2,73 +2,12 @@
 //! (`scripts/lib/common.sh` `pg_start`), the recorded trips history applied
 //! through it, and the table read back through a fresh catalog.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use arrow_array::Int64Array;
 use lakehouse::apply::TableWriter;
 use lakehouse::commit::SqlCatalogPointer;
 use lakehouse::{ensure_table, open_catalog, CatalogConfig, LakeConfig, TableConfig, TableTarget};
 
-use crate::support::{recorded_batches, scan_all};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A private PostgreSQL on loopback; stopped on drop.
-struct Postgres {
-    data: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start(data: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let script = format!(
-            "source '{}/scripts/lib/common.sh' && pg_start '{}' {port} && \
-             psql -h 127.0.0.1 -p {port} -U postgres -q -c 'CREATE DATABASE lake'",
-            repo().display(),
-            data.display()
-        );
-        let status = Command::new("bash")
-            .arg("-c")
-            .arg(&script)
-            .status()
-            .expect("bash runs");
-        assert!(
-            status.success(),
-            "private PostgreSQL did not start (see {}/server.log)",
-            data.display()
-        );
-        Self {
-            data: data.to_path_buf(),
-            port,
-        }
-    }
-
-    fn uri(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/lake?sslmode=disable",
-            self.port
-        )
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let script = format!(
-            "source '{}/scripts/lib/common.sh' && pg_stop '{}'",
-            repo().display(),
-            self.data.display()
-        );
-        let _ = Command::new("bash").arg("-c").arg(script).status();
-    }
-}
+use crate::support::{recorded_batches, scan_all, Postgres};
 
 #[tokio::test]
 async fn a_postgres_catalog_holds_the_applied_table() {
@@ -78,7 +17,7 @@ async fn a_postgres_catalog_holds_the_applied_table() {
     let pg = Postgres::start(&root.join("pg"));
 
     let mut lake = LakeConfig {
-        warehouse: root.join("warehouse"),
+        warehouse: root.join("warehouse").into(),
         catalog: CatalogConfig::Sql { uri: pg.uri() },
         ..LakeConfig::default()
     };

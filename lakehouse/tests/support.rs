@@ -1,10 +1,14 @@
 //! Shared helpers of the lakehouse tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use iceberg::table::Table;
+use iceberg_datafusion::IcebergStaticTableProvider;
 use ingest::{ChangeBatch, ChangeDecoder, Recording};
 
 /// The recorded Debezium fixtures decoded into change batches, optionally
@@ -23,9 +27,25 @@ pub async fn recorded_batches(topic: Option<&str>) -> Vec<ChangeBatch> {
     decoder.flush()
 }
 
-/// Every live row of the table's current snapshot, through iceberg's scan
-/// (which applies position deletes).
+/// Every live row of the table's current snapshot, read the way floe's
+/// analytics read it: SQL through DataFusion and iceberg-datafusion (which
+/// applies position deletes).
 pub async fn scan_all(table: &Table) -> Vec<RecordBatch> {
+    let provider = IcebergStaticTableProvider::try_new_from_table(table.clone())
+        .await
+        .unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_table("t", Arc::new(provider)).unwrap();
+    ctx.sql("SELECT * FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+}
+
+/// Every live row through iceberg's own Arrow scan (no DataFusion).
+pub async fn scan_arrow(table: &Table) -> Vec<RecordBatch> {
     table
         .scan()
         .select_all()
@@ -64,4 +84,66 @@ pub fn by_trip<A: arrow_array::Array + 'static, V>(
         }
     }
     out
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A private PostgreSQL on loopback; stopped on drop.
+pub struct Postgres {
+    data: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    pub fn start(data: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = format!(
+            "source '{}/scripts/lib/common.sh' && pg_start '{}' {port} && \
+             psql -h 127.0.0.1 -p {port} -U postgres -q -c 'CREATE DATABASE lake'",
+            repo().display(),
+            data.display()
+        );
+        let status = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .expect("bash runs");
+        assert!(
+            status.success(),
+            "private PostgreSQL did not start (see {}/server.log)",
+            data.display()
+        );
+        Self {
+            data: data.to_path_buf(),
+            port,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn uri(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/lake?sslmode=disable",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let script = format!(
+            "source '{}/scripts/lib/common.sh' && pg_stop '{}'",
+            repo().display(),
+            self.data.display()
+        );
+        let _ = Command::new("bash").arg("-c").arg(script).status();
+    }
 }

@@ -8,6 +8,7 @@ use iceberg::{NamespaceIdent, TableIdent};
 use ingest::ChangeBatch;
 use lakehouse::{
     ensure_table, open_catalog, LakeConfig, LakehouseError, TableConfig, TableMode, TableTarget,
+    Warehouse,
 };
 
 async fn batches() -> Vec<ChangeBatch> {
@@ -22,7 +23,7 @@ fn lake(test: &str) -> LakeConfig {
     let dir = std::env::temp_dir().join(format!("floe-lake-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     LakeConfig {
-        warehouse: dir,
+        warehouse: dir.into(),
         ..LakeConfig::default()
     }
 }
@@ -54,10 +55,7 @@ async fn trips_table_is_created_partitioned_by_day_and_survives_a_reopen() {
         .await
         .unwrap();
     let location = created.metadata().location().to_string();
-    assert!(
-        location.contains(&lake.warehouse.display().to_string()),
-        "{location}"
-    );
+    assert!(location.contains(&lake.warehouse.to_string()), "{location}");
     drop(catalog);
 
     // a new catalog over the same SQLite file sees the same table
@@ -96,7 +94,7 @@ async fn trips_table_is_created_partitioned_by_day_and_survives_a_reopen() {
         .await
         .unwrap();
     assert_eq!(again.metadata_location(), table.metadata_location());
-    std::fs::remove_dir_all(&lake.warehouse).ok();
+    std::fs::remove_dir_all(lake.warehouse.local_dir().unwrap()).ok();
 }
 
 #[tokio::test]
@@ -182,7 +180,7 @@ async fn a_table_without_primary_key_needs_append_mode() {
         );
     }
     assert_eq!(schema.identifier_field_ids().count(), 0);
-    std::fs::remove_dir_all(&lake.warehouse).ok();
+    std::fs::remove_dir_all(lake.warehouse.local_dir().unwrap()).ok();
 }
 
 #[tokio::test]
@@ -252,7 +250,7 @@ async fn every_transform_and_bad_specs() {
         assert!(err.to_string().contains(says), "{bad}: {err}");
         assert!(!catalog.table_exists(&target.ident).await.unwrap());
     }
-    std::fs::remove_dir_all(&lake.warehouse).ok();
+    std::fs::remove_dir_all(lake.warehouse.local_dir().unwrap()).ok();
 }
 
 #[test]
@@ -267,7 +265,10 @@ fn configuration_parses() {
         }
     }))
     .unwrap();
-    assert_eq!(lake.warehouse, PathBuf::from("/data/lake"));
+    assert_eq!(
+        lake.warehouse,
+        Warehouse::Local(PathBuf::from("/data/lake"))
+    );
     assert!(
         matches!(lake.catalog, lakehouse::CatalogConfig::Sql { ref uri } if uri == "postgres://floe@db/lake")
     );
@@ -286,5 +287,8 @@ fn configuration_parses() {
         "a misspelt key in a table section is an error"
     );
     let default: LakeConfig = serde_json::from_value(serde_json::json!({})).unwrap();
-    assert!(matches!(default.catalog, lakehouse::CatalogConfig::Sqlite));
+    assert!(matches!(
+        default.catalog,
+        lakehouse::CatalogConfig::Sqlite { path: None }
+    ));
 }

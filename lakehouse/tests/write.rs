@@ -45,7 +45,7 @@ async fn lake_with_trips(test: &str) -> (LakeConfig, std::sync::Arc<dyn iceberg:
     let warehouse = std::env::temp_dir().join(format!("floe-write-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&warehouse);
     let mut lake = LakeConfig {
-        warehouse,
+        warehouse: warehouse.into(),
         ..LakeConfig::default()
     };
     lake.tables.by_source.insert(
@@ -120,7 +120,11 @@ async fn rows_land_in_one_file_per_day_and_their_positions_are_known() {
     // committed, iceberg's scan sees all six rows
     let uri = format!(
         "sqlite://{}?mode=rwc",
-        lake.warehouse.join("catalog.db").display()
+        lake.warehouse
+            .local_dir()
+            .unwrap()
+            .join("catalog.db")
+            .display()
     );
     let pointer = SqlCatalogPointer::connect(&uri).await.unwrap();
     let table = commit_row_delta(
@@ -137,7 +141,7 @@ async fn rows_land_in_one_file_per_day_and_their_positions_are_known() {
     let mut got: Vec<i64> = scanned.iter().flat_map(ids).collect();
     got.sort();
     assert_eq!(got, [1, 1, 2, 2, 3, 3]);
-    std::fs::remove_dir_all(&lake.warehouse).ok();
+    std::fs::remove_dir_all(lake.warehouse.local_dir().unwrap()).ok();
 }
 
 fn chrono_days(date: &str) -> i64 {
@@ -200,5 +204,5 @@ async fn schema_differences_between_batch_and_table() {
     assert_eq!(surcharge.null_count(), rows.num_rows());
     let ids_seen: BTreeSet<i64> = ids(&rows).into_iter().collect();
     assert_eq!(ids_seen, BTreeSet::from([1, 2, 3]));
-    std::fs::remove_dir_all(&lake.warehouse).ok();
+    std::fs::remove_dir_all(lake.warehouse.local_dir().unwrap()).ok();
 }

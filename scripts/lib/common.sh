@@ -68,3 +68,108 @@ wait_http() {
   done
   return 1
 }
+
+GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
+
+# Prints the path of the Garage S3 server binary (the S3-compatible store
+# the tests use; MinIO stands in production), building it from crates.io
+# into $FLOE_CACHE the first time (about 13 minutes on 2 cores).
+garage_bin() {
+  local root="$FLOE_CACHE/tools/garage-$GARAGE_VERSION"
+  if [ ! -x "$root/bin/garage" ]; then
+    log "building the Garage $GARAGE_VERSION S3 server (cargo install, about 13 minutes on 2 cores)"
+    CARGO_TARGET_DIR="$FLOE_CACHE/tools/garage-build" \
+      cargo install --quiet --locked --root "$root" "garage@$GARAGE_VERSION" >&2 \
+      || die "cargo install garage@$GARAGE_VERSION failed"
+    rm -rf "$FLOE_CACHE/tools/garage-build"
+  fi
+  printf '%s\n' "$root/bin/garage"
+}
+
+# free_port: a TCP port nothing listens on right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# garage_start DIR: a single-node Garage on loopback with its data in DIR,
+# one key and a bucket `lake` it may read and write. Writes DIR/s3.env
+# (FLOE_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+# FLOE_S3_BUCKET) and prints it. Stop it with garage_stop DIR.
+garage_start() {
+  local dir="$1" garage s3_port rpc_port key_id secret i
+  garage="$(garage_bin)"
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  s3_port="$(free_port)"
+  rpc_port="$(free_port)"
+  key_id="GK$(openssl rand -hex 12)"
+  secret="$(openssl rand -hex 32)"
+  cat >"$dir/garage.toml" <<CONF
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc_port"
+rpc_public_addr = "127.0.0.1:$rpc_port"
+rpc_secret = "$(openssl rand -hex 32)"
+
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$s3_port"
+root_domain = ".s3.localhost"
+CONF
+  local cli=("$garage" -c "$dir/garage.toml")
+  RUST_LOG=warn "${cli[@]}" server >"$dir/garage.log" 2>&1 &
+  echo $! >"$dir/garage.pid"
+  local node=""
+  for ((i = 0; i < 100; i++)); do
+    node="$("${cli[@]}" status 2>/dev/null | awk '/NO ROLE ASSIGNED|HEALTHY NODES/ {f=1} f && $1 ~ /^[0-9a-f]+$/ {print $1; exit}')" && [ -n "$node" ] && break
+    sleep 0.1
+  done
+  [ -n "$node" ] || { tail -20 "$dir/garage.log" >&2; die "garage did not start (log: $dir/garage.log)"; }
+  {
+    "${cli[@]}" layout assign -z dc1 -c 1G "$node" &&
+      "${cli[@]}" layout apply --version 1 &&
+      "${cli[@]}" key import --yes -n floe "$key_id" "$secret" &&
+      "${cli[@]}" bucket create lake &&
+      "${cli[@]}" bucket allow --read --write --owner lake --key floe
+  } >"$dir/setup.log" 2>&1 || { cat "$dir/setup.log" >&2; die "garage set-up failed"; }
+  cat >"$dir/s3.env" <<ENV
+FLOE_S3_ENDPOINT=http://127.0.0.1:$s3_port
+FLOE_S3_BUCKET=lake
+AWS_ACCESS_KEY_ID=$key_id
+AWS_SECRET_ACCESS_KEY=$secret
+AWS_REGION=us-east-1
+ENV
+  cat "$dir/s3.env"
+}
+
+garage_stop() {
+  local dir="$1" pid i
+  [ -f "$dir/garage.pid" ] || return 0
+  pid="$(cat "$dir/garage.pid")"
+  kill "$pid" 2>/dev/null
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
+  rm -f "$dir/garage.pid"
+  return 0
+}
+
+# Prints the python of a virtualenv holding the independent lake readers the
+# interoperability tests compare floe's tables with (pyiceberg, DuckDB and
+# its iceberg extension; pinned in scripts/lake-readers.txt), creating it
+# from PyPI the first time.
+lake_readers_python() {
+  local reqs stamp venv
+  reqs="$(dirname "${BASH_SOURCE[0]}")/../lake-readers.txt"
+  stamp="$(sha256sum "$reqs" | cut -c1-12)"
+  venv="$FLOE_CACHE/tools/lake-readers-$stamp"
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+    log "installing the lake readers (pyiceberg, DuckDB) into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet -r "$reqs" >&2 || die "pip install -r $reqs failed"
+    touch "$venv/.complete"
+  fi
+  printf '%s\n' "$venv/bin/python"
+}

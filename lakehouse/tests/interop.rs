@@ -1,0 +1,381 @@
+//! Interoperability: a trips table floe writes to S3 (a real Garage server)
+//! through a SQL catalog (SQLite, then PostgreSQL) must read back with
+//! identical rows in DataFusion, iceberg's own Arrow scan, pyiceberg 0.12
+//! and DuckDB 1.5.5's iceberg extension.
+//!
+//! The history has every kind of change the lake must carry: rows that a
+//! truncate removes, then the real Debezium recording (snapshot reads, a
+//! TOASTed note left unchanged, an update that moves a row to another day
+//! partition, a delete, an added column), then a synthetic tail on the new
+//! schema with updates and deletes so the live files carry position
+//! deletes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::{Array, RecordBatch};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::{DataType, TimeUnit};
+use ingest::testing::{decimal, EventEncoder, Value};
+use ingest::{ChangeBatch, ChangeDecoder, Op, RecordedMessage, Recording};
+use lakehouse::{CatalogConfig, Lake, LakeConfig, S3Config, TableConfig};
+
+use crate::support::{repo, scan_all, scan_arrow, Postgres};
+
+const TOPIC: &str = "taxi.public.trips";
+const DAY_US: i64 = 86_400_000_000;
+const MARCH_1: i64 = 1_709_251_200_000_000;
+
+/// A single-node Garage S3 server on loopback (`scripts/lib/common.sh`
+/// `garage_start`), with a bucket `lake`; stopped on drop.
+struct Garage {
+    dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Garage {
+    fn start(dir: &Path) -> Self {
+        let out = bash(&format!("garage_start '{}'", dir.display()));
+        let env = out
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self {
+            dir: dir.to_path_buf(),
+            env,
+        }
+    }
+
+    fn s3_config(&self) -> S3Config {
+        S3Config {
+            endpoint: Some(self.env["FLOE_S3_ENDPOINT"].clone()),
+            region: Some(self.env["AWS_REGION"].clone()),
+            access_key_id: Some(self.env["AWS_ACCESS_KEY_ID"].clone()),
+            secret_access_key: Some(self.env["AWS_SECRET_ACCESS_KEY"].clone()),
+            ..S3Config::default()
+        }
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        bash(&format!("garage_stop '{}'", self.dir.display()));
+    }
+}
+
+/// Runs `script` after sourcing the scripts' helpers; returns its stdout.
+fn bash(script: &str) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}/scripts/lib/common.sh' && {script}",
+            repo().display()
+        ))
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn trip(id: i64, day: i64, fare: i64) -> HashMap<&'static str, Value> {
+    let pickup = MARCH_1 + day * DAY_US + id * 60_000_000;
+    HashMap::from([
+        ("trip_id", Value::Long(id)),
+        ("vendor_id", Value::Int(1 + (id % 2) as i32)),
+        ("pickup_datetime", Value::Long(pickup)),
+        ("dropoff_datetime", Value::Long(pickup + 900_000_000)),
+        ("pickup_zone_id", Value::Int(100 + id as i32)),
+        ("dropoff_zone_id", Value::Int(200 + id as i32)),
+        ("fare_amount", decimal(fare)),
+        ("notes", Value::String(format!("trip {id}"))),
+    ])
+}
+
+/// The whole history as change batches, one per phase.
+async fn history() -> Vec<ChangeBatch> {
+    let dir = repo().join("tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let values = rec.schemas.subject_versions("taxi.public.trips-value");
+    let first = EventEncoder::new(&rec.schemas, values[0], key_id).unwrap();
+    let last = EventEncoder::new(&rec.schemas, *values.last().unwrap(), key_id).unwrap();
+    let key = |id: i64| HashMap::from([("trip_id", Value::Long(id))]);
+    let create = |enc: &EventEncoder, id: i64, day: i64, fare: i64| {
+        let (k, v) = enc
+            .event(
+                Op::Create,
+                Some(&key(id)),
+                None,
+                Some(&trip(id, day, fare)),
+                id,
+            )
+            .unwrap();
+        (k, Some(v))
+    };
+
+    // phase 1: trips that a truncate then removes
+    let mut phase1: Vec<_> = (100..110)
+        .map(|id| create(&first, id, id % 3, 1_000 + id))
+        .collect();
+    let (k, v) = first.event(Op::Truncate, None, None, None, 200).unwrap();
+    phase1.push((k, Some(v)));
+
+    // phase 2: what Debezium really sent (tests/fixtures/debezium)
+    let phase2: Vec<_> = rec
+        .messages
+        .iter()
+        .filter(|m| m.topic == TOPIC)
+        .map(|m| (m.key.clone(), m.value.clone()))
+        .collect();
+
+    // phase 3: on the schema with congestion_surcharge, 40 trips over 5
+    // days; phase 4: every fourth updated (every eighth to another day),
+    // every tenth deleted
+    let phase3: Vec<_> = (200..240)
+        .map(|id| create(&last, id, id % 5, 2_000 + id))
+        .collect();
+    let mut phase4 = Vec::new();
+    for id in (200..240).step_by(4) {
+        let mut after = trip(id, if id % 8 == 0 { 9 } else { id % 5 }, 5_000 + id);
+        after.insert("congestion_surcharge", decimal(250));
+        let (k, v) = last
+            .event(Op::Update, Some(&key(id)), None, Some(&after), id)
+            .unwrap();
+        phase4.push((k, Some(v)));
+    }
+    for id in (200..240).step_by(10) {
+        // Debezium's key-only before-image fills the other columns with defaults
+        let before = trip(id, 0, 0);
+        let (k, v) = last
+            .event(Op::Delete, Some(&key(id)), Some(&before), None, id)
+            .unwrap();
+        phase4.push((k.clone(), Some(v)));
+        phase4.push((k, None));
+    }
+
+    let mut decoder = ChangeDecoder::new(rec.schemas.clone());
+    let mut batches = Vec::new();
+    let mut offset = 0;
+    for phase in [phase1, phase2, phase3, phase4] {
+        for (key, value) in phase {
+            let message = RecordedMessage {
+                topic: TOPIC.into(),
+                partition: 0,
+                offset,
+                timestamp_ms: None,
+                key,
+                value,
+            };
+            offset += 1;
+            decoder.push(&message.as_raw()).await.unwrap();
+        }
+        batches.extend(decoder.flush());
+    }
+    batches
+}
+
+/// One table row: column name to its canonical text (as in
+/// `scripts/read-with-peers.py`: timestamps as epoch microseconds).
+type Row = BTreeMap<String, Option<String>>;
+
+fn canonical(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let columns: Vec<(String, Vec<Option<String>>)> = b
+            .schema()
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .map(|(f, c)| (f.name().clone(), texts(c.as_ref())))
+            .collect();
+        for i in 0..b.num_rows() {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|(name, values)| (name.clone(), values[i].clone()))
+                    .collect(),
+            );
+        }
+    }
+    sorted(rows)
+}
+
+fn texts(column: &dyn Array) -> Vec<Option<String>> {
+    let column = match column.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            arrow_cast::cast(column, &DataType::Int64).unwrap()
+        }
+        _ => arrow_array::make_array(column.to_data()),
+    };
+    let format = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default()).unwrap();
+    (0..column.len())
+        .map(|i| column.is_valid(i).then(|| format.value(i).to_string()))
+        .collect()
+}
+
+fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
+    rows.sort_by_key(|r| {
+        r["trip_id"]
+            .as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or(i64::MIN)
+    });
+    rows
+}
+
+/// Applies the history to a trips table in an S3 warehouse of `catalog`;
+/// returns its metadata location and floe's (DataFusion's) rows.
+async fn write_and_read(
+    garage: &Garage,
+    catalog: CatalogConfig,
+    prefix: &str,
+) -> (String, Vec<Row>) {
+    let mut config = LakeConfig {
+        warehouse: format!("s3://lake/{prefix}").as_str().into(),
+        catalog,
+        s3: garage.s3_config(),
+        ..LakeConfig::default()
+    };
+    config.tables.by_source.insert(
+        "public.trips".into(),
+        TableConfig {
+            partition: vec!["day(pickup_datetime)".into()],
+            ..Default::default()
+        },
+    );
+    let batches = history().await;
+    let lake = Lake::open(&config).await.unwrap();
+    let mut writer = lake.writer(&batches[0]).await.unwrap();
+    for b in &batches {
+        writer.apply(b).await.unwrap();
+    }
+    let table = writer.table().clone();
+    let location = table.metadata_location().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("s3://lake/{prefix}/")),
+        "{location}"
+    );
+    let summary = &table.metadata().current_snapshot().unwrap().summary();
+    let position_deletes: u64 = summary.additional_properties["total-position-deletes"]
+        .parse()
+        .unwrap();
+    assert!(
+        position_deletes >= 10,
+        "the live files carry position deletes"
+    );
+
+    let rows = canonical(&scan_all(&table).await);
+    assert_eq!(canonical(&scan_arrow(&table).await), rows);
+    (location, rows)
+}
+
+/// What the history must leave, checked independently of any reader.
+fn check_expected(rows: &[Row]) {
+    let ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r["trip_id"].as_deref().unwrap().parse().unwrap())
+        .collect();
+    // truncated: no 1xx; deleted: 1 and every tenth of the tail
+    let mut expected: Vec<i64> = vec![2, 3, 4];
+    expected.extend((200..240).filter(|id| id % 10 != 0));
+    assert_eq!(ids, expected);
+    let row = |id: i64| &rows[ids.iter().position(|&i| i == id).unwrap()];
+    let text = |id: i64, column: &str| row(id)[column].as_deref().map(str::to_string);
+    // trip 2 moved to 2024-03-05 09:00
+    assert_eq!(
+        text(2, "pickup_datetime").as_deref(),
+        Some("1709629200000000")
+    );
+    // the added column: set on 3, null on the rows written before it existed
+    assert_eq!(text(3, "congestion_surcharge").as_deref(), Some("2.75"));
+    assert_eq!(text(2, "congestion_surcharge"), None);
+    // the TOASTed note survived the update that left it unchanged
+    assert_eq!(text(3, "notes").map(|n| n.len()), Some(5000));
+    // an updated tail row moved to day 9 with its new fare
+    assert_eq!(text(208, "fare_amount").as_deref(), Some("52.08"));
+    assert_eq!(text(208, "congestion_surcharge").as_deref(), Some("2.50"));
+}
+
+/// Reads the table with pyiceberg and DuckDB; returns their rows.
+fn read_with_peers(
+    garage: &Garage,
+    catalog_uri: &str,
+    prefix: &str,
+    metadata: &str,
+) -> (Vec<Row>, Vec<Row>) {
+    let python = bash("lake_readers_python").trim().to_string();
+    let out = Command::new(python)
+        .arg(repo().join("scripts/read-with-peers.py"))
+        .args(["--catalog-uri", catalog_uri])
+        .args(["--warehouse", &format!("s3://lake/{prefix}")])
+        .args(["--table", "taxi_cdc.trips"])
+        .args(["--metadata", metadata])
+        .envs(&garage.env)
+        .output()
+        .expect("the lake readers' python runs");
+    assert!(
+        out.status.success(),
+        "read-with-peers.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut read: HashMap<String, Vec<Row>> = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        sorted(read.remove("pyiceberg").unwrap()),
+        sorted(read.remove("duckdb").unwrap()),
+    )
+}
+
+fn assert_same(reader: &str, theirs: &[Row], ours: &[Row]) {
+    assert_eq!(
+        theirs.len(),
+        ours.len(),
+        "{reader} read {} rows",
+        theirs.len()
+    );
+    for (t, o) in theirs.iter().zip(ours) {
+        assert_eq!(t, o, "{reader} disagrees with DataFusion");
+    }
+}
+
+#[tokio::test]
+async fn pyiceberg_and_duckdb_read_what_floe_wrote_to_s3() {
+    let root = std::env::temp_dir().join(format!("floe-interop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let garage = Garage::start(&root.join("garage"));
+
+    // SQLite catalog (a local file; the data on S3)
+    let db = root.join("catalog.db");
+    let sqlite = CatalogConfig::Sqlite {
+        path: Some(db.clone()),
+    };
+    let (metadata, ours) = write_and_read(&garage, sqlite, "sqlite").await;
+    check_expected(&ours);
+    let uri = format!("sqlite:///{}", db.display());
+    let (py, duck) = read_with_peers(&garage, &uri, "sqlite", &metadata);
+    assert_same("pyiceberg (SQLite catalog)", &py, &ours);
+    assert_same("DuckDB (SQLite catalog)", &duck, &ours);
+
+    // PostgreSQL catalog
+    let pg = Postgres::start(&root.join("pg"));
+    let postgres = CatalogConfig::Sql { uri: pg.uri() };
+    let (metadata, ours) = write_and_read(&garage, postgres, "postgres").await;
+    check_expected(&ours);
+    let uri = format!(
+        "postgresql+psycopg2://postgres@127.0.0.1:{}/lake",
+        pg.port()
+    );
+    let (py, duck) = read_with_peers(&garage, &uri, "postgres", &metadata);
+    assert_same("pyiceberg (PostgreSQL catalog)", &py, &ours);
+    assert_same("DuckDB (PostgreSQL catalog)", &duck, &ours);
+
+    drop(pg);
+    drop(garage);
+    std::fs::remove_dir_all(&root).ok();
+}
