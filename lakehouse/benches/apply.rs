@@ -8,10 +8,14 @@
 //! filesystem with a SQLite catalog, and prints events/s, commit latency,
 //! files per commit, index bytes per live row and peak memory.
 //! `-- read` measures the scan cost of 10% position-deleted rows instead.
+//! `-- export BATCH DIR` writes the same events, batch by batch, as the
+//! Parquet files `scripts/bench-pyiceberg.py` feeds to pyiceberg's
+//! `Table.upsert` and `Table.delete` (each batch's final state per key:
+//! upserted rows and deleted keys), for the peer comparison.
 //! `scripts/bench-apply.sh` runs all of them.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::TryStreamExt;
@@ -270,15 +274,72 @@ async fn read_run(n: usize) {
     std::fs::remove_dir_all(&w2).ok();
 }
 
+/// Writes each batch's final state per key as `DIR/NNNNN-upsert.parquet`
+/// (the `after` rows) and `DIR/NNNNN-delete.parquet` (deleted trip ids),
+/// and `DIR/batches.json` listing them with each batch's event count.
+fn export(n: usize, batch: usize, dir: &Path) {
+    use arrow_array::{Array, Int64Array, RecordBatch};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut listing = Vec::new();
+    for (b, changes) in events(n, batch, 5, 25).iter().enumerate() {
+        let key = changes.key().unwrap();
+        let ids = key.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let mut last: HashMap<i64, usize> = HashMap::new();
+        for i in 0..changes.num_rows() {
+            last.insert(ids.value(i), i);
+        }
+        let mut finals: Vec<usize> = last.into_values().collect();
+        finals.sort_unstable();
+        let (deleted, upserted): (Vec<usize>, Vec<usize>) = finals
+            .into_iter()
+            .partition(|&i| changes.op(i) == Some(Op::Delete));
+        let take = |rows: &[usize], array: &dyn Array| {
+            let idx = arrow_array::UInt32Array::from_iter_values(rows.iter().map(|&i| i as u32));
+            arrow_select::take::take(array, &idx, None).unwrap()
+        };
+        let after = take(&upserted, changes.after().unwrap());
+        let after = after
+            .as_any()
+            .downcast_ref::<arrow_array::StructArray>()
+            .unwrap();
+        let upserts = RecordBatch::from(after.clone());
+        let deletes = RecordBatch::try_from_iter([("trip_id", take(&deleted, ids))]).unwrap();
+        let write = |name: String, rows: &RecordBatch| {
+            let file = std::fs::File::create(dir.join(&name)).unwrap();
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, rows.schema(), None).unwrap();
+            w.write(rows).unwrap();
+            w.close().unwrap();
+            name
+        };
+        listing.push(serde_json::json!({
+            "events": changes.num_rows() + changes.tombstones,
+            "upsert": write(format!("{b:05}-upsert.parquet"), &upserts),
+            "delete": write(format!("{b:05}-delete.parquet"), &deletes),
+        }));
+    }
+    std::fs::write(
+        dir.join("batches.json"),
+        serde_json::to_string_pretty(&listing).unwrap(),
+    )
+    .unwrap();
+    eprintln!("exported {} batches to {}", listing.len(), dir.display());
+}
+
 fn main() {
     let n: usize = std::env::var("FLOE_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let arg = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_else(|| "10000".into());
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if let [cmd, batch, dir] = args.as_slice() {
+        if cmd == "export" {
+            return export(n, batch.parse().expect("batch size"), Path::new(dir));
+        }
+    }
+    let arg = args.first().cloned().unwrap_or_else(|| "10000".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -28,10 +28,13 @@ use iceberg::Catalog;
 use ingest::{ChangeBatch, Op};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::append::changelog_rows;
 use crate::commit::{commit_row_delta, CommitError, RowDelta, SqlCatalogPointer};
+use crate::config::TableMode;
 use crate::error::LakehouseError;
 use crate::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
 use crate::position_delete::{write_position_deletes, PositionDelete};
+use crate::table::append_columns;
 use crate::write::{table_rows, write_rows};
 
 /// Snapshot-summary property prefix of the Kafka offsets a table has
@@ -66,6 +69,7 @@ pub struct TableWriter {
     partitions: HashMap<Arc<str>, Struct>,
     commits: u64,
     poisoned: bool,
+    mode: TableMode,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -90,11 +94,16 @@ impl TableWriter {
             .identifier_field_ids()
             .filter_map(|id| schema.name_by_field_id(id).map(str::to_string))
             .collect();
-        if key_names.is_empty() {
+        // no primary key: only a changelog (append-mode) table is writable
+        let mode = if !key_names.is_empty() {
+            TableMode::Upsert
+        } else if schema.field_by_name(append_columns::OP).is_some() {
+            TableMode::Append
+        } else {
             return Err(LakehouseError::NoPrimaryKey {
                 source_table: table.identifier().to_string(),
             });
-        }
+        };
         let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
             .map_err(|e| iceberg_error("schema", &table, e))?;
         let key_fields: Vec<Field> = key_names
@@ -111,10 +120,13 @@ impl TableWriter {
             partitions: HashMap::new(),
             commits: 0,
             poisoned: false,
+            mode,
         };
-        writer
-            .load_index(&key_names, Fields::from(key_fields))
-            .await?;
+        if mode == TableMode::Upsert {
+            writer
+                .load_index(&key_names, Fields::from(key_fields))
+                .await?;
+        }
         Ok(writer)
     }
 
@@ -344,7 +356,10 @@ impl TableWriter {
         let mut stats = ApplyStats::default();
 
         // a source table re-keyed in Postgres cannot be applied by key
-        if batch.key().is_some() && batch.key_fields != self.key_names {
+        if self.mode == TableMode::Upsert
+            && batch.key().is_some()
+            && batch.key_fields != self.key_names
+        {
             return Err(LakehouseError::SchemaMismatch {
                 table: table_name.clone(),
                 reason: format!(
@@ -379,6 +394,9 @@ impl TableWriter {
         if stats.already_applied == batch.num_rows() {
             self.commit(batch, Vec::new(), Vec::new()).await?;
             return Ok(stats);
+        }
+        if self.mode == TableMode::Append {
+            return self.append(batch, &fresh, stats).await;
         }
         // no key column: every row is keyless (a batch of only a truncate)
         let keys = match batch.key() {
@@ -510,6 +528,28 @@ impl TableWriter {
         }
 
         self.commit(batch, written.files, delete_files).await?;
+        Ok(stats)
+    }
+
+    /// Appends every new change of `batch` as a changelog row.
+    async fn append(
+        &mut self,
+        batch: &ChangeBatch,
+        fresh: &[bool],
+        mut stats: ApplyStats,
+    ) -> Result<ApplyStats, LakehouseError> {
+        let table_name = self.table.identifier().to_string();
+        let rows: Vec<usize> = (0..batch.num_rows()).filter(|&i| fresh[i]).collect();
+        let changes = changelog_rows(batch, &rows, &table_name)?;
+        self.widen_columns(&changes.fields().clone()).await?;
+        self.add_new_columns(&changes.fields().clone()).await?;
+        let schema = self.table.metadata().current_schema().clone();
+        let rows = table_rows(&changes, &schema, &table_name)?;
+        self.commits += 1;
+        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
+        let written = write_rows(&self.table, &rows, &prefix).await?;
+        stats.rows_written = rows.num_rows();
+        self.commit(batch, written.files, Vec::new()).await?;
         Ok(stats)
     }
 

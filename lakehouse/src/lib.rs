@@ -33,13 +33,14 @@
 //! A batch that loses the commit race to another writer is retried on top
 //! of the other's snapshot; widened source types (int to long, float to
 //! double, decimal precision up) widen the table through floe's own schema
-//! commit. Not built yet: `append` mode writes, S3 storage and the REST
-//! catalog.
+//! commit. [`append`] builds the rows of `append`-mode (changelog) tables.
+//! Not built yet: the REST catalog.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without
 //! its `kafka` feature). Queries over the lake belong to `analytics`.
 
+pub mod append;
 pub mod apply;
 pub mod catalog;
 pub mod commit;

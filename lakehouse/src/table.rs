@@ -99,7 +99,18 @@ impl TableTarget {
                         false,
                     ),
                 ];
-                let mut fields: Vec<_> = row.as_struct().fields().to_vec();
+                // every row column is optional: a truncate's row has none
+                let mut fields: Vec<_> = row
+                    .as_struct()
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        Arc::new(NestedField {
+                            required: false,
+                            ..f.as_ref().clone()
+                        })
+                    })
+                    .collect();
                 for (i, (name, ty, required)) in extra.into_iter().enumerate() {
                     let id = next + i as i32;
                     let field = if required {

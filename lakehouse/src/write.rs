@@ -54,6 +54,13 @@ pub fn table_rows(
                     source: e,
                 })?
             }
+            // `UTC` and `+00:00` name the same zone (Arrow keeps the name)
+            Some(c) if is_utc_timestamp(c.data_type()) && is_utc_timestamp(field.data_type()) => {
+                arrow_cast::cast(c, field.data_type()).map_err(|e| LakehouseError::Arrow {
+                    context: format!("column {} of {table}", field.name()),
+                    source: e,
+                })?
+            }
             // a batch from before a column was widened: cast up
             Some(c) if is_arrow_widening(c.data_type(), field.data_type()) => {
                 arrow_cast::cast(c, field.data_type()).map_err(|e| LakehouseError::Arrow {
@@ -89,6 +96,14 @@ pub fn table_rows(
             source: e,
         }
     })
+}
+
+fn is_utc_timestamp(t: &arrow_schema::DataType) -> bool {
+    matches!(
+        t,
+        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some(tz))
+            if matches!(tz.as_ref(), "UTC" | "+00:00" | "Z" | "Etc/UTC")
+    )
 }
 
 /// Writes `rows` (in the table's schema, as from [`table_rows`]) to one

@@ -549,3 +549,60 @@ async fn widened_column_types_are_applied_and_narrowing_is_refused() {
     );
     std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
 }
+
+#[tokio::test]
+async fn append_mode_keeps_every_change_as_a_row() {
+    // payment_types in append mode: r r r r | t c c, then a replay
+    let pt = batches("taxi.public.payment_types", &[4]).await;
+    let mut lake = lake("append");
+    lake.config.tables.by_source.insert(
+        "public.payment_types".into(),
+        TableConfig {
+            mode: lakehouse::TableMode::Append,
+            ..Default::default()
+        },
+    );
+    let mut w = writer(&lake, &pt[0]).await;
+    for b in &pt {
+        w.apply(b).await.unwrap();
+    }
+    let replayed = w.apply(&pt[1]).await.unwrap();
+    assert_eq!(replayed.already_applied, 3, "a replay appends nothing");
+
+    let scanned = scan_all(w.table()).await;
+    let mut rows: Vec<(i64, String, Option<i32>, Option<String>)> = Vec::new();
+    for b in &scanned {
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let (offset, op, id, name) = (
+            col("_kafka_offset"),
+            col("_op"),
+            col("payment_type_id"),
+            col("description"),
+        );
+        let offset = offset.as_any().downcast_ref::<Int64Array>().unwrap();
+        let op = op.as_any().downcast_ref::<StringArray>().unwrap();
+        let id = id.as_any().downcast_ref::<Int32Array>().unwrap();
+        let name = name.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            rows.push((
+                offset.value(i),
+                op.value(i).to_string(),
+                id.is_valid(i).then(|| id.value(i)),
+                name.is_valid(i).then(|| name.value(i).to_string()),
+            ));
+        }
+    }
+    rows.sort();
+    let ops: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(ops, ["r", "r", "r", "r", "t", "c", "c"]);
+    let offsets: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(offsets, (0..7).collect::<Vec<_>>());
+    // the truncate row has no row image; the reload rows do
+    assert_eq!(rows[4].2, None);
+    assert_eq!(rows[5].2, Some(1));
+    assert_eq!(rows[6].3.as_deref(), Some("Cash"));
+    // the source commit time is kept
+    let ts = scanned[0].column_by_name("_source_ts").unwrap();
+    assert_eq!(ts.null_count(), 0);
+    std::fs::remove_dir_all(lake.config.warehouse.local_dir().unwrap()).ok();
+}
