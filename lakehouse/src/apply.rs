@@ -1,7 +1,8 @@
 //! Applying change batches to a table keyed by its primary key.
 //!
 //! ```text
-//!  ChangeBatch ──▶ final event per key (after the last truncate)
+//!  ChangeBatch ──▶ final event per key (after the last truncate, whose
+//!                  commit removes every file the table had)
 //!              ──▶ unchanged TOAST columns filled from earlier rows of the
 //!                  batch, else from the table (read through the index)
 //!              ──▶ upserted rows written (one data file per partition);
@@ -392,7 +393,7 @@ impl TableWriter {
         // nothing new, but Kafka moved on (tombstones only): record the offsets
         // with an empty commit
         if stats.already_applied == batch.num_rows() {
-            self.commit(batch, Vec::new(), Vec::new()).await?;
+            self.commit(batch, Vec::new(), Vec::new(), false).await?;
             return Ok(stats);
         }
         if self.mode == TableMode::Append {
@@ -418,7 +419,9 @@ impl TableWriter {
         let mut deletes: Vec<PositionDelete> = Vec::new();
         if start > 0 {
             stats.truncated = true;
-            deletes.extend(self.index_drain_all());
+            // every file goes: the commit removes them all, no deletes needed
+            self.index.clear();
+            self.partitions.clear();
         }
 
         // the rows of each key in offset order, and its final row
@@ -527,7 +530,8 @@ impl TableWriter {
             }
         }
 
-        self.commit(batch, written.files, delete_files).await?;
+        self.commit(batch, written.files, delete_files, stats.truncated)
+            .await?;
         Ok(stats)
     }
 
@@ -549,7 +553,7 @@ impl TableWriter {
         let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
         let written = write_rows(&self.table, &rows, &prefix).await?;
         stats.rows_written = rows.num_rows();
-        self.commit(batch, written.files, Vec::new()).await?;
+        self.commit(batch, written.files, Vec::new(), false).await?;
         Ok(stats)
     }
 
@@ -677,6 +681,7 @@ impl TableWriter {
         batch: &ChangeBatch,
         data_files: Vec<iceberg::spec::DataFile>,
         delete_files: Vec<iceberg::spec::DataFile>,
+        truncate: bool,
     ) -> Result<(), LakehouseError> {
         let mut properties: HashMap<String, String> = applied_offsets(&self.table)
             .into_iter()
@@ -700,18 +705,13 @@ impl TableWriter {
             data_files,
             delete_files,
             properties,
+            remove_all: truncate,
         };
         let table = self.table.identifier().to_string();
         self.table = commit_row_delta(&self.pointer, &self.table, delta)
             .await
             .map_err(|source| LakehouseError::Commit { table, source })?;
         Ok(())
-    }
-
-    fn index_drain_all(&mut self) -> Vec<PositionDelete> {
-        let all = self.index.locations();
-        self.index.clear();
-        all
     }
 
     /// Fills the unchanged (TOAST) columns of the picked rows: from the

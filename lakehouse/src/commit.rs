@@ -10,7 +10,8 @@
 //!  RowDelta (data files, delete files, summary properties)
 //!    │ write a data manifest and a delete manifest (entries inherit the
 //!    │ snapshot's sequence number)
-//!    │ carry every manifest of the parent snapshot over
+//!    │ carry every manifest of the parent snapshot over (a truncate
+//!    │ instead lists every live file of the parent as deleted)
 //!    │ write the manifest list, the snapshot (summary totals carried
 //!    │ forward) and the next metadata file
 //!    ▼
@@ -28,8 +29,9 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use iceberg::spec::{
-    DataContentType, DataFile, FormatVersion, ManifestFile, ManifestList, ManifestListWriter,
-    ManifestWriterBuilder, Operation, Snapshot, Summary, TableMetadata,
+    DataContentType, DataFile, FormatVersion, ManifestContentType, ManifestEntryRef, ManifestFile,
+    ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
+    TableMetadata,
 };
 use iceberg::table::Table;
 use iceberg::MetadataLocation;
@@ -68,6 +70,9 @@ pub struct RowDelta {
     pub delete_files: Vec<DataFile>,
     /// Extra snapshot-summary properties (e.g. the Kafka offsets covered).
     pub properties: HashMap<String, String>,
+    /// Remove every file of the parent snapshot (a truncate): the new
+    /// snapshot lists them as deleted and carries none of them over.
+    pub remove_all: bool,
 }
 
 /// Swaps metadata pointers in a SQL catalog (the JDBC catalog schema)
@@ -181,6 +186,7 @@ pub async fn commit_row_delta(
                 .map_err(step("write manifest"))?,
         );
     }
+    let mut removed = Removed::default();
     if let Some(parent) = &parent {
         let bytes = file_io
             .new_input(parent.manifest_list())
@@ -190,7 +196,56 @@ pub async fn commit_row_delta(
             .map_err(step("read parent manifest list"))?;
         let list = ManifestList::parse_with_version(&bytes, FormatVersion::V2)
             .map_err(step("parse parent manifest list"))?;
-        manifests.extend(list.entries().iter().cloned());
+        if delta.remove_all {
+            // one manifest per content type listing every live file as
+            // deleted, keeping each file's sequence numbers (spec rule)
+            for manifest in list.entries() {
+                let loaded = manifest
+                    .load_manifest(file_io)
+                    .await
+                    .map_err(step("read parent manifest"))?;
+                for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+                    removed.add(manifest.content, entry);
+                }
+            }
+            for (content, entries) in [
+                (DataContentType::Data, &removed.data),
+                (DataContentType::PositionDeletes, &removed.deletes),
+            ] {
+                if entries.is_empty() {
+                    continue;
+                }
+                let path = format!("{metadata_dir}/{commit_id}-m{}.avro", manifests.len());
+                let output = file_io.new_output(&path).map_err(step("open manifest"))?;
+                let builder = ManifestWriterBuilder::new(
+                    output,
+                    Some(snapshot_id),
+                    metadata.current_schema().clone(),
+                    metadata.default_partition_spec().as_ref().clone(),
+                );
+                let mut writer = match content {
+                    DataContentType::Data => builder.build_v2_data(),
+                    _ => builder.build_v2_deletes(),
+                };
+                for entry in entries {
+                    writer
+                        .add_delete_file(
+                            entry.data_file().clone(),
+                            entry.sequence_number().unwrap_or(0),
+                            entry.file_sequence_number,
+                        )
+                        .map_err(step("add deleted manifest entry"))?;
+                }
+                manifests.push(
+                    writer
+                        .write_manifest_file()
+                        .await
+                        .map_err(step("write manifest"))?,
+                );
+            }
+        } else {
+            manifests.extend(list.entries().iter().cloned());
+        }
     }
 
     let list_path = format!("{metadata_dir}/snap-{snapshot_id}-1-{commit_id}.avro");
@@ -214,7 +269,7 @@ pub async fn commit_row_delta(
         .await
         .map_err(step("write manifest list"))?;
 
-    let summary = summary(parent.as_deref().map(Snapshot::summary), &delta);
+    let summary = summary(parent.as_deref().map(Snapshot::summary), &delta, &removed);
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(parent.as_ref().map(|p| p.snapshot_id()))
@@ -303,6 +358,26 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The live files a truncate removes, by content.
+#[derive(Default)]
+struct Removed {
+    data: Vec<ManifestEntryRef>,
+    deletes: Vec<ManifestEntryRef>,
+}
+
+impl Removed {
+    fn add(&mut self, content: ManifestContentType, entry: &ManifestEntryRef) {
+        match content {
+            ManifestContentType::Data => self.data.push(entry.clone()),
+            ManifestContentType::Deletes => self.deletes.push(entry.clone()),
+        }
+    }
+
+    fn files(entries: &[ManifestEntryRef]) -> impl Iterator<Item = &DataFile> {
+        entries.iter().map(|e| e.data_file())
+    }
+}
+
 /// A positive snapshot id no snapshot of the table has.
 fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
     loop {
@@ -317,8 +392,12 @@ fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
 /// The snapshot summary: what this commit added, and table totals carried
 /// forward from the parent (a later writer reads them, so they must stay
 /// right).
-fn summary(parent: Option<&Summary>, delta: &RowDelta) -> Summary {
+fn summary(parent: Option<&Summary>, delta: &RowDelta, removed: &Removed) -> Summary {
+    // after a truncate the totals start again from what this commit adds
     let parent_total = |key: &str| -> u64 {
+        if delta.remove_all {
+            return 0;
+        }
         parent
             .and_then(|s| s.additional_properties.get(key))
             .and_then(|v| v.parse().ok())
@@ -366,10 +445,33 @@ fn summary(parent: Option<&Summary>, delta: &RowDelta) -> Summary {
         "total-files-size",
         parent_total("total-files-size") + added_size,
     );
+    if !removed.data.is_empty() || !removed.deletes.is_empty() {
+        let removed_data = Removed::files(&removed.data);
+        set("deleted-data-files", removed.data.len() as u64);
+        set(
+            "deleted-records",
+            removed_data.map(DataFile::record_count).sum::<u64>(),
+        );
+        set("removed-delete-files", removed.deletes.len() as u64);
+        set(
+            "removed-position-deletes",
+            Removed::files(&removed.deletes)
+                .map(DataFile::record_count)
+                .sum::<u64>(),
+        );
+        set(
+            "removed-files-size",
+            Removed::files(&removed.data)
+                .chain(Removed::files(&removed.deletes))
+                .map(DataFile::file_size_in_bytes)
+                .sum::<u64>(),
+        );
+    }
     props.extend(delta.properties.clone());
+    let removes = delta.remove_all && parent.is_some();
     let operation = match (delta.data_files.is_empty(), delta.delete_files.is_empty()) {
-        (false, true) => Operation::Append,
-        (true, false) => Operation::Delete,
+        (false, true) if !removes => Operation::Append,
+        (true, _) if removes || !delta.delete_files.is_empty() => Operation::Delete,
         _ => Operation::Overwrite,
     };
     Summary {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use futures::TryStreamExt;
+
 use arrow_array::{
     Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -248,6 +250,47 @@ async fn truncate_then_reload_and_a_primary_key_change() {
         [1, 2],
         "truncated, then reloaded"
     );
+    // the truncate removed the old file instead of position-deleting its rows
+    let snapshot = w.table().metadata().current_snapshot().unwrap().clone();
+    let summary = &snapshot.summary().additional_properties;
+    assert_eq!(summary["deleted-data-files"], "1");
+    assert_eq!(summary["deleted-records"], "4");
+    assert_eq!(summary["total-data-files"], "1");
+    assert_eq!(summary["total-records"], "2");
+    assert_eq!(summary["total-position-deletes"], "0");
+    let live_files: Vec<String> = w
+        .table()
+        .scan()
+        .build()
+        .unwrap()
+        .plan_files()
+        .await
+        .unwrap()
+        .map_ok(|t| t.data_file_path)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(live_files.len(), 1);
+    assert!(
+        w.table()
+            .scan()
+            .build()
+            .unwrap()
+            .plan_files()
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.deletes.is_empty()),
+        "no position deletes after a truncate"
+    );
+    // a restart rebuilds the index from the remaining file only
+    drop(w);
+    let mut w = writer(&lake, &pt[0]).await;
+    assert_eq!(w.live_rows(), 2);
+    assert_eq!(w.apply(&pt[1]).await.unwrap().already_applied, 3);
 
     // vendors: r1 r2 d2 (tombstone) c3
     let v = batches("taxi.public.vendors", &[]).await;

@@ -127,6 +127,7 @@ async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
         data_files: vec![second],
         delete_files: vec![deletes],
         properties: offsets,
+        ..Default::default()
     };
     let v2 = commit_row_delta(&pointer, &v1, delta).await.unwrap();
     assert_eq!(
