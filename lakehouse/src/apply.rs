@@ -30,7 +30,7 @@ use ingest::{ChangeBatch, Op};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::append::changelog_rows;
-use crate::commit::{commit_row_delta, CommitError, RowDelta, SqlCatalogPointer};
+use crate::commit::{commit_row_delta, CatalogPointer, CommitError, RowDelta};
 use crate::config::TableMode;
 use crate::error::LakehouseError;
 use crate::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
@@ -62,7 +62,7 @@ pub struct ApplyStats {
 pub struct TableWriter {
     catalog: Arc<dyn Catalog>,
     table: Table,
-    pointer: SqlCatalogPointer,
+    pointer: CatalogPointer,
     index: PrimaryKeyIndex,
     /// The table's primary-key columns (its identifier fields), in order.
     key_names: Vec<String>,
@@ -88,8 +88,9 @@ impl TableWriter {
     pub async fn open(
         catalog: Arc<dyn Catalog>,
         table: Table,
-        pointer: SqlCatalogPointer,
+        pointer: impl Into<CatalogPointer>,
     ) -> Result<Self, LakehouseError> {
+        let pointer = pointer.into();
         let schema = table.metadata().current_schema().clone();
         let key_names: Vec<String> = schema
             .identifier_field_ids()
@@ -620,8 +621,7 @@ impl TableWriter {
             .into_builder(current_location)
             .add_current_schema(new_schema)
             .and_then(|b| b.build())
-            .map_err(|e| iceberg_error("widen columns", &self.table, e))?
-            .metadata;
+            .map_err(|e| iceberg_error("widen columns", &self.table, e))?;
         self.table = crate::commit::commit_metadata(&self.pointer, &self.table, next)
             .await
             .map_err(|source| LakehouseError::Commit {

@@ -1,5 +1,6 @@
-//! Opening the lake a [`LakeConfig`] describes: the Iceberg catalog, the
-//! storage its FileIO writes to, and the pointer floe commits through.
+//! Opening the lake a [`LakeConfig`] describes: the Iceberg catalog (SQL on
+//! SQLite or Postgres, or REST), the storage its FileIO writes to (local or
+//! S3), and the pointer floe commits through.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,12 +11,15 @@ use iceberg::io::{
     S3_SECRET_ACCESS_KEY, S3_SESSION_TOKEN,
 };
 use iceberg::{Catalog, CatalogBuilder};
+use iceberg_catalog_rest::{
+    RestCatalogBuilder, REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE,
+};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalStorageFactory;
 use ingest::ChangeBatch;
 
 use crate::apply::TableWriter;
-use crate::commit::SqlCatalogPointer;
+use crate::commit::{CatalogPointer, RestCatalogPointer, SqlCatalogPointer};
 use crate::config::{CatalogConfig, LakeConfig, Warehouse};
 use crate::error::LakehouseError;
 use crate::table::{ensure_table, TableTarget};
@@ -30,7 +34,7 @@ pub const CATALOG_NAME: &str = "floe";
 pub struct Lake {
     pub config: LakeConfig,
     pub catalog: Arc<dyn Catalog>,
-    pub pointer: SqlCatalogPointer,
+    pub pointer: CatalogPointer,
 }
 
 impl std::fmt::Debug for Lake {
@@ -45,14 +49,33 @@ impl Lake {
     /// Opens (creating if needed) the catalog and warehouse of `config`,
     /// with S3 settings falling back to the process environment.
     pub async fn open(config: &LakeConfig) -> Result<Self, LakehouseError> {
-        let uri = catalog_uri(config)?;
         let catalog = open_catalog(config).await?;
-        let pointer = SqlCatalogPointer::connect(&uri).await.map_err(|source| {
-            LakehouseError::CatalogDatabase {
-                uri: redact(&uri),
-                source,
+        let pointer = match &config.catalog {
+            CatalogConfig::Rest {
+                uri,
+                warehouse,
+                token,
+            } => {
+                let token = token.clone().or_else(|| std::env::var(REST_TOKEN_ENV).ok());
+                RestCatalogPointer::connect(uri, warehouse.as_deref(), token.as_deref())
+                    .await
+                    .map_err(|reason| LakehouseError::RestCatalog {
+                        uri: uri.clone(),
+                        reason,
+                    })?
+                    .into()
             }
-        })?;
+            _ => {
+                let uri = catalog_uri(config)?;
+                SqlCatalogPointer::connect(&uri)
+                    .await
+                    .map_err(|source| LakehouseError::CatalogDatabase {
+                        uri: redact(&uri),
+                        source,
+                    })?
+                    .into()
+            }
+        };
         Ok(Self {
             config: config.clone(),
             catalog,
@@ -69,10 +92,13 @@ impl Lake {
     }
 }
 
-/// The SQL catalog's connection URI for `config`.
+/// The environment variable a REST catalog's bearer token may come from.
+pub const REST_TOKEN_ENV: &str = "FLOE_REST_TOKEN";
+
+/// The catalog's connection URI for `config`.
 pub fn catalog_uri(config: &LakeConfig) -> Result<String, LakehouseError> {
     match &config.catalog {
-        CatalogConfig::Sql { uri } => Ok(uri.clone()),
+        CatalogConfig::Sql { uri } | CatalogConfig::Rest { uri, .. } => Ok(uri.clone()),
         CatalogConfig::Sqlite { path } => {
             let file = match (path, config.warehouse.local_dir()) {
                 (Some(path), _) => path.clone(),
@@ -101,13 +127,37 @@ pub async fn open_catalog(config: &LakeConfig) -> Result<Arc<dyn Catalog>, Lakeh
             path: config.warehouse.to_string(),
             source,
         })?;
+    let (factory, mut props) = storage(config, |key| std::env::var(key).ok());
+    if let CatalogConfig::Rest {
+        uri,
+        warehouse,
+        token,
+    } = &config.catalog
+    {
+        props.insert(REST_CATALOG_PROP_URI.to_string(), uri.clone());
+        props.insert(
+            REST_CATALOG_PROP_WAREHOUSE.to_string(),
+            warehouse.clone().unwrap_or(location),
+        );
+        if let Some(t) = token.clone().or_else(|| std::env::var(REST_TOKEN_ENV).ok()) {
+            props.insert("token".to_string(), t);
+        }
+        let catalog = RestCatalogBuilder::default()
+            .with_storage_factory(factory)
+            .load(CATALOG_NAME, props)
+            .await
+            .map_err(|source| LakehouseError::Catalog {
+                uri: uri.clone(),
+                source: Box::new(source),
+            })?;
+        return Ok(Arc::new(catalog));
+    }
     let uri = catalog_uri(config)?;
     let bind_style = if uri.starts_with("postgres") {
         SqlBindStyle::DollarNumeric
     } else {
         SqlBindStyle::QMark
     };
-    let (factory, props) = storage(config, |key| std::env::var(key).ok());
     let catalog = SqlCatalogBuilder::default()
         .uri(uri.clone())
         .warehouse_location(location)

@@ -15,8 +15,10 @@
 //!    │ write the manifest list, the snapshot (summary totals carried
 //!    │ forward) and the next metadata file
 //!    ▼
-//!  compare-and-swap the catalog's metadata pointer (SQL: a conditional
-//!  UPDATE that must change exactly one row)
+//!  compare-and-swap the catalog's metadata pointer (SQL: write the
+//!  metadata file, then a conditional UPDATE that must change exactly one
+//!  row; REST: post the snapshot as updates with requirements on the
+//!  table's uuid, current snapshot and schema, and the catalog writes it)
 //!    ├─ swapped: the new table
 //!    └─ not swapped: CommitError::Conflict; the table is unchanged and the
 //!       files written are orphans for `floe maintain orphans`
@@ -31,10 +33,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, ManifestContentType, ManifestEntryRef, ManifestFile,
     ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
-    TableMetadata,
+    TableMetadata, TableMetadataBuildResult,
 };
 use iceberg::table::Table;
-use iceberg::MetadataLocation;
+use iceberg::{MetadataLocation, TableRequirement, TableUpdate};
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::AnyPool;
 use thiserror::Error;
@@ -61,6 +63,169 @@ pub enum CommitError {
     /// The catalog database could not be reached or refused the update.
     #[error("catalog update for {table} failed: {source}")]
     Catalog { table: String, source: sqlx::Error },
+    /// The REST catalog could not be reached or refused the commit.
+    #[error("REST catalog commit for {table} failed: {reason}")]
+    Rest { table: String, reason: String },
+}
+
+/// Where floe swaps a table's metadata pointer: the catalog it opened.
+#[derive(Debug, Clone)]
+pub enum CatalogPointer {
+    Sql(SqlCatalogPointer),
+    Rest(RestCatalogPointer),
+}
+
+impl From<SqlCatalogPointer> for CatalogPointer {
+    fn from(value: SqlCatalogPointer) -> Self {
+        Self::Sql(value)
+    }
+}
+
+impl From<RestCatalogPointer> for CatalogPointer {
+    fn from(value: RestCatalogPointer) -> Self {
+        Self::Rest(value)
+    }
+}
+
+/// Commits to a REST catalog: `POST .../namespaces/{ns}/tables/{table}`
+/// with the metadata changes and the requirements that make it a
+/// compare-and-swap (HTTP 409 when another writer got there first).
+#[derive(Debug, Clone)]
+pub struct RestCatalogPointer {
+    client: reqwest::Client,
+    /// `{uri}/v1` plus the catalog's `prefix`, if its config sets one.
+    base: String,
+    token: Option<String>,
+}
+
+impl RestCatalogPointer {
+    /// Reads the catalog's config (`GET {uri}/v1/config`) for its prefix.
+    pub async fn connect(
+        uri: &str,
+        warehouse: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::new();
+        let uri = uri.trim_end_matches('/');
+        let mut request = client.get(format!("{uri}/v1/config"));
+        if let Some(w) = warehouse {
+            request = request.query(&[("warehouse", w)]);
+        }
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let config: serde_json::Value = request
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| format!("bad config response: {e}"))?;
+        let prefix = ["overrides", "defaults"]
+            .iter()
+            .find_map(|k| config[k]["prefix"].as_str())
+            .map(str::to_string);
+        let base = match prefix {
+            Some(p) => format!("{uri}/v1/{p}"),
+            None => format!("{uri}/v1"),
+        };
+        Ok(Self {
+            client,
+            base,
+            token: token.map(str::to_string),
+        })
+    }
+
+    /// Posts `changes` on top of `table` as it was read; returns the new
+    /// metadata location and metadata.
+    async fn commit(
+        &self,
+        table: &Table,
+        changes: Vec<TableUpdate>,
+    ) -> Result<(String, TableMetadata), CommitError> {
+        let name = table.identifier().to_string();
+        let metadata = table.metadata();
+        let requirements = vec![
+            TableRequirement::UuidMatch {
+                uuid: metadata.uuid(),
+            },
+            TableRequirement::RefSnapshotIdMatch {
+                r#ref: "main".to_string(),
+                snapshot_id: metadata.current_snapshot_id(),
+            },
+            TableRequirement::CurrentSchemaIdMatch {
+                current_schema_id: metadata.current_schema_id(),
+            },
+            TableRequirement::LastAssignedFieldIdMatch {
+                last_assigned_field_id: metadata.last_column_id(),
+            },
+        ];
+        let ident = table.identifier();
+        // namespace levels are joined with the unit separator (REST spec)
+        let namespace = ident.namespace().join("\u{1f}");
+        let url = format!(
+            "{}/namespaces/{}/tables/{}",
+            self.base,
+            encode(&namespace),
+            encode(ident.name())
+        );
+        let body = serde_json::json!({
+            "identifier": { "namespace": ident.namespace().as_ref(), "name": ident.name() },
+            "requirements": requirements,
+            "updates": changes,
+        });
+        let mut request = self.client.post(&url).json(&body);
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let rest = |reason: String| CommitError::Rest {
+            table: name.clone(),
+            reason,
+        };
+        let response = request.send().await.map_err(|e| rest(e.to_string()))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::CONFLICT {
+            return Err(CommitError::Conflict {
+                table: name.clone(),
+                expected: metadata_location_or_empty(table),
+            });
+        }
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(rest(format!("HTTP {status}: {text}")));
+        }
+        let committed: CommittedTable = response
+            .json()
+            .await
+            .map_err(|e| rest(format!("bad commit response: {e}")))?;
+        Ok((committed.metadata_location, committed.metadata))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CommittedTable {
+    #[serde(rename = "metadata-location")]
+    metadata_location: String,
+    metadata: TableMetadata,
+}
+
+fn metadata_location_or_empty(table: &Table) -> String {
+    table.metadata_location().unwrap_or_default().to_string()
+}
+
+/// Percent-encodes a URL path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The files and summary properties of one snapshot.
@@ -138,7 +303,7 @@ fn numbered_placeholders(sql: &str) -> String {
 /// Commits `delta` on top of `table`'s current snapshot. On success returns
 /// the table as committed.
 pub async fn commit_row_delta(
-    pointer: &SqlCatalogPointer,
+    pointer: &CatalogPointer,
     table: &Table,
     delta: RowDelta,
 ) -> Result<Table, CommitError> {
@@ -284,23 +449,39 @@ pub async fn commit_row_delta(
         .into_builder(Some(current_location.clone()))
         .set_branch_snapshot(snapshot, "main")
         .and_then(|b| b.build())
-        .map_err(step("build metadata"))?
-        .metadata;
+        .map_err(step("build metadata"))?;
     commit_metadata(pointer, table, next).await
 }
 
-/// Writes `next` as the table's next metadata file and swaps the catalog
-/// pointer to it if the table still points where `table` was read from.
-/// Used for snapshots and for schema changes floe makes itself.
+/// Makes `next` the table's metadata if the table is still as `table` was
+/// read: SQL catalogs get the next metadata file and a pointer swap, REST
+/// catalogs the changes with requirements. Used for snapshots and for
+/// schema changes floe makes itself.
 pub async fn commit_metadata(
-    pointer: &SqlCatalogPointer,
+    pointer: &CatalogPointer,
     table: &Table,
-    next: TableMetadata,
+    next: TableMetadataBuildResult,
 ) -> Result<Table, CommitError> {
     let name = table.identifier().to_string();
     let step = |step: &'static str| write_error(&name, step);
-    let current_location = current_location(table)?;
     let file_io = table.file_io();
+    let pointer = match pointer {
+        CatalogPointer::Sql(sql) => sql,
+        CatalogPointer::Rest(rest) => {
+            let (location, metadata) = rest.commit(table, next.changes).await?;
+            let runtime = iceberg::Runtime::try_current().map_err(step("reload table"))?;
+            return Table::builder()
+                .runtime(runtime)
+                .identifier(table.identifier().clone())
+                .file_io(file_io.clone())
+                .metadata(metadata)
+                .metadata_location(location)
+                .build()
+                .map_err(step("reload table"));
+        }
+    };
+    let next = next.metadata;
+    let current_location = current_location(table)?;
     let next_location = MetadataLocation::from_str(&current_location)
         .map_err(step("metadata location"))?
         .with_next_version();

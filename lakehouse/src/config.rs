@@ -214,6 +214,19 @@ pub enum CatalogConfig {
     /// A SQL catalog at this URI: `sqlite:///path/catalog.db` or
     /// `postgres://user:password@host:5432/db`.
     Sql { uri: String },
+    /// An Iceberg REST catalog (Polaris, Lakekeeper, Nessie, Gravitino,
+    /// ...). floe commits its snapshots through the catalog's table commit
+    /// endpoint.
+    Rest {
+        /// Base URI, e.g. `http://127.0.0.1:8181` (without `/v1`).
+        uri: String,
+        /// The catalog's warehouse name, if it serves several.
+        #[serde(default)]
+        warehouse: Option<String>,
+        /// Bearer token. Default: `FLOE_REST_TOKEN`.
+        #[serde(default)]
+        token: Option<String>,
+    },
 }
 
 impl Default for CatalogConfig {

@@ -11,6 +11,8 @@ pub enum LakehouseError {
         uri: String,
         source: Box<iceberg::Error>,
     },
+    #[error("cannot reach the REST catalog at {uri}: {reason}")]
+    RestCatalog { uri: String, reason: String },
     #[error("cannot connect to the catalog database at {uri}: {source}")]
     CatalogDatabase { uri: String, source: sqlx::Error },
     #[error(

@@ -98,7 +98,9 @@ async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
         data_files: vec![first],
         ..Default::default()
     };
-    let v1 = commit_row_delta(&pointer, &table, delta).await.unwrap();
+    let v1 = commit_row_delta(&pointer.clone().into(), &table, delta)
+        .await
+        .unwrap();
     assert_eq!(rows(&v1).await, set(&[(1, "A"), (2, "B"), (3, "C")]));
     let s1 = v1.metadata().current_snapshot().unwrap().clone();
     assert_eq!(s1.sequence_number(), 1);
@@ -129,7 +131,9 @@ async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
         properties: offsets,
         ..Default::default()
     };
-    let v2 = commit_row_delta(&pointer, &v1, delta).await.unwrap();
+    let v2 = commit_row_delta(&pointer.clone().into(), &v1, delta)
+        .await
+        .unwrap();
     assert_eq!(
         rows(&v2).await,
         set(&[(1, "A"), (2, "B2"), (3, "C")]),
@@ -150,7 +154,7 @@ async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
     // 3: a commit built on the stale v1 must not overwrite v2
     let stale = data_file(&v1, "stale", &[(9, "Z")]).await;
     let err = commit_row_delta(
-        &pointer,
+        &pointer.clone().into(),
         &v1,
         RowDelta {
             data_files: vec![stale],

@@ -66,7 +66,7 @@ impl Drop for Garage {
 }
 
 /// Runs `script` after sourcing the scripts' helpers; returns its stdout.
-fn bash(script: &str) -> String {
+pub(crate) fn bash(script: &str) -> String {
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!(
@@ -98,7 +98,7 @@ fn trip(id: i64, day: i64, fare: i64) -> HashMap<&'static str, Value> {
 }
 
 /// The whole history as change batches, one per phase.
-async fn history() -> Vec<ChangeBatch> {
+pub(crate) async fn history() -> Vec<ChangeBatch> {
     let dir = repo().join("tests/fixtures/debezium");
     let rec = Recording::load(&dir).unwrap();
     let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
@@ -182,9 +182,9 @@ async fn history() -> Vec<ChangeBatch> {
 
 /// One table row: column name to its canonical text (as in
 /// `scripts/read-with-peers.py`: timestamps as epoch microseconds).
-type Row = BTreeMap<String, Option<String>>;
+pub(crate) type Row = BTreeMap<String, Option<String>>;
 
-fn canonical(batches: &[RecordBatch]) -> Vec<Row> {
+pub(crate) fn canonical(batches: &[RecordBatch]) -> Vec<Row> {
     let mut rows = Vec::new();
     for b in batches {
         let columns: Vec<(String, Vec<Option<String>>)> = b
@@ -276,7 +276,7 @@ async fn write_and_read(
 }
 
 /// What the history must leave, checked independently of any reader.
-fn check_expected(rows: &[Row]) {
+pub(crate) fn check_expected(rows: &[Row]) {
     let ids: Vec<i64> = rows
         .iter()
         .map(|r| r["trip_id"].as_deref().unwrap().parse().unwrap())

@@ -7,6 +7,7 @@ mod model;
 mod pk_index;
 mod position_delete;
 mod postgres;
+mod rest;
 mod schema;
 mod support;
 mod tables;

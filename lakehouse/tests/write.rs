@@ -128,7 +128,7 @@ async fn rows_land_in_one_file_per_day_and_their_positions_are_known() {
     );
     let pointer = SqlCatalogPointer::connect(&uri).await.unwrap();
     let table = commit_row_delta(
-        &pointer,
+        &pointer.clone().into(),
         &table,
         RowDelta {
             data_files: written.files,
