@@ -9,7 +9,9 @@
 //! Built so far:
 //! * [`config`]: the lake's configuration (warehouse, catalog, per-table
 //!   names, partitioning and mode);
-//! * [`catalog`]: opening the SQL catalog (SQLite by default, Postgres);
+//! * [`catalog`]: opening the lake ([`Lake`]): the catalog (SQL on SQLite
+//!   by default or Postgres, or REST), the storage (local or S3-compatible)
+//!   and the pointer floe commits through;
 //! * [`schema`] and [`partition`]: the Iceberg schema (primary key as
 //!   identifier fields) and partition spec of a source table;
 //! * [`table`]: naming a source table's Iceberg table and creating it from
@@ -20,7 +22,8 @@
 //!   data file per partition with each row's (file, position) known;
 //! * [`commit`]: the row-delta snapshot commit (data and delete files in
 //!   one snapshot, summary totals carried forward, floe's own summary
-//!   properties) with the SQL catalog's compare-and-swap.
+//!   properties, truncates removing every file) with the SQL catalog's
+//!   compare-and-swap or the REST catalog's commit requirements.
 //!
 //! * [`pk_index`]: the primary-key index, each live key to its row's data
 //!   file and position;
@@ -34,7 +37,6 @@
 //! of the other's snapshot; widened source types (int to long, float to
 //! double, decimal precision up) widen the table through floe's own schema
 //! commit. [`append`] builds the rows of `append`-mode (changelog) tables.
-//! Not built yet: the REST catalog.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without

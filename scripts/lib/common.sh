@@ -59,6 +59,16 @@ pg_stop() {
   return 0
 }
 
+# wait_port PORT SECONDS: wait until something listens on 127.0.0.1:PORT.
+wait_port() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # wait_http URL SECONDS: wait until URL answers.
 wait_http() {
   local url="$1" secs="${2:-30}" i
@@ -100,6 +110,16 @@ garage_start() {
   garage="$(garage_bin)"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
+  # started before: the same config, data, key and bucket
+  if [ -f "$dir/s3.env" ]; then
+    RUST_LOG=warn "$garage" -c "$dir/garage.toml" server >>"$dir/garage.log" 2>&1 &
+    echo $! >"$dir/garage.pid"
+    # shellcheck disable=SC1091
+    wait_port "$(. "$dir/s3.env" && echo "${FLOE_S3_ENDPOINT##*:}")" 20 \
+      || { tail -20 "$dir/garage.log" >&2; die "garage did not restart"; }
+    cat "$dir/s3.env"
+    return 0
+  fi
   s3_port="$(free_port)"
   rpc_port="$(free_port)"
   key_id="GK$(openssl rand -hex 12)"
