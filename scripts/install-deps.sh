@@ -6,8 +6,9 @@
 # Needed: Rust with rustfmt and clippy (the machine's toolchain), a C
 # toolchain and make (librdkafka is built from source by rdkafka-sys),
 # python3 with venv (the schema-registry test stand-in, the lake readers),
-# openssl (TLS test certificates) and the PostgreSQL 15 server (a catalog
-# database in tests). Then, into $FLOE_CACHE so they outlive the clone: the
+# openssl (TLS test certificates), the PostgreSQL 15 server (a catalog
+# database in tests), Java 17 and Debian's Jetty 9 (Kafka Connect in the
+# local stack). Then, into $FLOE_CACHE so they outlive the clone: the
 # Garage S3 server (built from crates.io once, about 13 minutes) and the
 # independent lake readers pyiceberg and DuckDB (from PyPI).
 set -euo pipefail
@@ -23,6 +24,10 @@ command -v curl >/dev/null || missing+=(curl)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 # the lakehouse tests run a private PostgreSQL 15 as an Iceberg SQL catalog
 [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
+# the local stack (scripts/stack.sh): Kafka Connect runs on Java 17 with
+# Debian's Jetty 9 (the jars the Debezium wheels ship do not work together)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+[ -f /usr/share/java/jetty9-server.jar ] || missing+=(libjetty9-java)
 if ((${#missing[@]})); then
   log "installing ${missing[*]} (apt-get)"
   if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi

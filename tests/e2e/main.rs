@@ -1,3 +1,4 @@
 //! End-to-end tests of the `floe` binary, in one test binary.
 
 mod decode_cli;
+mod stack;
