@@ -1,6 +1,8 @@
 //! The `floe` command line.
 
+mod config;
 mod decode;
+mod service;
 
 use std::process::ExitCode;
 
@@ -12,8 +14,8 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Debezium's Postgres connector writes every insert, update, delete and
 /// truncate to Kafka as Avro (Confluent wire format, schemas in a schema
-/// registry). floe decodes those change events into Arrow change batches;
-/// applying them to Iceberg tables (`floe ingest`) is being built next.
+/// registry). floe decodes those change events into Arrow change batches
+/// and applies them, exactly once, to Iceberg tables (`floe ingest`).
 #[derive(Parser, Debug)]
 #[command(name = "floe", version, propagate_version = true, after_help = EXAMPLES)]
 struct Cli {
@@ -29,6 +31,8 @@ const EXAMPLES: &str = "\
 Examples:
   floe decode                          decode the bundled recording of real Debezium output
   floe decode --recording DIR --rows 5 decode your own recording and show rows
+  floe ingest --config floe.toml --check   reach Kafka, the registry, the catalog and storage
+  floe ingest --config floe.toml       consume Debezium topics into Iceberg tables until stopped
 
 A recording is what scripts/record-fixtures.sh writes: recording.jsonl (one
 Kafka record per line) and schemas.json (the registry's schemas). See
@@ -45,6 +49,16 @@ enum Command {
     /// A message that cannot be decoded stops the run with an error naming
     /// its topic, partition and offset.
     Decode(decode::DecodeArgs),
+    /// Consume Debezium topics and apply every change to Iceberg tables.
+    ///
+    /// Reads the configuration from a TOML file (`--config`, default
+    /// floe.toml; every key can be overridden by FLOE__SECTION__KEY
+    /// environment variables). Each source table's changes are committed
+    /// to its Iceberg table every `commit_interval_ms` (or `max_rows`),
+    /// one snapshot carrying the Kafka offsets it covers; on start every
+    /// partition resumes after the offsets its table holds. SIGINT or
+    /// SIGTERM commit what is buffered and stop.
+    Ingest(service::IngestArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +70,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Decode(args) => decode::run(args),
+        Command::Ingest(args) => service::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

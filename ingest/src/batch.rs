@@ -314,7 +314,10 @@ impl BatchBuilder {
         self.version.value_schema_id == value_schema_id
             && match (self.version.key_schema_id, key_schema_id) {
                 (Some(a), Some(b)) => a == b,
-                _ => true,
+                // a batch opened by a keyless event (a truncate) has no key
+                // column: a keyed event starts the next batch
+                (None, Some(_)) => false,
+                (_, None) => true,
             }
     }
 

@@ -135,6 +135,32 @@ impl SchemaRegistryClient {
         })
     }
 
+    /// Checks that the first registry URL answers as a schema registry
+    /// (`GET /subjects`), without retries: for start-up checks.
+    pub async fn check(&self) -> Result<(), RegistryError> {
+        let base = &self.config.urls[0];
+        let url = format!("{}/subjects", base.trim_end_matches('/'));
+        let mut request = self.http.get(&url);
+        if let Some((user, password)) = &self.config.basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unavailable {
+                attempts: 1,
+                last_error: format!("{base}: {}", error_chain(&e)),
+            })?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            status @ (401 | 403) => Err(RegistryError::Unauthorized { status }),
+            status => Err(RegistryError::BadResponse {
+                url,
+                reason: format!("HTTP {status}"),
+            }),
+        }
+    }
+
     fn cached(&self, id: u32) -> Option<Arc<str>> {
         self.cache.lock().ok()?.get(&id).cloned()
     }

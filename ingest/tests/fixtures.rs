@@ -677,3 +677,37 @@ fn all_types_with_alternative_connector_settings() {
         "no transaction block without the setting"
     );
 }
+
+/// A decoder that starts at a truncate (a restart after the snapshot) must
+/// not lose the keys of the events after it: the keyless truncate gets its
+/// own batch and the keyed inserts the next.
+#[test]
+fn a_fresh_decoder_starting_at_a_truncate_keeps_the_later_keys() {
+    let recording = Recording::load(&fixture_dir()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let batches = rt.block_on(async {
+        let mut decoder = ChangeDecoder::new(recording.schemas.clone());
+        for m in recording
+            .messages
+            .iter()
+            .filter(|m| m.topic == "taxi.public.payment_types")
+            .skip(4)
+        {
+            decoder.push(&m.as_raw()).await.unwrap();
+        }
+        decoder.flush()
+    });
+    assert_eq!(batches.len(), 2);
+    assert_eq!(ops(&batches[0]), [Op::Truncate]);
+    assert_eq!(ops(&batches[1]), [Op::Create, Op::Create]);
+    let key = batches[1]
+        .key()
+        .expect("the inserts carry their keys")
+        .column_by_name("payment_type_id")
+        .unwrap()
+        .clone();
+    let key = arrow::compute::cast(&key, &DataType::Int64).unwrap();
+    assert_eq!(key.as_primitive::<Int64Type>().values().as_ref(), &[1, 2]);
+}

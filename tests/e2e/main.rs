@@ -1,4 +1,5 @@
 //! End-to-end tests of the `floe` binary, in one test binary.
 
 mod decode_cli;
+mod ingest;
 mod stack;

@@ -13,11 +13,11 @@ use ingest::{ChangeDecoder, Op, RawMessage, RegistryConfig, SchemaRegistryClient
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::ClientConfig;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -26,13 +26,29 @@ fn text(o: &Output) -> String {
 }
 
 /// The whole stack in a private directory on free ports; down on drop.
-struct Stack {
+pub(crate) struct Stack {
     dir: PathBuf,
-    env: HashMap<String, String>,
+    pub(crate) env: HashMap<String, String>,
 }
 
 impl Stack {
-    fn up(dir: &Path) -> Self {
+    /// Rows of a query on the source database, each row's columns joined
+    /// by `|` (psql's unaligned output).
+    pub(crate) fn query(&self, sql: &str) -> Vec<String> {
+        let o = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.env["PGPORT"]])
+            .args(["-U", "postgres", "-d", "taxi", "-v", "ON_ERROR_STOP=1"])
+            .args(["-A", "-t", "-F", "|", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(o.status.success(), "{sql}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub(crate) fn up(dir: &Path) -> Self {
         let o = Command::new("bash")
             .arg(repo().join("scripts/stack.sh"))
             .args(["up", &dir.display().to_string()])
@@ -50,7 +66,7 @@ impl Stack {
         }
     }
 
-    fn psql(&self, sql: &str) {
+    pub(crate) fn psql(&self, sql: &str) {
         let o = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.env["PGPORT"]])
             .args([
@@ -68,7 +84,7 @@ impl Stack {
         assert!(o.status.success(), "{sql}: {}", text(&o));
     }
 
-    fn setup_connectors(&self, extra: &[&str]) -> Output {
+    pub(crate) fn setup_connectors(&self, extra: &[&str]) -> Output {
         let registry = &self.env["SCHEMA_REGISTRY_URL"];
         Command::new("bash")
             .arg(repo().join("scripts/setup-connectors.sh"))

@@ -1,0 +1,200 @@
+//! `floe.toml`: the service's configuration, read from a TOML file with
+//! environment overrides.
+//!
+//! Any key can be overridden by an environment variable named `FLOE__`
+//! followed by its path with `__` between levels, upper-cased:
+//! `FLOE__KAFKA__BOOTSTRAP_SERVERS=broker:9092`,
+//! `FLOE__LAKE__S3__ENDPOINT=http://minio:9000`,
+//! `FLOE__INGEST__COMMIT_INTERVAL_MS=1000`. The value is read as a TOML
+//! value when it parses as one (numbers, booleans, arrays), else as a
+//! string.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use lakehouse::LakeConfig;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloeConfig {
+    pub kafka: KafkaConfig,
+    pub registry: RegistrySection,
+    #[serde(default)]
+    pub lake: LakeConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// `[kafka]`: where the Debezium topics are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// Consumer group. Default `floe`.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Topics to consume, by name.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Or by regular expression (librdkafka syntax, without the leading
+    /// `^`), e.g. `taxi\.public\..*`.
+    #[serde(default)]
+    pub topic_regex: Option<String>,
+    /// Extra librdkafka properties (security.protocol, sasl.*, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_group() -> String {
+    "floe".into()
+}
+
+/// `[registry]`: the Confluent-compatible schema registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `[ingest]`: when to commit and what to do with bad messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Commit what is buffered at least this often (milliseconds, at least
+    /// 1000). Default 10000.
+    #[serde(default = "default_interval")]
+    pub commit_interval_ms: u64,
+    /// Or as soon as this many change events are buffered. Default 100000.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+}
+
+fn default_interval() -> u64 {
+    10_000
+}
+
+fn default_max_rows() -> usize {
+    100_000
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            commit_interval_ms: default_interval(),
+            max_rows: default_max_rows(),
+        }
+    }
+}
+
+const ENV_PREFIX: &str = "FLOE__";
+
+impl FloeConfig {
+    /// Reads `path`, applies `FLOE__...` overrides from the process
+    /// environment, and checks the result.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        Self::parse(&text, std::env::vars())
+            .with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses `text` with overrides from `env` (name, value) pairs.
+    pub fn parse(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Self> {
+        let mut doc: toml::Table = toml::from_str(text)?;
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+            set(&mut doc, &keys, parse_value(&value))
+                .with_context(|| format!("environment override {name}"))?;
+        }
+        let config: FloeConfig = toml::Value::Table(doc).try_into()?;
+        if config.kafka.topics.is_empty() && config.kafka.topic_regex.is_none() {
+            bail!("[kafka] needs `topics` or `topic_regex`");
+        }
+        if config.ingest.commit_interval_ms < 1000 {
+            bail!("[ingest] commit_interval_ms must be at least 1000");
+        }
+        Ok(config)
+    }
+}
+
+fn parse_value(text: &str) -> toml::Value {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+fn set(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<()> {
+    match keys {
+        [] => bail!("empty key"),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set(inner, rest, value),
+                _ => bail!("{first} is not a section"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [kafka]
+        bootstrap_servers = "127.0.0.1:9092"
+        topic_regex = 'taxi\.public\..*'
+        [registry]
+        url = "http://127.0.0.1:8081"
+    "#;
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let env = [
+            ("FLOE__KAFKA__BOOTSTRAP_SERVERS", "broker:29092"),
+            ("FLOE__INGEST__COMMIT_INTERVAL_MS", "2000"),
+            ("FLOE__LAKE__WAREHOUSE", "s3://lake/wh"),
+            ("FLOE__LAKE__S3__PATH_STYLE", "true"),
+            ("UNRELATED", "x"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = FloeConfig::parse(MINIMAL, env.into_iter()).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "broker:29092");
+        assert_eq!(c.ingest.commit_interval_ms, 2000);
+        assert_eq!(c.lake.warehouse, lakehouse::Warehouse::from("s3://lake/wh"));
+        assert_eq!(c.lake.s3.path_style, Some(true));
+        assert_eq!(c.kafka.group_id, "floe");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let typo = MINIMAL.replace("[registry]", "[registry]\nulr = 'x'");
+        let err = FloeConfig::parse(&typo, std::iter::empty()).unwrap_err();
+        assert!(format!("{err:#}").contains("ulr"), "{err:#}");
+        let fast = FloeConfig::parse(
+            MINIMAL,
+            [("FLOE__INGEST__COMMIT_INTERVAL_MS".into(), "10".into())].into_iter(),
+        )
+        .unwrap_err();
+        assert!(fast.to_string().contains("at least 1000"), "{fast}");
+    }
+}

@@ -1,0 +1,274 @@
+//! `floe ingest` against the real stack: a Postgres workload captured by
+//! Debezium in Kafka Connect, through tansu and the registry stand-in,
+//! applied to Iceberg tables on Garage; afterwards every table equals its
+//! Postgres table row for row (compared as text, through DataFusion on one
+//! side and Postgres on the other).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::prelude::SessionContext;
+use iceberg::TableIdent;
+use iceberg_datafusion::IcebergStaticTableProvider;
+use lakehouse::Lake;
+
+use crate::stack::{text, Stack};
+
+const SETUP: &str = "
+INSERT INTO vendors VALUES (1, 'Creative Mobile'), (2, 'VeriFone');
+INSERT INTO payment_types VALUES (1, 'Credit card'), (2, 'Cash'), (3, 'No charge');
+INSERT INTO trips
+SELECT i, 1 + i % 2, timestamp '2024-03-01 00:00' + (i % 7) * interval '1 day' + i * interval '1 minute',
+       timestamp '2024-03-01 00:20' + (i % 7) * interval '1 day' + i * interval '1 minute',
+       1 + i % 265, 1 + (i * 7) % 265, 1 + i % 4, (i % 300) / 10.0, 5 + (i % 50), i % 5, 10 + (i % 60), 1 + i % 3,
+       CASE WHEN i % 50 = 0 THEN repeat('long note ', 1000) END
+FROM generate_series(1, 2000) AS i;
+";
+
+const WORKLOAD: &str = "
+INSERT INTO trips
+SELECT i, 1, timestamp '2024-03-08 00:00' + i * interval '1 minute', timestamp '2024-03-08 00:30' + i * interval '1 minute',
+       7, 8, 1, 1.5, 9.5, 1, 12, 2, NULL
+FROM generate_series(2001, 3000) AS i;
+UPDATE trips SET fare_amount = fare_amount + 1 WHERE trip_id % 10 = 0;
+UPDATE trips SET pickup_datetime = pickup_datetime + interval '3 days' WHERE trip_id % 97 = 0;
+UPDATE trips SET tip_amount = 7 WHERE trip_id % 50 = 0;
+DELETE FROM trips WHERE trip_id % 13 = 0;
+UPDATE vendors SET vendor_id = 3 WHERE vendor_id = 2;
+TRUNCATE payment_types;
+INSERT INTO payment_types VALUES (1, 'Credit card'), (4, 'Dispute');
+ALTER TABLE trips ADD COLUMN congestion_surcharge numeric(6, 2);
+INSERT INTO trips VALUES (5000, 1, '2024-03-09 10:00', '2024-03-09 10:30', 1, 2, 1, 3.2, 14.0, 2.0, 18.5, 1, 'after the new column', 2.50);
+UPDATE trips SET congestion_surcharge = 2.75 WHERE trip_id BETWEEN 2001 AND 2100;
+";
+
+/// What each table is compared on, written once for both sides: Postgres
+/// and DataFusion both understand these expressions.
+const CHECKS: [(&str, &str); 3] = [
+    ("vendors", "SELECT vendor_id, name FROM {t} ORDER BY 1"),
+    (
+        "payment_types",
+        "SELECT payment_type_id, description FROM {t} ORDER BY 1",
+    ),
+    (
+        "trips",
+        "SELECT trip_id, vendor_id, CAST(date_part('epoch', pickup_datetime) * 1000000 AS BIGINT), pickup_zone_id, \
+         CAST(fare_amount AS VARCHAR), CAST(tip_amount AS VARCHAR), md5(coalesce(notes, '')), \
+         CAST(congestion_surcharge AS VARCHAR) FROM {t} ORDER BY 1",
+    ),
+];
+
+fn write_config(path: &Path, stack: &Stack, warehouse: &str, catalog: &Path) {
+    let e = &stack.env;
+    std::fs::write(
+        path,
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{kafka}"
+group_id = "floe-e2e"
+topic_regex = 'taxi\.public\..*'
+# a restarted consumer must not wait minutes for the dead one's session
+properties = {{ "session.timeout.ms" = "6000", "max.poll.interval.ms" = "20000" }}
+
+[registry]
+url = "{registry}"
+
+[lake]
+warehouse = "{warehouse}"
+
+[lake.catalog]
+type = "sqlite"
+path = "{catalog}"
+
+[lake.s3]
+endpoint = "{endpoint}"
+access_key_id = "{key}"
+secret_access_key = "{secret}"
+
+[lake.tables]
+"public.trips" = {{ partition = ["day(pickup_datetime)"] }}
+
+[ingest]
+commit_interval_ms = 1000
+"#,
+            kafka = e["KAFKA_BOOTSTRAP"],
+            registry = e["SCHEMA_REGISTRY_URL"],
+            catalog = catalog.display(),
+            endpoint = e["FLOE_S3_ENDPOINT"],
+            key = e["AWS_ACCESS_KEY_ID"],
+            secret = e["AWS_SECRET_ACCESS_KEY"],
+        ),
+    )
+    .unwrap();
+}
+
+/// floe ingest in the background, logging to `log`.
+fn spawn_floe(config: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["ingest", "--config", &config.display().to_string()])
+        .env("FLOE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("floe runs")
+}
+
+fn floe_ingest(config: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["ingest", "--config", &config.display().to_string()])
+        .args(extra)
+        .env("FLOE_LOG", "info")
+        .output()
+        .expect("floe runs")
+}
+
+/// The table's rows through DataFusion, as `|`-joined text like psql's.
+async fn lake_rows(lake: &Lake, table: &str, sql: &str) -> Result<Vec<String>, String> {
+    let ident = TableIdent::from_strs(["taxi_cdc", table]).unwrap();
+    let table = lake
+        .catalog
+        .load_table(&ident)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ctx = SessionContext::new();
+    let provider = IcebergStaticTableProvider::try_new_from_table(table)
+        .await
+        .unwrap();
+    ctx.register_table("t", Arc::new(provider)).unwrap();
+    let batches = ctx
+        .sql(&sql.replace("{t}", "t"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let formats: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                arrow::util::display::ArrayFormatter::try_new(
+                    c.as_ref(),
+                    &arrow::util::display::FormatOptions::default().with_null(""),
+                )
+                .unwrap()
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            let row: Vec<String> = formats.iter().map(|f| f.value(i).to_string()).collect();
+            rows.push(row.join("|"));
+        }
+    }
+    Ok(rows)
+}
+
+/// The first difference between the lake and Postgres, if any.
+async fn difference(stack: &Stack, lake: &Lake, added_column: bool) -> Option<String> {
+    for (table, sql) in CHECKS {
+        // before the workload's ADD COLUMN neither side has the column
+        let sql = if added_column {
+            sql.to_string()
+        } else {
+            sql.replace(", CAST(congestion_surcharge AS VARCHAR)", "")
+        };
+        let sql = sql.as_str();
+        let source = stack.query(&sql.replace("{t}", table));
+        let lake_rows = match lake_rows(lake, table, sql).await {
+            Ok(rows) => rows,
+            Err(e) => return Some(format!("{table}: {e}")),
+        };
+        if lake_rows.len() != source.len() {
+            return Some(format!(
+                "{table}: {} rows in the lake, {} in Postgres",
+                lake_rows.len(),
+                source.len()
+            ));
+        }
+        if let Some((l, s)) = lake_rows.iter().zip(&source).find(|(l, s)| l != s) {
+            return Some(format!("{table}: lake row {l:?}, Postgres row {s:?}"));
+        }
+    }
+    None
+}
+
+/// Waits until every table equals Postgres (floe running meanwhile).
+async fn wait_until_equal(stack: &Stack, lake: &Lake, floe: &mut Child, added_column: bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let diff = difference(stack, lake, added_column).await;
+        let Some(diff) = diff else { return };
+        if let Ok(Some(status)) = floe.try_wait() {
+            panic!("floe ingest exited ({status}) before the lake caught up: {diff}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lake did not catch up: {diff}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Stops floe as an operator would (SIGTERM) and returns its log.
+fn stop(mut floe: Child, log: &Path) -> String {
+    let _ = Command::new("kill")
+        .args(["-TERM", &floe.id().to_string()])
+        .status();
+    let status = floe.wait().unwrap();
+    let out = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(status.success(), "floe ingest failed on SIGTERM: {out}");
+    out
+}
+
+#[tokio::test]
+async fn every_table_equals_postgres_after_floe_ingest() {
+    let dir = std::env::temp_dir().join(format!("floe-e2e-ingest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stack = Stack::up(&dir.join("stack"));
+    stack.psql(SETUP);
+    let registered = stack.setup_connectors(&[]);
+    assert!(registered.status.success(), "{}", text(&registered));
+
+    let config = dir.join("floe.toml");
+    write_config(&config, &stack, "s3://lake/e2e", &dir.join("catalog.db"));
+    let check = floe_ingest(&config, &["--check"]);
+    assert!(check.status.success(), "{}", text(&check));
+    assert_eq!(text(&check).matches("ok ").count(), 3, "{}", text(&check));
+
+    let lake_config: lakehouse::LakeConfig = {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        doc["lake"].clone().try_into().unwrap()
+    };
+    let lake = Lake::open(&lake_config).await.unwrap();
+
+    // the snapshot, then the workload while floe runs
+    let log = dir.join("floe.log");
+    let mut floe = spawn_floe(&config, &log);
+    wait_until_equal(&stack, &lake, &mut floe, false).await;
+    stack.psql(WORKLOAD);
+    wait_until_equal(&stack, &lake, &mut floe, true).await;
+    let out = stop(floe, &log);
+    assert!(out.contains("SIGTERM: stopping"), "{out}");
+
+    // restarted: resumes after the offsets the tables hold, applies nothing
+    let again = floe_ingest(&config, &["--stop-when-idle", "5"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("resuming from the offset the table holds"),
+        "{}",
+        text(&again)
+    );
+    assert!(
+        text(&again).contains(" 0 events applied"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(difference(&stack, &lake, true).await, None);
+
+    drop(stack);
+    std::fs::remove_dir_all(&dir).ok();
+}
