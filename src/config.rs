@@ -186,6 +186,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let c =
+            FloeConfig::parse(include_str!("../floe.example.toml"), std::iter::empty()).unwrap();
+        assert_eq!(c.kafka.topic_regex.as_deref(), Some(r"taxi\.public\..*"));
+        assert_eq!(
+            c.lake.tables.by_source["public.trips"].partition,
+            ["day(pickup_datetime)"]
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let typo = MINIMAL.replace("[registry]", "[registry]\nulr = 'x'");
         let err = FloeConfig::parse(&typo, std::iter::empty()).unwrap_err();
