@@ -121,7 +121,10 @@ fn consumer(
         .set("group.id", &config.kafka.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // a new source table's topic (matched by topic_regex) is picked up
+        // within seconds, not librdkafka's default five minutes
+        .set("topic.metadata.refresh.interval.ms", "5000");
     for (k, v) in &config.kafka.properties {
         client.set(k, v);
     }
@@ -230,7 +233,17 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
         let tick = tokio::time::sleep(Duration::from_millis(200));
         tokio::select! {
             message = consumer.recv() => {
-                let message = message.context("Kafka consumer error")?;
+                // librdkafka reconnects and re-resolves by itself: a topic
+                // that does not exist yet or a broker that is down is
+                // reported, waited out and retried, never fatal
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("Kafka: {e}; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
                 decoder
                     .push(&RawMessage::from(&message))
                     .await

@@ -229,8 +229,6 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     let _ = std::fs::remove_dir_all(&dir);
     let stack = Stack::up(&dir.join("stack"));
     stack.psql(SETUP);
-    let registered = stack.setup_connectors(&[]);
-    assert!(registered.status.success(), "{}", text(&registered));
 
     let config = dir.join("floe.toml");
     write_config(&config, &stack, "s3://lake/e2e", &dir.join("catalog.db"));
@@ -245,9 +243,13 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     };
     let lake = Lake::open(&lake_config).await.unwrap();
 
-    // the snapshot, then the workload while floe runs
+    // floe first, then the connector: the topics appear while floe runs
+    // (its regex subscription must pick them up), then the snapshot, then
+    // the workload
     let log = dir.join("floe.log");
     let mut floe = spawn_floe(&config, &log);
+    let registered = stack.setup_connectors(&[]);
+    assert!(registered.status.success(), "{}", text(&registered));
     wait_until_equal(&stack, &lake, &mut floe, false).await;
     stack.psql(WORKLOAD);
     wait_until_equal(&stack, &lake, &mut floe, true).await;
