@@ -475,14 +475,7 @@ impl TableWriter {
         picked = self
             .fill_unchanged(batch, &picked, &upsert_rows, &upsert_keys, &rows_of)
             .await?;
-        self.widen_columns(&picked.fields().clone()).await?;
-        self.add_new_columns(&picked.fields().clone()).await?;
-        let schema = self.table.metadata().current_schema().clone();
-        let rows = table_rows(&picked, &schema, &table_name)?;
-
-        self.commits += 1;
-        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
-        let written = write_rows(&self.table, &rows, &prefix).await?;
+        let (rows, written, prefix) = self.write_new_rows(&picked).await?;
         let file_ids: Vec<u32> = written
             .files
             .iter()
@@ -546,16 +539,29 @@ impl TableWriter {
         let table_name = self.table.identifier().to_string();
         let rows: Vec<usize> = (0..batch.num_rows()).filter(|&i| fresh[i]).collect();
         let changes = changelog_rows(batch, &rows, &table_name)?;
-        self.widen_columns(&changes.fields().clone()).await?;
-        self.add_new_columns(&changes.fields().clone()).await?;
-        let schema = self.table.metadata().current_schema().clone();
-        let rows = table_rows(&changes, &schema, &table_name)?;
-        self.commits += 1;
-        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
-        let written = write_rows(&self.table, &rows, &prefix).await?;
+        let (rows, written, _) = self.write_new_rows(&changes).await?;
         stats.rows_written = rows.num_rows();
         self.commit(batch, written.files, Vec::new(), false).await?;
         Ok(stats)
+    }
+
+    /// Writes `rows` (a batch's row images) as data files, evolving the
+    /// table's schema first where the rows have new or wider columns.
+    /// Returns the rows in the table's schema, the files, and the name
+    /// prefix of this commit's files.
+    async fn write_new_rows(
+        &mut self,
+        rows: &StructArray,
+    ) -> Result<(RecordBatch, crate::write::WrittenRows, String), LakehouseError> {
+        self.widen_columns(rows.fields()).await?;
+        self.add_new_columns(rows.fields()).await?;
+        let schema = self.table.metadata().current_schema().clone();
+        let table_name = self.table.identifier().to_string();
+        let rows = table_rows(rows, &schema, &table_name)?;
+        self.commits += 1;
+        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
+        let written = write_rows(&self.table, &rows, &prefix).await?;
+        Ok((rows, written, prefix))
     }
 
     /// Widens columns whose source type grew (int to long, float to double,

@@ -327,29 +327,8 @@ pub async fn commit_row_delta(
             continue;
         }
         let path = format!("{metadata_dir}/{commit_id}-m{}.avro", manifests.len());
-        let output = file_io.new_output(&path).map_err(step("open manifest"))?;
-        let builder = ManifestWriterBuilder::new(
-            output,
-            Some(snapshot_id),
-            metadata.current_schema().clone(),
-            metadata.default_partition_spec().as_ref().clone(),
-        );
-        let mut writer = match content {
-            DataContentType::Data => builder.build_v2_data(),
-            _ => builder.build_v2_deletes(),
-        };
-        for file in files.iter().cloned() {
-            // -1: the entry inherits the snapshot's sequence number
-            writer
-                .add_file(file, -1)
-                .map_err(step("add manifest entry"))?;
-        }
-        manifests.push(
-            writer
-                .write_manifest_file()
-                .await
-                .map_err(step("write manifest"))?,
-        );
+        let entries = Entries::Added(files);
+        manifests.push(write_manifest(table, &path, snapshot_id, content, entries).await?);
     }
     let mut removed = Removed::default();
     if let Some(parent) = &parent {
@@ -381,32 +360,8 @@ pub async fn commit_row_delta(
                     continue;
                 }
                 let path = format!("{metadata_dir}/{commit_id}-m{}.avro", manifests.len());
-                let output = file_io.new_output(&path).map_err(step("open manifest"))?;
-                let builder = ManifestWriterBuilder::new(
-                    output,
-                    Some(snapshot_id),
-                    metadata.current_schema().clone(),
-                    metadata.default_partition_spec().as_ref().clone(),
-                );
-                let mut writer = match content {
-                    DataContentType::Data => builder.build_v2_data(),
-                    _ => builder.build_v2_deletes(),
-                };
-                for entry in entries {
-                    writer
-                        .add_delete_file(
-                            entry.data_file().clone(),
-                            entry.sequence_number().unwrap_or(0),
-                            entry.file_sequence_number,
-                        )
-                        .map_err(step("add deleted manifest entry"))?;
-                }
-                manifests.push(
-                    writer
-                        .write_manifest_file()
-                        .await
-                        .map_err(step("write manifest"))?,
-                );
+                let entries = Entries::Removed(entries);
+                manifests.push(write_manifest(table, &path, snapshot_id, content, entries).await?);
             }
         } else {
             manifests.extend(list.entries().iter().cloned());
@@ -537,6 +492,66 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The entries of one manifest a snapshot writes.
+enum Entries<'a> {
+    /// Files the snapshot adds; they inherit its sequence number.
+    Added(&'a [DataFile]),
+    /// Files it removes, keeping their sequence numbers (a spec rule).
+    Removed(&'a [ManifestEntryRef]),
+}
+
+/// Writes one data or delete manifest of snapshot `snapshot_id` at `path`.
+async fn write_manifest(
+    table: &Table,
+    path: &str,
+    snapshot_id: i64,
+    content: DataContentType,
+    entries: Entries<'_>,
+) -> Result<ManifestFile, CommitError> {
+    let name = table.identifier().to_string();
+    let step = |step: &'static str| write_error(&name, step);
+    let metadata = table.metadata();
+    let output = table
+        .file_io()
+        .new_output(path)
+        .map_err(step("open manifest"))?;
+    let builder = ManifestWriterBuilder::new(
+        output,
+        Some(snapshot_id),
+        metadata.current_schema().clone(),
+        metadata.default_partition_spec().as_ref().clone(),
+    );
+    let mut writer = match content {
+        DataContentType::Data => builder.build_v2_data(),
+        _ => builder.build_v2_deletes(),
+    };
+    match entries {
+        Entries::Added(files) => {
+            for file in files.iter().cloned() {
+                // -1: the entry inherits the snapshot's sequence number
+                writer
+                    .add_file(file, -1)
+                    .map_err(step("add manifest entry"))?;
+            }
+        }
+        Entries::Removed(removed) => {
+            for entry in removed {
+                writer
+                    .add_delete_file(
+                        entry.data_file().clone(),
+                        entry.sequence_number().unwrap_or(0),
+                        entry.file_sequence_number,
+                    )
+                    .map_err(step("add deleted manifest entry"))?;
+            }
+        }
+    }
+    writer
+        .write_manifest_file()
+        .await
+        .map_err(step("write manifest"))
 }
 
 /// The live files a truncate removes, by content.

@@ -19,7 +19,7 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, TimeUnit};
 use ingest::testing::{decimal, EventEncoder, Value};
 use ingest::{ChangeBatch, ChangeDecoder, Op, RecordedMessage, Recording};
-use lakehouse::{CatalogConfig, Lake, LakeConfig, S3Config, TableConfig};
+use lakehouse::{CatalogConfig, Lake, LakeConfig, S3Config};
 
 use crate::support::{repo, scan_all, scan_arrow, Postgres};
 
@@ -242,13 +242,7 @@ async fn write_and_read(
         s3: garage.s3_config(),
         ..LakeConfig::default()
     };
-    config.tables.by_source.insert(
-        "public.trips".into(),
-        TableConfig {
-            partition: vec!["day(pickup_datetime)".into()],
-            ..Default::default()
-        },
-    );
+    crate::support::trips_by_day(&mut config);
     let batches = history().await;
     let lake = Lake::open(&config).await.unwrap();
     let mut writer = lake.writer(&batches[0]).await.unwrap();

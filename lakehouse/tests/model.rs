@@ -15,7 +15,7 @@ use ingest::testing::{decimal, EventEncoder, Value};
 use ingest::{ChangeDecoder, Op, RecordedMessage, Recording, DEFAULT_UNAVAILABLE_PLACEHOLDER};
 use lakehouse::apply::TableWriter;
 use lakehouse::commit::SqlCatalogPointer;
-use lakehouse::{ensure_table, open_catalog, LakeConfig, TableConfig, TableTarget};
+use lakehouse::{ensure_table, open_catalog, LakeConfig, TableTarget};
 use proptest::prelude::*;
 
 use crate::support::scan_all;
@@ -262,13 +262,7 @@ async fn run(
         warehouse: warehouse.clone().into(),
         ..LakeConfig::default()
     };
-    lake.tables.by_source.insert(
-        "public.trips".into(),
-        TableConfig {
-            partition: vec!["day(pickup_datetime)".into()],
-            ..Default::default()
-        },
-    );
+    crate::support::trips_by_day(&mut lake);
     let uri = format!(
         "sqlite://{}?mode=rwc",
         warehouse.join("catalog.db").display()

@@ -5,7 +5,7 @@
 use arrow_array::Int64Array;
 use lakehouse::apply::TableWriter;
 use lakehouse::commit::SqlCatalogPointer;
-use lakehouse::{ensure_table, open_catalog, CatalogConfig, LakeConfig, TableConfig, TableTarget};
+use lakehouse::{ensure_table, open_catalog, CatalogConfig, LakeConfig, TableTarget};
 
 use crate::support::{recorded_batches, scan_all, Postgres};
 
@@ -21,13 +21,7 @@ async fn a_postgres_catalog_holds_the_applied_table() {
         catalog: CatalogConfig::Sql { uri: pg.uri() },
         ..LakeConfig::default()
     };
-    lake.tables.by_source.insert(
-        "public.trips".into(),
-        TableConfig {
-            partition: vec!["day(pickup_datetime)".into()],
-            ..Default::default()
-        },
-    );
+    crate::support::trips_by_day(&mut lake);
     let batches = recorded_batches(Some("taxi.public.trips")).await;
     let catalog = open_catalog(&lake).await.unwrap();
     let target = TableTarget::for_batch(&batches[0], &lake.tables).unwrap();

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use lakehouse::{CatalogConfig, Lake, LakeConfig, LakehouseError, TableConfig};
+use lakehouse::{CatalogConfig, Lake, LakeConfig, LakehouseError};
 
 use crate::interop::{bash, canonical, check_expected, history};
 use crate::support::{repo, scan_all};
@@ -64,13 +64,7 @@ fn config(dir: &Path, uri: &str, token: &str) -> LakeConfig {
         },
         ..LakeConfig::default()
     };
-    config.tables.by_source.insert(
-        "public.trips".into(),
-        TableConfig {
-            partition: vec!["day(pickup_datetime)".into()],
-            ..Default::default()
-        },
-    );
+    crate::support::trips_by_day(&mut config);
     config
 }
 

@@ -11,6 +11,17 @@ use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use ingest::{ChangeBatch, ChangeDecoder, Recording};
 
+/// Partitions `public.trips` by day of pickup, as the taxi lake does.
+pub fn trips_by_day(lake: &mut lakehouse::LakeConfig) {
+    lake.tables.by_source.insert(
+        "public.trips".into(),
+        lakehouse::TableConfig {
+            partition: vec!["day(pickup_datetime)".into()],
+            ..Default::default()
+        },
+    );
+}
+
 /// The recorded Debezium fixtures decoded into change batches, optionally
 /// only those of one topic.
 pub async fn recorded_batches(topic: Option<&str>) -> Vec<ChangeBatch> {

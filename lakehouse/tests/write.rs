@@ -9,7 +9,7 @@ use iceberg::spec::Literal;
 use ingest::{ChangeBatch, Op};
 use lakehouse::commit::{commit_row_delta, RowDelta, SqlCatalogPointer};
 use lakehouse::write::{table_rows, write_rows};
-use lakehouse::{ensure_table, open_catalog, LakeConfig, LakehouseError, TableConfig, TableTarget};
+use lakehouse::{ensure_table, open_catalog, LakeConfig, LakehouseError, TableTarget};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 async fn trips_batches() -> Vec<ChangeBatch> {
@@ -48,13 +48,7 @@ async fn lake_with_trips(test: &str) -> (LakeConfig, std::sync::Arc<dyn iceberg:
         warehouse: warehouse.into(),
         ..LakeConfig::default()
     };
-    lake.tables.by_source.insert(
-        "public.trips".into(),
-        TableConfig {
-            partition: vec!["day(pickup_datetime)".into()],
-            ..Default::default()
-        },
-    );
+    crate::support::trips_by_day(&mut lake);
     let catalog = open_catalog(&lake).await.unwrap();
     (lake, catalog)
 }
