@@ -15,6 +15,7 @@
 //! error naming its topic, partition and offset; nothing after it is
 //! committed, so a restart resumes at it.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ingest::{ChangeBatch, ChangeDecoder, RawMessage, RegistryConfig, SchemaRegistryClient};
-use lakehouse::apply::TableWriter;
-use lakehouse::Lake;
+use lakehouse::apply::{ApplyStats, TableWriter};
+use lakehouse::{Lake, LakehouseError};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::types::RDKafkaRespErr;
@@ -318,19 +319,11 @@ async fn apply(
     }
     let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for batch in &batches {
-        let writer = writer(lake, writers, batch).await?;
         let started = Instant::now();
-        let stats = writer.apply(batch).await.with_context(|| {
-            format!(
-                "cannot apply {} ({} events at offsets {:?})",
-                batch.topic,
-                batch.num_rows(),
-                batch.offsets
-            )
-        })?;
+        let (stats, table) = apply_with_retry(lake, writers, batch).await?;
         tracing::info!(
             topic = %batch.topic,
-            table = %writer.table().identifier(),
+            %table,
             events = batch.num_rows(),
             written = stats.rows_written,
             deleted = stats.rows_deleted,
@@ -366,20 +359,66 @@ fn commit_group_offsets(consumer: &StreamConsumer<ResumeContext>, tpl: &TopicPar
     }
 }
 
-async fn writer<'a>(
+/// Applies one batch, waiting out outages of the catalog or the object
+/// store: the writer is dropped (its index may be ahead of the table) and
+/// the batch applied again by a fresh one after a backoff, which is safe
+/// because the table's stored offsets skip whatever did commit. Errors
+/// that no retry can fix (a schema floe cannot apply, a table without a
+/// key) stop floe with the batch's position.
+async fn apply_with_retry(
     lake: &Lake,
-    writers: &'a mut HashMap<String, TableWriter>,
+    writers: &mut HashMap<String, TableWriter>,
     batch: &ChangeBatch,
-) -> Result<&'a mut TableWriter> {
-    if !writers.contains_key(&batch.topic) {
-        let writer = lake
-            .writer(batch)
-            .await
-            .with_context(|| format!("cannot open the table for {}", batch.topic))?;
-        tracing::info!(topic = %batch.topic, table = %writer.table().identifier(), live_rows = writer.live_rows(), "table opened");
-        writers.insert(batch.topic.clone(), writer);
+) -> Result<(ApplyStats, String)> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let result = match writers.entry(batch.topic.clone()) {
+            Entry::Occupied(mut w) => w.get_mut().apply(batch).await,
+            Entry::Vacant(slot) => match lake.writer(batch).await {
+                Ok(w) => {
+                    tracing::info!(topic = %batch.topic, table = %w.table().identifier(), live_rows = w.live_rows(), "table opened");
+                    slot.insert(w).apply(batch).await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(stats) => {
+                let table = writers
+                    .get(&batch.topic)
+                    .map(|w| w.table().identifier().to_string())
+                    .unwrap_or_default();
+                return Ok((stats, table));
+            }
+            Err(e) if is_permanent(&e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot apply {} ({} events at offsets {:?})",
+                        batch.topic,
+                        batch.num_rows(),
+                        batch.offsets
+                    )
+                });
+            }
+            Err(e) => {
+                tracing::warn!(topic = %batch.topic, retry_in_ms = backoff.as_millis() as u64, "cannot apply yet: {e}");
+                writers.remove(&batch.topic);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
     }
-    writers
-        .get_mut(&batch.topic)
-        .context("writer just inserted")
+}
+
+/// Errors in the data or the configuration, which waiting cannot fix.
+fn is_permanent(e: &LakehouseError) -> bool {
+    matches!(
+        e,
+        LakehouseError::SchemaMismatch { .. }
+            | LakehouseError::Schema { .. }
+            | LakehouseError::NoPrimaryKey { .. }
+            | LakehouseError::PartitionSpec { .. }
+            | LakehouseError::CatalogPathNeeded
+            | LakehouseError::Arrow { .. }
+    )
 }

@@ -66,6 +66,16 @@ impl Stack {
         }
     }
 
+    /// `scripts/stack.sh start|stop SERVICE` on this stack.
+    pub(crate) fn service(&self, action: &str, name: &str) {
+        let o = Command::new("bash")
+            .arg(repo().join("scripts/stack.sh"))
+            .args([action, name, &self.dir.display().to_string()])
+            .output()
+            .expect("bash runs");
+        assert!(o.status.success(), "stack.sh {action} {name}: {}", text(&o));
+    }
+
     pub(crate) fn psql(&self, sql: &str) {
         let o = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.env["PGPORT"]])
