@@ -75,6 +75,27 @@ pub struct IngestConfig {
     /// Or as soon as this many change events are buffered. Default 100000.
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
+    /// A message that cannot be decoded: `fail` (default) stops floe,
+    /// naming its topic, partition, offset and reason, without passing it;
+    /// `dead_letter` writes its raw key and value bytes and the reason to
+    /// the dead-letter table and goes on.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// The dead-letter table, `namespace.name`. Default `floe.dead_letters`.
+    #[serde(default = "default_dead_letter_table")]
+    pub dead_letter_table: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    #[default]
+    Fail,
+    DeadLetter,
+}
+
+fn default_dead_letter_table() -> String {
+    "floe.dead_letters".into()
 }
 
 fn default_interval() -> u64 {
@@ -90,6 +111,8 @@ impl Default for IngestConfig {
         Self {
             commit_interval_ms: default_interval(),
             max_rows: default_max_rows(),
+            on_error: OnError::default(),
+            dead_letter_table: default_dead_letter_table(),
         }
     }
 }
@@ -120,6 +143,9 @@ impl FloeConfig {
         let config: FloeConfig = toml::Value::Table(doc).try_into()?;
         if config.kafka.topics.is_empty() && config.kafka.topic_regex.is_none() {
             bail!("[kafka] needs `topics` or `topic_regex`");
+        }
+        if config.ingest.dead_letter_table.split_once('.').is_none() {
+            bail!("[ingest] dead_letter_table must be `namespace.name`");
         }
         if config.ingest.commit_interval_ms < 1000 {
             bail!("[ingest] commit_interval_ms must be at least 1000");

@@ -11,9 +11,11 @@
 //!  group offsets committed after the Iceberg commits (for lag tools)
 //! ```
 //!
-//! A message that cannot be decoded or applied stops the service with an
-//! error naming its topic, partition and offset; nothing after it is
-//! committed, so a restart resumes at it.
+//! A message that cannot be decoded stops the service with an error naming
+//! its topic, partition and offset (nothing after it is committed, so a
+//! restart resumes at it), or with `on_error = "dead_letter"` goes to the
+//! dead-letter table with its raw bytes. A batch that cannot be applied
+//! for a reason waiting cannot fix stops the service.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -22,15 +24,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use iceberg::{NamespaceIdent, TableIdent};
 use ingest::{ChangeBatch, ChangeDecoder, RawMessage, RegistryConfig, SchemaRegistryClient};
 use lakehouse::apply::{ApplyStats, TableWriter};
+use lakehouse::dead_letter::{DeadLetter, DeadLetterTable};
 use lakehouse::{Lake, LakehouseError};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::config::FloeConfig;
+use crate::config::{FloeConfig, OnError};
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
@@ -223,6 +228,18 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     let mut last_flush = Instant::now();
     let mut last_message = Instant::now();
     let mut totals = Totals::default();
+    let mut dead_letters = match config.ingest.on_error {
+        OnError::Fail => None,
+        OnError::DeadLetter => {
+            let (ns, name) = config
+                .ingest
+                .dead_letter_table
+                .split_once('.')
+                .context("dead_letter_table is namespace.name")?;
+            let ident = TableIdent::new(NamespaceIdent::new(ns.to_string()), name.to_string());
+            Some(DeadLetterTable::open(&lake, ident).await?)
+        }
+    };
     tracing::info!(
         kafka = %config.kafka.bootstrap_servers,
         warehouse = %config.lake.warehouse,
@@ -245,10 +262,38 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                         continue;
                     }
                 };
-                decoder
-                    .push(&RawMessage::from(&message))
-                    .await
-                    .context("cannot decode a message (nothing after it is committed; fix the cause and restart)")?;
+                if let Err(e) = decoder.push(&RawMessage::from(&message)).await {
+                    let Some(dead_letters) = dead_letters.as_mut() else {
+                        return Err(anyhow::Error::new(e).context(
+                            "cannot decode a message (nothing after it is committed; fix the cause \
+                             and restart, or set [ingest] on_error = \"dead_letter\")",
+                        ));
+                    };
+                    // what came before it is committed first, so the letter's
+                    // offset never runs ahead of unapplied events
+                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals).await?;
+                    buffered = 0;
+                    let letter = DeadLetter {
+                        topic: message.topic().to_string(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                        error: e.to_string(),
+                        recorded_at_us: now_us(),
+                    };
+                    tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, "undecodable message sent to the dead-letter table: {e}");
+                    dead_letters.record(&[letter]).await.context("cannot write the dead-letter table")?;
+                    totals.dead_letters += 1;
+                    if let Ok(mut resume) = resume.lock() {
+                        resume.insert((message.topic().to_string(), message.partition()), message.offset() + 1);
+                    }
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))
+                        .context("offset list")?;
+                    commit_group_offsets(&consumer, &tpl);
+                    continue;
+                }
                 buffered += 1;
                 last_message = Instant::now();
                 if buffered >= config.ingest.max_rows {
@@ -289,10 +334,11 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     // leave the group now, so a restarted floe is assigned at once
     consumer.unsubscribe();
     eprintln!(
-        "floe ingest: {} events applied in {} commits to {} tables",
+        "floe ingest: {} events applied in {} commits to {} tables; {} dead letters",
         totals.events,
         totals.commits,
-        writers.len()
+        writers.len(),
+        totals.dead_letters
     );
     Ok(())
 }
@@ -301,6 +347,14 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
 struct Totals {
     events: usize,
     commits: usize,
+    dead_letters: usize,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 /// Flushes the decoder and applies every batch (one commit per batch),

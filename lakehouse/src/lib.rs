@@ -36,7 +36,8 @@
 //! A batch that loses the commit race to another writer is retried on top
 //! of the other's snapshot; widened source types (int to long, float to
 //! double, decimal precision up) widen the table through floe's own schema
-//! commit. [`append`] builds the rows of `append`-mode (changelog) tables.
+//! commit. [`append`] builds the rows of `append`-mode (changelog) tables;
+//! [`dead_letter`] keeps the messages that could not be decoded.
 //!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without
@@ -47,6 +48,7 @@ pub mod apply;
 pub mod catalog;
 pub mod commit;
 pub mod config;
+pub mod dead_letter;
 pub mod error;
 pub mod i64_map;
 pub mod partition;

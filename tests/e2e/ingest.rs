@@ -126,12 +126,63 @@ fn spawn_floe(config: &Path, log: &Path) -> Child {
 }
 
 fn floe_ingest(config: &Path, extra: &[&str]) -> std::process::Output {
+    floe_ingest_env(config, extra, &[])
+}
+
+fn floe_ingest_env(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(["ingest", "--config", &config.display().to_string()])
         .args(extra)
         .env("FLOE_LOG", "info")
+        .envs(env.iter().copied())
         .output()
         .expect("floe runs")
+}
+
+/// Writes `value` (not a Confluent-framed Avro message) to `topic`.
+async fn produce_poison(bootstrap: &str, topic: &str, value: &[u8]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(topic).payload(value),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+async fn dead_letters(lake: &Lake) -> Vec<String> {
+    let ident = TableIdent::from_strs(["floe", "dead_letters"]).unwrap();
+    let Ok(table) = lake.catalog.load_table(&ident).await else {
+        return Vec::new();
+    };
+    let ctx = SessionContext::new();
+    let provider = IcebergStaticTableProvider::try_new_from_table(table)
+        .await
+        .unwrap();
+    ctx.register_table("d", Arc::new(provider)).unwrap();
+    let batches = ctx
+        .sql("SELECT topic, CAST(value AS VARCHAR), error FROM d")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            let col = |c: usize| {
+                arrow::util::display::array_value_to_string(b.column(c), i).unwrap_or_default()
+            };
+            out.push(format!("{}|{}|{}", col(0), col(1), col(2)));
+        }
+    }
+    out
 }
 
 /// The table's rows through DataFusion, as `|`-joined text like psql's.
@@ -299,6 +350,87 @@ async fn every_table_equals_postgres_after_floe_ingest() {
         out.contains("cannot apply yet"),
         "the outage was logged: {out}"
     );
+
+    // kill -9 while writes stream in, then restart: equal again, and no
+    // event applied twice (a duplicate would show as an extra row)
+    let mut floe = spawn_floe(&config, &dir.join("floe-killed.log"));
+    let port = stack.env["PGPORT"].clone();
+    let writes = std::thread::spawn(move || {
+        for k in 0..12 {
+            let first = 7000 + k * 50;
+            let sql = format!(
+                "INSERT INTO trips SELECT i, 1, timestamp '2024-03-11 00:00' + i * interval '1 second', \
+                 timestamp '2024-03-11 00:30', 3, 4, 1, 1.0, 8.0, 1.0, 10.0, 1, NULL, NULL \
+                 FROM generate_series({first}, {}) AS i; \
+                 UPDATE trips SET tip_amount = {k} WHERE trip_id BETWEEN {first} - 50 AND {first} - 25;",
+                first + 49
+            );
+            let ok = Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "taxi",
+                ])
+                .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "workload statement {k} failed");
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    floe.kill().unwrap();
+    floe.wait().unwrap();
+    writes.join().unwrap();
+    let log = dir.join("floe-restarted.log");
+    let mut floe = spawn_floe(&config, &log);
+    wait_until_equal(&stack, &lake, &mut floe, true).await;
+    let out = stop(floe, &log);
+    assert!(
+        out.contains("resuming from the offset the table holds"),
+        "{out}"
+    );
+
+    // an undecodable message, then a good change behind it
+    let poison = b"this is not a Confluent Avro message";
+    produce_poison(&stack.env["KAFKA_BOOTSTRAP"], "taxi.public.vendors", poison).await;
+    stack.psql("INSERT INTO vendors VALUES (9, 'Curb')");
+    std::thread::sleep(Duration::from_secs(3));
+    // on_error = fail: stops, names the message, applies nothing past it
+    let failed = floe_ingest(&config, &["--stop-when-idle", "5"]);
+    assert!(!failed.status.success(), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("topic taxi.public.vendors partition 0 offset")
+            && text(&failed).contains("cannot decode"),
+        "{}",
+        text(&failed)
+    );
+    assert!(
+        difference(&stack, &lake, true).await.is_some(),
+        "vendor 9 is behind the bad message: not applied"
+    );
+    // on_error = dead_letter (by environment override): recorded, then on
+    let dlq = [("FLOE__INGEST__ON_ERROR", "dead_letter")];
+    let recorded = floe_ingest_env(&config, &["--stop-when-idle", "5"], &dlq);
+    assert!(recorded.status.success(), "{}", text(&recorded));
+    assert_eq!(difference(&stack, &lake, true).await, None);
+    let letters = dead_letters(&lake).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].starts_with("taxi.public.vendors|")
+            && letters[0].contains(std::str::from_utf8(poison).unwrap()),
+        "{letters:?}"
+    );
+    // and a restart resumes after it: no second letter
+    let again = floe_ingest_env(&config, &["--stop-when-idle", "5"], &dlq);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(dead_letters(&lake).await.len(), 1);
 
     drop(stack);
     std::fs::remove_dir_all(&dir).ok();

@@ -1,0 +1,241 @@
+//! The dead-letter table: Kafka messages that could not be decoded, kept
+//! with their raw key and value bytes and the reason, so that skipping a
+//! bad message never means losing it silently.
+//!
+//! Each commit records the Kafka offsets of its letters in the snapshot
+//! summary like any floe table, so a restart resumes after them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray, StructArray,
+    TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, Field, Fields, TimeUnit};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use iceberg::table::Table;
+use iceberg::{NamespaceIdent, TableCreation, TableIdent};
+
+use crate::apply::{applied_offsets, OFFSET_PROPERTY_PREFIX};
+use crate::catalog::Lake;
+use crate::commit::{commit_row_delta, RowDelta};
+use crate::error::LakehouseError;
+use crate::write::{table_rows, write_rows};
+
+/// One message floe could not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub error: String,
+    /// When floe set it aside (microseconds since the epoch, UTC).
+    pub recorded_at_us: i64,
+}
+
+/// Appends dead letters to their table, creating it the first time.
+pub struct DeadLetterTable {
+    lake: Lake,
+    table: Table,
+    commits: u64,
+}
+
+fn iceberg_error(
+    operation: &'static str,
+    table: &TableIdent,
+) -> impl FnOnce(iceberg::Error) -> LakehouseError {
+    let table = table.to_string();
+    move |source| LakehouseError::Iceberg {
+        operation,
+        table,
+        source: Box::new(source),
+    }
+}
+
+impl DeadLetterTable {
+    /// Opens `ident` (e.g. `floe.dead_letters`), creating it if needed.
+    pub async fn open(lake: &Lake, ident: TableIdent) -> Result<Self, LakehouseError> {
+        let catalog = lake.catalog.as_ref();
+        let table = if catalog
+            .table_exists(&ident)
+            .await
+            .map_err(iceberg_error("check table", &ident))?
+        {
+            catalog
+                .load_table(&ident)
+                .await
+                .map_err(iceberg_error("load table", &ident))?
+        } else {
+            let namespace: &NamespaceIdent = ident.namespace();
+            if !catalog
+                .namespace_exists(namespace)
+                .await
+                .map_err(iceberg_error("check namespace", &ident))?
+            {
+                catalog
+                    .create_namespace(namespace, HashMap::new())
+                    .await
+                    .map_err(iceberg_error("create namespace", &ident))?;
+            }
+            let creation = TableCreation::builder()
+                .name(ident.name().to_string())
+                .schema(schema().map_err(iceberg_error("dead-letter schema", &ident))?)
+                .properties([("write.format.default".to_string(), "parquet".to_string())])
+                .build();
+            catalog
+                .create_table(namespace, creation)
+                .await
+                .map_err(iceberg_error("create table", &ident))?
+        };
+        Ok(Self {
+            lake: lake.clone(),
+            table,
+            commits: 0,
+        })
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Appends `letters` in one commit that also records their offsets.
+    pub async fn record(&mut self, letters: &[DeadLetter]) -> Result<(), LakehouseError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let name = self.table.identifier().to_string();
+        let bytes = |pick: fn(&DeadLetter) -> Option<&[u8]>| -> ArrayRef {
+            Arc::new(letters.iter().map(pick).collect::<BinaryArray>())
+        };
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "topic",
+                Arc::new(StringArray::from_iter_values(
+                    letters.iter().map(|l| &l.topic),
+                )),
+            ),
+            (
+                "partition",
+                Arc::new(Int32Array::from_iter_values(
+                    letters.iter().map(|l| l.partition),
+                )),
+            ),
+            (
+                "offset",
+                Arc::new(Int64Array::from_iter_values(
+                    letters.iter().map(|l| l.offset),
+                )),
+            ),
+            ("key", bytes(|l| l.key.as_deref())),
+            ("value", bytes(|l| l.value.as_deref())),
+            (
+                "error",
+                Arc::new(StringArray::from_iter_values(
+                    letters.iter().map(|l| &l.error),
+                )),
+            ),
+            (
+                "recorded_at",
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        letters.iter().map(|l| l.recorded_at_us),
+                    )
+                    .with_timezone("UTC"),
+                ),
+            ),
+        ];
+        // the table's Arrow types (binary may be large binary): cast to them
+        let arrow = iceberg::arrow::schema_to_arrow_schema(self.table.metadata().current_schema())
+            .map_err(iceberg_error("table schema", self.table.identifier()))?;
+        let mut fields = Vec::with_capacity(columns.len());
+        let mut arrays = Vec::with_capacity(columns.len());
+        for (column, array) in columns {
+            let target = match arrow.field_with_name(column) {
+                Ok(f) => f.data_type().clone(),
+                Err(_) => array.data_type().clone(),
+            };
+            let array = match (array.data_type(), &target) {
+                (DataType::Timestamp(TimeUnit::Microsecond, _), _) => array,
+                (have, want) if have != want => {
+                    arrow_cast::cast(&array, want).map_err(|e| LakehouseError::Arrow {
+                        context: format!("dead-letter column {column}"),
+                        source: e,
+                    })?
+                }
+                _ => array,
+            };
+            fields.push(Field::new(column, array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        let letters_struct =
+            StructArray::try_new(Fields::from(fields), arrays, None).map_err(|e| {
+                LakehouseError::Arrow {
+                    context: "dead letters".into(),
+                    source: e,
+                }
+            })?;
+        let rows = table_rows(
+            &letters_struct,
+            self.table.metadata().current_schema(),
+            &name,
+        )?;
+        self.commits += 1;
+        let prefix = format!("{}-dead-{}", uuid::Uuid::new_v4(), self.commits);
+        let written = write_rows(&self.table, &rows, &prefix).await?;
+
+        let mut offsets = applied_offsets(&self.table);
+        for l in letters {
+            let last = offsets
+                .entry((l.topic.clone(), l.partition))
+                .or_insert(l.offset);
+            *last = (*last).max(l.offset);
+        }
+        let properties = offsets
+            .into_iter()
+            .map(|((topic, partition), offset)| {
+                (
+                    format!("{OFFSET_PROPERTY_PREFIX}{topic}.{partition}"),
+                    offset.to_string(),
+                )
+            })
+            .collect();
+        let delta = RowDelta {
+            data_files: written.files,
+            properties,
+            ..Default::default()
+        };
+        self.table = commit_row_delta(&self.lake.pointer, &self.table, delta)
+            .await
+            .map_err(|source| LakehouseError::Commit {
+                table: name,
+                source,
+            })?;
+        Ok(())
+    }
+}
+
+/// topic, partition, offset, key, value, error, recorded_at.
+fn schema() -> Result<Schema, iceberg::Error> {
+    let field = |id, name: &str, ty, required| {
+        let ty = Type::Primitive(ty);
+        Arc::new(if required {
+            NestedField::required(id, name, ty)
+        } else {
+            NestedField::optional(id, name, ty)
+        })
+    };
+    Schema::builder()
+        .with_fields([
+            field(1, "topic", PrimitiveType::String, true),
+            field(2, "partition", PrimitiveType::Int, true),
+            field(3, "offset", PrimitiveType::Long, true),
+            field(4, "key", PrimitiveType::Binary, false),
+            field(5, "value", PrimitiveType::Binary, false),
+            field(6, "error", PrimitiveType::String, true),
+            field(7, "recorded_at", PrimitiveType::Timestamptz, true),
+        ])
+        .build()
+}
