@@ -23,6 +23,17 @@ struct Cli {
     #[arg(long, global = true, env = "FLOE_LOG", default_value = "warn")]
     log: String,
 
+    /// Log line format: `text` for people, `json` (one object per line,
+    /// with level, target, message and fields) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +48,12 @@ Examples:
 A recording is what scripts/record-fixtures.sh writes: recording.jsonl (one
 Kafka record per line) and schemas.json (the registry's schemas). See
 docs/recording-format.md.";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -64,10 +81,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         Command::Decode(args) => decode::run(args),
         Command::Ingest(args) => service::run(args),

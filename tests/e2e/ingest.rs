@@ -417,8 +417,24 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     );
     // on_error = dead_letter (by environment override): recorded, then on
     let dlq = [("FLOE__INGEST__ON_ERROR", "dead_letter")];
-    let recorded = floe_ingest_env(&config, &["--stop-when-idle", "5"], &dlq);
+    let recorded = floe_ingest_env(
+        &config,
+        &["--stop-when-idle", "5", "--log-format", "json"],
+        &dlq,
+    );
     assert!(recorded.status.success(), "{}", text(&recorded));
+    // JSON logs: the dead letter is one parseable line with its position
+    let logged = String::from_utf8_lossy(&recorded.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("dead-letter table"))
+        })
+        .unwrap_or_else(|| panic!("no JSON log line for the dead letter: {}", text(&recorded)));
+    assert_eq!(logged["fields"]["topic"], "taxi.public.vendors");
+    assert_eq!(logged["level"], "ERROR");
     assert_eq!(difference(&stack, &lake, true).await, None);
     let letters = dead_letters(&lake).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
