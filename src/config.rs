@@ -84,6 +84,10 @@ pub struct IngestConfig {
     /// The dead-letter table, `namespace.name`. Default `floe.dead_letters`.
     #[serde(default = "default_dead_letter_table")]
     pub dead_letter_table: String,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address, e.g.
+    /// `127.0.0.1:9464`. Default: not served.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -113,6 +117,7 @@ impl Default for IngestConfig {
             max_rows: default_max_rows(),
             on_error: OnError::default(),
             dead_letter_table: default_dead_letter_table(),
+            metrics_listen: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod config;
 mod decode;
+mod metrics;
 mod service;
 
 use std::process::ExitCode;

@@ -36,6 +36,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::config::{FloeConfig, OnError};
+use crate::metrics::{self, Metrics};
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
@@ -228,6 +229,11 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     let mut last_flush = Instant::now();
     let mut last_message = Instant::now();
     let mut totals = Totals::default();
+    let metrics = Arc::new(Metrics::default());
+    metrics.heartbeat();
+    if let Some(listen) = &config.ingest.metrics_listen {
+        metrics::serve(listen, metrics.clone()).await?;
+    }
     let mut dead_letters = match config.ingest.on_error {
         OnError::Fail => None,
         OnError::DeadLetter => {
@@ -257,12 +263,15 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                 let message = match message {
                     Ok(m) => m,
                     Err(e) => {
+                        metrics.error("kafka");
                         tracing::warn!("Kafka: {e}; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
                 };
+                metrics.consumed();
                 if let Err(e) = decoder.push(&RawMessage::from(&message)).await {
+                    metrics.error("decode");
                     let Some(dead_letters) = dead_letters.as_mut() else {
                         return Err(anyhow::Error::new(e).context(
                             "cannot decode a message (nothing after it is committed; fix the cause \
@@ -271,7 +280,7 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                     };
                     // what came before it is committed first, so the letter's
                     // offset never runs ahead of unapplied events
-                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals).await?;
+                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals, &metrics).await?;
                     buffered = 0;
                     let letter = DeadLetter {
                         topic: message.topic().to_string(),
@@ -285,6 +294,7 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                     tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, "undecodable message sent to the dead-letter table: {e}");
                     dead_letters.record(&[letter]).await.context("cannot write the dead-letter table")?;
                     totals.dead_letters += 1;
+                    metrics.error("dead_letter");
                     if let Ok(mut resume) = resume.lock() {
                         resume.insert((message.topic().to_string(), message.partition()), message.offset() + 1);
                     }
@@ -297,14 +307,15 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                 buffered += 1;
                 last_message = Instant::now();
                 if buffered >= config.ingest.max_rows {
-                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals).await?;
+                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals, &metrics).await?;
                     buffered = 0;
                     last_flush = Instant::now();
                 }
             }
             _ = tick => {
+                metrics.heartbeat();
                 if buffered > 0 && last_flush.elapsed() >= interval {
-                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals).await?;
+                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals, &metrics).await?;
                     buffered = 0;
                     last_flush = Instant::now();
                 }
@@ -329,6 +340,7 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
         &mut writers,
         &resume,
         &mut totals,
+        &metrics,
     )
     .await?;
     // leave the group now, so a restarted floe is assigned at once
@@ -366,6 +378,7 @@ async fn apply(
     writers: &mut HashMap<String, TableWriter>,
     resume: &ResumeOffsets,
     totals: &mut Totals,
+    metrics: &Metrics,
 ) -> Result<()> {
     let batches = decoder.flush();
     if batches.is_empty() {
@@ -374,7 +387,8 @@ async fn apply(
     let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for batch in &batches {
         let started = Instant::now();
-        let (stats, table) = apply_with_retry(lake, writers, batch).await?;
+        let (stats, table) = apply_with_retry(lake, writers, batch, metrics).await?;
+        record_batch(metrics, &table, batch, started.elapsed());
         tracing::info!(
             topic = %batch.topic,
             %table,
@@ -423,6 +437,7 @@ async fn apply_with_retry(
     lake: &Lake,
     writers: &mut HashMap<String, TableWriter>,
     batch: &ChangeBatch,
+    metrics: &Metrics,
 ) -> Result<(ApplyStats, String)> {
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -455,6 +470,7 @@ async fn apply_with_retry(
                 });
             }
             Err(e) => {
+                metrics.error("apply_retry");
                 tracing::warn!(topic = %batch.topic, retry_in_ms = backoff.as_millis() as u64, "cannot apply yet: {e}");
                 writers.remove(&batch.topic);
                 tokio::time::sleep(backoff).await;
@@ -462,6 +478,35 @@ async fn apply_with_retry(
             }
         }
     }
+}
+
+/// Counts a committed batch's events by operation, its commit time and the
+/// source time of its newest event.
+fn record_batch(metrics: &Metrics, table: &str, batch: &ChangeBatch, took: Duration) {
+    let mut by_op: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for i in 0..batch.num_rows() {
+        let op = match batch.op(i) {
+            Some(ingest::Op::Create) => "c",
+            Some(ingest::Op::Update) => "u",
+            Some(ingest::Op::Delete) => "d",
+            Some(ingest::Op::Read) => "r",
+            Some(ingest::Op::Truncate) => "t",
+            _ => "other",
+        };
+        *by_op.entry(op).or_default() += 1;
+    }
+    for (op, n) in by_op {
+        metrics.applied(table, op, n);
+    }
+    let newest = batch
+        .records
+        .column_by_name(ingest::columns::SOURCE_TS)
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                .and_then(arrow::compute::max)
+        });
+    metrics.committed(took, newest);
 }
 
 /// Errors in the data or the configuration, which waiting cannot fix.

@@ -69,6 +69,28 @@ const CHECKS: [(&str, &str); 3] = [
     ),
 ];
 
+/// A free port for floe's metrics listener.
+fn metrics_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from floe's metrics listener.
+fn http_get(config: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let text = std::fs::read_to_string(config).unwrap();
+    let doc: toml::Table = toml::from_str(&text).unwrap();
+    let listen = doc["ingest"]["metrics_listen"].as_str().unwrap();
+    let mut stream = std::net::TcpStream::connect(listen).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: floe\r\n\r\n").unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn write_config(path: &Path, stack: &Stack, warehouse: &str, catalog: &Path) {
     let e = &stack.env;
     std::fs::write(
@@ -102,7 +124,9 @@ secret_access_key = "{secret}"
 
 [ingest]
 commit_interval_ms = 1000
+metrics_listen = "127.0.0.1:{metrics_port}"
 "#,
+            metrics_port = metrics_port(),
             kafka = e["KAFKA_BOOTSTRAP"],
             registry = e["SCHEMA_REGISTRY_URL"],
             catalog = catalog.display(),
@@ -311,6 +335,15 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     let registered = stack.setup_connectors(&[]);
     assert!(registered.status.success(), "{}", text(&registered));
     wait_until_equal(&stack, &lake, &mut floe, false).await;
+    let health = http_get(&config, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = http_get(&config, "/metrics");
+    assert!(
+        metrics.contains("floe_events_applied_total{table=\"taxi_cdc.trips\",op=\"r\"} 2000"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("floe_commit_seconds_count "), "{metrics}");
+    assert!(metrics.contains("floe_freshness_seconds "), "{metrics}");
     stack.psql(WORKLOAD);
     wait_until_equal(&stack, &lake, &mut floe, true).await;
     let out = stop(floe, &log);

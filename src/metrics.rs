@@ -1,0 +1,179 @@
+//! `floe ingest`'s Prometheus `/metrics` and `/healthz`, served on
+//! `[ingest] metrics_listen` by a minimal HTTP listener (GET only).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Upper bounds (seconds) of the commit latency histogram's buckets.
+const COMMIT_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// How long the main loop may go without a tick before `/healthz` fails.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+pub struct Metrics {
+    consumed: AtomicU64,
+    /// (table, op) to events applied.
+    applied: Mutex<BTreeMap<(String, String), u64>>,
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+    commit_count: AtomicU64,
+    commit_sum_us: AtomicU64,
+    /// Source commit time (µs) of the newest event committed to the lake.
+    newest_source_us: AtomicI64,
+    /// Errors by kind (decode, apply_retry, kafka, dead_letter).
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// When the main loop last ran (µs since the epoch).
+    heartbeat_us: AtomicI64,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Metrics {
+    pub fn consumed(&self) {
+        self.consumed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn applied(&self, table: &str, op: &str, events: u64) {
+        if let Ok(mut m) = self.applied.lock() {
+            *m.entry((table.to_string(), op.to_string())).or_default() += events;
+        }
+    }
+
+    pub fn committed(&self, took: Duration, newest_source_us: Option<i64>) {
+        let secs = took.as_secs_f64();
+        for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.commit_count.fetch_add(1, Ordering::Relaxed);
+        self.commit_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if let Some(ts) = newest_source_us {
+            self.newest_source_us.fetch_max(ts, Ordering::Relaxed);
+        }
+    }
+
+    pub fn error(&self, kind: &'static str) {
+        if let Ok(mut m) = self.errors.lock() {
+            *m.entry(kind).or_default() += 1;
+        }
+    }
+
+    pub fn heartbeat(&self) {
+        self.heartbeat_us.store(now_us(), Ordering::Relaxed);
+    }
+
+    fn healthy(&self) -> bool {
+        now_us() - self.heartbeat_us.load(Ordering::Relaxed) < HEALTHY_WITHIN.as_micros() as i64
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP floe_events_consumed_total Kafka messages consumed."
+        );
+        let _ = writeln!(out, "# TYPE floe_events_consumed_total counter");
+        let _ = writeln!(
+            out,
+            "floe_events_consumed_total {}",
+            self.consumed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP floe_events_applied_total Change events committed to Iceberg, by table and operation.");
+        let _ = writeln!(out, "# TYPE floe_events_applied_total counter");
+        if let Ok(m) = self.applied.lock() {
+            for ((table, op), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "floe_events_applied_total{{table=\"{table}\",op=\"{op}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP floe_commit_seconds Time to apply and commit one change batch."
+        );
+        let _ = writeln!(out, "# TYPE floe_commit_seconds histogram");
+        for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
+            let _ = writeln!(
+                out,
+                "floe_commit_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.commit_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "floe_commit_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "floe_commit_seconds_sum {}",
+            self.commit_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "floe_commit_seconds_count {count}");
+        let newest = self.newest_source_us.load(Ordering::Relaxed);
+        if newest > 0 {
+            let _ = writeln!(out, "# HELP floe_freshness_seconds Now minus the source commit time of the newest event committed to the lake.");
+            let _ = writeln!(out, "# TYPE floe_freshness_seconds gauge");
+            let _ = writeln!(
+                out,
+                "floe_freshness_seconds {}",
+                (now_us() - newest) as f64 / 1e6
+            );
+        }
+        let _ = writeln!(out, "# HELP floe_errors_total Errors by kind.");
+        let _ = writeln!(out, "# TYPE floe_errors_total counter");
+        if let Ok(m) = self.errors.lock() {
+            for (kind, n) in m.iter() {
+                let _ = writeln!(out, "floe_errors_total{{kind=\"{kind}\"}} {n}");
+            }
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listen` until the process ends.
+pub async fn serve(listen: &str, metrics: Arc<Metrics>) -> Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {listen}"))?;
+    tracing::info!(%listen, "serving /metrics and /healthz");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let (status, body) = match path {
+                    "/metrics" => ("200 OK", metrics.render()),
+                    "/healthz" if metrics.healthy() => ("200 OK", "ok\n".to_string()),
+                    "/healthz" => ("503 Service Unavailable", "stalled\n".to_string()),
+                    _ => ("404 Not Found", "try /metrics or /healthz\n".to_string()),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
