@@ -164,15 +164,20 @@ ENV
   cat "$dir/s3.env"
 }
 
-garage_stop() {
-  local dir="$1" pid i
-  [ -f "$dir/garage.pid" ] || return 0
-  pid="$(cat "$dir/garage.pid")"
+# stop_pid PIDFILE: stops that process (TERM, then KILL after 10 s).
+stop_pid() {
+  local pid i
+  [ -f "$1" ] || return 0
+  pid="$(cat "$1")"
   kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
-  rm -f "$dir/garage.pid"
+  rm -f "$1"
   return 0
+}
+
+garage_stop() {
+  stop_pid "$1/garage.pid"
 }
 
 # Prints the python of a virtualenv holding the independent lake readers the

@@ -84,17 +84,6 @@ ENV
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(head -1 "$1")" 2>/dev/null; }
 
-stop_pid() { # PIDFILE
-  local pid i
-  [ -f "$1" ] || return 0
-  pid="$(cat "$1")"
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$1"
-  return 0
-}
-
 stack_postgres_up() {
   local dir="$1"
   pid_alive "$dir/pg/postmaster.pid" && return 0

@@ -182,21 +182,10 @@ async fn produce_poison(bootstrap: &str, topic: &str, value: &[u8]) {
 
 async fn dead_letters(lake: &Lake) -> Vec<String> {
     let ident = TableIdent::from_strs(["floe", "dead_letters"]).unwrap();
-    let Ok(table) = lake.catalog.load_table(&ident).await else {
+    let sql = "SELECT topic, CAST(value AS VARCHAR), error FROM t";
+    let Ok(batches) = lake_sql(lake, &ident, sql).await else {
         return Vec::new();
     };
-    let ctx = SessionContext::new();
-    let provider = IcebergStaticTableProvider::try_new_from_table(table)
-        .await
-        .unwrap();
-    ctx.register_table("d", Arc::new(provider)).unwrap();
-    let batches = ctx
-        .sql("SELECT topic, CAST(value AS VARCHAR), error FROM d")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
     let mut out = Vec::new();
     for b in &batches {
         for i in 0..b.num_rows() {
@@ -209,12 +198,15 @@ async fn dead_letters(lake: &Lake) -> Vec<String> {
     out
 }
 
-/// The table's rows through DataFusion, as `|`-joined text like psql's.
-async fn lake_rows(lake: &Lake, table: &str, sql: &str) -> Result<Vec<String>, String> {
-    let ident = TableIdent::from_strs(["taxi_cdc", table]).unwrap();
+/// `sql` over the lake table `ident`, registered as `t`, through DataFusion.
+async fn lake_sql(
+    lake: &Lake,
+    ident: &TableIdent,
+    sql: &str,
+) -> Result<Vec<arrow::array::RecordBatch>, String> {
     let table = lake
         .catalog
-        .load_table(&ident)
+        .load_table(ident)
         .await
         .map_err(|e| e.to_string())?;
     let ctx = SessionContext::new();
@@ -222,13 +214,18 @@ async fn lake_rows(lake: &Lake, table: &str, sql: &str) -> Result<Vec<String>, S
         .await
         .unwrap();
     ctx.register_table("t", Arc::new(provider)).unwrap();
-    let batches = ctx
-        .sql(&sql.replace("{t}", "t"))
+    ctx.sql(sql)
         .await
         .unwrap()
         .collect()
         .await
-        .unwrap();
+        .map_err(|e| e.to_string())
+}
+
+/// The table's rows through DataFusion, as `|`-joined text like psql's.
+async fn lake_rows(lake: &Lake, table: &str, sql: &str) -> Result<Vec<String>, String> {
+    let ident = TableIdent::from_strs(["taxi_cdc", table]).unwrap();
+    let batches = lake_sql(lake, &ident, &sql.replace("{t}", "t")).await?;
     let mut rows = Vec::new();
     for b in &batches {
         let formats: Vec<_> = b
