@@ -22,8 +22,7 @@ use futures::TryStreamExt;
 use ingest::testing::{decimal, EventEncoder, Rng, Value};
 use ingest::{ChangeBatch, ChangeDecoder, Op, RecordedMessage, Recording};
 use lakehouse::apply::TableWriter;
-use lakehouse::commit::SqlCatalogPointer;
-use lakehouse::{ensure_table, open_catalog, LakeConfig, TableConfig, TableTarget};
+use lakehouse::{Lake, LakeConfig, TableConfig};
 
 const MARCH_1: i64 = 1_709_251_200_000_000;
 
@@ -131,21 +130,8 @@ async fn writer(name: &str, first: &ChangeBatch) -> (TableWriter, PathBuf) {
             ..Default::default()
         },
     );
-    let catalog = open_catalog(&lake).await.unwrap();
-    let target = TableTarget::for_batch(first, &lake.tables).unwrap();
-    let table = ensure_table(catalog.as_ref(), &target, first)
-        .await
-        .unwrap();
-    let pointer = SqlCatalogPointer::connect(&format!(
-        "sqlite://{}?mode=rwc",
-        warehouse.join("catalog.db").display()
-    ))
-    .await
-    .unwrap();
-    (
-        TableWriter::open(catalog, table, pointer).await.unwrap(),
-        warehouse,
-    )
+    let lake = Lake::open(&lake).await.unwrap();
+    (lake.writer(first).await.unwrap(), warehouse)
 }
 
 async fn apply_run(n: usize, batch: usize) {
