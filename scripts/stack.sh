@@ -3,7 +3,11 @@
 #
 #   postgres   PostgreSQL 15 with logical decoding, database `taxi` loaded
 #              with connectors/taxi_schema.sql
-#   broker     tansu 0.6.0, a Kafka-protocol broker (in-memory storage)
+#   broker     tansu 0.6.0, a Kafka-protocol broker (in-memory storage), on
+#              an internal port
+#   kafka      the listener Kafka clients use (KAFKA_BOOTSTRAP): a TCP gate
+#              to the broker; `stop kafka` is a broker outage as clients see
+#              it (connections refused and dropped) that keeps the log
 #   registry   scripts/schema-registry-standin.py, a TEST STAND-IN for the
 #              Confluent Schema Registry (none is installable here)
 #   connect    a Kafka Connect standalone worker with Debezium's Postgres
@@ -38,18 +42,19 @@ start() {
   case "$1" in
     postgres) stack_postgres_up "$dir" ;;
     broker) stack_broker_up "$dir" ;;
+    kafka) stack_kafka_up "$dir" ;;
     registry) stack_registry_up "$dir" ;;
     connect) stack_connect_up "$dir" ;;
     s3) stack_s3_up "$dir" ;;
-    *) die "unknown service $1 (postgres broker registry connect s3)" ;;
+    *) die "unknown service $1 (postgres broker kafka registry connect s3)" ;;
   esac
   log "$1 up"
 }
 
 stop() {
   case "$1" in
-    postgres) pg_stop "$dir/pg" ;;
-    broker | registry | connect) stop_pid "$dir/$1.pid" ;;
+    postgres) pg_stop "$(stack_pg_dir "$dir")" ;;
+    broker | kafka | registry | connect) stop_pid "$dir/$1.pid" ;;
     s3) garage_stop "$dir/garage" ;;
     *) die "unknown service $1" ;;
   esac
@@ -69,17 +74,18 @@ print_env() {
 
 case "$cmd" in
   up)
-    for s in postgres broker registry s3 connect; do start "$s"; done
+    for s in postgres broker kafka registry s3 connect; do start "$s"; done
     print_env
     ;;
-  down) for s in connect s3 registry broker postgres; do stop "$s"; done ;;
+  down) for s in connect s3 registry kafka broker postgres; do stop "$s"; done ;;
   start) start "$service" ;;
   stop) stop "$service" ;;
   env) print_env ;;
   status)
     up() { if "$@"; then echo up; else echo down; fi; }
-    printf '%-9s %s\n' postgres "$(up pid_alive "$dir/pg/postmaster.pid")" \
+    printf '%-9s %s\n' postgres "$(up pid_alive "$(stack_pg_dir "$dir")/postmaster.pid")" \
       broker "$(up pid_alive "$dir/broker.pid")" \
+      kafka "$(up pid_alive "$dir/kafka.pid")" \
       registry "$(up pid_alive "$dir/registry.pid")" \
       connect "$(up pid_alive "$dir/connect.pid")" \
       s3 "$(up pid_alive "$dir/garage/garage.pid")"

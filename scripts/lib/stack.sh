@@ -74,22 +74,43 @@ stack_env() {
     cat >"$dir/stack.env" <<ENV
 PG_PORT=${STACK_PG_PORT:-$(free_port)}
 KAFKA_PORT=${STACK_KAFKA_PORT:-$(free_port)}
+BROKER_PORT=${STACK_BROKER_PORT:-$(free_port)}
 REGISTRY_PORT=${STACK_REGISTRY_PORT:-$(free_port)}
 CONNECT_PORT=${STACK_CONNECT_PORT:-$(free_port)}
 ENV
   fi
   # shellcheck disable=SC1091
   source "$dir/stack.env"
+  # a stack made before the broker moved behind the kafka gate
+  if [ -z "${BROKER_PORT:-}" ]; then
+    BROKER_PORT="$(free_port)"
+    echo "BROKER_PORT=$BROKER_PORT" >>"$dir/stack.env"
+  fi
 }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(head -1 "$1")" 2>/dev/null; }
 
+# stack_pg_dir DIR: the stack's Postgres data directory. Postgres runs as
+# the postgres user, who cannot enter root's home (mode 700), so as root a
+# stack under it keeps its data in /var/tmp, named after DIR.
+stack_pg_dir() {
+  local dir="$1"
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+    printf '/var/tmp/floe-pg-%s\n' "$(realpath "$dir" | sha256sum | cut -c1-12)"
+  else
+    printf '%s\n' "$dir/pg"
+  fi
+}
+
 stack_postgres_up() {
   local dir="$1"
-  pid_alive "$dir/pg/postmaster.pid" && return 0
+  local pg
+  pg="$(stack_pg_dir "$dir")"
+  pid_alive "$pg/postmaster.pid" && return 0
   local fresh=0
-  [ -f "$dir/pg/PG_VERSION" ] || fresh=1
-  pg_start "$dir/pg" "$PG_PORT"
+  [ -f "$pg/PG_VERSION" ] || fresh=1
+  pg_start "$pg" "$PG_PORT"
   if ((fresh)); then
     psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -q -v ON_ERROR_STOP=1 -c "ALTER USER postgres PASSWORD 'postgres'" -c "CREATE DATABASE taxi" >/dev/null
     psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d taxi -q -v ON_ERROR_STOP=1 -f "$ROOT/connectors/taxi_schema.sql" >/dev/null \
@@ -97,14 +118,30 @@ stack_postgres_up() {
   fi
 }
 
+# The broker listens on an internal port; clients reach it through the
+# `kafka` gate on KAFKA_PORT (scripts/tcp-gate.py). tansu keeps its log in
+# memory (its durable engines are not usable here: see README, "The local
+# stack"), so an outage is made by stopping the gate, not the broker.
 stack_broker_up() {
   local dir="$1"
   pid_alive "$dir/broker.pid" && return 0
   "$(tansu_bin)" broker --storage-engine "memory://tansu/" \
-    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" >"$dir/broker.log" 2>&1 &
   echo $! >"$dir/broker.pid"
-  wait_port "$KAFKA_PORT" 20 || { tail -20 "$dir/broker.log" >&2; die "tansu did not start"; }
+  wait_port "$BROKER_PORT" 20 || { tail -20 "$dir/broker.log" >&2; die "tansu did not start"; }
+}
+
+# The listener Kafka clients use: connections to KAFKA_PORT are passed to
+# the broker. Stopping it refuses new connections and drops open ones, as
+# a broker that is down would.
+stack_kafka_up() {
+  local dir="$1"
+  pid_alive "$dir/kafka.pid" && return 0
+  python3 "$ROOT/scripts/tcp-gate.py" --listen "127.0.0.1:$KAFKA_PORT" \
+    --to "127.0.0.1:$BROKER_PORT" >>"$dir/kafka.log" 2>&1 &
+  echo $! >"$dir/kafka.pid"
+  wait_port "$KAFKA_PORT" 20 || { tail -20 "$dir/kafka.log" >&2; die "the Kafka gate did not start"; }
 }
 
 stack_registry_up() {

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""A TCP gate: passes every connection on --listen to --to, both ways.
+
+The local stack puts it in front of the broker, so that stopping the gate
+is a broker outage as Kafka clients see it (new connections refused, open
+ones dropped) while the broker itself, and its in-memory log, stays up.
+"""
+import argparse
+import asyncio
+import signal
+
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(listen, to):
+    host, port = listen.rsplit(":", 1)
+    to_host, to_port = to.rsplit(":", 1)
+    open_pipes = set()
+
+    async def serve(client_reader, client_writer):
+        try:
+            broker_reader, broker_writer = await asyncio.open_connection(to_host, int(to_port))
+        except OSError:
+            client_writer.close()
+            return
+        pipes = [
+            asyncio.create_task(pipe(client_reader, broker_writer)),
+            asyncio.create_task(pipe(broker_reader, client_writer)),
+        ]
+        open_pipes.update(pipes)
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for task in pipes:
+                task.cancel()
+                open_pipes.discard(task)
+            client_writer.close()
+            broker_writer.close()
+
+    server = await asyncio.start_server(serve, host, int(port), reuse_address=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"gate {listen} -> {to}", flush=True)
+    await stop.wait()
+    server.close()
+    for task in list(open_pipes):
+        task.cancel()
+    await asyncio.sleep(0)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", required=True, help="host:port to accept on")
+    parser.add_argument("--to", required=True, help="host:port to pass connections to")
+    args = parser.parse_args()
+    asyncio.run(main(args.listen, args.to))
