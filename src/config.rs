@@ -68,13 +68,28 @@ pub struct RegistrySection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
-    /// Commit what is buffered at least this often (milliseconds, at least
-    /// 1000). Default 10000.
+    /// Commit a table's buffered changes once the oldest has waited this
+    /// long (milliseconds, at least 1000). Default 10000.
     #[serde(default = "default_interval")]
     pub commit_interval_ms: u64,
-    /// Or as soon as this many change events are buffered. Default 100000.
+    /// Or as soon as the table has this many change events buffered.
+    /// Default 100000.
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
+    /// Or as soon as they come to this many bytes (as Kafka messages).
+    /// Default 64 MiB.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Bytes buffered over all tables at which floe commits everything it
+    /// holds, and pauses its partitions while a commit is still running
+    /// (memory stays bounded however slow the lake is). Default 256 MiB.
+    #[serde(default = "default_max_buffer_bytes")]
+    pub max_buffer_bytes: usize,
+    /// On SIGINT/SIGTERM, wait this long (seconds) for a running commit
+    /// before giving it up; whatever it held is read again on restart.
+    /// Default 30.
+    #[serde(default = "default_stop_grace")]
+    pub stop_grace_seconds: u64,
     /// A message that cannot be decoded: `fail` (default) stops floe,
     /// naming its topic, partition, offset and reason, without passing it;
     /// `dead_letter` writes its raw key and value bytes and the reason to
@@ -110,11 +125,26 @@ fn default_max_rows() -> usize {
     100_000
 }
 
+fn default_max_bytes() -> usize {
+    64 << 20
+}
+
+fn default_max_buffer_bytes() -> usize {
+    256 << 20
+}
+
+fn default_stop_grace() -> u64 {
+    30
+}
+
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             commit_interval_ms: default_interval(),
             max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_buffer_bytes: default_max_buffer_bytes(),
+            stop_grace_seconds: default_stop_grace(),
             on_error: OnError::default(),
             dead_letter_table: default_dead_letter_table(),
             metrics_listen: None,
@@ -154,6 +184,9 @@ impl FloeConfig {
         }
         if config.ingest.commit_interval_ms < 1000 {
             bail!("[ingest] commit_interval_ms must be at least 1000");
+        }
+        if config.ingest.max_rows == 0 || config.ingest.max_bytes == 0 {
+            bail!("[ingest] max_rows and max_bytes must be positive");
         }
         Ok(config)
     }

@@ -1,5 +1,6 @@
 //! The `floe` command line.
 
+mod applier;
 mod config;
 mod decode;
 mod metrics;

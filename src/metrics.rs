@@ -31,6 +31,13 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<&'static str, u64>>,
     /// When the main loop last ran (µs since the epoch).
     heartbeat_us: AtomicI64,
+    /// (topic, partition) to messages not yet committed to the lake, from
+    /// librdkafka's statistics (high watermark minus committed offset).
+    lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Kafka bytes decoded and waiting for a commit.
+    buffered_bytes: AtomicU64,
+    /// 1 while partitions are paused because the buffers are full.
+    paused: AtomicU64,
 }
 
 fn now_us() -> i64 {
@@ -70,6 +77,19 @@ impl Metrics {
         if let Ok(mut m) = self.errors.lock() {
             *m.entry(kind).or_default() += 1;
         }
+    }
+
+    /// Replaces the lag of every partition librdkafka reported on.
+    pub fn lag(&self, by_partition: impl IntoIterator<Item = ((String, i32), i64)>) {
+        if let Ok(mut m) = self.lag.lock() {
+            m.clear();
+            m.extend(by_partition);
+        }
+    }
+
+    pub fn buffer(&self, bytes: usize, paused: bool) {
+        self.buffered_bytes.store(bytes as u64, Ordering::Relaxed);
+        self.paused.store(u64::from(paused), Ordering::Relaxed);
     }
 
     pub fn heartbeat(&self) {
@@ -133,6 +153,35 @@ impl Metrics {
                 (now_us() - newest) as f64 / 1e6
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP floe_consumer_lag Messages in each partition not yet committed to the lake."
+        );
+        let _ = writeln!(out, "# TYPE floe_consumer_lag gauge");
+        if let Ok(m) = self.lag.lock() {
+            for ((topic, partition), lag) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "floe_consumer_lag{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP floe_buffered_bytes Kafka bytes decoded and waiting for a commit."
+        );
+        let _ = writeln!(out, "# TYPE floe_buffered_bytes gauge");
+        let _ = writeln!(
+            out,
+            "floe_buffered_bytes {}",
+            self.buffered_bytes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP floe_paused 1 while partitions are paused because the buffers are full."
+        );
+        let _ = writeln!(out, "# TYPE floe_paused gauge");
+        let _ = writeln!(out, "floe_paused {}", self.paused.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP floe_errors_total Errors by kind.");
         let _ = writeln!(out, "# TYPE floe_errors_total counter");
         if let Ok(m) = self.errors.lock() {

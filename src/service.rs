@@ -4,12 +4,19 @@
 //!  rdkafka consumer (group; partitions seeked to the offsets the tables
 //!  │ hold, so group offsets are never the source of truth)
 //!  ▼
-//!  ChangeDecoder (schemas from the registry) ── buffer ──▶ every
-//!  commit_interval_ms or max_rows: flush; per source table, one
-//!  TableWriter::apply (one Iceberg commit carrying the Kafka offsets)
+//!  ChangeDecoder (schemas from the registry): buffers per table; a table
+//!  │ whose oldest change is commit_interval_ms old, or that holds max_rows
+//!  │ or max_bytes, is flushed
+//!  ▼
+//!  Applier, in the background while the next messages decode: per batch,
+//!  one TableWriter::apply (one Iceberg commit carrying the Kafka offsets)
 //!  ▼
 //!  group offsets committed after the Iceberg commits (for lag tools)
 //! ```
+//!
+//! Memory is bounded: at `max_buffer_bytes` buffered, everything is
+//! flushed, and while the previous apply still runs the assigned
+//! partitions are paused (so librdkafka stops fetching too) until it ends.
 //!
 //! A message that cannot be decoded stops the service with an error naming
 //! its topic, partition and offset (nothing after it is committed, so a
@@ -17,25 +24,26 @@
 //! dead-letter table with its raw bytes. A batch that cannot be applied
 //! for a reason waiting cannot fix stops the service.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use iceberg::{NamespaceIdent, TableIdent};
-use ingest::{ChangeBatch, ChangeDecoder, RawMessage, RegistryConfig, SchemaRegistryClient};
-use lakehouse::apply::{ApplyStats, TableWriter};
+use ingest::{Buffered, ChangeDecoder, RawMessage, RegistryConfig, SchemaRegistryClient};
 use lakehouse::dead_letter::{DeadLetter, DeadLetterTable};
-use lakehouse::{Lake, LakehouseError};
+use lakehouse::Lake;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::config::{FloeConfig, OnError};
+use crate::applier::{Applied, Applier};
+use crate::config::{FloeConfig, IngestConfig, OnError};
 use crate::metrics::{self, Metrics};
 
 #[derive(clap::Args, Debug)]
@@ -72,14 +80,28 @@ pub fn run(args: IngestArgs) -> Result<()> {
 /// one a table holds.
 type ResumeOffsets = Arc<Mutex<HashMap<(String, i32), i64>>>;
 
-/// Seeks newly assigned partitions to the offsets the tables hold.
+/// Seeks newly assigned partitions to the offsets the tables hold, and
+/// reports librdkafka's per-partition lag.
 struct ResumeContext {
     resume: ResumeOffsets,
     /// Set once the group has assigned partitions (idleness counts from then).
-    assigned: Arc<std::sync::atomic::AtomicBool>,
+    assigned: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
-impl ClientContext for ResumeContext {}
+impl ClientContext for ResumeContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag = statistics.topics.into_iter().flat_map(|(topic, t)| {
+            t.partitions
+                .into_iter()
+                // -1 is librdkafka's internal unassigned partition; a lag of
+                // -1 means no committed offset yet
+                .filter(|(p, s)| *p >= 0 && s.consumer_lag >= 0)
+                .map(move |(p, s)| ((topic.clone(), p), s.consumer_lag))
+        });
+        self.metrics.lag(lag);
+    }
+}
 
 impl ConsumerContext for ResumeContext {
     fn rebalance(
@@ -104,8 +126,7 @@ impl ConsumerContext for ResumeContext {
                         }
                     }
                 }
-                self.assigned
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.assigned.store(true, Ordering::SeqCst);
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
                 consumer.assign(tpl)
             }
@@ -117,11 +138,7 @@ impl ConsumerContext for ResumeContext {
     }
 }
 
-fn consumer(
-    config: &FloeConfig,
-    resume: ResumeOffsets,
-    assigned: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<StreamConsumer<ResumeContext>> {
+fn consumer(config: &FloeConfig, context: ResumeContext) -> Result<StreamConsumer<ResumeContext>> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.kafka.bootstrap_servers)
@@ -131,12 +148,14 @@ fn consumer(
         .set("auto.offset.reset", "earliest")
         // a new source table's topic (matched by topic_regex) is picked up
         // within seconds, not librdkafka's default five minutes
-        .set("topic.metadata.refresh.interval.ms", "5000");
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        // per-partition lag for /metrics
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &config.kafka.properties {
         client.set(k, v);
     }
     let consumer: StreamConsumer<ResumeContext> = client
-        .create_with_context(ResumeContext { resume, assigned })
+        .create_with_context(context)
         .context("cannot create the Kafka consumer")?;
     let mut topics: Vec<String> = config.kafka.topics.clone();
     if let Some(regex) = &config.kafka.topic_regex {
@@ -168,7 +187,12 @@ async fn check(config: &FloeConfig) -> Result<()> {
         }
     };
     let kafka = async {
-        let c = consumer(config, Arc::default(), Arc::default())?;
+        let context = ResumeContext {
+            resume: Arc::default(),
+            assigned: Arc::default(),
+            metrics: Arc::default(),
+        };
+        let c = consumer(config, context)?;
         let md = tokio::task::spawn_blocking(move || {
             c.fetch_metadata(None, Duration::from_secs(10))
                 .map(|m| m.topics().len())
@@ -216,24 +240,31 @@ async fn stored_offsets(lake: &Lake) -> Result<HashMap<(String, i32), i64>> {
     Ok(out)
 }
 
+/// Why the loop ended.
+enum Stop {
+    Idle,
+    Signal(&'static str),
+}
+
 async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<()> {
-    let lake = Lake::open(&config.lake).await?;
-    let resume: ResumeOffsets = Arc::new(Mutex::new(stored_offsets(&lake).await?));
-    let assigned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let consumer = consumer(&config, resume.clone(), assigned.clone())?;
-    let mut was_assigned = false;
-    let mut decoder = ChangeDecoder::new(registry(&config)?);
-    let mut writers: HashMap<String, TableWriter> = HashMap::new();
-    let interval = Duration::from_millis(config.ingest.commit_interval_ms);
-    let mut buffered = 0usize;
-    let mut last_flush = Instant::now();
-    let mut last_message = Instant::now();
-    let mut totals = Totals::default();
+    let lake = Arc::new(Lake::open(&config.lake).await?);
     let metrics = Arc::new(Metrics::default());
     metrics.heartbeat();
     if let Some(listen) = &config.ingest.metrics_listen {
         metrics::serve(listen, metrics.clone()).await?;
     }
+    let resume: ResumeOffsets = Arc::new(Mutex::new(stored_offsets(&lake).await?));
+    let assigned = Arc::new(AtomicBool::new(false));
+    let consumer = consumer(
+        &config,
+        ResumeContext {
+            resume: resume.clone(),
+            assigned: assigned.clone(),
+            metrics: metrics.clone(),
+        },
+    )?;
+    let mut decoder = ChangeDecoder::new(registry(&config)?);
+    let mut applier = Applier::new(lake.clone(), metrics.clone());
     let mut dead_letters = match config.ingest.on_error {
         OnError::Fail => None,
         OnError::DeadLetter => {
@@ -246,6 +277,11 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
             Some(DeadLetterTable::open(&lake, ident).await?)
         }
     };
+    let settings = &config.ingest;
+    let mut totals = Totals::default();
+    let mut paused = false;
+    let mut was_assigned = false;
+    let mut last_message = Instant::now();
     tracing::info!(
         kafka = %config.kafka.bootstrap_servers,
         warehouse = %config.lake.warehouse,
@@ -253,106 +289,161 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     );
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
-    loop {
+    let stop = loop {
+        if !applier.busy() {
+            let full = decoder.buffered_bytes() >= settings.max_buffer_bytes;
+            let now = Instant::now();
+            let batches = decoder.flush_where(|_, b| full || due(settings, b, now));
+            if !batches.is_empty() {
+                applier.start(batches);
+            }
+        }
+        let full = decoder.buffered_bytes() >= settings.max_buffer_bytes;
+        if full != paused {
+            set_paused(&consumer, full);
+            paused = full;
+            if full {
+                tracing::warn!(
+                    buffered_bytes = decoder.buffered_bytes(),
+                    "buffers full while a commit runs: partitions paused"
+                );
+            } else {
+                tracing::info!("partitions resumed");
+            }
+        }
+        metrics.buffer(decoder.buffered_bytes(), paused);
         let tick = tokio::time::sleep(Duration::from_millis(200));
         tokio::select! {
             message = consumer.recv() => {
                 // librdkafka reconnects and re-resolves by itself: a topic
                 // that does not exist yet or a broker that is down is
                 // reported, waited out and retried, never fatal
+                // (librdkafka paces these by its reconnect backoff; a sleep
+                // here would only leave a backlog of stale errors)
                 let message = match message {
                     Ok(m) => m,
                     Err(e) => {
                         metrics.error("kafka");
                         tracing::warn!("Kafka: {e}; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
                 };
+                if paused {
+                    // from a partition assigned since the pause
+                    set_paused(&consumer, true);
+                }
                 metrics.consumed();
-                if let Err(e) = decoder.push(&RawMessage::from(&message)).await {
-                    metrics.error("decode");
-                    let Some(dead_letters) = dead_letters.as_mut() else {
-                        return Err(anyhow::Error::new(e).context(
-                            "cannot decode a message (nothing after it is committed; fix the cause \
-                             and restart, or set [ingest] on_error = \"dead_letter\")",
-                        ));
-                    };
-                    // what came before it is committed first, so the letter's
-                    // offset never runs ahead of unapplied events
-                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals, &metrics).await?;
-                    buffered = 0;
-                    let letter = DeadLetter {
-                        topic: message.topic().to_string(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        key: message.key().map(<[u8]>::to_vec),
-                        value: message.payload().map(<[u8]>::to_vec),
-                        error: e.to_string(),
-                        recorded_at_us: now_us(),
-                    };
-                    tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, "undecodable message sent to the dead-letter table: {e}");
-                    dead_letters.record(&[letter]).await.context("cannot write the dead-letter table")?;
-                    totals.dead_letters += 1;
-                    metrics.error("dead_letter");
-                    if let Ok(mut resume) = resume.lock() {
-                        resume.insert((message.topic().to_string(), message.partition()), message.offset() + 1);
-                    }
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))
-                        .context("offset list")?;
-                    commit_group_offsets(&consumer, &tpl);
-                    continue;
-                }
-                buffered += 1;
                 last_message = Instant::now();
-                if buffered >= config.ingest.max_rows {
-                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals, &metrics).await?;
-                    buffered = 0;
-                    last_flush = Instant::now();
-                }
+                let Err(e) = decoder.push(&RawMessage::from(&message)).await else {
+                    continue;
+                };
+                metrics.error("decode");
+                let Some(dead_letters) = dead_letters.as_mut() else {
+                    return Err(anyhow::Error::new(e).context(
+                        "cannot decode a message (nothing after it is committed; fix the cause \
+                         and restart, or set [ingest] on_error = \"dead_letter\")",
+                    ));
+                };
+                // what came before it is committed first, so the letter's
+                // offset never runs ahead of unapplied events
+                let applied = applier.apply_now(decoder.flush()).await?;
+                committed(&consumer, &resume, &mut totals, applied);
+                let letter = DeadLetter {
+                    topic: message.topic().to_string(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    error: e.to_string(),
+                    recorded_at_us: now_us(),
+                };
+                tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, "undecodable message sent to the dead-letter table: {e}");
+                dead_letters.record(&[letter]).await.context("cannot write the dead-letter table")?;
+                totals.dead_letters += 1;
+                metrics.error("dead_letter");
+                let next = Applied {
+                    next_offsets: [((message.topic().to_string(), message.partition()), message.offset() + 1)].into(),
+                    ..Applied::default()
+                };
+                committed(&consumer, &resume, &mut totals, next);
+            }
+            applied = applier.finished(), if applier.busy() => {
+                committed(&consumer, &resume, &mut totals, applied?);
             }
             _ = tick => {
                 metrics.heartbeat();
-                if buffered > 0 && last_flush.elapsed() >= interval {
-                    apply(&lake, &consumer, &mut decoder, &mut writers, &resume, &mut totals, &metrics).await?;
-                    buffered = 0;
-                    last_flush = Instant::now();
-                }
                 // idleness counts from the first partition assignment
-                if !was_assigned && assigned.load(std::sync::atomic::Ordering::SeqCst) {
+                if !was_assigned && assigned.load(Ordering::SeqCst) {
                     was_assigned = true;
                     last_message = Instant::now();
                 }
                 if was_assigned && stop_when_idle.is_some_and(|idle| last_message.elapsed() >= idle) {
-                    tracing::info!("idle: stopping");
-                    break;
+                    break Stop::Idle;
                 }
             }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = tokio::signal::ctrl_c() => break Stop::Signal("SIGINT"),
+            _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
+        }
+    };
+    // commit what is buffered; after a signal only for so long, since an
+    // outage could make it wait for ever (what is given up is read again)
+    let drain = async {
+        let applied = applier.finished().await?;
+        committed(&consumer, &resume, &mut totals, applied);
+        let applied = applier.apply_now(decoder.flush()).await?;
+        committed(&consumer, &resume, &mut totals, applied);
+        anyhow::Ok(())
+    };
+    match stop {
+        Stop::Idle => {
+            tracing::info!("idle: stopping");
+            drain.await?;
+        }
+        Stop::Signal(signal) => {
+            let grace = Duration::from_secs(settings.stop_grace_seconds);
+            tracing::info!("{signal}: stopping");
+            if tokio::time::timeout(grace, drain).await.is_err() {
+                applier.abandon();
+                tracing::warn!(
+                    grace_seconds = grace.as_secs(),
+                    "the last commit did not finish in time and was given up; \
+                     its changes are read again on restart"
+                );
+            }
         }
     }
-    apply(
-        &lake,
-        &consumer,
-        &mut decoder,
-        &mut writers,
-        &resume,
-        &mut totals,
-        &metrics,
-    )
-    .await?;
     // leave the group now, so a restarted floe is assigned at once
     consumer.unsubscribe();
     eprintln!(
         "floe ingest: {} events applied in {} commits to {} tables; {} dead letters",
         totals.events,
         totals.commits,
-        writers.len(),
+        applier.tables(),
         totals.dead_letters
     );
     Ok(())
+}
+
+/// Whether a table's buffer is due for a commit.
+fn due(settings: &IngestConfig, buffered: &Buffered, now: Instant) -> bool {
+    buffered.messages >= settings.max_rows
+        || buffered.bytes >= settings.max_bytes
+        || now.duration_since(buffered.since) >= Duration::from_millis(settings.commit_interval_ms)
+}
+
+/// Pauses (or resumes) every assigned partition. librdkafka then stops
+/// fetching them and, on resume, goes on from the next unread offset.
+fn set_paused(consumer: &StreamConsumer<ResumeContext>, pause: bool) {
+    let result = consumer.assignment().and_then(|tpl| {
+        if pause {
+            consumer.pause(&tpl)
+        } else {
+            consumer.resume(&tpl)
+        }
+    });
+    if let Err(e) = result {
+        tracing::warn!("cannot pause or resume partitions: {e}");
+    }
 }
 
 #[derive(Default)]
@@ -369,155 +460,32 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// Flushes the decoder and applies every batch (one commit per batch),
-/// then commits the consumer group's offsets.
-async fn apply(
-    lake: &Lake,
+/// After an apply: a partition reassigned later resumes after what it
+/// committed, and the consumer group's offsets follow (for lag tools).
+fn committed(
     consumer: &StreamConsumer<ResumeContext>,
-    decoder: &mut ChangeDecoder<SchemaRegistryClient>,
-    writers: &mut HashMap<String, TableWriter>,
     resume: &ResumeOffsets,
     totals: &mut Totals,
-    metrics: &Metrics,
-) -> Result<()> {
-    let batches = decoder.flush();
-    if batches.is_empty() {
-        return Ok(());
-    }
-    let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for batch in &batches {
-        let started = Instant::now();
-        let (stats, table) = apply_with_retry(lake, writers, batch, metrics).await?;
-        record_batch(metrics, &table, batch, started.elapsed());
-        tracing::info!(
-            topic = %batch.topic,
-            %table,
-            events = batch.num_rows(),
-            written = stats.rows_written,
-            deleted = stats.rows_deleted,
-            truncated = stats.truncated,
-            skipped = stats.already_applied,
-            ms = started.elapsed().as_millis() as u64,
-            "committed"
-        );
-        totals.events += batch.num_rows() - stats.already_applied;
-        totals.commits += 1;
-        for r in &batch.offsets {
-            committed.insert((batch.topic.clone(), r.partition), r.last + 1);
-        }
+    applied: Applied,
+) {
+    totals.events += applied.events;
+    totals.commits += applied.commits;
+    if applied.next_offsets.is_empty() {
+        return;
     }
     if let Ok(mut resume) = resume.lock() {
-        resume.extend(committed.clone());
+        resume.extend(applied.next_offsets.clone());
     }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), next) in &committed {
-        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
-            .context("offset list")?;
+    for ((topic, partition), next) in &applied.next_offsets {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+            tracing::warn!("offset list: {e}");
+        }
     }
-    commit_group_offsets(consumer, &tpl);
-    Ok(())
-}
-
-/// Group offsets are for lag tools only (tables are the source of truth),
-/// so a failure to commit them is logged, not fatal.
-fn commit_group_offsets(consumer: &StreamConsumer<ResumeContext>, tpl: &TopicPartitionList) {
-    let result: KafkaResult<()> = consumer.commit(tpl, rdkafka::consumer::CommitMode::Async);
+    // group offsets are for lag tools only (tables are the source of
+    // truth), so a failure to commit them is logged, not fatal
+    let result: KafkaResult<()> = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async);
     if let Err(e) = result {
         tracing::warn!("cannot commit the consumer group's offsets: {e}");
     }
-}
-
-/// Applies one batch, waiting out outages of the catalog or the object
-/// store: the writer is dropped (its index may be ahead of the table) and
-/// the batch applied again by a fresh one after a backoff, which is safe
-/// because the table's stored offsets skip whatever did commit. Errors
-/// that no retry can fix (a schema floe cannot apply, a table without a
-/// key) stop floe with the batch's position.
-async fn apply_with_retry(
-    lake: &Lake,
-    writers: &mut HashMap<String, TableWriter>,
-    batch: &ChangeBatch,
-    metrics: &Metrics,
-) -> Result<(ApplyStats, String)> {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let result = match writers.entry(batch.topic.clone()) {
-            Entry::Occupied(mut w) => w.get_mut().apply(batch).await,
-            Entry::Vacant(slot) => match lake.writer(batch).await {
-                Ok(w) => {
-                    tracing::info!(topic = %batch.topic, table = %w.table().identifier(), live_rows = w.live_rows(), "table opened");
-                    slot.insert(w).apply(batch).await
-                }
-                Err(e) => Err(e),
-            },
-        };
-        match result {
-            Ok(stats) => {
-                let table = writers
-                    .get(&batch.topic)
-                    .map(|w| w.table().identifier().to_string())
-                    .unwrap_or_default();
-                return Ok((stats, table));
-            }
-            Err(e) if is_permanent(&e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "cannot apply {} ({} events at offsets {:?})",
-                        batch.topic,
-                        batch.num_rows(),
-                        batch.offsets
-                    )
-                });
-            }
-            Err(e) => {
-                metrics.error("apply_retry");
-                tracing::warn!(topic = %batch.topic, retry_in_ms = backoff.as_millis() as u64, "cannot apply yet: {e}");
-                writers.remove(&batch.topic);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-}
-
-/// Counts a committed batch's events by operation, its commit time and the
-/// source time of its newest event.
-fn record_batch(metrics: &Metrics, table: &str, batch: &ChangeBatch, took: Duration) {
-    let mut by_op: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for i in 0..batch.num_rows() {
-        let op = match batch.op(i) {
-            Some(ingest::Op::Create) => "c",
-            Some(ingest::Op::Update) => "u",
-            Some(ingest::Op::Delete) => "d",
-            Some(ingest::Op::Read) => "r",
-            Some(ingest::Op::Truncate) => "t",
-            _ => "other",
-        };
-        *by_op.entry(op).or_default() += 1;
-    }
-    for (op, n) in by_op {
-        metrics.applied(table, op, n);
-    }
-    let newest = batch
-        .records
-        .column_by_name(ingest::columns::SOURCE_TS)
-        .and_then(|c| {
-            c.as_any()
-                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-                .and_then(arrow::compute::max)
-        });
-    metrics.committed(took, newest);
-}
-
-/// Errors in the data or the configuration, which waiting cannot fix.
-fn is_permanent(e: &LakehouseError) -> bool {
-    matches!(
-        e,
-        LakehouseError::SchemaMismatch { .. }
-            | LakehouseError::Schema { .. }
-            | LakehouseError::NoPrimaryKey { .. }
-            | LakehouseError::PartitionSpec { .. }
-            | LakehouseError::CatalogPathNeeded
-            | LakehouseError::Arrow { .. }
-    )
 }

@@ -1,10 +1,15 @@
 //! # floe analytics
 //!
 //! Queries over the lake: the DataFusion session with the Iceberg catalog
-//! registered, the `floe sql` shell, and the scheduled batch jobs that
-//! build analytics and ML feature tables back into Iceberg.
+//! registered ([`LakeSession`]); the `floe sql` shell and the scheduled
+//! batch jobs that build analytics and ML feature tables back into Iceberg
+//! grow here.
 //!
-//! Nothing is built here yet; the crate exists so the workspace has its
-//! final shape and its DataFusion/Iceberg versions are pinned and compiled
-//! from the start. Writing to tables goes through `lakehouse`'s commit
-//! path; this crate never writes Iceberg metadata itself.
+//! Writing to tables goes through `lakehouse`'s commit path; this crate
+//! never writes Iceberg metadata itself.
+
+pub mod error;
+pub mod session;
+
+pub use error::AnalyticsError;
+pub use session::{LakeSession, LAKE_CATALOG};

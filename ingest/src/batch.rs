@@ -190,8 +190,6 @@ pub(crate) struct EventInput<'a> {
     /// Key schema id, key schema and key body; None for a null key.
     pub key: Option<(u32, &'a AvroSchema, &'a [u8])>,
     pub value_body: &'a [u8],
-    /// Size of the Kafka record, for buffer accounting.
-    pub message_len: usize,
 }
 
 /// The key column starts once the first keyed message shows its schema; the
@@ -229,7 +227,6 @@ pub(crate) struct BatchBuilder {
     offsets: Vec<OffsetRange>,
     tombstones: usize,
     rows: usize,
-    bytes: usize,
     /// Expected rows (the topic's previous batch), for reserving buffers.
     rows_hint: usize,
 }
@@ -270,7 +267,6 @@ impl BatchBuilder {
             offsets: Vec::new(),
             tombstones: 0,
             rows: 0,
-            bytes: 0,
             rows_hint,
         };
         builder.reserve(rows_hint);
@@ -302,10 +298,6 @@ impl BatchBuilder {
 
     pub fn rows(&self) -> usize {
         self.rows
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
     }
 
     /// Whether an event with this version can join the batch: same value
@@ -352,7 +344,6 @@ impl BatchBuilder {
             offset,
             key,
             value_body,
-            message_len,
         } = *event;
         let rows_before = self.rows;
         let key_before = (
@@ -366,7 +357,6 @@ impl BatchBuilder {
                 self.append_meta(op, partition, offset, &meta);
                 self.cover(partition, offset);
                 self.rows += 1;
-                self.bytes += message_len;
                 Ok(())
             }
             Err(e) => {

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::avro::AvroSchema;
 use crate::batch::{BatchBuilder, ChangeBatch, EventInput, SchemaVersion};
@@ -79,7 +80,17 @@ pub struct ChangeDecoder<S> {
     key_schemas: FastMap<u32, Arc<AvroSchema>>,
     topics: FastMap<String, TopicState>,
     closed: Vec<ChangeBatch>,
-    closed_rows: usize,
+}
+
+/// What one topic holds that has not been flushed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffered {
+    /// Messages taken into batches (change events and tombstones).
+    pub messages: usize,
+    /// Their size in Kafka (key plus value bytes).
+    pub bytes: usize,
+    /// When the oldest of them was taken.
+    pub since: Instant,
 }
 
 /// What the decoder keeps per topic across batches.
@@ -91,6 +102,26 @@ struct TopicState {
     last_version: Option<SchemaVersion>,
     /// Rows of the topic's previous batch: the next one reserves that much.
     rows_hint: usize,
+    /// Messages taken since the topic's last flush.
+    pending: Option<Buffered>,
+}
+
+impl TopicState {
+    fn took(&mut self, bytes: usize) {
+        match &mut self.pending {
+            Some(p) => {
+                p.messages += 1;
+                p.bytes += bytes;
+            }
+            None => {
+                self.pending = Some(Buffered {
+                    messages: 1,
+                    bytes,
+                    since: Instant::now(),
+                })
+            }
+        }
+    }
 }
 
 impl<S: SchemaSource> ChangeDecoder<S> {
@@ -106,22 +137,24 @@ impl<S: SchemaSource> ChangeDecoder<S> {
             key_schemas: FastMap::default(),
             topics: FastMap::default(),
             closed: Vec::new(),
-            closed_rows: 0,
         }
     }
 
-    /// Rows buffered in batches not yet flushed.
-    pub fn buffered_rows(&self) -> usize {
-        self.open_builders().map(BatchBuilder::rows).sum::<usize>() + self.closed_rows
+    /// Messages taken into batches not yet flushed, over all topics.
+    pub fn buffered_messages(&self) -> usize {
+        self.buffered().map(|(_, b)| b.messages).sum()
     }
 
-    /// Approximate bytes (of Kafka messages) behind the buffered rows.
+    /// Kafka bytes (key plus value) of the messages not yet flushed.
     pub fn buffered_bytes(&self) -> usize {
-        self.open_builders().map(BatchBuilder::bytes).sum()
+        self.buffered().map(|(_, b)| b.bytes).sum()
     }
 
-    fn open_builders(&self) -> impl Iterator<Item = &BatchBuilder> {
-        self.topics.values().filter_map(|t| t.open.as_ref())
+    /// Per topic, what it holds that has not been flushed yet.
+    pub fn buffered(&self) -> impl Iterator<Item = (&str, Buffered)> {
+        self.topics
+            .iter()
+            .filter_map(|(topic, state)| state.pending.map(|p| (topic.as_str(), p)))
     }
 
     /// Decodes one message into its topic's batch. On error the batch is
@@ -166,7 +199,6 @@ impl<S: SchemaSource> ChangeDecoder<S> {
             offset: msg.offset,
             key: key_arg,
             value_body,
-            message_len,
         };
 
         let state = match self.topics.get_mut(msg.topic) {
@@ -180,6 +212,7 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         {
             open.push_event(&event, placeholder).map_err(fail)?;
             state.last_version = Some(open.version());
+            state.took(message_len);
             return Ok(Pushed::Row);
         }
         // A new schema version (or the topic's first event): decode into a
@@ -192,9 +225,9 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         let mut fresh = new_builder(msg.topic, state, plan, version).map_err(fail)?;
         fresh.push_event(&event, placeholder).map_err(fail)?;
         state.last_version = Some(fresh.version());
+        state.took(message_len);
         if let Some(old) = state.open.replace(fresh) {
             state.rows_hint = old.rows();
-            self.closed_rows += old.rows();
             self.closed.push(old.finish());
         }
         Ok(Pushed::Row)
@@ -230,6 +263,7 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         }
         if let Some(builder) = state.open.as_mut() {
             builder.push_tombstone(msg.partition, msg.offset);
+            state.took(msg.key.map_or(0, <[u8]>::len));
         }
         Ok(Pushed::Tombstone)
     }
@@ -237,18 +271,41 @@ impl<S: SchemaSource> ChangeDecoder<S> {
     /// Closes every open batch and returns all batches, in Kafka order per
     /// topic (topics in name order).
     pub fn flush(&mut self) -> Vec<ChangeBatch> {
-        let mut out = std::mem::take(&mut self.closed);
-        self.closed_rows = 0;
-        for state in self.topics.values_mut() {
+        self.flush_where(|_, _| true)
+    }
+
+    /// Closes and returns the batches of the topics `select` picks (given
+    /// what each has buffered), in Kafka order per topic, topics in name
+    /// order; the other topics keep buffering.
+    pub fn flush_where(
+        &mut self,
+        mut select: impl FnMut(&str, &Buffered) -> bool,
+    ) -> Vec<ChangeBatch> {
+        let mut picked: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for (topic, state) in self.topics.iter_mut() {
+            let Some(pending) = state.pending else {
+                continue;
+            };
+            if !select(topic, &pending) {
+                continue;
+            }
+            state.pending = None;
+            picked.push(topic);
             if let Some(builder) = state.open.take() {
                 state.rows_hint = builder.rows();
                 out.push(builder.finish());
             }
         }
-        // closed batches of a topic were pushed before its open one, and the
-        // sort is stable, so each topic's batches stay in Kafka order
-        out.sort_by(|a, b| a.topic.cmp(&b.topic));
-        out
+        // a topic's closed batches come before its open one
+        let (mut taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.closed)
+            .into_iter()
+            .partition(|b| picked.contains(&b.topic.as_str()));
+        self.closed = kept;
+        taken.extend(out);
+        // the sort is stable, so each topic's batches stay in Kafka order
+        taken.sort_by(|a, b| a.topic.cmp(&b.topic));
+        taken
     }
 
     async fn fetch(&self, part: Part, id: u32) -> Result<Arc<str>, DecodeErrorKind> {

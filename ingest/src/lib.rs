@@ -40,7 +40,7 @@ pub mod wire;
 
 pub use batch::{columns, ChangeBatch, OffsetRange, SchemaVersion, SourceTable};
 pub use decoder::{
-    ChangeDecoder, DecoderOptions, Pushed, RawMessage, DEFAULT_UNAVAILABLE_PLACEHOLDER,
+    Buffered, ChangeDecoder, DecoderOptions, Pushed, RawMessage, DEFAULT_UNAVAILABLE_PLACEHOLDER,
 };
 pub use envelope::Op;
 pub use error::{DecodeError, DecodeErrorKind, MessagePosition, Part};

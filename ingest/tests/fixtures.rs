@@ -198,6 +198,60 @@ fn every_recorded_message_decodes_and_every_topic_is_covered() {
     }
 }
 
+/// Flushing one topic leaves the others buffered, counted, and unchanged:
+/// the two flushes together give exactly the batches of one whole flush.
+#[test]
+fn flushing_one_topic_keeps_the_others_buffered() {
+    let recording = Recording::load(&fixture_dir()).unwrap();
+    let whole = decode_recording();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (trips, rest, left) = rt.block_on(async {
+        let mut decoder = ChangeDecoder::new(recording.schemas.clone());
+        for m in &recording.messages {
+            decoder.push(&m.as_raw()).await.unwrap();
+        }
+        let trips_bytes: usize = recording
+            .messages
+            .iter()
+            .filter(|m| m.topic == "taxi.public.trips")
+            .map(|m| m.key.as_ref().map_or(0, Vec::len) + m.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        let buffered: Vec<(String, ingest::Buffered)> = decoder
+            .buffered()
+            .map(|(t, b)| (t.to_string(), b))
+            .collect();
+        let (_, of_trips) = buffered
+            .iter()
+            .find(|(t, _)| t == "taxi.public.trips")
+            .expect("trips buffered");
+        assert_eq!(of_trips.bytes, trips_bytes);
+        assert_eq!(
+            decoder.buffered_messages(),
+            recording.messages.len(),
+            "every recorded message is attached to a batch"
+        );
+        let trips = decoder.flush_where(|topic, _| topic == "taxi.public.trips");
+        let left = decoder.buffered_messages();
+        (trips, decoder.flush(), left)
+    });
+    assert!(trips.len() > 1, "trips changes schema mid-recording");
+    assert!(trips.iter().all(|b| b.topic == "taxi.public.trips"));
+    assert!(rest.iter().all(|b| b.topic != "taxi.public.trips"));
+    let trips_messages: usize = trips.iter().map(|b| b.num_rows() + b.tombstones).sum();
+    assert_eq!(left, recording.messages.len() - trips_messages);
+    let summary = |batches: &[&ChangeBatch]| -> Vec<(String, usize, Vec<ingest::OffsetRange>)> {
+        batches
+            .iter()
+            .map(|b| (b.topic.clone(), b.num_rows(), b.offsets.clone()))
+            .collect()
+    };
+    let mut split: Vec<&ChangeBatch> = rest.iter().chain(&trips).collect();
+    split.sort_by(|a, b| a.topic.cmp(&b.topic));
+    assert_eq!(summary(&split), summary(&whole.iter().collect::<Vec<_>>()));
+}
+
 #[test]
 fn trips_ops_keys_images_and_schema_change() {
     let batches = decode_recording();

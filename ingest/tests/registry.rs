@@ -367,5 +367,5 @@ async fn a_registry_outage_is_not_blamed_on_the_message() {
         !err.is_message_fault(),
         "the same message must be retried, not dead-lettered"
     );
-    assert_eq!(decoder.buffered_rows(), 0);
+    assert_eq!(decoder.buffered_messages(), 0);
 }

@@ -1,0 +1,57 @@
+//! A DataFusion session over the lake: every Iceberg namespace is a schema
+//! of the default catalog `lake`, so `SELECT * FROM taxi_cdc.trips` reads
+//! the table as of its current snapshot at the time of each query.
+
+use std::sync::Arc;
+
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
+use iceberg_datafusion::IcebergCatalogProvider;
+use lakehouse::{Lake, LakeConfig};
+
+use crate::error::AnalyticsError;
+
+/// The name of the lake's catalog in the session.
+pub const LAKE_CATALOG: &str = "lake";
+
+/// A DataFusion session whose default catalog is the lake.
+pub struct LakeSession {
+    pub lake: Arc<Lake>,
+    pub ctx: SessionContext,
+}
+
+impl LakeSession {
+    /// Opens the lake of `config` and a session over it.
+    pub async fn open(config: &LakeConfig) -> Result<Self, AnalyticsError> {
+        let lake = Arc::new(Lake::open(config).await?);
+        Self::over(lake).await
+    }
+
+    /// A session over an opened lake.
+    pub async fn over(lake: Arc<Lake>) -> Result<Self, AnalyticsError> {
+        let ctx = SessionContext::new_with_config(
+            SessionConfig::new()
+                .with_default_catalog_and_schema(LAKE_CATALOG, "public")
+                .with_information_schema(true),
+        );
+        let session = Self { lake, ctx };
+        session.refresh().await?;
+        Ok(session)
+    }
+
+    /// Lists the lake's namespaces and tables again (they are listed once
+    /// per refresh; each table's snapshot is read at every query).
+    pub async fn refresh(&self) -> Result<(), AnalyticsError> {
+        let provider = IcebergCatalogProvider::try_new(self.lake.catalog.clone()).await?;
+        self.ctx.register_catalog(LAKE_CATALOG, Arc::new(provider));
+        Ok(())
+    }
+
+    /// Runs one SQL statement and collects its result.
+    pub async fn sql(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, AnalyticsError> {
+        Ok(self.ctx.sql(sql).await?.collect().await?)
+    }
+}

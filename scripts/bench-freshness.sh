@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Freshness benchmark (issue 4): how long a Postgres change takes to be
+# visible to a floe SQL query, through the whole local stack (Debezium in
+# Kafka Connect, the registry stand-in, tansu, floe ingest with a 1 s
+# commit interval, Iceberg on Garage), and the stack's throughput ceiling.
+#
+#   1. 2,000 row changes a second for 60 s: p50 / p99 / max latency
+#   2. the ceiling: 20 s runs at rising rates (FLOE_BENCH_RATES, default
+#      4000 8000 16000 32000) until the lake falls behind; CPU per process
+#      shows which part saturates first (2 cores in all)
+#
+# Builds floe and benches/freshness.rs in release mode (the first time, a
+# while), runs on a private stack in FLOE_BENCH_DIR (default a temporary
+# directory), and prints one line per run. Results go in docs/benchmarks.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+source scripts/lib/common.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe/target}"
+dir="${FLOE_BENCH_DIR:-$(mktemp -d /tmp/floe-freshness.XXXXXX)}"
+mkdir -p "$dir"
+chmod 755 "$dir"
+seconds="${FLOE_BENCH_SECONDS:-60}"
+rates="${FLOE_BENCH_RATES:-4000 8000 16000 32000}"
+
+log "building floe and the freshness driver (release)"
+cargo build --release --locked --bin floe >&2
+driver="$(cargo bench --bench freshness --no-run --locked --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "freshness" and m.get("executable"):
+        print(m["executable"])')"
+[ -x "$driver" ] || die "the freshness driver did not build"
+
+floe_pid=""
+cleanup() {
+  [ -n "$floe_pid" ] && kill "$floe_pid" 2>/dev/null && wait "$floe_pid" 2>/dev/null
+  bash scripts/stack.sh down "$dir/stack" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+log "stack up in $dir/stack"
+bash scripts/stack.sh up "$dir/stack" | grep = >"$dir/stack.out"
+set -a
+# shellcheck disable=SC1091
+source "$dir/stack.out"
+set +a
+psql=(psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d taxi -q -v ON_ERROR_STOP=1)
+# a seed so the table exists in the lake before the clock starts
+"${psql[@]}" -c "INSERT INTO trips SELECT i, 1, timestamp '2024-04-01', timestamp '2024-04-01 00:20', 1, 2, 1, 1.0, 5.0, 1.0, 7.0, 1, NULL
+                 FROM generate_series(1, 10000) AS i ON CONFLICT DO NOTHING"
+bash scripts/setup-connectors.sh --connect-url "$CONNECT_URL" \
+  --set "database.port=$PGPORT" \
+  --set "key.converter.schema.registry.url=$SCHEMA_REGISTRY_URL" \
+  --set "value.converter.schema.registry.url=$SCHEMA_REGISTRY_URL" >&2
+
+cat >"$dir/floe.toml" <<TOML
+[kafka]
+bootstrap_servers = "$KAFKA_BOOTSTRAP"
+group_id = "floe-bench"
+topic_regex = 'taxi\.public\..*'
+
+[registry]
+url = "$SCHEMA_REGISTRY_URL"
+
+[lake]
+warehouse = "s3://lake/freshness-$(date +%s)"
+
+[lake.catalog]
+type = "sqlite"
+path = "$dir/catalog.db"
+
+[lake.s3]
+endpoint = "$FLOE_S3_ENDPOINT"
+
+[lake.tables]
+"public.trips" = { partition = ["day(pickup_datetime)"] }
+
+[ingest]
+commit_interval_ms = 1000
+TOML
+FLOE_LOG=info "$CARGO_TARGET_DIR/release/floe" ingest --config "$dir/floe.toml" 2>"$dir/floe.log" &
+floe_pid=$!
+
+pids() {
+  local s="$dir/stack" pg
+  pg="$(pgrep -u postgres -d + postgres || true)"
+  printf 'floe=%s,connect=%s,broker=%s,kafka-gate=%s,registry=%s,s3=%s,postgres=%s' \
+    "$floe_pid" "$(cat "$s/connect.pid")" "$(cat "$s/broker.pid")" "$(cat "$s/kafka.pid")" \
+    "$(cat "$s/registry.pid")" "$(cat "$s/garage/garage.pid")" "$pg"
+}
+
+first=1000000
+run() { # RATE SECONDS
+  "$driver" --lake-config "$dir/floe.toml" --postgres "postgres://postgres:postgres@127.0.0.1:$PGPORT/taxi" \
+    --rate "$1" --seconds "$2" --first-id "$first" --pids "$(pids)"
+  first=$((first + 10000000))
+}
+
+log "warm-up: 10 s at 500 changes/s (the seed and the first commits)"
+run 500 10 >/dev/null
+log "freshness: 2000 changes/s for $seconds s"
+run 2000 "$seconds"
+for rate in $rates; do
+  log "ceiling: $rate changes/s for 20 s"
+  out="$(run "$rate" 20)" || true
+  echo "$out"
+  case "$out" in *"did not catch up"* | *"no transaction"*) break ;; esac
+done
+kill -0 "$floe_pid" 2>/dev/null || { tail -20 "$dir/floe.log" >&2; die "floe ingest stopped"; }

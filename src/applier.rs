@@ -1,0 +1,241 @@
+//! Applies decoded change batches to the lake in the background, one apply
+//! at a time, so the next batches decode while the last ones commit.
+//!
+//! The writers (one per source table, each holding its table's key index)
+//! move into the running apply and come back with its result; an apply
+//! never shares them with the consumer loop.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ingest::ChangeBatch;
+use lakehouse::apply::{ApplyStats, TableWriter};
+use lakehouse::{Lake, LakehouseError};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+
+/// What one finished apply committed.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Per (topic, partition), the next offset to read: everything before
+    /// it is in the lake.
+    pub next_offsets: BTreeMap<(String, i32), i64>,
+    /// Events newly applied (not counting ones an earlier run had applied).
+    pub events: usize,
+    pub commits: usize,
+}
+
+type Writers = HashMap<String, TableWriter>;
+
+/// The lake side of `floe ingest`.
+pub struct Applier {
+    lake: Arc<Lake>,
+    metrics: Arc<Metrics>,
+    /// `None` while an apply holds them.
+    writers: Option<Writers>,
+    running: Option<JoinHandle<(Writers, Result<Applied>)>>,
+    tables: usize,
+}
+
+impl Applier {
+    pub fn new(lake: Arc<Lake>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            lake,
+            metrics,
+            writers: Some(HashMap::new()),
+            running: None,
+            tables: 0,
+        }
+    }
+
+    /// Whether an apply is running.
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Tables written to so far.
+    pub fn tables(&self) -> usize {
+        self.tables
+    }
+
+    /// Starts applying `batches` (one commit per batch) in the background.
+    /// Only when not [`busy`](Self::busy).
+    pub fn start(&mut self, batches: Vec<ChangeBatch>) {
+        debug_assert!(!self.busy(), "one apply at a time");
+        let mut writers = self.writers.take().unwrap_or_default();
+        let lake = self.lake.clone();
+        let metrics = self.metrics.clone();
+        self.running = Some(tokio::spawn(async move {
+            let result = apply_all(&lake, &mut writers, &batches, &metrics).await;
+            (writers, result)
+        }));
+    }
+
+    /// Waits for the running apply. Cancel-safe: dropped before it
+    /// finishes, the apply goes on and a later call waits for it again.
+    /// Without a running apply, returns an empty result at once.
+    pub async fn finished(&mut self) -> Result<Applied> {
+        let Some(running) = self.running.as_mut() else {
+            return Ok(Applied::default());
+        };
+        let joined = running.await;
+        self.running = None;
+        let (writers, result) = joined.context("the apply task failed")?;
+        self.tables = writers.len();
+        self.writers = Some(writers);
+        result
+    }
+
+    /// Applies `batches` after the running apply, and waits for both.
+    pub async fn apply_now(&mut self, batches: Vec<ChangeBatch>) -> Result<Applied> {
+        let mut done = self.finished().await?;
+        if !batches.is_empty() {
+            self.start(batches);
+            let more = self.finished().await?;
+            done.next_offsets.extend(more.next_offsets);
+            done.events += more.events;
+            done.commits += more.commits;
+        }
+        Ok(done)
+    }
+
+    /// Gives up the running apply (on a stop that cannot wait). Safe at
+    /// any point: a commit is one catalog swap, which either happened,
+    /// with the batch's offsets in the table, or did not.
+    pub fn abandon(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.abort();
+        }
+    }
+}
+
+async fn apply_all(
+    lake: &Lake,
+    writers: &mut Writers,
+    batches: &[ChangeBatch],
+    metrics: &Metrics,
+) -> Result<Applied> {
+    let mut done = Applied::default();
+    for batch in batches {
+        let started = Instant::now();
+        let (stats, table) = apply_with_retry(lake, writers, batch, metrics).await?;
+        record_batch(metrics, &table, batch, started.elapsed());
+        tracing::info!(
+            topic = %batch.topic,
+            %table,
+            events = batch.num_rows(),
+            written = stats.rows_written,
+            deleted = stats.rows_deleted,
+            truncated = stats.truncated,
+            skipped = stats.already_applied,
+            ms = started.elapsed().as_millis() as u64,
+            "committed"
+        );
+        done.events += batch.num_rows() - stats.already_applied;
+        done.commits += 1;
+        for r in &batch.offsets {
+            done.next_offsets
+                .insert((batch.topic.clone(), r.partition), r.last + 1);
+        }
+    }
+    Ok(done)
+}
+
+/// Applies one batch, waiting out outages of the catalog or the object
+/// store: the writer is dropped (its index may be ahead of the table) and
+/// the batch applied again by a fresh one after a backoff, which is safe
+/// because the table's stored offsets skip whatever did commit. Errors
+/// that no retry can fix (a schema floe cannot apply, a table without a
+/// key) stop floe with the batch's position.
+async fn apply_with_retry(
+    lake: &Lake,
+    writers: &mut Writers,
+    batch: &ChangeBatch,
+    metrics: &Metrics,
+) -> Result<(ApplyStats, String)> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let result = match writers.entry(batch.topic.clone()) {
+            Entry::Occupied(mut w) => w.get_mut().apply(batch).await,
+            Entry::Vacant(slot) => match lake.writer(batch).await {
+                Ok(w) => {
+                    tracing::info!(topic = %batch.topic, table = %w.table().identifier(), live_rows = w.live_rows(), "table opened");
+                    slot.insert(w).apply(batch).await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(stats) => {
+                let table = writers
+                    .get(&batch.topic)
+                    .map(|w| w.table().identifier().to_string())
+                    .unwrap_or_default();
+                return Ok((stats, table));
+            }
+            Err(e) if is_permanent(&e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot apply {} ({} events at offsets {:?})",
+                        batch.topic,
+                        batch.num_rows(),
+                        batch.offsets
+                    )
+                });
+            }
+            Err(e) => {
+                metrics.error("apply_retry");
+                tracing::warn!(topic = %batch.topic, retry_in_ms = backoff.as_millis() as u64, "cannot apply yet: {e}");
+                writers.remove(&batch.topic);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Counts a committed batch's events by operation, its commit time and the
+/// source time of its newest event.
+fn record_batch(metrics: &Metrics, table: &str, batch: &ChangeBatch, took: Duration) {
+    let mut by_op: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for i in 0..batch.num_rows() {
+        let op = match batch.op(i) {
+            Some(ingest::Op::Create) => "c",
+            Some(ingest::Op::Update) => "u",
+            Some(ingest::Op::Delete) => "d",
+            Some(ingest::Op::Read) => "r",
+            Some(ingest::Op::Truncate) => "t",
+            _ => "other",
+        };
+        *by_op.entry(op).or_default() += 1;
+    }
+    for (op, n) in by_op {
+        metrics.applied(table, op, n);
+    }
+    let newest = batch
+        .records
+        .column_by_name(ingest::columns::SOURCE_TS)
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                .and_then(arrow::compute::max)
+        });
+    metrics.committed(took, newest);
+}
+
+/// Errors in the data or the configuration, which waiting cannot fix.
+fn is_permanent(e: &LakehouseError) -> bool {
+    matches!(
+        e,
+        LakehouseError::SchemaMismatch { .. }
+            | LakehouseError::Schema { .. }
+            | LakehouseError::NoPrimaryKey { .. }
+            | LakehouseError::PartitionSpec { .. }
+            | LakehouseError::CatalogPathNeeded
+            | LakehouseError::Arrow { .. }
+    )
+}
