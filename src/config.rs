@@ -261,6 +261,17 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_compose_config_is_valid() {
+        let c = FloeConfig::parse(include_str!("../docker/floe.toml"), std::iter::empty()).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "kafka:9092");
+        assert!(matches!(
+            c.lake.catalog,
+            lakehouse::CatalogConfig::Sql { .. }
+        ));
+        assert_eq!(c.ingest.on_error, OnError::DeadLetter);
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let typo = MINIMAL.replace("[registry]", "[registry]\nulr = 'x'");
         let err = FloeConfig::parse(&typo, std::iter::empty()).unwrap_err();

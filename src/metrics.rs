@@ -226,3 +226,36 @@ pub async fn serve(listen: &str, metrics: Arc<Metrics>) -> Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_replaced_per_report_and_rendered_per_partition() {
+        let m = Metrics::default();
+        m.lag([
+            (("taxi.public.trips".to_string(), 0), 42),
+            (("taxi.public.vendors".to_string(), 0), 0),
+        ]);
+        let text = m.render();
+        assert!(
+            text.contains("floe_consumer_lag{topic=\"taxi.public.trips\",partition=\"0\"} 42\n"),
+            "{text}"
+        );
+        // a partition no longer assigned disappears with the next report
+        m.lag([(("taxi.public.trips".to_string(), 0), 7)]);
+        let text = m.render();
+        assert!(
+            text.contains("floe_consumer_lag{topic=\"taxi.public.trips\",partition=\"0\"} 7\n"),
+            "{text}"
+        );
+        assert!(!text.contains("taxi.public.vendors"), "{text}");
+        m.buffer(1234, true);
+        let text = m.render();
+        assert!(
+            text.contains("floe_buffered_bytes 1234\n") && text.contains("floe_paused 1\n"),
+            "{text}"
+        );
+    }
+}

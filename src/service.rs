@@ -489,3 +489,43 @@ fn committed(
         tracing::warn!("cannot commit the consumer group's offsets: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_is_due_by_age_rows_or_bytes() {
+        let settings = IngestConfig {
+            commit_interval_ms: 1000,
+            max_rows: 10,
+            max_bytes: 1000,
+            ..IngestConfig::default()
+        };
+        let now = Instant::now();
+        let fresh = Buffered {
+            messages: 9,
+            bytes: 999,
+            since: now,
+        };
+        assert!(!due(&settings, &fresh, now));
+        assert!(due(
+            &settings,
+            &Buffered {
+                messages: 10,
+                ..fresh
+            },
+            now
+        ));
+        assert!(due(
+            &settings,
+            &Buffered {
+                bytes: 1000,
+                ..fresh
+            },
+            now
+        ));
+        assert!(due(&settings, &fresh, now + Duration::from_millis(1000)));
+        assert!(!due(&settings, &fresh, now + Duration::from_millis(999)));
+    }
+}
