@@ -27,6 +27,17 @@ pub struct Applied {
     /// Events newly applied (not counting ones an earlier run had applied).
     pub events: usize,
     pub commits: usize,
+    /// Batches that cannot be applied, when rejects are allowed (`on_error
+    /// = "dead_letter"`); their offsets are not in `next_offsets`.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A batch no retry can apply: its messages, by position, and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub topic: String,
+    pub offsets: Vec<ingest::OffsetRange>,
+    pub error: String,
 }
 
 type Writers = HashMap<String, TableWriter>;
@@ -39,16 +50,22 @@ pub struct Applier {
     writers: Option<Writers>,
     running: Option<JoinHandle<(Writers, Result<Applied>)>>,
     tables: usize,
+    /// Report batches that cannot be applied instead of failing.
+    reject: bool,
 }
 
 impl Applier {
-    pub fn new(lake: Arc<Lake>, metrics: Arc<Metrics>) -> Self {
+    /// With `reject`, a batch that cannot be applied is reported in
+    /// [`Applied::rejected`] and the others go on; without, it fails the
+    /// apply.
+    pub fn new(lake: Arc<Lake>, metrics: Arc<Metrics>, reject: bool) -> Self {
         Self {
             lake,
             metrics,
             writers: Some(HashMap::new()),
             running: None,
             tables: 0,
+            reject,
         }
     }
 
@@ -69,8 +86,9 @@ impl Applier {
         let mut writers = self.writers.take().unwrap_or_default();
         let lake = self.lake.clone();
         let metrics = self.metrics.clone();
+        let reject = self.reject;
         self.running = Some(tokio::spawn(async move {
-            let result = apply_all(&lake, &mut writers, &batches, &metrics).await;
+            let result = apply_all(&lake, &mut writers, &batches, &metrics, reject).await;
             (writers, result)
         }));
     }
@@ -99,6 +117,7 @@ impl Applier {
             done.next_offsets.extend(more.next_offsets);
             done.events += more.events;
             done.commits += more.commits;
+            done.rejected.extend(more.rejected);
         }
         Ok(done)
     }
@@ -118,11 +137,38 @@ async fn apply_all(
     writers: &mut Writers,
     batches: &[ChangeBatch],
     metrics: &Metrics,
+    reject: bool,
 ) -> Result<Applied> {
     let mut done = Applied::default();
     for batch in batches {
         let started = Instant::now();
-        let (stats, table) = apply_with_retry(lake, writers, batch, metrics).await?;
+        // a table's later changes never pass one it could not take: were
+        // they committed, their offsets would skip the rejected messages
+        if let Some(earlier) = done.rejected.iter().find(|r| r.topic == batch.topic) {
+            let error = format!("follows a rejected batch of the topic: {}", earlier.error);
+            done.rejected.push(Rejected {
+                topic: batch.topic.clone(),
+                offsets: batch.offsets.clone(),
+                error,
+            });
+            continue;
+        }
+        let (stats, table) = match apply_with_retry(lake, writers, batch, metrics).await {
+            Ok(applied) => applied,
+            Err(e) if reject => {
+                // the writer may hold state the table never got
+                writers.remove(&batch.topic);
+                metrics.error("apply");
+                tracing::error!(topic = %batch.topic, offsets = ?batch.offsets, "cannot apply a batch; its messages go to the dead-letter table: {e:#}");
+                done.rejected.push(Rejected {
+                    topic: batch.topic.clone(),
+                    offsets: batch.offsets.clone(),
+                    error: format!("{e:#}"),
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         record_batch(metrics, &table, batch, started.elapsed());
         tracing::info!(
             topic = %batch.topic,

@@ -42,9 +42,10 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::applier::{Applied, Applier};
+use crate::applier::{Applied, Applier, Rejected};
 use crate::config::{FloeConfig, IngestConfig, OnError};
 use crate::metrics::{self, Metrics};
+use crate::refetch::refetch;
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
@@ -264,8 +265,9 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
         },
     )?;
     let mut decoder = ChangeDecoder::new(registry(&config)?);
-    let mut applier = Applier::new(lake.clone(), metrics.clone());
-    let mut dead_letters = match config.ingest.on_error {
+    let reject = config.ingest.on_error == OnError::DeadLetter;
+    let mut applier = Applier::new(lake.clone(), metrics.clone(), reject);
+    let dead_letters = match config.ingest.on_error {
         OnError::Fail => None,
         OnError::DeadLetter => {
             let (ns, name) = config
@@ -278,7 +280,14 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
         }
     };
     let settings = &config.ingest;
-    let mut totals = Totals::default();
+    let mut ledger = Ledger {
+        config: &config,
+        consumer: &consumer,
+        resume: resume.clone(),
+        dead_letters,
+        metrics: metrics.clone(),
+        totals: Totals::default(),
+    };
     let mut paused = false;
     let mut was_assigned = false;
     let mut last_message = Instant::now();
@@ -338,16 +347,16 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                     continue;
                 };
                 metrics.error("decode");
-                let Some(dead_letters) = dead_letters.as_mut() else {
+                if ledger.dead_letters.is_none() {
                     return Err(anyhow::Error::new(e).context(
                         "cannot decode a message (nothing after it is committed; fix the cause \
                          and restart, or set [ingest] on_error = \"dead_letter\")",
                     ));
-                };
+                }
                 // what came before it is committed first, so the letter's
                 // offset never runs ahead of unapplied events
                 let applied = applier.apply_now(decoder.flush()).await?;
-                committed(&consumer, &resume, &mut totals, applied);
+                ledger.settle(applied).await?;
                 let letter = DeadLetter {
                     topic: message.topic().to_string(),
                     partition: message.partition(),
@@ -358,17 +367,10 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                     recorded_at_us: now_us(),
                 };
                 tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, "undecodable message sent to the dead-letter table: {e}");
-                dead_letters.record(&[letter]).await.context("cannot write the dead-letter table")?;
-                totals.dead_letters += 1;
-                metrics.error("dead_letter");
-                let next = Applied {
-                    next_offsets: [((message.topic().to_string(), message.partition()), message.offset() + 1)].into(),
-                    ..Applied::default()
-                };
-                committed(&consumer, &resume, &mut totals, next);
+                ledger.dead_letter(vec![letter]).await?;
             }
             applied = applier.finished(), if applier.busy() => {
-                committed(&consumer, &resume, &mut totals, applied?);
+                ledger.settle(applied?).await?;
             }
             _ = tick => {
                 metrics.heartbeat();
@@ -389,9 +391,9 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     // outage could make it wait for ever (what is given up is read again)
     let drain = async {
         let applied = applier.finished().await?;
-        committed(&consumer, &resume, &mut totals, applied);
+        ledger.settle(applied).await?;
         let applied = applier.apply_now(decoder.flush()).await?;
-        committed(&consumer, &resume, &mut totals, applied);
+        ledger.settle(applied).await?;
         anyhow::Ok(())
     };
     match stop {
@@ -414,6 +416,7 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     }
     // leave the group now, so a restarted floe is assigned at once
     consumer.unsubscribe();
+    let totals = &ledger.totals;
     eprintln!(
         "floe ingest: {} events applied in {} commits to {} tables; {} dead letters",
         totals.events,
@@ -460,33 +463,122 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// After an apply: a partition reassigned later resumes after what it
-/// committed, and the consumer group's offsets follow (for lag tools).
-fn committed(
-    consumer: &StreamConsumer<ResumeContext>,
-    resume: &ResumeOffsets,
-    totals: &mut Totals,
-    applied: Applied,
-) {
-    totals.events += applied.events;
-    totals.commits += applied.commits;
-    if applied.next_offsets.is_empty() {
-        return;
-    }
-    if let Ok(mut resume) = resume.lock() {
-        resume.extend(applied.next_offsets.clone());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), next) in &applied.next_offsets {
-        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
-            tracing::warn!("offset list: {e}");
+/// Where finished work is accounted for: rejected batches and undecodable
+/// messages go to the dead-letter table; then a partition reassigned later
+/// resumes after what was settled, and the consumer group's offsets follow
+/// (for lag tools).
+struct Ledger<'a> {
+    config: &'a FloeConfig,
+    consumer: &'a StreamConsumer<ResumeContext>,
+    resume: ResumeOffsets,
+    dead_letters: Option<DeadLetterTable>,
+    metrics: Arc<Metrics>,
+    totals: Totals,
+}
+
+impl Ledger<'_> {
+    async fn settle(&mut self, mut applied: Applied) -> Result<()> {
+        for rejected in std::mem::take(&mut applied.rejected) {
+            let letters = self.letters_for(&rejected).await?;
+            self.record(&letters).await?;
+            for r in &rejected.offsets {
+                let next = applied
+                    .next_offsets
+                    .entry((rejected.topic.clone(), r.partition))
+                    .or_insert(r.last + 1);
+                *next = (*next).max(r.last + 1);
+            }
         }
+        self.committed(applied);
+        Ok(())
     }
-    // group offsets are for lag tools only (tables are the source of
-    // truth), so a failure to commit them is logged, not fatal
-    let result: KafkaResult<()> = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async);
-    if let Err(e) = result {
-        tracing::warn!("cannot commit the consumer group's offsets: {e}");
+
+    /// Records `letters` and moves past them.
+    async fn dead_letter(&mut self, letters: Vec<DeadLetter>) -> Result<()> {
+        self.record(&letters).await?;
+        let mut passed = Applied::default();
+        for l in &letters {
+            let next = passed
+                .next_offsets
+                .entry((l.topic.clone(), l.partition))
+                .or_insert(l.offset + 1);
+            *next = (*next).max(l.offset + 1);
+        }
+        self.committed(passed);
+        Ok(())
+    }
+
+    async fn record(&mut self, letters: &[DeadLetter]) -> Result<()> {
+        let table = self
+            .dead_letters
+            .as_mut()
+            .context("a dead letter without a dead-letter table")?;
+        table
+            .record(letters)
+            .await
+            .context("cannot write the dead-letter table")?;
+        self.totals.dead_letters += letters.len();
+        for _ in letters {
+            self.metrics.error("dead_letter");
+        }
+        Ok(())
+    }
+
+    /// The raw messages of a rejected batch, read back from Kafka; an
+    /// offset the broker no longer has still gets its letter, without bytes.
+    async fn letters_for(&self, rejected: &Rejected) -> Result<Vec<DeadLetter>> {
+        let config = self.config.clone();
+        let (topic, ranges) = (rejected.topic.clone(), rejected.offsets.clone());
+        let copies = tokio::task::spawn_blocking(move || refetch(&config, &topic, &ranges))
+            .await
+            .context("the read-back task failed")??;
+        let mut letters = Vec::new();
+        for r in &rejected.offsets {
+            for offset in r.first..=r.last {
+                let copy = copies
+                    .iter()
+                    .find(|c| c.partition == r.partition && c.offset == offset);
+                let error = match copy {
+                    Some(_) => rejected.error.clone(),
+                    None => format!("{} (raw bytes no longer in Kafka)", rejected.error),
+                };
+                letters.push(DeadLetter {
+                    topic: rejected.topic.clone(),
+                    partition: r.partition,
+                    offset,
+                    key: copy.and_then(|c| c.key.clone()),
+                    value: copy.and_then(|c| c.value.clone()),
+                    error,
+                    recorded_at_us: now_us(),
+                });
+            }
+        }
+        Ok(letters)
+    }
+
+    fn committed(&mut self, applied: Applied) {
+        self.totals.events += applied.events;
+        self.totals.commits += applied.commits;
+        if applied.next_offsets.is_empty() {
+            return;
+        }
+        if let Ok(mut resume) = self.resume.lock() {
+            resume.extend(applied.next_offsets.clone());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &applied.next_offsets {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+                tracing::warn!("offset list: {e}");
+            }
+        }
+        // group offsets are for lag tools only (tables are the source of
+        // truth), so a failure to commit them is logged, not fatal
+        let result: KafkaResult<()> = self
+            .consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Async);
+        if let Err(e) = result {
+            tracing::warn!("cannot commit the consumer group's offsets: {e}");
+        }
     }
 }
 
