@@ -166,15 +166,7 @@ impl FloeConfig {
 
     /// Parses `text` with overrides from `env` (name, value) pairs.
     pub fn parse(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Self> {
-        let mut doc: toml::Table = toml::from_str(text)?;
-        for (name, value) in env {
-            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
-            set(&mut doc, &keys, parse_value(&value))
-                .with_context(|| format!("environment override {name}"))?;
-        }
+        let doc = document(text, env)?;
         let config: FloeConfig = toml::Value::Table(doc).try_into()?;
         if config.kafka.topics.is_empty() && config.kafka.topic_regex.is_none() {
             bail!("[kafka] needs `topics` or `topic_regex`");
@@ -190,6 +182,34 @@ impl FloeConfig {
         }
         Ok(config)
     }
+}
+
+/// The file's TOML with `FLOE__...` overrides from `env` applied.
+fn document(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<toml::Table> {
+    let mut doc: toml::Table = toml::from_str(text)?;
+    for (name, value) in env {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        set(&mut doc, &keys, parse_value(&value))
+            .with_context(|| format!("environment override {name}"))?;
+    }
+    Ok(doc)
+}
+
+/// Only the `[lake]` section of a floe configuration file (with its
+/// environment overrides), for commands that read the lake and nothing else.
+pub fn load_lake(path: &Path) -> Result<LakeConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    let mut doc = document(&text, std::env::vars())
+        .with_context(|| format!("config file {}", path.display()))?;
+    let lake = doc
+        .remove("lake")
+        .with_context(|| format!("config file {}: no [lake] section", path.display()))?;
+    lake.try_into()
+        .with_context(|| format!("config file {}: [lake]", path.display()))
 }
 
 fn parse_value(text: &str) -> toml::Value {

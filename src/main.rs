@@ -4,7 +4,9 @@ mod applier;
 mod config;
 mod decode;
 mod metrics;
+mod refetch;
 mod service;
+mod sql;
 
 use std::process::ExitCode;
 
@@ -46,6 +48,9 @@ Examples:
   floe decode --recording DIR --rows 5 decode your own recording and show rows
   floe ingest --config floe.toml --check   reach Kafka, the registry, the catalog and storage
   floe ingest --config floe.toml       consume Debezium topics into Iceberg tables until stopped
+  floe sql --config floe.toml          the SQL shell over the lake (\\? inside for help)
+  floe sql -e 'SELECT count(*) FROM taxi_cdc.trips'
+  floe sql -e \"SELECT count(*) FROM as_of('taxi_cdc.trips', '2026-11-21 10:00:00')\"
 
 A recording is what scripts/record-fixtures.sh writes: recording.jsonl (one
 Kafka record per line) and schemas.json (the registry's schemas). See
@@ -73,11 +78,23 @@ enum Command {
     /// Reads the configuration from a TOML file (`--config`, default
     /// floe.toml; every key can be overridden by FLOE__SECTION__KEY
     /// environment variables). Each source table's changes are committed
-    /// to its Iceberg table every `commit_interval_ms` (or `max_rows`),
-    /// one snapshot carrying the Kafka offsets it covers; on start every
-    /// partition resumes after the offsets its table holds. SIGINT or
-    /// SIGTERM commit what is buffered and stop.
+    /// to its Iceberg table once
+    /// the oldest is `commit_interval_ms` old (or at `max_rows` /
+    /// `max_bytes`), one snapshot carrying the Kafka offsets it covers; on
+    /// start every partition resumes after the offsets its table holds.
+    /// SIGINT or SIGTERM commit what is buffered and stop.
     Ingest(service::IngestArgs),
+    /// Query the lake in SQL: an interactive shell, or `-e` / `-f`.
+    ///
+    /// DataFusion over the Iceberg catalog of the config's [lake]: every
+    /// namespace is a schema (`SELECT * FROM taxi_cdc.trips`), each query
+    /// reads the tables' current snapshots, and `as_of('ns.table', <snapshot
+    /// id> | '<time>')` reads a table as it was (times are UTC, RFC 3339 or
+    /// `YYYY-MM-DD HH:MM:SS`). Meta commands: \dt, \d TABLE,
+    /// \snapshots TABLE, \format table|csv|json, \timing, \q. Read-only:
+    /// statements that would write are refused. Ctrl-C cancels the running
+    /// statement; Ctrl-D quits.
+    Sql(sql::SqlArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +110,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => decode::run(args),
         Command::Ingest(args) => service::run(args),
+        Command::Sql(args) => sql::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

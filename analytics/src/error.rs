@@ -9,4 +9,10 @@ pub enum AnalyticsError {
     Iceberg(#[from] iceberg::Error),
     #[error(transparent)]
     Query(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
 }

@@ -1,15 +1,22 @@
 //! # floe analytics
 //!
 //! Queries over the lake: the DataFusion session with the Iceberg catalog
-//! registered ([`LakeSession`]); the `floe sql` shell and the scheduled
-//! batch jobs that build analytics and ML feature tables back into Iceberg
-//! grow here.
+//! registered ([`LakeSession`], with time travel through `as_of`), and the
+//! `floe sql` shell ([`shell`]). The scheduled batch jobs that build
+//! analytics and ML feature tables back into Iceberg grow here.
 //!
-//! Writing to tables goes through `lakehouse`'s commit path; this crate
-//! never writes Iceberg metadata itself.
+//! Not here: Kafka and decoding (`ingest`), and writing Iceberg metadata:
+//! anything this crate writes goes through `lakehouse`'s commit path.
 
 pub mod error;
+pub mod format;
+pub mod meta;
 pub mod session;
+pub mod shell;
+pub mod statements;
+pub mod time_travel;
 
 pub use error::AnalyticsError;
+pub use format::OutputFormat;
 pub use session::{LakeSession, LAKE_CATALOG};
+pub use shell::Shell;

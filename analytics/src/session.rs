@@ -34,6 +34,10 @@ impl LakeSession {
                 .with_default_catalog_and_schema(LAKE_CATALOG, "public")
                 .with_information_schema(true),
         );
+        ctx.register_udtf(
+            "as_of",
+            Arc::new(crate::time_travel::AsOf::new(lake.catalog.clone())),
+        );
         let session = Self { lake, ctx };
         session.refresh().await?;
         Ok(session)

@@ -2,4 +2,5 @@
 
 mod decode_cli;
 mod ingest;
+mod sql;
 mod stack;

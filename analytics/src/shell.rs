@@ -1,0 +1,213 @@
+//! `floe sql`: a read-only SQL shell over the lake.
+//!
+//! Statements are SQL (DataFusion's dialect) ending in `;`, or meta
+//! commands on a line of their own:
+//!
+//! | command | does |
+//! |---|---|
+//! | `\dt` | list tables |
+//! | `\d namespace.table` | columns, key and partition spec |
+//! | `\snapshots namespace.table` | the table's snapshots (for `as_of`) |
+//! | `\format table\|csv\|json` | how results are printed |
+//! | `\timing` | print each statement's rows and time (on by default) |
+//! | `\?` | this list |
+//! | `\q` | quit (also Ctrl-D) |
+//!
+//! Interactively, Ctrl-C cancels the running statement (or the one being
+//! typed) and the shell goes on. Statements that would write (INSERT,
+//! CREATE, ...) are refused: the lake is written by `floe ingest` and the
+//! jobs only.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use datafusion::execution::context::SQLOptions;
+use rustyline::error::ReadlineError;
+
+use crate::error::AnalyticsError;
+use crate::format::{write_batches, OutputFormat};
+use crate::meta;
+use crate::session::LakeSession;
+use crate::statements::{split_script, StatementSplitter};
+
+pub const HELP: &str = "\
+  \\dt                          list tables
+  \\d namespace.table           columns, key and partition spec
+  \\snapshots namespace.table   snapshots (ids for as_of)
+  \\format table|csv|json       result format
+  \\timing                      toggle rows-and-time lines
+  \\q                           quit (or Ctrl-D)
+  SELECT ... FROM as_of('ns.table', <snapshot id> | '<time, UTC>')   time travel";
+
+/// What the shell does after a statement.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    Quit,
+}
+
+pub struct Shell {
+    session: LakeSession,
+    pub format: OutputFormat,
+    pub timing: bool,
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+}
+
+impl Shell {
+    pub fn new(session: LakeSession, format: OutputFormat) -> Self {
+        Self {
+            session,
+            format,
+            timing: true,
+        }
+    }
+
+    /// Runs one statement (SQL or a meta command), printing its result to
+    /// `out` and, with timing on, a summary line to stderr.
+    pub async fn execute(
+        &mut self,
+        statement: &str,
+        out: &mut dyn Write,
+    ) -> Result<Next, AnalyticsError> {
+        let started = Instant::now();
+        let statement = statement.trim();
+        if let Some(command) = statement.strip_prefix('\\') {
+            return self.meta(command, out).await;
+        }
+        // new tables and columns become visible at every statement
+        self.session.refresh().await?;
+        let frame = self
+            .session
+            .ctx
+            .sql_with_options(statement, read_only())
+            .await
+            .map_err(|e| match e {
+                datafusion::error::DataFusionError::Plan(m) if m.contains("not supported") => {
+                    AnalyticsError::Usage(format!("{m} (the shell is read-only)"))
+                }
+                other => other.into(),
+            })?;
+        let batches = frame.collect().await?;
+        write_batches(out, &batches, self.format)?;
+        if self.timing {
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            eprintln!(
+                "({rows} row{}, {:.3} s)",
+                if rows == 1 { "" } else { "s" },
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn meta(&mut self, command: &str, out: &mut dyn Write) -> Result<Next, AnalyticsError> {
+        let (name, arg) = command
+            .split_once(char::is_whitespace)
+            .map(|(n, a)| (n, a.trim()))
+            .unwrap_or((command, ""));
+        let catalog = self.session.lake.catalog.as_ref();
+        match name {
+            "q" | "quit" => return Ok(Next::Quit),
+            "?" | "h" | "help" => writeln!(out, "{HELP}")?,
+            "dt" => write_batches(out, &[meta::list_tables(catalog).await?], self.format)?,
+            "d" => {
+                let ident = meta::parse_table(arg)?;
+                for batch in meta::describe(catalog, &ident).await? {
+                    write_batches(out, &[batch], self.format)?;
+                }
+            }
+            "snapshots" => {
+                let ident = meta::parse_table(arg)?;
+                write_batches(out, &[meta::snapshots(catalog, &ident).await?], self.format)?;
+            }
+            "format" => {
+                self.format = arg.parse().map_err(AnalyticsError::Usage)?;
+            }
+            "timing" => {
+                self.timing = !self.timing;
+                eprintln!("timing {}", if self.timing { "on" } else { "off" });
+            }
+            other => {
+                return Err(AnalyticsError::Usage(format!(
+                    "unknown command \\{other} (\\? lists them)"
+                )))
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Runs every statement of a script, stopping at the first error.
+    pub async fn run_script(
+        &mut self,
+        text: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), AnalyticsError> {
+        for statement in split_script(text) {
+            if self.execute(&statement, out).await? == Next::Quit {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The interactive loop: line editing, history in `history`, multi-line
+    /// statements; errors are printed and the shell goes on.
+    pub async fn interactive(&mut self, history: Option<PathBuf>) -> Result<(), AnalyticsError> {
+        let mut editor = rustyline::DefaultEditor::new()
+            .map_err(|e| AnalyticsError::Usage(format!("cannot open the terminal: {e}")))?;
+        if let Some(h) = &history {
+            // a missing history file is simply a first session
+            let _ = editor.load_history(h);
+        }
+        eprintln!("floe sql: statements end with ';', \\? for help, \\q or Ctrl-D to quit");
+        let mut splitter = StatementSplitter::default();
+        loop {
+            let prompt = if splitter.pending() {
+                "   ...> "
+            } else {
+                "floe> "
+            };
+            // rustyline blocks; the runtime is multi-threaded
+            let line = tokio::task::block_in_place(|| editor.readline(prompt));
+            let line = match line {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted) => {
+                    splitter = StatementSplitter::default();
+                    continue;
+                }
+                Err(ReadlineError::Eof) => break,
+                Err(e) => return Err(AnalyticsError::Usage(format!("terminal: {e}"))),
+            };
+            let statements = splitter.push_line(&line);
+            if !statements.is_empty() || !splitter.pending() {
+                let entry = line.trim();
+                if !entry.is_empty() {
+                    let _ = editor.add_history_entry(entry);
+                    if let Some(h) = &history {
+                        let _ = editor.save_history(h);
+                    }
+                }
+            }
+            for statement in statements {
+                let mut out = std::io::stdout().lock();
+                let run = self.execute(&statement, &mut out);
+                let result = tokio::select! {
+                    r = run => r,
+                    _ = tokio::signal::ctrl_c() => Err(AnalyticsError::Usage("cancelled".into())),
+                };
+                match result {
+                    Ok(Next::Quit) => return Ok(()),
+                    Ok(Next::Continue) => {}
+                    Err(e) => eprintln!("error: {e}"),
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,323 @@
+//! `floe sql` over a lake built from the recorded Debezium history: `-e`,
+//! `-f`, piped statements, every output format, the meta commands, time
+//! travel by snapshot id and by time, the read-only guard, and the
+//! interactive shell driven through a pseudo-terminal (multi-line input,
+//! Ctrl-C cancelling a running query, the history file).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use ingest::{ChangeDecoder, Recording};
+use lakehouse::apply::TableWriter;
+use lakehouse::{Lake, LakeConfig};
+
+use crate::stack::{repo, text};
+
+fn floe_sql(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["sql", "--config", &config.display().to_string()])
+        .args(args)
+        .output()
+        .expect("floe runs")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(o.status.success(), "floe sql failed: {}", text(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The recording's taxi tables, decoded; the trips batches split in two
+/// (before and after the second half of the stream) so a snapshot in the
+/// middle exists.
+async fn recorded_batches() -> Vec<ingest::ChangeBatch> {
+    let recording = Recording::load(&repo().join("tests/fixtures/debezium")).unwrap();
+    let mut decoder = ChangeDecoder::new(recording.schemas.clone());
+    let mut batches = Vec::new();
+    for m in &recording.messages {
+        if [
+            "taxi.public.trips",
+            "taxi.public.vendors",
+            "taxi.public.payment_types",
+        ]
+        .contains(&m.topic.as_str())
+        {
+            decoder.push(&m.as_raw()).await.unwrap();
+            // one batch per message: every change is its own snapshot
+            batches.extend(decoder.flush());
+        }
+    }
+    batches
+}
+
+async fn build_lake(dir: &Path) -> (Lake, Vec<ingest::ChangeBatch>) {
+    let config: LakeConfig = toml::from_str(&format!(
+        "warehouse = \"{}\"\n[tables]\n\"public.trips\" = {{ partition = [\"day(pickup_datetime)\"] }}",
+        dir.join("lake").display()
+    ))
+    .unwrap();
+    (Lake::open(&config).await.unwrap(), recorded_batches().await)
+}
+
+async fn apply(lake: &Lake, writers: &mut Vec<(String, TableWriter)>, batch: &ingest::ChangeBatch) {
+    if let Some((_, w)) = writers.iter_mut().find(|(t, _)| *t == batch.topic) {
+        w.apply(batch).await.unwrap();
+        return;
+    }
+    let mut w = lake.writer(batch).await.unwrap();
+    w.apply(batch).await.unwrap();
+    writers.push((batch.topic.clone(), w));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floe_sql_reads_the_lake_now_and_as_it_was() {
+    let dir = std::env::temp_dir().join(format!("floe-e2e-sql-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("floe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# only [lake] is read by floe sql\n[lake]\nwarehouse = \"{}\"\n",
+            dir.join("lake").display()
+        ),
+    )
+    .unwrap();
+    let (lake, batches) = build_lake(&dir).await;
+    let half = batches.len() / 2;
+    let mut writers = Vec::new();
+    for b in &batches[..half] {
+        apply(&lake, &mut writers, b).await;
+    }
+    let state = "SELECT trip_id, fare_amount, pickup_datetime FROM {t} ORDER BY trip_id";
+    let now_sql = state.replace("{t}", "taxi_cdc.trips");
+    let then = stdout(&floe_sql(&config, &["--format", "csv", "-e", &now_sql]));
+    let trips = lake
+        .catalog
+        .load_table(&iceberg::TableIdent::from_strs(["taxi_cdc", "trips"]).unwrap())
+        .await
+        .unwrap();
+    let mid_snapshot = trips.metadata().current_snapshot_id().unwrap();
+    // the next commit lands at a later millisecond than this time
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mid_time = trips.metadata().current_snapshot().unwrap().timestamp_ms() + 500;
+    for b in &batches[half..] {
+        apply(&lake, &mut writers, b).await;
+    }
+    let now = stdout(&floe_sql(&config, &["--format", "csv", "-e", &now_sql]));
+    assert_ne!(then, now, "the second half changed trips");
+
+    // time travel, by snapshot id and by time, gives the earlier answer
+    let by_id = state.replace("{t}", &format!("as_of('taxi_cdc.trips', {mid_snapshot})"));
+    assert_eq!(
+        stdout(&floe_sql(&config, &["--format", "csv", "-e", &by_id])),
+        then
+    );
+    let when = datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(mid_time)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string();
+    let by_time = state.replace("{t}", &format!("as_of('taxi_cdc.trips', '{when}')"));
+    assert_eq!(
+        stdout(&floe_sql(&config, &["--format", "csv", "-e", &by_time])),
+        then
+    );
+    let too_early = floe_sql(
+        &config,
+        &[
+            "-e",
+            "SELECT * FROM as_of('taxi_cdc.trips', '2001-01-01 00:00:00')",
+        ],
+    );
+    assert!(!too_early.status.success());
+    assert!(
+        text(&too_early).contains("no snapshot yet at that time"),
+        "{}",
+        text(&too_early)
+    );
+
+    // the final vendors, as the fixture's SQL left them (vendor 2 became 3)
+    let vendors = "SELECT vendor_id, name FROM taxi_cdc.vendors ORDER BY vendor_id";
+    assert_eq!(
+        stdout(&floe_sql(&config, &["--format", "csv", "-e", vendors])),
+        "vendor_id,name\n1,Creative Mobile Technologies\n3,VeriFone Inc.\n"
+    );
+    assert_eq!(
+        stdout(&floe_sql(&config, &["--format", "json", "-e", vendors])),
+        "{\"vendor_id\":1,\"name\":\"Creative Mobile Technologies\"}\n{\"vendor_id\":3,\"name\":\"VeriFone Inc.\"}\n"
+    );
+    let table = floe_sql(&config, &["-e", vendors]);
+    assert!(
+        stdout(&table).contains("| 3         | VeriFone Inc.                |"),
+        "{}",
+        text(&table)
+    );
+    assert!(
+        text(&table).contains("(2 rows, "),
+        "timing line: {}",
+        text(&table)
+    );
+
+    // meta commands
+    let listed = stdout(&floe_sql(&config, &["--format", "csv", "-e", "\\dt"]));
+    assert!(
+        listed.starts_with("schema,table,rows,snapshots,last_commit_utc\n"),
+        "{listed}"
+    );
+    for t in ["payment_types", "trips", "vendors"] {
+        assert!(listed.contains(&format!("taxi_cdc,{t},")), "{listed}");
+    }
+    let described = stdout(&floe_sql(
+        &config,
+        &["--format", "csv", "-e", "\\d taxi_cdc.trips"],
+    ));
+    assert!(
+        described.contains("trip_id,long,NOT NULL,key\n"),
+        "{described}"
+    );
+    assert!(
+        described.contains("pickup_datetime_day,day(pickup_datetime)\n"),
+        "{described}"
+    );
+    let snaps = stdout(&floe_sql(
+        &config,
+        &["--format", "csv", "-e", "\\snapshots taxi_cdc.trips"],
+    ));
+    assert!(snaps.contains(&format!("{mid_snapshot},")), "{snaps}");
+    assert_eq!(snaps.matches(",current").count(), 1, "{snaps}");
+
+    // a script file with comments, several statements, a meta command
+    let script = dir.join("report.sql");
+    std::fs::write(
+        &script,
+        "-- vendors first; then payment types\nSELECT count(*) AS vendors FROM taxi_cdc.vendors;\n\\format json\n\
+         SELECT count(*) AS payment_types\n  FROM taxi_cdc.payment_types;",
+    )
+    .unwrap();
+    let out = stdout(&floe_sql(
+        &config,
+        &["--quiet", "-f", &script.display().to_string()],
+    ));
+    assert!(out.contains("| 2       |"), "{out}");
+    // TRUNCATE then two rows (tests/fixtures/debezium/stream.sql)
+    assert!(out.ends_with("{\"payment_types\":2}\n"), "{out}");
+    // statements piped in
+    let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args([
+            "sql",
+            "--format",
+            "csv",
+            "--quiet",
+            "--config",
+            &config.display().to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"SELECT 40 + 2 AS answer;\n").unwrap();
+    }
+    let piped = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&piped), "answer\n42\n");
+
+    // read-only: nothing that would write is planned
+    for write in [
+        "INSERT INTO taxi_cdc.vendors VALUES (9, 'x')",
+        "CREATE TABLE taxi_cdc.x AS SELECT 1",
+        "DROP TABLE taxi_cdc.vendors",
+    ] {
+        let refused = floe_sql(&config, &["-e", write]);
+        assert!(!refused.status.success(), "{write}");
+        assert!(
+            text(&refused).contains("read-only"),
+            "{write}: {}",
+            text(&refused)
+        );
+    }
+    assert_eq!(
+        stdout(&floe_sql(
+            &config,
+            &[
+                "--format",
+                "csv",
+                "-e",
+                "SELECT count(*) AS n FROM taxi_cdc.vendors"
+            ]
+        )),
+        "n\n2\n"
+    );
+    let unknown = floe_sql(&config, &["-e", "SELECT * FROM taxi_cdc.nope"]);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown).contains("nope"), "{}", text(&unknown));
+
+    interactive_shell(&config, &dir);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Drives the interactive shell in a pseudo-terminal (Python's pty): a
+/// statement over two lines, Ctrl-C during a long query (cancelled, the
+/// shell goes on), then `\q`; the history file keeps the statements.
+fn interactive_shell(config: &Path, dir: &Path) {
+    let history = dir.join("history");
+    let driver = r#"
+import os, pty, sys, time, select
+floe, config, history = sys.argv[1:4]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(floe, [floe, "sql", "--config", config, "--history", history])
+out = b""
+def until(token, seconds=60):
+    global out
+    end = time.time() + seconds
+    while token.encode() not in out:
+        if time.time() > end:
+            sys.stdout.write(out.decode(errors="replace")); sys.exit("timed out waiting for %r" % token)
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                break
+    i = out.index(token.encode()) + len(token)
+    seen, out = out[:i], out[i:]
+    return seen.decode(errors="replace")
+until("floe> ")
+os.write(fd, b"SELECT vendor_id\r")
+until("...> ")
+os.write(fd, b"FROM taxi_cdc.vendors ORDER BY 1;\r")
+print(until("floe> "))
+os.write(fd, b"SELECT count(*) FROM range(1, 100000000000) a;\r")
+time.sleep(2)
+os.write(fd, b"\x03")
+print(until("floe> "))
+os.write(fd, b"SELECT 7 * 6 AS answer;\r")
+print(until("floe> "))
+os.write(fd, b"\\q\r")
+os.waitpid(pid, 0)
+"#;
+    let o = Command::new("python3")
+        .args(["-c", driver, env!("CARGO_BIN_EXE_floe")])
+        .arg(config)
+        .arg(&history)
+        .output()
+        .expect("python3 runs");
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("| 3         |"),
+        "the two-line statement ran: {out}"
+    );
+    assert!(
+        out.contains("cancelled"),
+        "Ctrl-C cancelled the query: {out}"
+    );
+    assert!(
+        out.contains("| 42     |"),
+        "the shell went on after Ctrl-C: {out}"
+    );
+    let kept = std::fs::read_to_string(&history).unwrap_or_default();
+    assert!(kept.contains("SELECT 7 * 6 AS answer;"), "history: {kept}");
+}
