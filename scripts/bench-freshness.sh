@@ -24,8 +24,9 @@ seconds="${FLOE_BENCH_SECONDS:-60}"
 rates="${FLOE_BENCH_RATES:-4000 8000 16000 32000}"
 
 log "building floe and the freshness driver (release)"
-cargo build --release --locked --bin floe >&2
-driver="$(cargo bench --bench freshness --no-run --locked --message-format=json 2>/dev/null |
+# one build: cargo builds the floe binary for the benchmark too
+# (target/release/floe), with the same dependency features
+driver="$(cargo bench --bench freshness --no-run --locked --message-format=json |
   python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
