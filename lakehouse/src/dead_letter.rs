@@ -5,7 +5,6 @@
 //! Each commit records the Kafka offsets of its letters in the snapshot
 //! summary like any floe table, so a restart resumes after them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{
@@ -15,12 +14,13 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
-use iceberg::{NamespaceIdent, TableCreation, TableIdent};
+use iceberg::TableIdent;
 
 use crate::apply::{applied_offsets, OFFSET_PROPERTY_PREFIX};
 use crate::catalog::Lake;
 use crate::commit::{commit_row_delta, RowDelta};
 use crate::error::LakehouseError;
+use crate::sink::load_or_create;
 use crate::write::{table_rows, write_rows};
 
 /// One message floe could not decode.
@@ -58,38 +58,8 @@ fn iceberg_error(
 impl DeadLetterTable {
     /// Opens `ident` (e.g. `floe.dead_letters`), creating it if needed.
     pub async fn open(lake: &Lake, ident: TableIdent) -> Result<Self, LakehouseError> {
-        let catalog = lake.catalog.as_ref();
-        let table = if catalog
-            .table_exists(&ident)
-            .await
-            .map_err(iceberg_error("check table", &ident))?
-        {
-            catalog
-                .load_table(&ident)
-                .await
-                .map_err(iceberg_error("load table", &ident))?
-        } else {
-            let namespace: &NamespaceIdent = ident.namespace();
-            if !catalog
-                .namespace_exists(namespace)
-                .await
-                .map_err(iceberg_error("check namespace", &ident))?
-            {
-                catalog
-                    .create_namespace(namespace, HashMap::new())
-                    .await
-                    .map_err(iceberg_error("create namespace", &ident))?;
-            }
-            let creation = TableCreation::builder()
-                .name(ident.name().to_string())
-                .schema(schema().map_err(iceberg_error("dead-letter schema", &ident))?)
-                .properties([("write.format.default".to_string(), "parquet".to_string())])
-                .build();
-            catalog
-                .create_table(namespace, creation)
-                .await
-                .map_err(iceberg_error("create table", &ident))?
-        };
+        let schema = schema().map_err(iceberg_error("dead-letter schema", &ident))?;
+        let table = load_or_create(lake.catalog.as_ref(), &ident, schema, &[]).await?;
         Ok(Self {
             lake: lake.clone(),
             table,

@@ -55,6 +55,7 @@ pub mod partition;
 pub mod pk_index;
 pub mod position_delete;
 pub mod schema;
+pub mod sink;
 pub mod table;
 pub mod write;
 
