@@ -149,14 +149,23 @@ async fn read(
     let ident = TableIdent::from_strs(["taxi_cdc", "trips"]).map_err(|e| e.to_string())?;
     let mut last_snapshot = None;
     loop {
-        let table = session
-            .lake
-            .catalog
-            .load_table(&ident)
-            .await
-            .map_err(|e| e.to_string())?;
+        if Instant::now() > deadline {
+            return Err("the lake did not catch up within 120 s of the last write".into());
+        }
+        // the table appears with floe's first commit
+        let table = match session.lake.catalog.load_table(&ident).await {
+            Ok(table) => table,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let snapshot = table.metadata().current_snapshot_id();
         if snapshot != last_snapshot {
+            if last_snapshot.is_none() {
+                // the session lists tables when refreshed: now it has one
+                session.refresh().await.map_err(|e| e.to_string())?;
+            }
             last_snapshot = snapshot;
             let batches = session
                 .sql("SELECT max(trip_id) FROM taxi_cdc.trips")
@@ -172,9 +181,6 @@ async fn read(
             if newest >= until {
                 return Ok(());
             }
-        }
-        if Instant::now() > deadline {
-            return Err("the lake did not catch up within 120 s of the last write".into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -248,7 +254,11 @@ async fn main() {
         .collect();
     let achieved = changes as f64 / writing.as_secs_f64();
     if latencies.is_empty() {
-        println!("rate {} changes/s: no transaction became visible", a.rate);
+        println!(
+            "rate {} changes/s: no transaction became visible ({})",
+            a.rate,
+            caught_up.err().unwrap_or_default()
+        );
         std::process::exit(1);
     }
     println!(

@@ -13,5 +13,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends bash ca-certifi
 COPY --from=build /src/target/release/floe /usr/local/bin/floe
 COPY scripts /opt/floe/scripts
 COPY connectors /opt/floe/connectors
+COPY analytics/jobs /opt/floe/analytics/jobs
+COPY analytics/data /opt/floe/analytics/data
 WORKDIR /opt/floe
 ENTRYPOINT ["floe"]

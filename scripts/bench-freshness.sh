@@ -61,6 +61,8 @@ cat >"$dir/floe.toml" <<TOML
 bootstrap_servers = "$KAFKA_BOOTSTRAP"
 group_id = "floe-bench"
 topic_regex = 'taxi\.public\..*'
+# tansu completes a group join only after the rebalance timeout (this)
+properties = { "session.timeout.ms" = "6000", "max.poll.interval.ms" = "20000" }
 
 [registry]
 url = "$SCHEMA_REGISTRY_URL"
@@ -99,8 +101,8 @@ run() { # RATE SECONDS
   first=$((first + 10000000))
 }
 
-log "warm-up: 10 s at 500 changes/s (the seed and the first commits)"
-run 500 10 >/dev/null
+log "warm-up: 30 s at 500 changes/s (the group join, the seed, the first commits)"
+run 500 30
 log "freshness: 2000 changes/s for $seconds s"
 run 2000 "$seconds"
 for rate in $rates; do

@@ -3,6 +3,7 @@
 mod applier;
 mod config;
 mod decode;
+mod jobs;
 mod metrics;
 mod refetch;
 mod service;
@@ -50,6 +51,8 @@ Examples:
   floe ingest --config floe.toml       consume Debezium topics into Iceberg tables until stopped
   floe sql --config floe.toml          the SQL shell over the lake (\\? inside for help)
   floe sql -e 'SELECT count(*) FROM taxi_cdc.trips'
+  floe jobs list                       the batch jobs in analytics/jobs
+  floe jobs run zone_performance_metrics
   floe sql -e \"SELECT count(*) FROM as_of('taxi_cdc.trips', '2026-11-21 10:00:00')\"
 
 A recording is what scripts/record-fixtures.sh writes: recording.jsonl (one
@@ -95,6 +98,13 @@ enum Command {
     /// statements that would write are refused. Ctrl-C cancels the running
     /// statement; Ctrl-D quits.
     Sql(sql::SqlArgs),
+    /// Batch jobs: SQL over the lake whose results become Iceberg tables.
+    ///
+    /// Each job is a manifest (`NAME.toml`: target table, partition, write
+    /// mode overwrite|append, schedule, the query file, files it reads as
+    /// `job.sources.NAME`) in the jobs folder (`--jobs-dir`, default
+    /// analytics/jobs). Every run is recorded in floe_meta.job_runs.
+    Jobs(jobs::JobsArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +121,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Ingest(args) => service::run(args),
         Command::Sql(args) => sql::run(args),
+        Command::Jobs(args) => jobs::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,14 +2,15 @@
 //!
 //! Queries over the lake: the DataFusion session with the Iceberg catalog
 //! registered ([`LakeSession`], with time travel through `as_of`), and the
-//! `floe sql` shell ([`shell`]). The scheduled batch jobs that build
-//! analytics and ML feature tables back into Iceberg grow here.
+//! `floe sql` shell ([`shell`]), and the batch jobs ([`jobs`]) that build
+//! analytics and ML feature tables back into Iceberg.
 //!
 //! Not here: Kafka and decoding (`ingest`), and writing Iceberg metadata:
 //! anything this crate writes goes through `lakehouse`'s commit path.
 
 pub mod error;
 pub mod format;
+pub mod jobs;
 pub mod meta;
 pub mod session;
 pub mod shell;

@@ -2,5 +2,6 @@
 
 mod decode_cli;
 mod ingest;
+mod jobs;
 mod sql;
 mod stack;

@@ -1,0 +1,26 @@
+-- One row per pickup zone and day. The peak-hour factor is the day's
+-- busiest hour over its average hour: max(hourly pickups) / (pickups / 24).
+WITH hourly AS (
+    SELECT pickup_zone_id AS zone_id,
+           date_trunc('day', pickup_datetime) AS day_start,
+           date_part('hour', pickup_datetime) AS hour,
+           count(*) AS pickups,
+           sum(CAST(total_amount AS DOUBLE)) AS revenue,
+           sum(CAST(fare_amount AS DOUBLE)) AS fares,
+           sum(CAST(trip_distance AS DOUBLE)) AS distance
+    FROM taxi_cdc.trips
+    GROUP BY 1, 2, 3
+)
+SELECT h.zone_id,
+       CAST(h.day_start AS DATE) AS day,
+       z.borough,
+       z.zone,
+       sum(h.pickups) AS pickups,
+       sum(h.revenue) AS revenue,
+       sum(h.fares) / sum(h.pickups) AS avg_fare,
+       sum(h.distance) / sum(h.pickups) AS avg_distance,
+       CAST(max(h.pickups) AS DOUBLE) / (CAST(sum(h.pickups) AS DOUBLE) / 24.0) AS peak_hour_factor
+FROM hourly h
+LEFT JOIN reference.taxi_zones z ON z.location_id = h.zone_id
+GROUP BY h.zone_id, h.day_start, z.borough, z.zone
+ORDER BY day, h.zone_id

@@ -1,0 +1,180 @@
+//! Running one job: register its files, run its query over the lake,
+//! write the result through `lakehouse::sink`, record the run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
+use iceberg::TableIdent;
+use lakehouse::sink::write_result;
+
+use crate::error::AnalyticsError;
+use crate::jobs::manifest::{Job, Source};
+use crate::jobs::runs::record_run;
+use crate::session::LakeSession;
+
+/// The catalog and schema a job's files are registered under.
+pub const SOURCES: (&str, &str) = ("job", "sources");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One run, as `floe_meta.job_runs` keeps it.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub job: String,
+    pub run_id: String,
+    pub started_at_us: i64,
+    pub finished_at_us: i64,
+    pub status: RunStatus,
+    pub rows_written: i64,
+    pub target_snapshot_id: Option<i64>,
+    /// `namespace.table` to the snapshot id read, for the lake tables the
+    /// query names.
+    pub source_snapshots: BTreeMap<String, i64>,
+    pub error: Option<String>,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs `job` and records the run, failed or not. Returns the record; a
+/// failed run is also an error (with the record's reason).
+pub async fn run_job(session: &LakeSession, job: &Job) -> Result<RunRecord, AnalyticsError> {
+    let started = Instant::now();
+    let mut record = RunRecord {
+        job: job.name.clone(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        started_at_us: now_us(),
+        finished_at_us: 0,
+        status: RunStatus::Failed,
+        rows_written: 0,
+        target_snapshot_id: None,
+        source_snapshots: BTreeMap::new(),
+        error: None,
+    };
+    tracing::info!(job = %job.name, target = %job.manifest.target, "job started");
+    let outcome = execute(session, job, &mut record).await;
+    record.finished_at_us = now_us();
+    match &outcome {
+        Ok(()) => record.status = RunStatus::Succeeded,
+        Err(e) => record.error = Some(e.to_string()),
+    }
+    record_run(&session.lake, &record).await?;
+    tracing::info!(
+        job = %job.name,
+        status = record.status.as_str(),
+        rows = record.rows_written,
+        seconds = started.elapsed().as_secs_f64(),
+        "job finished"
+    );
+    outcome.map(|()| record)
+}
+
+async fn execute(
+    session: &LakeSession,
+    job: &Job,
+    record: &mut RunRecord,
+) -> Result<(), AnalyticsError> {
+    session.refresh().await?;
+    let sources = MemoryCatalogProvider::new();
+    sources.register_schema(SOURCES.1, Arc::new(MemorySchemaProvider::new()))?;
+    session.ctx.register_catalog(SOURCES.0, Arc::new(sources));
+    for (name, source) in &job.manifest.sources {
+        let table = format!("{}.{}.{name}", SOURCES.0, SOURCES.1);
+        match source {
+            Source::Csv { path } => {
+                let path = job.path(path);
+                session
+                    .ctx
+                    .register_csv(table, &path.to_string_lossy(), CsvReadOptions::new())
+                    .await?
+            }
+            Source::Parquet { path } => {
+                let path = job.path(path);
+                session
+                    .ctx
+                    .register_parquet(table, &path.to_string_lossy(), ParquetReadOptions::new())
+                    .await?
+            }
+        }
+    }
+    record.source_snapshots = source_snapshots(session, &job.sql).await?;
+    // a job's SQL is a query; what it writes is decided by its manifest
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false);
+    let frame = session.ctx.sql_with_options(&job.sql, options).await?;
+    let schema = frame.schema().as_arrow().clone();
+    let batches = frame.collect().await?;
+    let (namespace, name) = job
+        .manifest
+        .target
+        .split_once('.')
+        .ok_or_else(|| AnalyticsError::Usage("target must be namespace.table".into()))?;
+    let ident = TableIdent::from_strs([namespace, name])
+        .map_err(|e| AnalyticsError::Usage(format!("target {}: {e}", job.manifest.target)))?;
+    let properties = HashMap::from([
+        ("floe.job".to_string(), job.name.clone()),
+        ("floe.job.run-id".to_string(), record.run_id.clone()),
+        (
+            "floe.job.sources".to_string(),
+            serde_json::to_string(&record.source_snapshots).unwrap_or_default(),
+        ),
+    ]);
+    let written = write_result(
+        &session.lake,
+        &ident,
+        &job.manifest.partition,
+        job.manifest.mode,
+        &schema,
+        &batches,
+        properties,
+    )
+    .await?;
+    record.rows_written = written.rows as i64;
+    record.target_snapshot_id = written.snapshot_id;
+    Ok(())
+}
+
+/// The current snapshot of every lake table the query names.
+async fn source_snapshots(
+    session: &LakeSession,
+    sql: &str,
+) -> Result<BTreeMap<String, i64>, AnalyticsError> {
+    let catalog = session.lake.catalog.as_ref();
+    let lowered = sql.to_lowercase();
+    let mut out = BTreeMap::new();
+    for ns in catalog.list_namespaces(None).await? {
+        for ident in catalog.list_tables(&ns).await? {
+            let name = format!("{}.{}", ns.to_url_string(), ident.name());
+            if !lowered.contains(&name.to_lowercase()) {
+                continue;
+            }
+            let table = catalog.load_table(&ident).await?;
+            if let Some(id) = table.metadata().current_snapshot_id() {
+                out.insert(name, id);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,109 @@
+//! `floe jobs`: list and run the batch jobs of a jobs folder.
+
+use std::path::PathBuf;
+
+use analytics::jobs::{load_jobs, run_job};
+use analytics::LakeSession;
+use anyhow::{Context, Result};
+
+#[derive(clap::Args, Debug)]
+pub struct JobsArgs {
+    /// The configuration file; only its [lake] section is read.
+    #[arg(long, env = "FLOE_CONFIG", default_value = "floe.toml", global = true)]
+    config: PathBuf,
+
+    /// The folder of job manifests (`NAME.toml`) and their queries.
+    #[arg(
+        long,
+        env = "FLOE_JOBS_DIR",
+        default_value = "analytics/jobs",
+        global = true
+    )]
+    jobs_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: JobsCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum JobsCommand {
+    /// List the jobs: name, target table, write mode, schedule.
+    List,
+    /// Run one job now and record the run in floe_meta.job_runs.
+    Run {
+        /// The job's name (its manifest's file name without `.toml`).
+        name: String,
+    },
+    /// Run every job with a schedule whenever it falls due, until SIGINT
+    /// or SIGTERM (then the runs in progress finish).
+    Schedule,
+}
+
+pub fn run(args: JobsArgs) -> Result<()> {
+    let jobs = load_jobs(&args.jobs_dir)?;
+    match args.command {
+        JobsCommand::List => {
+            println!("{:<28} {:<40} {:<10} schedule", "job", "target", "mode");
+            for job in &jobs {
+                let m = &job.manifest;
+                println!(
+                    "{:<28} {:<40} {:<10} {}",
+                    job.name,
+                    m.target,
+                    format!("{:?}", m.mode).to_lowercase(),
+                    m.schedule.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        JobsCommand::Schedule => {
+            let lake = crate::config::load_lake(&args.config)?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let lake = std::sync::Arc::new(lakehouse::Lake::open(&lake).await?);
+                let mut sigterm =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .context("cannot listen for SIGTERM")?;
+                let stop = async move {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = sigterm.recv() => {}
+                    }
+                };
+                eprintln!(
+                    "floe jobs schedule: {} jobs; stop with Ctrl-C or SIGTERM",
+                    jobs.len()
+                );
+                analytics::jobs::schedule(lake, jobs, stop).await?;
+                anyhow::Ok(())
+            })
+        }
+        JobsCommand::Run { name } => {
+            let job = jobs.iter().find(|j| j.name == name).with_context(|| {
+                let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+                format!(
+                    "no job {name:?} in {} (jobs: {names:?})",
+                    args.jobs_dir.display()
+                )
+            })?;
+            let lake = crate::config::load_lake(&args.config)?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let session = LakeSession::open(&lake).await?;
+                let record = run_job(&session, job).await.with_context(|| {
+                    format!("job {name} failed (recorded in floe_meta.job_runs)")
+                })?;
+                println!(
+                    "{name}: {} rows written to {} in {:.1} s (run {})",
+                    record.rows_written,
+                    job.manifest.target,
+                    (record.finished_at_us - record.started_at_us) as f64 / 1e6,
+                    record.run_id
+                );
+                anyhow::Ok(())
+            })
+        }
+    }
+}
