@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Freshness benchmark (issue 4): how long a Postgres change takes to be
-# visible to a floe SQL query, through the whole local stack (Debezium in
-# Kafka Connect, the registry stand-in, tansu, floe ingest with a 1 s
-# commit interval, Iceberg on Garage), and the stack's throughput ceiling.
+# visible to floe SQL queries (committed in an Iceberg snapshot), through
+# the whole local stack (Debezium in Kafka Connect, the registry stand-in,
+# tansu, floe ingest with a 1 s commit interval, Iceberg on Garage), what a
+# full-table query then costs, and the stack's throughput ceiling.
 #
 #   1. 2,000 row changes a second for 60 s: p50 / p99 / max latency
 #   2. the ceiling: 20 s runs at rising rates (FLOE_BENCH_RATES, default
