@@ -95,20 +95,20 @@ pids() {
     "$(cat "$s/registry.pid")" "$(cat "$s/garage/garage.pid")" "$pg"
 }
 
-first=1000000
-run() { # RATE SECONDS
+run() { # FIRST_ID RATE SECONDS [QUERY_AFTER]
   "$driver" --lake-config "$dir/floe.toml" --postgres "postgres://postgres:postgres@127.0.0.1:$PGPORT/taxi" \
-    --rate "$1" --seconds "$2" --first-id "$first" --pids "$(pids)"
-  first=$((first + 10000000))
+    --first-id "$1" --rate "$2" --seconds "$3" --query-after "${4:-false}" --pids "$(pids)"
 }
 
 log "warm-up: 30 s at 500 changes/s (the group join, the seed, the first commits)"
-run 500 30
+run 1000000 500 30
 log "freshness: 2000 changes/s for $seconds s"
-run 2000 "$seconds"
+run 11000000 2000 "$seconds" true
+first=21000000
 for rate in $rates; do
   log "ceiling: $rate changes/s for 20 s"
-  out="$(run "$rate" 20)" || true
+  out="$(run "$first" "$rate" 20)" || true
+  first=$((first + 10000000))
   echo "$out"
   case "$out" in *"did not catch up"* | *"no transaction"*) break ;; esac
 done

@@ -321,7 +321,8 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
             }
         }
         metrics.buffer(decoder.buffered_bytes(), paused);
-        let tick = tokio::time::sleep(Duration::from_millis(200));
+        // the commit triggers are checked at least this often
+        let tick = tokio::time::sleep(Duration::from_millis(50));
         tokio::select! {
             message = consumer.recv() => {
                 // librdkafka reconnects and re-resolves by itself: a topic
