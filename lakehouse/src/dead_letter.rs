@@ -20,7 +20,7 @@ use crate::apply::{applied_offsets, OFFSET_PROPERTY_PREFIX};
 use crate::catalog::Lake;
 use crate::commit::{commit_row_delta, RowDelta};
 use crate::error::LakehouseError;
-use crate::sink::load_or_create;
+use crate::sink::{iceberg_error, load_or_create};
 use crate::write::{table_rows, write_rows};
 
 /// One message floe could not decode.
@@ -43,23 +43,11 @@ pub struct DeadLetterTable {
     commits: u64,
 }
 
-fn iceberg_error(
-    operation: &'static str,
-    table: &TableIdent,
-) -> impl FnOnce(iceberg::Error) -> LakehouseError {
-    let table = table.to_string();
-    move |source| LakehouseError::Iceberg {
-        operation,
-        table,
-        source: Box::new(source),
-    }
-}
-
 impl DeadLetterTable {
     /// Opens `ident` (e.g. `floe.dead_letters`), creating it if needed.
     pub async fn open(lake: &Lake, ident: TableIdent) -> Result<Self, LakehouseError> {
-        let schema = schema().map_err(iceberg_error("dead-letter schema", &ident))?;
-        let table = load_or_create(lake.catalog.as_ref(), &ident, schema, &[]).await?;
+        let make = || schema().map_err(iceberg_error("dead-letter schema", &ident));
+        let table = load_or_create(lake.catalog.as_ref(), &ident, make, &[]).await?;
         Ok(Self {
             lake: lake.clone(),
             table,

@@ -38,7 +38,7 @@ pub struct Written {
     pub snapshot_id: Option<i64>,
 }
 
-fn iceberg_error(
+pub(crate) fn iceberg_error(
     operation: &'static str,
     table: &TableIdent,
 ) -> impl FnOnce(iceberg::Error) -> LakehouseError {
@@ -50,13 +50,13 @@ fn iceberg_error(
     }
 }
 
-/// Loads `ident`, creating it (and its namespace) with `schema` and the
-/// partition fields `partition` (as in [`crate::TableConfig::partition`])
-/// if it does not exist.
+/// Loads `ident`, creating it (and its namespace) with the schema `schema`
+/// makes and the partition fields `partition` (as in
+/// [`crate::TableConfig::partition`]) if it does not exist.
 pub async fn load_or_create(
     catalog: &dyn Catalog,
     ident: &TableIdent,
-    schema: Schema,
+    schema: impl FnOnce() -> Result<Schema, LakehouseError>,
     partition: &[String],
 ) -> Result<Table, LakehouseError> {
     if catalog
@@ -80,6 +80,7 @@ pub async fn load_or_create(
             .await
             .map_err(iceberg_error("create namespace", ident))?;
     }
+    let schema = schema()?;
     let spec = partition_spec(&schema, partition)?;
     let creation = TableCreation::builder()
         .name(ident.name().to_string())
@@ -159,7 +160,13 @@ pub async fn write_result(
             table: name.clone(),
             source,
         })?;
-    let mut table = load_or_create(lake.catalog.as_ref(), ident, iceberg_schema, partition).await?;
+    let mut table = load_or_create(
+        lake.catalog.as_ref(),
+        ident,
+        || Ok(iceberg_schema),
+        partition,
+    )
+    .await?;
     let all = arrow_select::concat::concat_batches(&arrow, &batches).map_err(|e| {
         LakehouseError::Arrow {
             context: format!("result for {name}"),

@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
-use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use ingest::ChangeBatch;
 
 use crate::config::{TableConfig, TableMode, TablesConfig};
 use crate::error::LakehouseError;
-use crate::partition::partition_spec;
 use crate::schema::table_schema;
 
 /// Columns an `append`-mode table adds to the source row.
@@ -148,46 +147,6 @@ pub async fn ensure_table(
     target: &TableTarget,
     batch: &ChangeBatch,
 ) -> Result<Table, LakehouseError> {
-    let table = target.ident.to_string();
-    let fail = |operation: &'static str| {
-        let table = table.clone();
-        move |source| LakehouseError::Iceberg {
-            operation,
-            table,
-            source: Box::new(source),
-        }
-    };
-    if catalog
-        .table_exists(&target.ident)
-        .await
-        .map_err(fail("check table"))?
-    {
-        return catalog
-            .load_table(&target.ident)
-            .await
-            .map_err(fail("load table"));
-    }
-    let schema = target.schema(batch)?;
-    let spec = partition_spec(&schema, &target.config.partition)?;
-    let namespace = target.ident.namespace();
-    if !catalog
-        .namespace_exists(namespace)
-        .await
-        .map_err(fail("check namespace"))?
-    {
-        catalog
-            .create_namespace(namespace, Default::default())
-            .await
-            .map_err(fail("create namespace"))?;
-    }
-    let creation = TableCreation::builder()
-        .name(target.ident.name().to_string())
-        .schema(schema)
-        .partition_spec(spec)
-        .properties([("write.format.default".to_string(), "parquet".to_string())])
-        .build();
-    catalog
-        .create_table(namespace, creation)
-        .await
-        .map_err(fail("create table"))
+    let schema = || target.schema(batch);
+    crate::sink::load_or_create(catalog, &target.ident, schema, &target.config.partition).await
 }
