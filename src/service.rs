@@ -479,16 +479,11 @@ struct Ledger<'a> {
 
 impl Ledger<'_> {
     async fn settle(&mut self, mut applied: Applied) -> Result<()> {
+        // one letter per offset of each rejected batch, so moving past the
+        // letters moves past the batch
         for rejected in std::mem::take(&mut applied.rejected) {
             let letters = self.letters_for(&rejected).await?;
-            self.record(&letters).await?;
-            for r in &rejected.offsets {
-                let next = applied
-                    .next_offsets
-                    .entry((rejected.topic.clone(), r.partition))
-                    .or_insert(r.last + 1);
-                *next = (*next).max(r.last + 1);
-            }
+            self.dead_letter(letters).await?;
         }
         self.committed(applied);
         Ok(())

@@ -101,19 +101,16 @@ async fn execute(
     session.ctx.register_catalog(SOURCES.0, Arc::new(sources));
     for (name, source) in &job.manifest.sources {
         let table = format!("{}.{}.{name}", SOURCES.0, SOURCES.1);
+        let (Source::Csv { path } | Source::Parquet { path }) = source;
+        let path = job.path(path).to_string_lossy().into_owned();
+        let ctx = &session.ctx;
         match source {
-            Source::Csv { path } => {
-                let path = job.path(path);
-                session
-                    .ctx
-                    .register_csv(table, &path.to_string_lossy(), CsvReadOptions::new())
+            Source::Csv { .. } => {
+                ctx.register_csv(table, &path, CsvReadOptions::new())
                     .await?
             }
-            Source::Parquet { path } => {
-                let path = job.path(path);
-                session
-                    .ctx
-                    .register_parquet(table, &path.to_string_lossy(), ParquetReadOptions::new())
+            Source::Parquet { .. } => {
+                ctx.register_parquet(table, &path, ParquetReadOptions::new())
                     .await?
             }
         }
