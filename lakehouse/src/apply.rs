@@ -30,7 +30,7 @@ use ingest::{ChangeBatch, Op};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::append::changelog_rows;
-use crate::commit::{commit_row_delta, CatalogPointer, CommitError, RowDelta};
+use crate::commit::{commit_row_delta, CatalogPointer, CommitError, Removal, RowDelta};
 use crate::config::TableMode;
 use crate::error::LakehouseError;
 use crate::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
@@ -711,7 +711,11 @@ impl TableWriter {
             data_files,
             delete_files,
             properties,
-            remove_all: truncate,
+            remove: if truncate {
+                Removal::All
+            } else {
+                Removal::Nothing
+            },
         };
         let table = self.table.identifier().to_string();
         self.table = commit_row_delta(&self.pointer, &self.table, delta)

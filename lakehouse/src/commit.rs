@@ -26,13 +26,14 @@
 //!
 //! A crash anywhere before the swap leaves the table as it was.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, ManifestContentType, ManifestEntryRef, ManifestFile,
-    ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
+    ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Struct, Summary,
     TableMetadata, TableMetadataBuildResult,
 };
 use iceberg::table::Table;
@@ -235,9 +236,42 @@ pub struct RowDelta {
     pub delete_files: Vec<DataFile>,
     /// Extra snapshot-summary properties (e.g. the Kafka offsets covered).
     pub properties: HashMap<String, String>,
-    /// Remove every file of the parent snapshot (a truncate): the new
-    /// snapshot lists them as deleted and carries none of them over.
-    pub remove_all: bool,
+    /// Which of the parent snapshot's live files this snapshot removes.
+    pub remove: Removal,
+}
+
+/// Live files a snapshot removes (lists as deleted, carrying their
+/// sequence numbers) instead of carrying them over.
+#[derive(Clone, Default)]
+pub enum Removal {
+    /// Nothing: the snapshot only adds.
+    #[default]
+    Nothing,
+    /// Every data and delete file (a truncate, a full overwrite).
+    All,
+    /// The data and delete files in these partitions of the default spec
+    /// (a partition overwrite).
+    Partitions(Arc<HashSet<Struct>>),
+}
+
+impl Removal {
+    fn removes(&self, file: &DataFile) -> bool {
+        match self {
+            Removal::Nothing => false,
+            Removal::All => true,
+            Removal::Partitions(set) => set.contains(file.partition()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Removal::Nothing => f.write_str("Nothing"),
+            Removal::All => f.write_str("All"),
+            Removal::Partitions(set) => write!(f, "Partitions({})", set.len()),
+        }
+    }
 }
 
 /// Swaps metadata pointers in a SQL catalog (the JDBC catalog schema)
@@ -340,31 +374,41 @@ pub async fn commit_row_delta(
             .map_err(step("read parent manifest list"))?;
         let list = ManifestList::parse_with_version(&bytes, FormatVersion::V2)
             .map_err(step("parse parent manifest list"))?;
-        if delta.remove_all {
-            // one manifest per content type listing every live file as
-            // deleted, keeping each file's sequence numbers (spec rule)
+        if matches!(delta.remove, Removal::Nothing) {
+            manifests.extend(list.entries().iter().cloned());
+        } else {
+            // a manifest with a removed file is rewritten: its other live
+            // files as existing, the removed ones as deleted, every entry
+            // keeping its sequence numbers (a spec rule)
             for manifest in list.entries() {
                 let loaded = manifest
                     .load_manifest(file_io)
                     .await
                     .map_err(step("read parent manifest"))?;
-                for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
-                    removed.add(manifest.content, entry);
-                }
-            }
-            for (content, entries) in [
-                (DataContentType::Data, &removed.data),
-                (DataContentType::PositionDeletes, &removed.deletes),
-            ] {
-                if entries.is_empty() {
+                let (gone, kept): (Vec<_>, Vec<_>) = loaded
+                    .entries()
+                    .iter()
+                    .filter(|e| e.is_alive())
+                    .cloned()
+                    .partition(|e| delta.remove.removes(e.data_file()));
+                if gone.is_empty() {
+                    manifests.push(manifest.clone());
                     continue;
                 }
+                for entry in &gone {
+                    removed.add(manifest.content, entry);
+                }
+                let content = match manifest.content {
+                    ManifestContentType::Data => DataContentType::Data,
+                    ManifestContentType::Deletes => DataContentType::PositionDeletes,
+                };
                 let path = format!("{metadata_dir}/{commit_id}-m{}.avro", manifests.len());
-                let entries = Entries::Removed(entries);
+                let entries = Entries::Rewritten {
+                    kept: &kept,
+                    removed: &gone,
+                };
                 manifests.push(write_manifest(table, &path, snapshot_id, content, entries).await?);
             }
-        } else {
-            manifests.extend(list.entries().iter().cloned());
         }
     }
 
@@ -498,8 +542,12 @@ fn now_ms() -> i64 {
 enum Entries<'a> {
     /// Files the snapshot adds; they inherit its sequence number.
     Added(&'a [DataFile]),
-    /// Files it removes, keeping their sequence numbers (a spec rule).
-    Removed(&'a [ManifestEntryRef]),
+    /// A parent manifest again: the files kept as existing, the ones this
+    /// snapshot removes as deleted.
+    Rewritten {
+        kept: &'a [ManifestEntryRef],
+        removed: &'a [ManifestEntryRef],
+    },
 }
 
 /// Writes one data or delete manifest of snapshot `snapshot_id` at `path`.
@@ -536,7 +584,17 @@ async fn write_manifest(
                     .map_err(step("add manifest entry"))?;
             }
         }
-        Entries::Removed(removed) => {
+        Entries::Rewritten { kept, removed } => {
+            for entry in kept {
+                writer
+                    .add_existing_file(
+                        entry.data_file().clone(),
+                        entry.snapshot_id().unwrap_or(snapshot_id),
+                        entry.sequence_number().unwrap_or(0),
+                        entry.file_sequence_number,
+                    )
+                    .map_err(step("add existing manifest entry"))?;
+            }
             for entry in removed {
                 writer
                     .add_delete_file(
@@ -554,7 +612,7 @@ async fn write_manifest(
         .map_err(step("write manifest"))
 }
 
-/// The live files a truncate removes, by content.
+/// The live files a snapshot removes, by content.
 #[derive(Default)]
 struct Removed {
     data: Vec<ManifestEntryRef>,
@@ -591,7 +649,7 @@ fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
 fn summary(parent: Option<&Summary>, delta: &RowDelta, removed: &Removed) -> Summary {
     // after a truncate the totals start again from what this commit adds
     let parent_total = |key: &str| -> u64 {
-        if delta.remove_all {
+        if matches!(delta.remove, Removal::All) {
             return 0;
         }
         parent
@@ -599,8 +657,12 @@ fn summary(parent: Option<&Summary>, delta: &RowDelta, removed: &Removed) -> Sum
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let records = |files: &[DataFile]| files.iter().map(DataFile::record_count).sum::<u64>();
-    let bytes = |files: &[DataFile]| files.iter().map(DataFile::file_size_in_bytes).sum::<u64>();
+    fn records<'a>(files: impl IntoIterator<Item = &'a DataFile>) -> u64 {
+        files.into_iter().map(DataFile::record_count).sum()
+    }
+    fn bytes<'a>(files: impl IntoIterator<Item = &'a DataFile>) -> u64 {
+        files.into_iter().map(DataFile::file_size_in_bytes).sum()
+    }
     let added_records = records(&delta.data_files);
     let added_deletes = records(&delta.delete_files);
     let added_size = bytes(&delta.data_files) + bytes(&delta.delete_files);
@@ -617,54 +679,39 @@ fn summary(parent: Option<&Summary>, delta: &RowDelta, removed: &Removed) -> Sum
     );
     set("added-position-deletes", added_deletes);
     set("added-files-size", added_size);
-    set(
+    // a partial removal takes its files out of the carried totals
+    let partial = matches!(delta.remove, Removal::Partitions(_));
+    let removed_data = records(Removed::files(&removed.data));
+    let removed_deletes = records(Removed::files(&removed.deletes));
+    let removed_size =
+        bytes(Removed::files(&removed.data)) + bytes(Removed::files(&removed.deletes));
+    let mut total = |key: &str, added: u64, gone: u64| {
+        let gone = if partial { gone } else { 0 };
+        set(key, (parent_total(key) + added).saturating_sub(gone));
+    };
+    total(
         "total-data-files",
-        parent_total("total-data-files") + delta.data_files.len() as u64,
+        delta.data_files.len() as u64,
+        removed.data.len() as u64,
     );
-    set(
-        "total-records",
-        parent_total("total-records") + added_records,
-    );
-    set(
+    total("total-records", added_records, removed_data);
+    total(
         "total-delete-files",
-        parent_total("total-delete-files") + delta.delete_files.len() as u64,
+        delta.delete_files.len() as u64,
+        removed.deletes.len() as u64,
     );
-    set(
-        "total-position-deletes",
-        parent_total("total-position-deletes") + added_deletes,
-    );
-    set(
-        "total-equality-deletes",
-        parent_total("total-equality-deletes"),
-    );
-    set(
-        "total-files-size",
-        parent_total("total-files-size") + added_size,
-    );
-    if !removed.data.is_empty() || !removed.deletes.is_empty() {
-        let removed_data = Removed::files(&removed.data);
+    total("total-position-deletes", added_deletes, removed_deletes);
+    total("total-equality-deletes", 0, 0);
+    total("total-files-size", added_size, removed_size);
+    let removes = !(removed.data.is_empty() && removed.deletes.is_empty());
+    if removes {
         set("deleted-data-files", removed.data.len() as u64);
-        set(
-            "deleted-records",
-            removed_data.map(DataFile::record_count).sum::<u64>(),
-        );
+        set("deleted-records", removed_data);
         set("removed-delete-files", removed.deletes.len() as u64);
-        set(
-            "removed-position-deletes",
-            Removed::files(&removed.deletes)
-                .map(DataFile::record_count)
-                .sum::<u64>(),
-        );
-        set(
-            "removed-files-size",
-            Removed::files(&removed.data)
-                .chain(Removed::files(&removed.deletes))
-                .map(DataFile::file_size_in_bytes)
-                .sum::<u64>(),
-        );
+        set("removed-position-deletes", removed_deletes);
+        set("removed-files-size", removed_size);
     }
     props.extend(delta.properties.clone());
-    let removes = delta.remove_all && parent.is_some();
     let operation = match (delta.data_files.is_empty(), delta.delete_files.is_empty()) {
         (false, true) if !removes => Operation::Append,
         (true, _) if removes || !delta.delete_files.is_empty() => Operation::Delete,

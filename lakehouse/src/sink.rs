@@ -1,7 +1,8 @@
 //! Writes whole results to a table, as batch jobs produce them (not change
 //! streams: see [`crate::apply`] for those): the table is created from the
 //! result's schema the first time, then each write replaces its rows
-//! (`Overwrite`) or adds to them (`Append`), in one snapshot whose summary
+//! (`Overwrite`), adds to them (`Append`) or replaces the partitions it
+//! has rows in (`OverwritePartitions`), in one snapshot whose summary
 //! carries the caller's properties (a job run's id and source snapshots).
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use iceberg::table::Table;
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 
 use crate::catalog::Lake;
-use crate::commit::{commit_row_delta, CommitError, RowDelta};
+use crate::commit::{commit_row_delta, CommitError, Removal, RowDelta};
 use crate::error::LakehouseError;
 use crate::partition::partition_spec;
 use crate::schema::table_schema;
@@ -28,6 +29,9 @@ pub enum WriteMode {
     Overwrite,
     /// The result is added.
     Append,
+    /// The result replaces the rows of the partitions it has rows in;
+    /// other partitions keep theirs.
+    OverwritePartitions,
 }
 
 /// What a write committed.
@@ -181,13 +185,24 @@ pub async fn write_result(
     let prefix = uuid::Uuid::new_v4().to_string();
     let written = write_rows(&table, &rows, &prefix).await?;
     let files = written.files.len();
+    let remove = match mode {
+        WriteMode::Overwrite => Removal::All,
+        WriteMode::Append => Removal::Nothing,
+        WriteMode::OverwritePartitions => Removal::Partitions(Arc::new(
+            written
+                .files
+                .iter()
+                .map(|f| f.partition().clone())
+                .collect(),
+        )),
+    };
     // the files stay valid across a lost race: only the commit is redone
     for _ in 0..5 {
         let delta = RowDelta {
             data_files: written.files.clone(),
             delete_files: Vec::new(),
             properties: properties.clone(),
-            remove_all: mode == WriteMode::Overwrite,
+            remove: remove.clone(),
         };
         match commit_row_delta(&lake.pointer, &table, delta).await {
             Ok(committed) => {

@@ -9,6 +9,7 @@ mod position_delete;
 mod postgres;
 mod rest;
 mod schema;
+mod sink;
 mod support;
 mod tables;
 mod write;
