@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use analytics::jobs::inputs::ChangesRead;
 use analytics::jobs::{load_jobs, run_job};
 use analytics::LakeSession;
 use anyhow::{Context, Result};
@@ -43,14 +44,14 @@ pub fn run(args: JobsArgs) -> Result<()> {
     let jobs = load_jobs(&args.jobs_dir)?;
     match args.command {
         JobsCommand::List => {
-            println!("{:<28} {:<40} {:<10} schedule", "job", "target", "mode");
+            println!("{:<32} {:<40} {:<34} schedule", "job", "target", "mode");
             for job in &jobs {
                 let m = &job.manifest;
                 println!(
-                    "{:<28} {:<40} {:<10} {}",
+                    "{:<32} {:<40} {:<34} {}",
                     job.name,
                     m.target,
-                    format!("{:?}", m.mode).to_lowercase(),
+                    mode_name(m),
                     m.schedule.as_deref().unwrap_or("-")
                 );
             }
@@ -102,8 +103,31 @@ pub fn run(args: JobsArgs) -> Result<()> {
                     (record.finished_at_us - record.started_at_us) as f64 / 1e6,
                     record.run_id
                 );
+                for (table, read) in &record.changes {
+                    match read {
+                        ChangesRead::Since { snapshot, rows } => println!(
+                            "  incremental: {rows} changed rows of {table} since snapshot {snapshot}"
+                        ),
+                        ChangesRead::Everything => {
+                            println!("  incremental: all of {table} (no earlier run to start from)")
+                        }
+                    }
+                }
                 anyhow::Ok(())
             })
         }
+    }
+}
+
+/// How `floe jobs list` shows a job's write mode.
+fn mode_name(m: &analytics::jobs::JobManifest) -> String {
+    let mode = match m.mode {
+        lakehouse::sink::WriteMode::Overwrite => "overwrite",
+        lakehouse::sink::WriteMode::Append => "append",
+        lakehouse::sink::WriteMode::OverwritePartitions => "overwrite_partitions",
+    };
+    match m.incremental {
+        Some(_) => format!("{mode}, incremental"),
+        None => mode.to_string(),
     }
 }

@@ -15,4 +15,10 @@ pub enum AnalyticsError {
     Output(#[from] std::io::Error),
     #[error("{0}")]
     Usage(String),
+    /// A job's source (a file, an API) could not be read.
+    #[error("source: {0}")]
+    Source(String),
+    /// A job ran and wrote its result, but the result says it failed.
+    #[error("{0}")]
+    Failed(String),
 }

@@ -3,8 +3,11 @@
 
 use std::io::Write;
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::csv::WriterBuilder;
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
@@ -33,28 +36,25 @@ impl std::str::FromStr for OutputFormat {
     }
 }
 
-/// Writes `batches` to `out` in `format`. A table with no rows still
-/// shows its header (in `table` and `csv`).
+/// Writes `batches` (of `schema`) to `out` in `format`. A result with no
+/// rows still shows its header (in `table` and `csv`).
 pub fn write_batches(
     out: &mut dyn Write,
+    schema: &Schema,
     batches: &[RecordBatch],
     format: OutputFormat,
 ) -> Result<(), AnalyticsError> {
+    let empty = batches.iter().all(|b| b.num_rows() == 0);
+    let names = || -> Vec<&str> { schema.fields().iter().map(|f| f.name().as_str()).collect() };
     match format {
-        OutputFormat::Table => {
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                if let Some(first) = batches.first() {
-                    let names: Vec<&str> = first
-                        .schema_ref()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect();
-                    writeln!(out, "{}\n(no rows)", names.join(" | "))?;
-                }
-                return Ok(());
-            }
-            writeln!(out, "{}", pretty_format_batches(batches)?)?;
+        OutputFormat::Table if empty => writeln!(out, "{}\n(no rows)", names().join(" | "))?,
+        OutputFormat::Table => writeln!(out, "{}", pretty_format_batches(batches)?)?,
+        OutputFormat::Csv if empty => {
+            let header = RecordBatch::new_empty(Arc::new(schema.clone()));
+            WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out)
+                .write(&header)?;
         }
         OutputFormat::Csv => {
             let mut writer = WriterBuilder::new().with_header(true).build(&mut *out);
@@ -99,7 +99,7 @@ mod tests {
 
     fn text(format: OutputFormat) -> String {
         let mut out = Vec::new();
-        write_batches(&mut out, &[batch()], format).unwrap();
+        write_batches(&mut out, &batch().schema(), &[batch()], format).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -120,9 +120,12 @@ mod tests {
 
     #[test]
     fn an_empty_result_keeps_its_header() {
-        let empty = batch().slice(0, 0);
+        let schema = batch().schema();
         let mut out = Vec::new();
-        write_batches(&mut out, &[empty], OutputFormat::Table).unwrap();
+        write_batches(&mut out, &schema, &[], OutputFormat::Table).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "zone | trips\n(no rows)\n");
+        let mut out = Vec::new();
+        write_batches(&mut out, &schema, &[], OutputFormat::Csv).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "zone,trips\n");
     }
 }

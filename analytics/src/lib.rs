@@ -12,6 +12,7 @@ pub mod error;
 pub mod format;
 pub mod jobs;
 pub mod meta;
+pub mod progress;
 pub mod session;
 pub mod shell;
 pub mod statements;

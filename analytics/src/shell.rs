@@ -93,8 +93,9 @@ impl Shell {
                 }
                 other => other.into(),
             })?;
+        let schema = frame.schema().as_arrow().clone();
         let batches = frame.collect().await?;
-        write_batches(out, &batches, self.format)?;
+        write_batches(out, &schema, &batches, self.format)?;
         if self.timing {
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
             eprintln!(
@@ -115,16 +116,20 @@ impl Shell {
         match name {
             "q" | "quit" => return Ok(Next::Quit),
             "?" | "h" | "help" => writeln!(out, "{HELP}")?,
-            "dt" => write_batches(out, &[meta::list_tables(catalog).await?], self.format)?,
+            "dt" => {
+                let tables = meta::list_tables(catalog).await?;
+                write_batches(out, &tables.schema(), &[tables], self.format)?
+            }
             "d" => {
                 let ident = meta::parse_table(arg)?;
                 for batch in meta::describe(catalog, &ident).await? {
-                    write_batches(out, &[batch], self.format)?;
+                    write_batches(out, &batch.schema(), &[batch], self.format)?;
                 }
             }
             "snapshots" => {
                 let ident = meta::parse_table(arg)?;
-                write_batches(out, &[meta::snapshots(catalog, &ident).await?], self.format)?;
+                let snapshots = meta::snapshots(catalog, &ident).await?;
+                write_batches(out, &snapshots.schema(), &[snapshots], self.format)?;
             }
             "format" => {
                 self.format = arg.parse().map_err(AnalyticsError::Usage)?;

@@ -27,7 +27,6 @@ use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::Catalog;
 use ingest::{ChangeBatch, Op};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::append::changelog_rows;
 use crate::commit::{commit_row_delta, CatalogPointer, CommitError, Removal, RowDelta};
@@ -35,6 +34,7 @@ use crate::config::TableMode;
 use crate::error::LakehouseError;
 use crate::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
 use crate::position_delete::{write_position_deletes, PositionDelete};
+use crate::read::{read_columns, read_position_deletes};
 use crate::table::append_columns;
 use crate::write::{table_rows, write_rows};
 
@@ -175,7 +175,7 @@ impl TableWriter {
                 .filter(|d| d.file_type == DataContentType::PositionDeletes)
             {
                 if !delete_files.contains_key(&delete.file_path) {
-                    let rows = self.read_position_deletes(&delete.file_path).await?;
+                    let rows = read_position_deletes(&self.table, &delete.file_path).await?;
                     delete_files.insert(delete.file_path.clone(), rows);
                 }
                 deleted.extend(
@@ -186,9 +186,8 @@ impl TableWriter {
                 );
             }
             deleted.sort_unstable();
-            let keys = self
-                .read_columns(&task.data_file_path, key_names, None)
-                .await?;
+            let keys =
+                read_columns(&self.table, &task.data_file_path, Some(key_names), None).await?;
             let key_struct = StructArray::new(key_fields.clone(), keys.columns().to_vec(), None);
             let batch_keys = self.index.batch_keys(&key_struct)?;
             let file = self.index.register_file(&task.data_file_path);
@@ -212,98 +211,6 @@ impl TableWriter {
             );
         }
         Ok(())
-    }
-
-    async fn read_file(&self, path: &str) -> Result<bytes::Bytes, LakehouseError> {
-        let input = self
-            .table
-            .file_io()
-            .new_input(path)
-            .map_err(|e| iceberg_error("open file", &self.table, e))?;
-        input
-            .read()
-            .await
-            .map_err(|e| iceberg_error("read file", &self.table, e))
-    }
-
-    async fn read_position_deletes(
-        &self,
-        path: &str,
-    ) -> Result<Vec<(String, i64)>, LakehouseError> {
-        let batch = self
-            .read_columns(path, &["file_path".to_string(), "pos".to_string()], None)
-            .await?;
-        let paths = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>();
-        let positions = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<arrow_array::Int64Array>();
-        let (Some(paths), Some(positions)) = (paths, positions) else {
-            return Err(LakehouseError::SchemaMismatch {
-                table: self.table.identifier().to_string(),
-                reason: format!(
-                    "position-delete file {path} does not have (file_path string, pos long)"
-                ),
-            });
-        };
-        Ok((0..batch.num_rows())
-            .map(|i| (paths.value(i).to_string(), positions.value(i)))
-            .collect())
-    }
-
-    /// Reads `columns` of a Parquet file, all rows or only `positions`
-    /// (ascending).
-    async fn read_columns(
-        &self,
-        path: &str,
-        columns: &[String],
-        positions: Option<&[u32]>,
-    ) -> Result<RecordBatch, LakehouseError> {
-        let bytes = self.read_file(path).await?;
-        let arrow_err = |e: parquet::errors::ParquetError| LakehouseError::Arrow {
-            context: format!("reading {path}"),
-            source: arrow_schema::ArrowError::ExternalError(Box::new(e)),
-        };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(arrow_err)?;
-        let parquet_schema = builder.parquet_schema();
-        let mask = parquet::arrow::ProjectionMask::roots(
-            parquet_schema,
-            root_indices(parquet_schema, columns),
-        );
-        let reader = builder.with_projection(mask).build().map_err(arrow_err)?;
-        let batches: Vec<RecordBatch> =
-            reader
-                .collect::<Result<_, _>>()
-                .map_err(|e| LakehouseError::Arrow {
-                    context: format!("reading {path}"),
-                    source: e,
-                })?;
-        let schema = match batches.first() {
-            Some(b) => b.schema(),
-            None => {
-                return Err(LakehouseError::SchemaMismatch {
-                    table: self.table.identifier().to_string(),
-                    reason: format!("{path} has no rows"),
-                })
-            }
-        };
-        let all = arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| {
-            LakehouseError::Arrow {
-                context: format!("reading {path}"),
-                source: e,
-            }
-        })?;
-        match positions {
-            None => Ok(all),
-            Some(p) => arrow_select::take::take_record_batch(&all, &UInt32Array::from(p.to_vec()))
-                .map_err(|e| LakehouseError::Arrow {
-                    context: format!("reading {path}"),
-                    source: e,
-                }),
-        }
     }
 
     /// The Kafka offsets the table's current snapshot has applied.
@@ -784,9 +691,13 @@ impl TableWriter {
             for (file, mut wanted) in by_file {
                 wanted.sort_by_key(|(_, pos)| *pos);
                 let positions: Vec<u32> = wanted.iter().map(|(_, p)| *p).collect();
-                let read = self
-                    .read_columns(&file, std::slice::from_ref(name), Some(&positions))
-                    .await?;
+                let read = read_columns(
+                    &self.table,
+                    &file,
+                    Some(std::slice::from_ref(name)),
+                    Some(&positions),
+                )
+                .await?;
                 if read.num_columns() == 0 {
                     // an older file without the column: no previous value, stays null
                     continue;
@@ -839,20 +750,5 @@ pub fn applied_offsets(table: &Table) -> BTreeMap<(String, i32), i64> {
                 v.parse().ok()?,
             ))
         })
-        .collect()
-}
-
-/// Indices of the top-level Parquet schema fields named in `columns`.
-fn root_indices(
-    schema: &parquet::schema::types::SchemaDescriptor,
-    columns: &[String],
-) -> Vec<usize> {
-    schema
-        .root_schema()
-        .get_fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| columns.iter().any(|c| c == f.name()))
-        .map(|(i, _)| i)
         .collect()
 }

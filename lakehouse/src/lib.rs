@@ -46,6 +46,7 @@
 pub mod append;
 pub mod apply;
 pub mod catalog;
+pub mod changes;
 pub mod commit;
 pub mod config;
 pub mod dead_letter;
@@ -54,6 +55,7 @@ pub mod i64_map;
 pub mod partition;
 pub mod pk_index;
 pub mod position_delete;
+mod read;
 pub mod schema;
 pub mod sink;
 pub mod table;

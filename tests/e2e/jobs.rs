@@ -17,7 +17,7 @@ use lakehouse::{Lake, LakeConfig};
 
 use crate::stack::{repo, text};
 
-fn floe(config: &Path, args: &[&str]) -> Output {
+pub fn floe(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(args)
         .args(["--config", &config.display().to_string()])
@@ -25,7 +25,7 @@ fn floe(config: &Path, args: &[&str]) -> Output {
         .expect("floe runs")
 }
 
-fn ok(o: Output) -> String {
+pub fn ok(o: Output) -> String {
     assert!(o.status.success(), "{}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -5,3 +5,5 @@ mod ingest;
 mod jobs;
 mod sql;
 mod stack;
+mod taxi_cdc;
+mod taxi_jobs;

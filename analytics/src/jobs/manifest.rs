@@ -7,6 +7,7 @@ use lakehouse::sink::WriteMode;
 use serde::Deserialize;
 
 use crate::error::AnalyticsError;
+use crate::jobs::sources::weather::WeatherSpec;
 
 /// A job's manifest, as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +30,23 @@ pub struct JobManifest {
     /// Files the query reads, as `job.sources.NAME`.
     #[serde(default)]
     pub sources: BTreeMap<String, Source>,
+    /// Lake tables whose changes since the last run the query reads, as
+    /// `job.changes.TABLE`.
+    #[serde(default)]
+    pub incremental: Option<Incremental>,
+    /// A predicate over the result's rows; when any row matches, the run
+    /// fails (after writing the result), e.g. a failed check of severity
+    /// `error`.
+    #[serde(default)]
+    pub fail_when: Option<String>,
+}
+
+/// The inputs an incremental job reads changes of.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incremental {
+    /// `namespace.table` names; each is `job.changes.TABLE` in the query.
+    pub tables: Vec<String>,
 }
 
 /// A file a job reads.
@@ -42,6 +60,8 @@ pub enum Source {
     Parquet {
         path: PathBuf,
     },
+    /// Hourly weather, generated or fetched.
+    Weather(WeatherSpec),
 }
 
 /// A loaded job: its name (the manifest's file stem), manifest and query.
@@ -76,8 +96,11 @@ pub fn load_jobs(dir: &Path) -> Result<Vec<Job>, AnalyticsError> {
         }
         let text = std::fs::read_to_string(&path)?;
         let manifest: JobManifest = toml::from_str(&text).map_err(|e| bad(&path, e))?;
-        if manifest.target.split('.').count() != 2 {
-            return Err(bad(&path, "target must be namespace.table"));
+        let tables = manifest.incremental.iter().flat_map(|i| &i.tables);
+        for table in std::iter::once(&manifest.target).chain(tables) {
+            if table.split('.').count() != 2 {
+                return Err(bad(&path, format!("{table}: expected namespace.table")));
+            }
         }
         let name = path
             .file_stem()
@@ -87,7 +110,9 @@ pub fn load_jobs(dir: &Path) -> Result<Vec<Job>, AnalyticsError> {
         let sql = std::fs::read_to_string(&sql_path)
             .map_err(|e| bad(&path, format!("cannot read {}: {e}", sql_path.display())))?;
         for (source, spec) in &manifest.sources {
-            let (Source::Csv { path: file } | Source::Parquet { path: file }) = spec;
+            let (Source::Csv { path: file } | Source::Parquet { path: file }) = spec else {
+                continue;
+            };
             if !dir.join(file).exists() {
                 return Err(bad(
                     &path,

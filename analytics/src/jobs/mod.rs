@@ -18,10 +18,12 @@
 //! Every run, failed or not, is a row of `floe_meta.job_runs`, and the
 //! snapshot it writes names the run and the source snapshots it read.
 
+pub mod inputs;
 pub mod manifest;
 pub mod run;
 pub mod runs;
 pub mod schedule;
+pub mod sources;
 
 pub use manifest::{load_jobs, Job, JobManifest, Source};
 pub use run::{run_job, RunRecord, RunStatus};

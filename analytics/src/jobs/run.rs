@@ -5,19 +5,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
-use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
-use iceberg::TableIdent;
+use futures::StreamExt;
 use lakehouse::sink::write_result;
 
 use crate::error::AnalyticsError;
-use crate::jobs::manifest::{Job, Source};
+use crate::jobs::inputs::{register_inputs, table_ident, ChangesRead, SOURCES_PROPERTY};
+use crate::jobs::manifest::Job;
 use crate::jobs::runs::record_run;
+use crate::progress::Progress;
 use crate::session::LakeSession;
-
-/// The catalog and schema a job's files are registered under.
-pub const SOURCES: (&str, &str) = ("job", "sources");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
@@ -47,6 +45,8 @@ pub struct RunRecord {
     /// `namespace.table` to the snapshot id read, for the lake tables the
     /// query names.
     pub source_snapshots: BTreeMap<String, i64>,
+    /// What an incremental job read of each changed table.
+    pub changes: BTreeMap<String, ChangesRead>,
     pub error: Option<String>,
 }
 
@@ -70,6 +70,7 @@ pub async fn run_job(session: &LakeSession, job: &Job) -> Result<RunRecord, Anal
         rows_written: 0,
         target_snapshot_id: None,
         source_snapshots: BTreeMap::new(),
+        changes: BTreeMap::new(),
         error: None,
     };
     tracing::info!(job = %job.name, target = %job.manifest.target, "job started");
@@ -96,45 +97,36 @@ async fn execute(
     record: &mut RunRecord,
 ) -> Result<(), AnalyticsError> {
     session.refresh().await?;
-    let sources = MemoryCatalogProvider::new();
-    sources.register_schema(SOURCES.1, Arc::new(MemorySchemaProvider::new()))?;
-    session.ctx.register_catalog(SOURCES.0, Arc::new(sources));
-    for (name, source) in &job.manifest.sources {
-        let table = format!("{}.{}.{name}", SOURCES.0, SOURCES.1);
-        let (Source::Csv { path } | Source::Parquet { path }) = source;
-        let path = job.path(path).to_string_lossy().into_owned();
-        let ctx = &session.ctx;
-        match source {
-            Source::Csv { .. } => {
-                ctx.register_csv(table, &path, CsvReadOptions::new())
-                    .await?
-            }
-            Source::Parquet { .. } => {
-                ctx.register_parquet(table, &path, ParquetReadOptions::new())
-                    .await?
-            }
-        }
-    }
+    let incremental = register_inputs(session, job, &record.run_id).await?;
     record.source_snapshots = source_snapshots(session, &job.sql).await?;
+    for (table, (read, until)) in incremental {
+        // the changes were read up to `until`: the next run starts there
+        if let Some(until) = until {
+            record.source_snapshots.insert(table.clone(), until);
+        }
+        record.changes.insert(table, read);
+    }
     // a job's SQL is a query; what it writes is decided by its manifest
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false);
     let frame = session.ctx.sql_with_options(&job.sql, options).await?;
     let schema = frame.schema().as_arrow().clone();
-    let batches = frame.collect().await?;
-    let (namespace, name) = job
-        .manifest
-        .target
-        .split_once('.')
-        .ok_or_else(|| AnalyticsError::Usage("target must be namespace.table".into()))?;
-    let ident = TableIdent::from_strs([namespace, name])
-        .map_err(|e| AnalyticsError::Usage(format!("target {}: {e}", job.manifest.target)))?;
+    let mut stream = frame.execute_stream().await?;
+    let mut progress = Progress::start(format!("job {}", job.name));
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        progress.add_rows(batch.num_rows() as u64);
+        batches.push(batch);
+    }
+    progress.finish();
+    let ident = table_ident(&job.manifest.target)?;
     let properties = HashMap::from([
         ("floe.job".to_string(), job.name.clone()),
         ("floe.job.run-id".to_string(), record.run_id.clone()),
         (
-            "floe.job.sources".to_string(),
+            SOURCES_PROPERTY.to_string(),
             serde_json::to_string(&record.source_snapshots).unwrap_or_default(),
         ),
     ]);
@@ -150,7 +142,32 @@ async fn execute(
     .await?;
     record.rows_written = written.rows as i64;
     record.target_snapshot_id = written.snapshot_id;
+    if let Some(predicate) = &job.manifest.fail_when {
+        failing_rows(session, &schema, batches, predicate).await?;
+    }
     Ok(())
+}
+
+/// Fails when any of the result's rows match `predicate`, naming them.
+async fn failing_rows(
+    session: &LakeSession,
+    schema: &datafusion::arrow::datatypes::Schema,
+    batches: Vec<datafusion::arrow::array::RecordBatch>,
+    predicate: &str,
+) -> Result<(), AnalyticsError> {
+    let result = MemTable::try_new(Arc::new(schema.clone()), vec![batches])?;
+    let ctx = &session.ctx;
+    let frame = ctx.read_table(Arc::new(result))?;
+    let filter = frame.parse_sql_expr(predicate)?;
+    let matching = frame.filter(filter)?.collect().await?;
+    let count: usize = matching.iter().map(|b| b.num_rows()).sum();
+    if count == 0 {
+        return Ok(());
+    }
+    let shown = datafusion::arrow::util::pretty::pretty_format_batches(&matching)?;
+    Err(AnalyticsError::Failed(format!(
+        "{count} result rows match fail_when ({predicate}):\n{shown}"
+    )))
 }
 
 /// The current snapshot of every lake table the query names.

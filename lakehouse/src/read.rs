@@ -1,0 +1,107 @@
+//! Reading a table's Parquet files directly, by path: data-file columns
+//! (all rows or given positions) and position-delete files. The primary-key
+//! index and the changes feed need rows by position, which a table scan
+//! does not give.
+
+use arrow_array::{Array, Int64Array, RecordBatch, RecordBatchReader, StringArray, UInt32Array};
+use arrow_schema::ArrowError;
+use iceberg::table::Table;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use crate::error::LakehouseError;
+
+fn arrow_error(path: &str) -> impl Fn(ArrowError) -> LakehouseError + '_ {
+    move |source| LakehouseError::Arrow {
+        context: format!("reading {path}"),
+        source,
+    }
+}
+
+/// The bytes of one of `table`'s files.
+pub(crate) async fn read_file(table: &Table, path: &str) -> Result<bytes::Bytes, LakehouseError> {
+    let iceberg = |operation| {
+        let table = table.identifier().to_string();
+        move |source| LakehouseError::Iceberg {
+            operation,
+            table,
+            source: Box::new(source),
+        }
+    };
+    table
+        .file_io()
+        .new_input(path)
+        .map_err(iceberg("open file"))?
+        .read()
+        .await
+        .map_err(iceberg("read file"))
+}
+
+/// Reads `columns` (every column when `None`; names the file lacks are
+/// left out) of a Parquet file, all rows or only `positions` (ascending).
+pub(crate) async fn read_columns(
+    table: &Table,
+    path: &str,
+    columns: Option<&[String]>,
+    positions: Option<&[u32]>,
+) -> Result<RecordBatch, LakehouseError> {
+    let bytes = read_file(table, path).await?;
+    let parquet_error = |e: parquet::errors::ParquetError| {
+        arrow_error(path)(ArrowError::ExternalError(Box::new(e)))
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?;
+    let parquet_schema = builder.parquet_schema();
+    let mask = match columns {
+        None => ProjectionMask::all(),
+        Some(columns) => {
+            let roots = parquet_schema
+                .root_schema()
+                .get_fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| columns.iter().any(|c| c == f.name()))
+                .map(|(i, _)| i);
+            ProjectionMask::roots(parquet_schema, roots)
+        }
+    };
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(parquet_error)?;
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader
+        .collect::<Result<_, _>>()
+        .map_err(arrow_error(path))?;
+    let all = arrow_select::concat::concat_batches(&schema, &batches).map_err(arrow_error(path))?;
+    match positions {
+        None => Ok(all),
+        Some(p) => arrow_select::take::take_record_batch(&all, &UInt32Array::from(p.to_vec()))
+            .map_err(arrow_error(path)),
+    }
+}
+
+/// The (data file path, position) rows of a position-delete file.
+pub(crate) async fn read_position_deletes(
+    table: &Table,
+    path: &str,
+) -> Result<Vec<(String, i64)>, LakehouseError> {
+    let columns = ["file_path".to_string(), "pos".to_string()];
+    let batch = read_columns(table, path, Some(&columns), None).await?;
+    let paths = batch
+        .column_by_name("file_path")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    let positions = batch
+        .column_by_name("pos")
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+    let (Some(paths), Some(positions)) = (paths, positions) else {
+        return Err(LakehouseError::SchemaMismatch {
+            table: table.identifier().to_string(),
+            reason: format!(
+                "position-delete file {path} does not have (file_path string, pos long)"
+            ),
+        });
+    };
+    Ok((0..positions.len())
+        .map(|i| (paths.value(i).to_string(), positions.value(i)))
+        .collect())
+}
