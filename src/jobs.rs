@@ -103,6 +103,16 @@ pub fn run(args: JobsArgs) -> Result<()> {
                     (record.finished_at_us - record.started_at_us) as f64 / 1e6,
                     record.run_id
                 );
+                if job.manifest.load.is_some() && record.loaded_files.is_empty() {
+                    println!("  no new files to load");
+                }
+                if !record.loaded_files.is_empty() {
+                    println!(
+                        "  loaded {} files: {}",
+                        record.loaded_files.len(),
+                        record.loaded_files.join(", ")
+                    );
+                }
                 for (table, read) in &record.changes {
                     match read {
                         ChangesRead::Since { snapshot, rows } => println!(

@@ -7,6 +7,7 @@ use lakehouse::sink::WriteMode;
 use serde::Deserialize;
 
 use crate::error::AnalyticsError;
+use crate::jobs::load::LoadSpec;
 use crate::jobs::sources::weather::WeatherSpec;
 
 /// A job's manifest, as written.
@@ -39,6 +40,10 @@ pub struct JobManifest {
     /// `error`.
     #[serde(default)]
     pub fail_when: Option<String>,
+    /// Run the query once per file of a folder or bucket (`job.sources.file`),
+    /// loading each file once.
+    #[serde(default)]
+    pub load: Option<LoadSpec>,
 }
 
 /// The inputs an incremental job reads changes of.

@@ -19,6 +19,7 @@
 //! snapshot it writes names the run and the source snapshots it read.
 
 pub mod inputs;
+pub mod load;
 pub mod manifest;
 pub mod run;
 pub mod runs;

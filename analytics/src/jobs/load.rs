@@ -1,0 +1,388 @@
+//! Batch loads: a job with a `[load]` section runs its query once per file
+//! of a folder or bucket (`job.sources.file` is the file), appending each
+//! file's rows in one snapshot of its own. Each file is loaded once:
+//!
+//! * the snapshot that appends a file's rows names it in its summary
+//!   (`floe.load.file`), so the target itself says what it holds, and a
+//!   crash at any point leaves a file either wholly loaded or not at all;
+//! * `floe_meta.loaded_files` lists the loaded files (job, file, size,
+//!   rows, snapshot, time) for people and tools. It is written after the
+//!   target; a crash in between is repaired on the next run from the
+//!   target's summaries, without loading the file again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
+use futures::StreamExt;
+use iceberg::TableIdent;
+use lakehouse::sink::{write_result, WriteMode};
+use serde::Deserialize;
+
+use crate::error::AnalyticsError;
+use crate::jobs::inputs::{table_ident, JOB_CATALOG};
+use crate::jobs::manifest::Job;
+use crate::progress::Progress;
+use crate::session::LakeSession;
+
+/// The control table of batch loads.
+pub const LOADED_FILES: (&str, &str) = ("floe_meta", "loaded_files");
+/// The snapshot summary property naming the file a snapshot loaded.
+pub const FILE_PROPERTY: &str = "floe.load.file";
+
+/// A manifest's `[load]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// A folder (relative to the manifest) or `s3://bucket/prefix`, with
+    /// the lake's S3 settings. Its `*.parquet` and `*.csv` files are
+    /// loaded, in name order.
+    pub path: String,
+}
+
+/// What a load run did.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub files: Vec<String>,
+    pub rows: u64,
+    pub last_snapshot_id: Option<i64>,
+}
+
+/// One file to load: its name under the load path and its size.
+#[derive(Debug, Clone)]
+struct LoadFile {
+    name: String,
+    size: u64,
+}
+
+enum Store {
+    Local(PathBuf),
+    S3 {
+        operator: opendal::Operator,
+        location: String,
+    },
+}
+
+impl Store {
+    fn open(job: &Job, spec: &LoadSpec, session: &LakeSession) -> Result<Self, AnalyticsError> {
+        let Some(rest) = spec.path.strip_prefix("s3://") else {
+            return Ok(Store::Local(job.path(Path::new(&spec.path))));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let s3 = session.lake.config.s3.resolve(|k| std::env::var(k).ok());
+        let mut builder = opendal::services::S3::default()
+            .bucket(bucket)
+            .root(&format!("/{prefix}"))
+            .region(&s3.region)
+            .disable_config_load()
+            .disable_ec2_metadata();
+        if let Some(endpoint) = &s3.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if !s3.path_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        if let Some(key) = &s3.access_key_id {
+            builder = builder.access_key_id(key);
+        }
+        if let Some(secret) = &s3.secret_access_key {
+            builder = builder.secret_access_key(secret);
+        }
+        if let Some(token) = &s3.session_token {
+            builder = builder.session_token(token);
+        }
+        let operator = opendal::Operator::new(builder)
+            .map_err(|e| AnalyticsError::Source(format!("{}: {e}", spec.path)))?
+            .finish();
+        Ok(Store::S3 {
+            operator,
+            location: spec.path.clone(),
+        })
+    }
+
+    fn loadable(name: &str) -> bool {
+        name.ends_with(".parquet") || name.ends_with(".csv")
+    }
+
+    async fn list(&self) -> Result<Vec<LoadFile>, AnalyticsError> {
+        let mut files = Vec::new();
+        match self {
+            Store::Local(dir) => {
+                let entries = std::fs::read_dir(dir).map_err(|e| {
+                    AnalyticsError::Source(format!("load folder {}: {e}", dir.display()))
+                })?;
+                for entry in entries {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if entry.file_type()?.is_file() && Self::loadable(&name) {
+                        files.push(LoadFile {
+                            name,
+                            size: entry.metadata()?.len(),
+                        });
+                    }
+                }
+            }
+            Store::S3 { operator, location } => {
+                let failed = |e: opendal::Error| AnalyticsError::Source(format!("{location}: {e}"));
+                for entry in operator.list("/").await.map_err(failed)? {
+                    let name = entry.name().to_string();
+                    if entry.metadata().is_file() && Self::loadable(&name) {
+                        files.push(LoadFile {
+                            name,
+                            size: entry.metadata().content_length(),
+                        });
+                    }
+                }
+            }
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+
+    /// A local path DataFusion can read the file at: the file itself, or a
+    /// download of it into `scratch`.
+    async fn local_copy(&self, file: &LoadFile, scratch: &Path) -> Result<PathBuf, AnalyticsError> {
+        match self {
+            Store::Local(dir) => Ok(dir.join(&file.name)),
+            Store::S3 { operator, location } => {
+                let bytes = operator.read(&file.name).await.map_err(|e| {
+                    AnalyticsError::Source(format!("{location}/{}: {e}", file.name))
+                })?;
+                let path = scratch.join(&file.name);
+                std::fs::write(&path, bytes.to_bytes())?;
+                Ok(path)
+            }
+        }
+    }
+}
+
+/// Runs the load job `job`: every file not loaded yet, in name order. On
+/// failure, also returns what was loaded before it.
+pub async fn run_load(
+    session: &LakeSession,
+    job: &Job,
+    spec: &LoadSpec,
+    run_id: &str,
+) -> Result<Loaded, (Loaded, AnalyticsError)> {
+    let mut loaded = Loaded::default();
+    match load_all(session, job, spec, run_id, &mut loaded).await {
+        Ok(()) => Ok(loaded),
+        Err(e) => Err((loaded, e)),
+    }
+}
+
+async fn load_all(
+    session: &LakeSession,
+    job: &Job,
+    spec: &LoadSpec,
+    run_id: &str,
+    loaded: &mut Loaded,
+) -> Result<(), AnalyticsError> {
+    if job.manifest.mode != WriteMode::Append {
+        return Err(AnalyticsError::Usage(format!(
+            "job {}: a batch load appends; set mode = \"append\"",
+            job.name
+        )));
+    }
+    let store = Store::open(job, spec, session)?;
+    let target = table_ident(&job.manifest.target)?;
+    let recorded = control_rows(session, &job.name).await?;
+    let in_target = loaded_in_target(session, &target).await?;
+    // a crash after the target's commit and before the control row
+    for (file, (snapshot, rows)) in &in_target {
+        if !recorded.contains(file) {
+            tracing::warn!(job = %job.name, file, "loaded but not in floe_meta.loaded_files; recording it");
+            record_file(session, &job.name, file, 0, *rows, *snapshot).await?;
+        }
+    }
+    let files = store.list().await?;
+    let todo: Vec<LoadFile> = files
+        .into_iter()
+        .filter(|f| !in_target.contains_key(&f.name) && !recorded.contains(&f.name))
+        .collect();
+    tracing::info!(job = %job.name, files = todo.len(), "batch load: files to load");
+    let scratch = std::env::temp_dir().join(format!("floe-load-{run_id}"));
+    std::fs::create_dir_all(&scratch)?;
+    let mut progress = Progress::start(format!("load {}", job.name));
+    let result = async {
+        for file in &todo {
+            let path = store.local_copy(file, &scratch).await?;
+            let (rows, snapshot) =
+                load_file(session, job, &target, file, &path, run_id, &mut progress)
+                    .await
+                    .map_err(|e| AnalyticsError::Source(format!("loading {}: {e}", file.name)))?;
+            record_file(session, &job.name, &file.name, file.size, rows, snapshot).await?;
+            progress.add_file();
+            loaded.files.push(file.name.clone());
+            loaded.rows += rows;
+            loaded.last_snapshot_id = snapshot.or(loaded.last_snapshot_id);
+            tracing::info!(job = %job.name, file = %file.name, rows, "loaded");
+        }
+        Ok::<_, AnalyticsError>(())
+    }
+    .await;
+    progress.finish();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn load_file(
+    session: &LakeSession,
+    job: &Job,
+    target: &TableIdent,
+    file: &LoadFile,
+    path: &Path,
+    run_id: &str,
+    progress: &mut Progress,
+) -> Result<(u64, Option<i64>), AnalyticsError> {
+    let ctx = &session.ctx;
+    let name = format!("{JOB_CATALOG}.sources.file");
+    let _ = ctx.deregister_table(name.as_str())?;
+    let path = path.to_string_lossy().into_owned();
+    if file.name.ends_with(".csv") {
+        ctx.register_csv(name.as_str(), &path, CsvReadOptions::new())
+            .await?;
+    } else {
+        ctx.register_parquet(name.as_str(), &path, ParquetReadOptions::new())
+            .await?;
+    }
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false);
+    let frame = ctx.sql_with_options(&job.sql, options).await?;
+    let schema = frame.schema().as_arrow().clone();
+    let mut stream = frame.execute_stream().await?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        progress.add_rows(batch.num_rows() as u64);
+        batches.push(batch);
+    }
+    let properties = HashMap::from([
+        ("floe.job".to_string(), job.name.clone()),
+        ("floe.job.run-id".to_string(), run_id.to_string()),
+        (FILE_PROPERTY.to_string(), file.name.clone()),
+    ]);
+    let written = write_result(
+        &session.lake,
+        target,
+        &job.manifest.partition,
+        WriteMode::Append,
+        &schema,
+        &batches,
+        properties,
+    )
+    .await?;
+    Ok((written.rows as u64, written.snapshot_id))
+}
+
+/// Files the target's snapshots (the current one and its ancestors) say
+/// they loaded, with the snapshot and its added rows.
+async fn loaded_in_target(
+    session: &LakeSession,
+    target: &TableIdent,
+) -> Result<HashMap<String, (Option<i64>, u64)>, AnalyticsError> {
+    let catalog = &session.lake.catalog;
+    if !catalog.table_exists(target).await? {
+        return Ok(HashMap::new());
+    }
+    let table = catalog.load_table(target).await?;
+    let metadata = table.metadata();
+    let mut out = HashMap::new();
+    let mut cursor = metadata.current_snapshot().cloned();
+    while let Some(snapshot) = cursor {
+        let properties = &snapshot.summary().additional_properties;
+        if let Some(file) = properties.get(FILE_PROPERTY) {
+            let rows = properties
+                .get("added-records")
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            out.insert(file.clone(), (Some(snapshot.snapshot_id()), rows));
+        }
+        cursor = snapshot
+            .parent_snapshot_id()
+            .and_then(|p| metadata.snapshot_by_id(p).cloned());
+    }
+    Ok(out)
+}
+
+/// Files `floe_meta.loaded_files` lists for `job`.
+async fn control_rows(
+    session: &LakeSession,
+    job: &str,
+) -> Result<BTreeSet<String>, AnalyticsError> {
+    let ident = TableIdent::from_strs([LOADED_FILES.0, LOADED_FILES.1])
+        .map_err(|e| AnalyticsError::Usage(e.to_string()))?;
+    if !session.lake.catalog.table_exists(&ident).await? {
+        return Ok(BTreeSet::new());
+    }
+    session.refresh().await?;
+    let table = format!("{}.{}", LOADED_FILES.0, LOADED_FILES.1);
+    let frame = session
+        .ctx
+        .table(table.as_str())
+        .await?
+        .filter(datafusion::prelude::col("job").eq(datafusion::prelude::lit(job)))?
+        .select_columns(&["file"])?;
+    let mut out = BTreeSet::new();
+    for batch in frame.collect().await? {
+        if let Some(files) = batch.column(0).as_any().downcast_ref::<StringArray>() {
+            out.extend(files.iter().flatten().map(str::to_string));
+        }
+    }
+    Ok(out)
+}
+
+async fn record_file(
+    session: &LakeSession,
+    job: &str,
+    file: &str,
+    size: u64,
+    rows: u64,
+    snapshot: Option<i64>,
+) -> Result<(), AnalyticsError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("job", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("size_bytes", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("target_snapshot_id", DataType::Int64, true),
+        Field::new(
+            "loaded_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![job])),
+        Arc::new(StringArray::from(vec![file])),
+        Arc::new(Int64Array::from(vec![size as i64])),
+        Arc::new(Int64Array::from(vec![rows as i64])),
+        Arc::new(Int64Array::from(vec![snapshot])),
+        Arc::new(TimestampMicrosecondArray::from(vec![now]).with_timezone("UTC")),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let ident = TableIdent::from_strs([LOADED_FILES.0, LOADED_FILES.1])
+        .map_err(|e| AnalyticsError::Usage(e.to_string()))?;
+    write_result(
+        &session.lake,
+        &ident,
+        &[],
+        WriteMode::Append,
+        &schema,
+        &[batch],
+        HashMap::new(),
+    )
+    .await?;
+    Ok(())
+}
