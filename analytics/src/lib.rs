@@ -3,7 +3,10 @@
 //! Queries over the lake: the DataFusion session with the Iceberg catalog
 //! registered ([`LakeSession`], with time travel through `as_of`), and the
 //! `floe sql` shell ([`shell`]), and the batch jobs ([`jobs`]) that build
-//! analytics and ML feature tables back into Iceberg.
+//! analytics and ML feature tables back into Iceberg: manifests, the inputs
+//! a query reads (files, generated weather, the changes feed of
+//! incremental jobs), batch loads of trip files, the run record and the
+//! scheduler. [`progress`] reports long work.
 //!
 //! Not here: Kafka and decoding (`ingest`), and writing Iceberg metadata:
 //! anything this crate writes goes through `lakehouse`'s commit path.

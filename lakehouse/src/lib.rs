@@ -39,6 +39,11 @@
 //! commit. [`append`] builds the rows of `append`-mode (changelog) tables;
 //! [`dead_letter`] keeps the messages that could not be decoded.
 //!
+//! For batch jobs: [`sink`] writes whole results (overwrite, append,
+//! overwrite-partitions) through the same commit; [`changes`] reads the
+//! rows a table gained and lost since one of its snapshots, from the files
+//! the later snapshots added and removed.
+//!
 //! This crate does not decode anything and does not know Kafka: it takes
 //! change batches, whatever produced them (it depends on `ingest` without
 //! its `kafka` feature). Queries over the lake belong to `analytics`.

@@ -17,6 +17,9 @@
 //!
 //! Every run, failed or not, is a row of `floe_meta.job_runs`, and the
 //! snapshot it writes names the run and the source snapshots it read.
+//! [`inputs`] registers what the query reads besides lake tables
+//! (`job.sources.*`, `job.changes.*` for incremental jobs, `job_run_id()`);
+//! [`load`] runs batch loads, one file per snapshot.
 
 pub mod inputs;
 pub mod load;
