@@ -101,9 +101,12 @@ enum Command {
     /// Batch jobs: SQL over the lake whose results become Iceberg tables.
     ///
     /// Each job is a manifest (`NAME.toml`: target table, partition, write
-    /// mode overwrite|append, schedule, the query file, files it reads as
-    /// `job.sources.NAME`) in the jobs folder (`--jobs-dir`, default
-    /// analytics/jobs). Every run is recorded in floe_meta.job_runs.
+    /// mode overwrite|append|overwrite_partitions, schedule, the query file,
+    /// inputs it reads as `job.sources.NAME`, `[incremental] tables` whose
+    /// changes since the last run it reads as `job.changes.TABLE`, `[load]
+    /// path` to run it once per file of a folder or bucket, `fail_when`) in
+    /// the jobs folder (`--jobs-dir`, default analytics/jobs). Every run is
+    /// recorded in floe_meta.job_runs; batch loads in floe_meta.loaded_files.
     Jobs(jobs::JobsArgs),
 }
 
