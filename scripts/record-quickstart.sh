@@ -10,7 +10,7 @@
 #
 #   recording.jsonl.gz  the Kafka records (docs/recording-format.md), gzipped
 #   schemas.json        the registry's schemas for them
-#   expected/*.csv      the tables' final state in Postgres (final_state.sql),
+#   expected/*.csv(.gz) the tables' final state in Postgres (final_state.sql),
 #                       which the quickstart test compares the lake with
 #
 # Usage: scripts/record-quickstart.sh [OUT_DIR]
@@ -96,7 +96,10 @@ wait_lines() { # MIN TIMEOUT: wait for >= MIN lines, then for 4 quiet seconds
 wait_lines 5011 300
 log "snapshot recorded ($(wc -l <"$WORK/recording.jsonl") records); streaming the workload"
 "${PSQL[@]}" -d taxi -f "$FIX/stream.sql"
-expected=$(( 5011 + 12000 + 3400 + 548 + 2000 + 3000 + 1000 + 1 + 7 + 1 ))
+# inserts, tips, moves, deletes and tombstones, inserts with the new column,
+# the surcharge set on multiples of 7 not deleted (1,000 - 58 multiples of 119),
+# the truncate, the reload, the renamed vendor
+expected=$(( 5011 + 12000 + 3400 + 548 + 2000 + 3000 + 942 + 1 + 7 + 1 ))
 wait_lines "$expected" 600
 touch "$WORK/stop"
 wait "$CAPTURE_PID" || true
@@ -106,5 +109,5 @@ mkdir -p "$OUT/expected"
 gzip -9 -n -c "$WORK/recording.jsonl" >"$OUT/recording.jsonl.gz"
 python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2],"w"), indent=1, sort_keys=True)' \
   "$WORK/schemas.json" "$OUT/schemas.json"
-(cd "$OUT/expected" && "${PSQL[@]}" -d taxi -f "$FIX/final_state.sql")
+(cd "$OUT/expected" && "${PSQL[@]}" -d taxi -f "$FIX/final_state.sql" && gzip -9 -n -f trips.csv)
 log "wrote $(wc -l <"$WORK/recording.jsonl") records to $OUT/recording.jsonl.gz and the final state to $OUT/expected"
