@@ -53,30 +53,6 @@ python3 "$ROOT/scripts/schema-registry-standin.py" --port "$REGISTRY_PORT" \
 REGISTRY_PID=$!
 wait_http "http://127.0.0.1:$REGISTRY_PORT/subjects" 20 || die "registry stand-in did not start"
 
-engine_props() { # NAME TABLES EXTRA...
-  local name="$1" tables="$2"; shift 2
-  cat <<PROPS
-name=$name
-connector.class=io.debezium.connector.postgresql.PostgresConnector
-offset.storage=org.apache.kafka.connect.storage.MemoryOffsetBackingStore
-offset.flush.interval.ms=1000
-database.hostname=127.0.0.1
-database.port=$PG_PORT
-database.user=postgres
-database.password=postgres
-database.dbname=taxi
-topic.prefix=$name
-plugin.name=pgoutput
-slot.name=floe_capture_$name
-publication.name=floe_capture_$name
-publication.autocreate.mode=filtered
-table.include.list=$tables
-skipped.operations=none
-tombstones.on.delete=true
-snapshot.mode=initial
-PROPS
-  printf '%s\n' "$@"
-}
 engine_props taxi "public.vendors,public.payment_types,public.trips,public.all_types,public.event_log" >"$WORK/taxi.properties"
 engine_props alt1 "public.all_types" decimal.handling.mode=double time.precision.mode=connect \
   hstore.handling.mode=map interval.handling.mode=string binary.handling.mode=hex \
@@ -91,21 +67,6 @@ java -cp "$LIBS/*" "$ROOT/scripts/capture/Capture.java" --out "$WORK/recording.j
 CAPTURE_PID=$!
 
 # lines: 10 snapshot rows for taxi, 2 each for alt1 and alt2
-wait_lines() { # MIN TIMEOUT: wait for >= MIN lines, then for 4 quiet seconds
-  local min="$1" deadline=$((SECONDS + $2)) last=-1 stable=0 n
-  while ((SECONDS < deadline)); do
-    n=0; [ -f "$WORK/recording.jsonl" ] && n=$(wc -l <"$WORK/recording.jsonl")
-    kill -0 "$CAPTURE_PID" 2>/dev/null || { tail -40 "$WORK/capture.log" >&2; die "capture exited early"; }
-    if ((n >= min)) && ((n == last)); then
-      stable=$((stable + 1)); ((stable >= 8)) && return 0
-    else
-      stable=0
-    fi
-    last=$n; sleep 0.5
-  done
-  tail -40 "$WORK/capture.log" >&2
-  die "timed out waiting for $min records (have $n)"
-}
 wait_lines 14 180
 log "snapshot recorded ($(wc -l <"$WORK/recording.jsonl") records); running the streaming workload"
 "${PSQL[@]}" -d taxi -f "$ROOT/tests/fixtures/debezium/stream.sql"

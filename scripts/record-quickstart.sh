@@ -48,28 +48,8 @@ python3 "$ROOT/scripts/schema-registry-standin.py" --port "$REGISTRY_PORT" \
 REGISTRY_PID=$!
 wait_http "http://127.0.0.1:$REGISTRY_PORT/subjects" 20 || die "registry stand-in did not start"
 
-cat >"$WORK/taxi.properties" <<PROPS
-name=taxi
-connector.class=io.debezium.connector.postgresql.PostgresConnector
-offset.storage=org.apache.kafka.connect.storage.MemoryOffsetBackingStore
-offset.flush.interval.ms=1000
-database.hostname=127.0.0.1
-database.port=$PG_PORT
-database.user=postgres
-database.password=postgres
-database.dbname=taxi
-topic.prefix=taxi
-plugin.name=pgoutput
-slot.name=floe_quickstart
-publication.name=floe_quickstart
-publication.autocreate.mode=filtered
-table.include.list=public.vendors,public.payment_types,public.trips
-skipped.operations=none
-tombstones.on.delete=true
-snapshot.mode=initial
-max.batch.size=4096
-max.queue.size=16384
-PROPS
+engine_props taxi "public.vendors,public.payment_types,public.trips" \
+  max.batch.size=4096 max.queue.size=16384 >"$WORK/taxi.properties"
 
 log "starting Debezium"
 java -cp "$LIBS/*" "$ROOT/scripts/capture/Capture.java" --out "$WORK/recording.jsonl" \
@@ -77,21 +57,6 @@ java -cp "$LIBS/*" "$ROOT/scripts/capture/Capture.java" --out "$WORK/recording.j
   "$WORK/taxi.properties" >"$WORK/capture.log" 2>&1 &
 CAPTURE_PID=$!
 
-wait_lines() { # MIN TIMEOUT: wait for >= MIN lines, then for 4 quiet seconds
-  local min="$1" deadline=$((SECONDS + $2)) last=-1 stable=0 n
-  while ((SECONDS < deadline)); do
-    n=0; [ -f "$WORK/recording.jsonl" ] && n=$(wc -l <"$WORK/recording.jsonl")
-    kill -0 "$CAPTURE_PID" 2>/dev/null || { tail -40 "$WORK/capture.log" >&2; die "capture exited early"; }
-    if ((n >= min)) && ((n == last)); then
-      stable=$((stable + 1)); ((stable >= 8)) && return 0
-    else
-      stable=0
-    fi
-    last=$n; sleep 0.5
-  done
-  tail -40 "$WORK/capture.log" >&2
-  die "timed out waiting for $min records (have $n)"
-}
 # the snapshot: 4 vendors, 7 payment types, 5,000 trips
 wait_lines 5011 300
 log "snapshot recorded ($(wc -l <"$WORK/recording.jsonl") records); streaming the workload"

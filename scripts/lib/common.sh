@@ -198,3 +198,50 @@ lake_readers_python() {
   fi
   printf '%s\n' "$venv/bin/python"
 }
+
+# --- recording Debezium output (record-fixtures.sh, record-quickstart.sh) ---
+# Both scripts set WORK (the capture's scratch folder: recording.jsonl,
+# capture.log), PG_PORT and CAPTURE_PID before using these.
+
+# Embedded-engine properties for Capture.java: a Postgres connector on the
+# local database `taxi`, every operation (truncates too), tombstones.
+engine_props() { # NAME TABLES EXTRA...
+  local name="$1" tables="$2"; shift 2
+  cat <<PROPS
+name=$name
+connector.class=io.debezium.connector.postgresql.PostgresConnector
+offset.storage=org.apache.kafka.connect.storage.MemoryOffsetBackingStore
+offset.flush.interval.ms=1000
+database.hostname=127.0.0.1
+database.port=$PG_PORT
+database.user=postgres
+database.password=postgres
+database.dbname=taxi
+topic.prefix=$name
+plugin.name=pgoutput
+slot.name=floe_capture_$name
+publication.name=floe_capture_$name
+publication.autocreate.mode=filtered
+table.include.list=$tables
+skipped.operations=none
+tombstones.on.delete=true
+snapshot.mode=initial
+PROPS
+  printf '%s\n' "$@"
+}
+
+wait_lines() { # MIN TIMEOUT: wait for >= MIN lines, then for 4 quiet seconds
+  local min="$1" deadline=$((SECONDS + $2)) last=-1 stable=0 n
+  while ((SECONDS < deadline)); do
+    n=0; [ -f "$WORK/recording.jsonl" ] && n=$(wc -l <"$WORK/recording.jsonl")
+    kill -0 "$CAPTURE_PID" 2>/dev/null || { tail -40 "$WORK/capture.log" >&2; die "capture exited early"; }
+    if ((n >= min)) && ((n == last)); then
+      stable=$((stable + 1)); ((stable >= 8)) && return 0
+    else
+      stable=0
+    fi
+    last=$n; sleep 0.5
+  done
+  tail -40 "$WORK/capture.log" >&2
+  die "timed out waiting for $min records (have $n)"
+}

@@ -25,6 +25,20 @@ pub fn floe(config: &Path, args: &[&str]) -> Output {
         .expect("floe runs")
 }
 
+/// A local lake in `dir/lake` and its floe.toml: (config file, lake config).
+pub fn local_lake(dir: &Path) -> (std::path::PathBuf, LakeConfig) {
+    let config = dir.join("floe.toml");
+    let warehouse = dir.join("lake");
+    std::fs::write(
+        &config,
+        format!("[lake]\nwarehouse = \"{}\"\n", warehouse.display()),
+    )
+    .unwrap();
+    let lake: LakeConfig =
+        toml::from_str(&format!("warehouse = \"{}\"", warehouse.display())).unwrap();
+    (config, lake)
+}
+
 pub fn ok(o: Output) -> String {
     assert!(o.status.success(), "{}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -102,15 +116,7 @@ async fn jobs_build_reference_and_analytics_tables() {
     let dir = std::env::temp_dir().join(format!("floe-e2e-jobs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("floe.toml");
-    let warehouse = dir.join("lake");
-    std::fs::write(
-        &config,
-        format!("[lake]\nwarehouse = \"{}\"\n", warehouse.display()),
-    )
-    .unwrap();
-    let lake_config: LakeConfig =
-        toml::from_str(&format!("warehouse = \"{}\"", warehouse.display())).unwrap();
+    let (config, lake_config) = local_lake(&dir);
     let lake = Lake::open(&lake_config).await.unwrap();
     seed_trips(&lake).await;
     let jobs_dir = repo().join("analytics/jobs");

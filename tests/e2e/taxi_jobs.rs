@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use lakehouse::{Lake, LakeConfig};
+use lakehouse::Lake;
 
-use crate::jobs::ok;
+use crate::jobs::{local_lake, ok};
 use crate::stack::{repo, text};
 use crate::taxi_cdc::{seed_reference, CdcTrips, Change, Trip};
 
@@ -234,15 +234,7 @@ async fn the_taxi_jobs_on_a_known_lake() {
     )
     .unwrap();
     let server = HttpServer::start(&dir.join("www"));
-    let warehouse = dir.join("lake");
-    let config = dir.join("floe.toml");
-    std::fs::write(
-        &config,
-        format!("[lake]\nwarehouse = \"{}\"\n", warehouse.display()),
-    )
-    .unwrap();
-    let lake_config: LakeConfig =
-        toml::from_str(&format!("warehouse = \"{}\"", warehouse.display())).unwrap();
+    let (config, lake_config) = local_lake(&dir);
     let lake = Lake::open(&lake_config).await.unwrap();
     seed_reference(&lake).await;
     let mut cdc = CdcTrips::new(&lake_config);
@@ -470,13 +462,7 @@ async fn the_batch_load_resumes_after_an_interruption() {
     }
     // sorts last, and is not Parquet
     std::fs::write(tlc.join("yellow_tripdata_2024-03.parquet"), b"not parquet").unwrap();
-    let warehouse = dir.join("lake");
-    let config = dir.join("floe.toml");
-    std::fs::write(
-        &config,
-        format!("[lake]\nwarehouse = \"{}\"\n", warehouse.display()),
-    )
-    .unwrap();
+    let (config, lake_config) = local_lake(&dir);
     let env = Env {
         config,
         jobs: jobs.clone(),
@@ -526,8 +512,6 @@ async fn the_batch_load_resumes_after_an_interruption() {
 
     // the control table lost (as after a crash between the target's commit
     // and the control row): rebuilt from the target, nothing loaded twice
-    let lake_config: LakeConfig =
-        toml::from_str(&format!("warehouse = \"{}\"", warehouse.display())).unwrap();
     let lake = Lake::open(&lake_config).await.unwrap();
     lake.catalog
         .drop_table(&iceberg::TableIdent::from_strs(["floe_meta", "loaded_files"]).unwrap())

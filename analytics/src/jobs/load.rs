@@ -14,9 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
@@ -28,6 +26,7 @@ use serde::Deserialize;
 use crate::error::AnalyticsError;
 use crate::jobs::inputs::{table_ident, JOB_CATALOG};
 use crate::jobs::manifest::Job;
+use crate::jobs::runs::append_row;
 use crate::progress::Progress;
 use crate::session::LakeSession;
 
@@ -371,18 +370,5 @@ async fn record_file(
         Arc::new(Int64Array::from(vec![snapshot])),
         Arc::new(TimestampMicrosecondArray::from(vec![now]).with_timezone("UTC")),
     ];
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let ident = TableIdent::from_strs([LOADED_FILES.0, LOADED_FILES.1])
-        .map_err(|e| AnalyticsError::Usage(e.to_string()))?;
-    write_result(
-        &session.lake,
-        &ident,
-        &[],
-        WriteMode::Append,
-        &schema,
-        &[batch],
-        HashMap::new(),
-    )
-    .await?;
-    Ok(())
+    append_row(&session.lake, LOADED_FILES, schema, columns).await
 }

@@ -52,8 +52,19 @@ pub async fn record_run(lake: &Lake, run: &RunRecord) -> Result<(), AnalyticsErr
         .unwrap_or_default()])),
         Arc::new(StringArray::from(vec![run.error.clone()])),
     ];
+    append_row(lake, JOB_RUNS, schema, columns).await
+}
+
+/// Appends one row (`columns`, one value each) to the bookkeeping table
+/// `table` (namespace, name), creating it unpartitioned on first use.
+pub(crate) async fn append_row(
+    lake: &Lake,
+    table: (&str, &str),
+    schema: Arc<Schema>,
+    columns: Vec<ArrayRef>,
+) -> Result<(), AnalyticsError> {
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let ident = TableIdent::from_strs([JOB_RUNS.0, JOB_RUNS.1])
+    let ident = TableIdent::from_strs([table.0, table.1])
         .map_err(|e| AnalyticsError::Usage(e.to_string()))?;
     write_result(
         lake,
