@@ -526,3 +526,110 @@ async fn the_batch_load_resumes_after_an_interruption() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Runs `script` after sourcing the scripts' helpers; returns its stdout.
+fn bash(script: &str) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}/scripts/lib/common.sh' && {script}",
+            repo().display()
+        ))
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "{script}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Garage (`garage_start` in scripts/lib/common.sh) with its bucket
+/// `lake`; the settings as AWS_* variables; stopped on drop.
+struct Bucket(PathBuf, Vec<(String, String)>);
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        bash(&format!("garage_stop '{}'", self.0.display()));
+    }
+}
+
+/// The batch load from a bucket: the shipped samples uploaded to a real
+/// S3 server (Garage) under `tlc/`, loaded through `[load] path =
+/// "s3://lake/tlc"` with the S3 settings from the environment.
+#[test]
+fn the_batch_load_reads_a_bucket() {
+    let dir = std::env::temp_dir().join(format!("floe-e2e-load-s3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let jobs = dir.join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let settings = bash(&format!("garage_start '{}'", dir.join("garage").display()));
+    let env: std::collections::HashMap<&str, &str> =
+        settings.lines().filter_map(|l| l.split_once('=')).collect();
+    let bucket = Bucket(
+        dir.join("garage"),
+        vec![
+            ("AWS_ENDPOINT_URL".into(), env["FLOE_S3_ENDPOINT"].into()),
+            ("AWS_ACCESS_KEY_ID".into(), env["AWS_ACCESS_KEY_ID"].into()),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                env["AWS_SECRET_ACCESS_KEY"].into(),
+            ),
+            ("AWS_REGION".into(), env["AWS_REGION"].into()),
+        ],
+    );
+    // upload with pyarrow's S3 client (an independent implementation)
+    let samples = repo().join("analytics/data/tlc");
+    bash(&format!(
+        "\"$(lake_readers_python)\" -c '
+import sys
+from pyarrow import fs
+s3 = fs.S3FileSystem(endpoint_override=sys.argv[1], access_key=sys.argv[2],
+                     secret_key=sys.argv[3], region=sys.argv[4], scheme=\"http\")
+for name in (\"yellow_tripdata_2024-01.parquet\", \"yellow_tripdata_2024-02.csv\"):
+    fs.copy_files(sys.argv[5] + \"/\" + name, \"lake/tlc/\" + name, destination_filesystem=s3)
+' {} {} {} {} '{}'",
+        env["FLOE_S3_ENDPOINT"].trim_start_matches("http://"),
+        env["AWS_ACCESS_KEY_ID"],
+        env["AWS_SECRET_ACCESS_KEY"],
+        env["AWS_REGION"],
+        samples.display()
+    ));
+    let shipped = repo().join("analytics/jobs");
+    let manifest = std::fs::read_to_string(shipped.join("nyc_taxi_trips.toml")).unwrap();
+    std::fs::write(
+        jobs.join("nyc_taxi_trips.toml"),
+        manifest.replace("path = \"../data/tlc\"", "path = \"s3://lake/tlc\""),
+    )
+    .unwrap();
+    std::fs::copy(
+        shipped.join("nyc_taxi_trips.sql"),
+        jobs.join("nyc_taxi_trips.sql"),
+    )
+    .unwrap();
+    let (config, _) = local_lake(&dir);
+    let floe = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .env("FLOE_JOBS_DIR", &jobs)
+            .envs(bucket.1.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("floe runs")
+    };
+    let loaded = ok(floe(&["jobs", "run", "nyc_taxi_trips"]));
+    assert!(
+        loaded.contains(
+            "loaded 2 files: yellow_tripdata_2024-01.parquet, yellow_tripdata_2024-02.csv"
+        ),
+        "{loaded}"
+    );
+    assert_eq!(
+        ok(floe(&[
+            "sql", "--quiet", "--format", "csv", "-e",
+            "SELECT CAST(date_trunc('month', pickup_datetime) AS VARCHAR) AS month, count(*) AS trips, \
+             sum(fare_amount) AS fares FROM nyc_taxi.trips GROUP BY 1 ORDER BY 1"
+        ])),
+        "month,trips,fares\n2024-01-01T00:00:00,40,1353.14\n2024-02-01T00:00:00,40,1373.88\n"
+    );
+    assert!(ok(floe(&["jobs", "run", "nyc_taxi_trips"])).contains("no new files to load"));
+    drop(bucket);
+    std::fs::remove_dir_all(&dir).ok();
+}
