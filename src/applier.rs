@@ -182,7 +182,10 @@ async fn apply_all(
             "committed"
         );
         done.events += batch.num_rows() - stats.already_applied;
-        done.commits += 1;
+        // a batch the table already held in full commits nothing
+        if stats.already_applied < batch.num_rows() {
+            done.commits += 1;
+        }
         for r in &batch.offsets {
             done.next_offsets
                 .insert((batch.topic.clone(), r.partition), r.last + 1);

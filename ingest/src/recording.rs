@@ -122,56 +122,84 @@ struct SchemasFile {
 }
 
 impl Recording {
-    /// Loads `recording.jsonl` and `schemas.json` from `dir`.
+    /// Loads `recording.jsonl` (or `recording.jsonl.gz`) and `schemas.json`
+    /// from `dir`.
     pub fn load(dir: &Path) -> Result<Self, RecordingError> {
-        let messages_path = dir.join("recording.jsonl");
+        let plain = dir.join("recording.jsonl");
+        let gzipped = dir.join("recording.jsonl.gz");
         let schemas_path = dir.join("schemas.json");
+        let messages_path = if plain.is_file() { plain } else { gzipped };
         if !messages_path.is_file() || !schemas_path.is_file() {
             return Err(RecordingError::Missing {
                 dir: dir.to_path_buf(),
             });
         }
-        let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| RecordingError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RecordingError::Io { path, source }
         };
+        let schemas = std::fs::read_to_string(&schemas_path).map_err(io(&schemas_path))?;
+        let bytes = std::fs::read(&messages_path).map_err(io(&messages_path))?;
+        Self::parse(&messages_path, &bytes, &schemas_path, &schemas)
+    }
+
+    /// A recording from its two files' contents (the messages gzipped or
+    /// not); the paths only name them in errors.
+    pub fn parse(
+        messages_path: &Path,
+        messages: &[u8],
+        schemas_path: &Path,
+        schemas: &str,
+    ) -> Result<Self, RecordingError> {
+        let unzipped;
+        let messages = if messages.starts_with(&[0x1f, 0x8b]) {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(messages), &mut text)
+                .map_err(|source| RecordingError::Io {
+                    path: messages_path.to_path_buf(),
+                    source,
+                })?;
+            unzipped = text;
+            &unzipped[..]
+        } else {
+            messages
+        };
+        let lines = std::str::from_utf8(messages).map_err(|e| RecordingError::Parse {
+            path: messages_path.to_path_buf(),
+            line: 0,
+            reason: format!("not UTF-8: {e}"),
+        })?;
         let parse_err = |path: &Path, line: usize, reason: String| RecordingError::Parse {
             path: path.to_path_buf(),
             line,
             reason,
         };
 
-        let text = read(&schemas_path)?;
-        let file: SchemasFile = serde_json::from_str(&text)
-            .map_err(|e| parse_err(&schemas_path, e.line(), e.to_string()))?;
+        let text = schemas;
+        let file: SchemasFile = serde_json::from_str(text)
+            .map_err(|e| parse_err(schemas_path, e.line(), e.to_string()))?;
         let mut schemas = RecordedSchemas {
             by_id: HashMap::new(),
             subjects: file.subjects,
         };
         for (id, schema) in file.schemas {
             let id: u32 = id.parse().map_err(|_| {
-                parse_err(
-                    &schemas_path,
-                    0,
-                    format!("schema id {id:?} is not a number"),
-                )
+                parse_err(schemas_path, 0, format!("schema id {id:?} is not a number"))
             })?;
             schemas.insert(id, &schema);
         }
 
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut messages = Vec::new();
-        for (i, line) in read(&messages_path)?.lines().enumerate() {
+        for (i, line) in lines.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             let l: Line = serde_json::from_str(line)
-                .map_err(|e| parse_err(&messages_path, i + 1, e.to_string()))?;
+                .map_err(|e| parse_err(messages_path, i + 1, e.to_string()))?;
             let decode = |field: &str, v: Option<String>| {
                 v.map(|s| b64.decode(s)).transpose().map_err(|e| {
-                    parse_err(&messages_path, i + 1, format!("{field} is not base64: {e}"))
+                    parse_err(messages_path, i + 1, format!("{field} is not base64: {e}"))
                 })
             };
             messages.push(RecordedMessage {

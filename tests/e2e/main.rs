@@ -3,6 +3,7 @@
 mod decode_cli;
 mod ingest;
 mod jobs;
+mod quickstart;
 mod sql;
 mod stack;
 mod taxi_cdc;
