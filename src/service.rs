@@ -348,6 +348,15 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                     continue;
                 };
                 metrics.error("decode");
+                if !e.is_message_fault() {
+                    // the registry is down or refuses floe: the message is
+                    // fine, so it must not become a dead letter; a restart
+                    // resumes at it (nothing after it is committed)
+                    return Err(anyhow::Error::new(e).context(
+                        "the schema registry could not be used (nothing after this message is \
+                         committed; restart floe when the registry is back)",
+                    ));
+                }
                 if ledger.dead_letters.is_none() {
                     return Err(anyhow::Error::new(e).context(
                         "cannot decode a message (nothing after it is committed; fix the cause \
