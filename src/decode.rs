@@ -11,9 +11,11 @@ use ingest::{columns, ChangeBatch, ChangeDecoder, Op, Pushed, Recording};
 
 #[derive(clap::Args, Debug)]
 pub struct DecodeArgs {
-    /// Directory holding recording.jsonl and schemas.json.
-    #[arg(long, env = "FLOE_RECORDING", default_value = default_recording())]
-    recording: PathBuf,
+    /// Directory holding recording.jsonl (or .gz) and schemas.json.
+    /// Default: tests/fixtures/debezium in this checkout, else the
+    /// recording bundled in floe (the quickstart's).
+    #[arg(long, env = "FLOE_RECORDING")]
+    recording: Option<PathBuf>,
 
     /// Also print the first N rows of each batch (operation, key, after-image).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -24,13 +26,23 @@ pub struct DecodeArgs {
     topic: Option<String>,
 }
 
-fn default_recording() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/debezium")
-}
-
 pub fn run(args: DecodeArgs) -> Result<()> {
-    let recording = Recording::load(&args.recording)
-        .with_context(|| format!("loading the recording in {}", args.recording.display()))?;
+    let fixtures = PathBuf::from("tests/fixtures/debezium");
+    let (recording, source) = match &args.recording {
+        Some(dir) => (
+            Recording::load(dir)
+                .with_context(|| format!("loading the recording in {}", dir.display()))?,
+            dir.display().to_string(),
+        ),
+        None if fixtures.is_dir() => (
+            Recording::load(&fixtures).context("loading tests/fixtures/debezium")?,
+            fixtures.display().to_string(),
+        ),
+        None => (
+            crate::quickstart::bundled_recording()?,
+            "the bundled quickstart recording".to_string(),
+        ),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let started = Instant::now();
     let mut decoder = ChangeDecoder::new(recording.schemas.clone());
@@ -60,7 +72,7 @@ pub fn run(args: DecodeArgs) -> Result<()> {
     writeln!(
         out,
         "decoded {messages} messages from {} into {} change batches over {topics} topics in {:.1} ms",
-        args.recording.display(),
+        source,
         batches.len(),
         elapsed.as_secs_f64() * 1e3
     )?;

@@ -66,13 +66,7 @@ pub fn run(args: QuickstartArgs) -> Result<()> {
     std::fs::write(&config, config_text(&warehouse))
         .with_context(|| format!("cannot write {}", config.display()))?;
     let lake_config = crate::config::load_lake(&config)?;
-    let recording = Recording::parse(
-        Path::new("recording.jsonl.gz (bundled)"),
-        RECORDING,
-        Path::new("schemas.json (bundled)"),
-        SCHEMAS,
-    )
-    .context("the bundled recording")?;
+    let recording = bundled_recording()?;
     let jobs_dir = args.jobs_dir.clone().or_else(default_jobs_dir);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
@@ -113,6 +107,17 @@ pub fn run(args: QuickstartArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The recording bundled in the binary.
+pub fn bundled_recording() -> Result<Recording> {
+    Recording::parse(
+        Path::new("recording.jsonl.gz (bundled)"),
+        RECORDING,
+        Path::new("schemas.json (bundled)"),
+        SCHEMAS,
+    )
+    .context("the bundled recording")
 }
 
 /// The quickstart lake's configuration: local warehouse and SQLite
