@@ -4,6 +4,7 @@ mod applier;
 mod config;
 mod decode;
 mod jobs;
+mod maintain;
 mod metrics;
 mod quickstart;
 mod refetch;
@@ -130,6 +131,9 @@ enum Command {
     /// the jobs folder (`--jobs-dir`, default analytics/jobs). Every run is
     /// recorded in floe_meta.job_runs; batch loads in floe_meta.loaded_files.
     Jobs(jobs::JobsArgs),
+    /// Table maintenance: compaction (snapshot expiry and orphan cleanup
+    /// are not built yet).
+    Maintain(maintain::MaintainArgs),
 }
 
 fn main() -> ExitCode {
@@ -149,6 +153,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => service::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Jobs(args) => jobs::run(args),
+        Command::Maintain(args) => maintain::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

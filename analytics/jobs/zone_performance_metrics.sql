@@ -1,5 +1,6 @@
 -- One row per pickup zone and day. The peak-hour factor is the day's
 -- busiest hour over its average hour: max(hourly pickups) / (pickups / 24).
+-- Money and distances are summed as doubles and rounded to cents.
 WITH hourly AS (
     SELECT pickup_zone_id AS zone_id,
            date_trunc('day', pickup_datetime) AS day_start,
@@ -16,9 +17,9 @@ SELECT h.zone_id,
        z.borough,
        z.zone,
        sum(h.pickups) AS pickups,
-       sum(h.revenue) AS revenue,
-       sum(h.fares) / sum(h.pickups) AS avg_fare,
-       sum(h.distance) / sum(h.pickups) AS avg_distance,
+       round(sum(h.revenue), 2) AS revenue,
+       round(sum(h.fares) / sum(h.pickups), 2) AS avg_fare,
+       round(sum(h.distance) / sum(h.pickups), 2) AS avg_distance,
        CAST(max(h.pickups) AS DOUBLE) / (CAST(sum(h.pickups) AS DOUBLE) / 24.0) AS peak_hour_factor
 FROM hourly h
 LEFT JOIN reference.taxi_zones z ON z.location_id = h.zone_id

@@ -96,6 +96,8 @@ impl Shell {
         let schema = frame.schema().as_arrow().clone();
         let batches = frame.collect().await?;
         write_batches(out, &schema, &batches, self.format)?;
+        // the timing goes to stderr: let the result reach the terminal first
+        out.flush()?;
         if self.timing {
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
             eprintln!(

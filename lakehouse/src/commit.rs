@@ -252,6 +252,8 @@ pub enum Removal {
     /// The data and delete files in these partitions of the default spec
     /// (a partition overwrite).
     Partitions(Arc<HashSet<Struct>>),
+    /// The files at these paths (a compaction's rewritten files).
+    Files(Arc<HashSet<String>>),
 }
 
 impl Removal {
@@ -260,6 +262,7 @@ impl Removal {
             Removal::Nothing => false,
             Removal::All => true,
             Removal::Partitions(set) => set.contains(file.partition()),
+            Removal::Files(paths) => paths.contains(file.file_path()),
         }
     }
 }
@@ -270,6 +273,7 @@ impl std::fmt::Debug for Removal {
             Removal::Nothing => f.write_str("Nothing"),
             Removal::All => f.write_str("All"),
             Removal::Partitions(set) => write!(f, "Partitions({})", set.len()),
+            Removal::Files(paths) => write!(f, "Files({})", paths.len()),
         }
     }
 }
@@ -680,7 +684,7 @@ fn summary(parent: Option<&Summary>, delta: &RowDelta, removed: &Removed) -> Sum
     set("added-position-deletes", added_deletes);
     set("added-files-size", added_size);
     // a partial removal takes its files out of the carried totals
-    let partial = matches!(delta.remove, Removal::Partitions(_));
+    let partial = matches!(delta.remove, Removal::Partitions(_) | Removal::Files(_));
     let removed_data = records(Removed::files(&removed.data));
     let removed_deletes = records(Removed::files(&removed.deletes));
     let removed_size =

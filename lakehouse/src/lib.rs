@@ -57,6 +57,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod error;
 pub mod i64_map;
+pub mod maintain;
 pub mod partition;
 pub mod pk_index;
 pub mod position_delete;

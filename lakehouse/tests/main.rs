@@ -2,6 +2,7 @@
 
 mod apply;
 mod commit;
+mod compact;
 mod interop;
 mod model;
 mod pk_index;

@@ -20,19 +20,19 @@ use proptest::prelude::*;
 
 use crate::support::scan_all;
 
-const TOPIC: &str = "taxi.public.trips";
+pub(crate) const TOPIC: &str = "taxi.public.trips";
 const DAY_US: i64 = 86_400_000_000;
 const MARCH_1: i64 = 1_709_251_200_000_000;
 
 #[derive(Debug, Clone, PartialEq)]
-struct Row {
-    pickup_us: i64,
-    fare: i64,
-    notes: Option<String>,
+pub(crate) struct Row {
+    pub(crate) pickup_us: i64,
+    pub(crate) fare: i64,
+    pub(crate) notes: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-enum Action {
+pub(crate) enum Action {
     Upsert {
         key: i64,
         day: i64,
@@ -85,7 +85,10 @@ fn key_of(key: i64) -> HashMap<&'static str, Value> {
 type KafkaRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// The Kafka messages Debezium would send for `actions`, and the model.
-fn history(enc: &EventEncoder, actions: &[Action]) -> (Vec<RecordedMessage>, BTreeMap<i64, Row>) {
+pub(crate) fn history(
+    enc: &EventEncoder,
+    actions: &[Action],
+) -> (Vec<RecordedMessage>, BTreeMap<i64, Row>) {
     let mut model: BTreeMap<i64, Row> = BTreeMap::new();
     let mut out: Vec<KafkaRecord> = Vec::new();
     let mut lsn = 0i64;
@@ -210,7 +213,7 @@ fn history(enc: &EventEncoder, actions: &[Action]) -> (Vec<RecordedMessage>, BTr
     (messages, model)
 }
 
-fn table_state(batches: &[RecordBatch]) -> BTreeMap<i64, Row> {
+pub(crate) fn table_state(batches: &[RecordBatch]) -> BTreeMap<i64, Row> {
     let mut out = BTreeMap::new();
     for b in batches {
         let get = |n: &str| b.column_by_name(n).unwrap().clone();

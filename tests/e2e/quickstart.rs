@@ -2,7 +2,8 @@
 //! a lake equal to the final Postgres state captured with the recording
 //! (tests/fixtures/quickstart/expected, written by Postgres itself), the
 //! jobs' tables, and printed queries that return rows; then a second run
-//! that resumes and applies nothing twice.
+//! that resumes and applies nothing twice; then a compaction, after which
+//! the rows are the same and a third run still applies nothing.
 
 use std::io::Read;
 use std::path::Path;
@@ -114,6 +115,28 @@ fn the_quickstart_builds_the_recorded_end_state_and_resumes() {
         "{second}"
     );
     assert_eq!(lake_state(&config), want);
+
+    // compacted: the same rows, fewer files, and the offsets kept (a
+    // third run still applies nothing)
+    let compacted = ok(Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args([
+            "maintain",
+            "compact",
+            "taxi_cdc.trips",
+            "--min-small-files",
+            "2",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("floe runs"));
+    assert!(compacted.contains("taxi_cdc.trips: rewrote"), "{compacted}");
+    assert_eq!(lake_state(&config), want);
+    let third = ok(quickstart(&dir));
+    assert!(
+        third.contains("0 changes applied in 0 commits (25910 already in the lake)"),
+        "{third}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1,0 +1,172 @@
+//! Compaction racing ingest: a CDC history of upserts (some moving rows
+//! between day partitions) and deletes is applied in small commits by a
+//! `TableWriter` while compactions of the same partitions run and commit
+//! in between; the table must end equal to the model of the source table,
+//! with no row duplicated, and a writer opened afterwards must update and
+//! delete correctly through its rebuilt index. Seeds: 1 to 3, or the list in
+//! FLOE_COMPACT_SEEDS (e.g. `FLOE_COMPACT_SEEDS=4,5,6,7`).
+
+use std::path::PathBuf;
+
+use ingest::testing::EventEncoder;
+use ingest::{ChangeDecoder, RecordedMessage, Recording};
+use lakehouse::maintain::{compact, CompactPolicy};
+use lakehouse::{Lake, LakeConfig};
+
+use crate::model::{history, table_state, Action};
+use crate::support::scan_all;
+
+/// xorshift64*: a small deterministic generator for the histories.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % below
+    }
+}
+
+fn actions(seed: u64, n: usize) -> Vec<Action> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    (0..n)
+        .map(|_| match rng.next(10) {
+            0 | 1 => Action::Delete {
+                key: rng.next(120) as i64,
+            },
+            _ => Action::Upsert {
+                key: rng.next(120) as i64,
+                day: rng.next(3) as i64,
+                fare: 100 + rng.next(5000) as i64,
+                notes: None,
+                keep_notes: false,
+            },
+        })
+        .collect()
+}
+
+async fn apply(
+    lake: &Lake,
+    writer: &mut Option<lakehouse::apply::TableWriter>,
+    rec: &Recording,
+    messages: &[RecordedMessage],
+) {
+    let mut decoder = ChangeDecoder::new(rec.schemas.clone());
+    for m in messages {
+        decoder.push(&m.as_raw()).await.unwrap();
+    }
+    for batch in decoder.flush() {
+        if writer.is_none() {
+            *writer = Some(lake.writer(&batch).await.unwrap());
+        }
+        writer.as_mut().unwrap().apply(&batch).await.unwrap();
+    }
+}
+
+async fn race(seed: u64) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    let (messages, model) = history(&enc, &actions(seed, 900));
+
+    let warehouse =
+        std::env::temp_dir().join(format!("floe-compact-{}-{seed}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&warehouse);
+    let mut config = LakeConfig {
+        warehouse: warehouse.clone().into(),
+        ..LakeConfig::default()
+    };
+    crate::support::trips_by_day(&mut config);
+    let lake = std::sync::Arc::new(Lake::open(&config).await.unwrap());
+
+    // a third of the history first, in commits of 15 messages: small files
+    let chunks: Vec<&[RecordedMessage]> = messages.chunks(15).collect();
+    let (first, rest) = chunks.split_at(chunks.len() / 3);
+    let mut writer = None;
+    for chunk in first {
+        apply(&lake, &mut writer, &rec, chunk).await;
+    }
+    let ident = writer.as_ref().unwrap().table().identifier().clone();
+
+    // the rest while compactions run
+    let policy = CompactPolicy {
+        small_file_bytes: 1 << 20,
+        min_small_files: 2,
+        max_deleted_ratio: 0.05,
+        max_attempts: 20,
+    };
+    let ingest = {
+        let lake = lake.clone();
+        let rec = rec.clone();
+        let rest: Vec<Vec<RecordedMessage>> = rest.iter().map(|c| c.to_vec()).collect();
+        tokio::spawn(async move {
+            for chunk in &rest {
+                apply(&lake, &mut writer, &rec, chunk).await;
+                tokio::task::yield_now().await;
+            }
+            writer
+        })
+    };
+    let mut compacted = 0;
+    let mut raced = 0;
+    while !ingest.is_finished() {
+        let report = compact(&lake, &ident, &policy, false).await.unwrap();
+        if report.snapshot_id.is_some() {
+            compacted += 1;
+            raced += usize::from(report.attempts > 1);
+        }
+    }
+    let writer = ingest.await.unwrap();
+    // and once more at rest
+    let last = compact(&lake, &ident, &policy, false).await.unwrap();
+    assert!(
+        compacted + usize::from(last.snapshot_id.is_some()) > 0,
+        "nothing was compacted"
+    );
+
+    let table = lake.catalog.load_table(&ident).await.unwrap();
+    assert_eq!(table_state(&scan_all(&table).await), model, "seed {seed}");
+    // the stored offsets survived the compactions
+    assert_eq!(
+        lakehouse::apply::applied_offsets(&table),
+        writer.unwrap().applied_offsets(),
+        "seed {seed}"
+    );
+
+    // a writer opened now updates and deletes through its rebuilt index
+    let more = actions(seed + 1000, 200);
+    let (all, model) = history(&enc, &[actions(seed, 900), more].concat());
+    let mut fresh = None;
+    let tail: Vec<RecordedMessage> = all[messages.len()..]
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, mut m)| {
+            m.offset = messages.len() as i64 + i as i64;
+            m
+        })
+        .collect();
+    apply(&lake, &mut fresh, &rec, &tail).await;
+    let table = lake.catalog.load_table(&ident).await.unwrap();
+    assert_eq!(
+        table_state(&scan_all(&table).await),
+        model,
+        "seed {seed}, after"
+    );
+    eprintln!("seed {seed}: {compacted} compactions during ingest, {raced} after a lost race");
+    std::fs::remove_dir_all(&warehouse).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_racing_ingest_keeps_every_change() {
+    let seeds: Vec<u64> = std::env::var("FLOE_COMPACT_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 3]);
+    for seed in seeds {
+        race(seed).await;
+    }
+}
