@@ -27,19 +27,7 @@ source "$ROOT/scripts/lib/common.sh"
 OUT="${1:-$ROOT/tests/fixtures/debezium}"
 PG_PORT="${PG_PORT:-55432}"
 REGISTRY_PORT="${REGISTRY_PORT:-58081}"
-WORK="$(mktemp -d /tmp/floe-capture.XXXXXX)"
-chmod 755 "$WORK"
-LIBS="$(debezium_libs)"
-PSQL=(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q)
-
-cleanup() {
-  touch "$WORK/stop"
-  [ -n "${CAPTURE_PID:-}" ] && { wait "$CAPTURE_PID" 2>/dev/null || true; }
-  [ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null || true
-  pg_stop "$WORK/pg"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+capture_prepare floe-capture
 
 log "postgres on 127.0.0.1:$PG_PORT ($WORK/pg)"
 pg_start "$WORK/pg" "$PG_PORT"

@@ -23,19 +23,7 @@ OUT="${1:-$ROOT/tests/fixtures/quickstart}"
 FIX="$ROOT/tests/fixtures/quickstart"
 PG_PORT="${PG_PORT:-55433}"
 REGISTRY_PORT="${REGISTRY_PORT:-58082}"
-WORK="$(mktemp -d /tmp/floe-quickstart-capture.XXXXXX)"
-chmod 755 "$WORK"
-LIBS="$(debezium_libs)"
-PSQL=(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q)
-
-cleanup() {
-  touch "$WORK/stop"
-  [ -n "${CAPTURE_PID:-}" ] && { wait "$CAPTURE_PID" 2>/dev/null || true; }
-  [ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null || true
-  pg_stop "$WORK/pg"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+capture_prepare floe-quickstart-capture
 
 log "postgres on 127.0.0.1:$PG_PORT"
 pg_start "$WORK/pg" "$PG_PORT"

@@ -245,3 +245,22 @@ wait_lines() { # MIN TIMEOUT: wait for >= MIN lines, then for 4 quiet seconds
   tail -40 "$WORK/capture.log" >&2
   die "timed out waiting for $min records (have $n)"
 }
+
+# capture_prepare PREFIX: the scratch folder (WORK), the Debezium jars
+# (LIBS), psql on PG_PORT (PSQL), and a trap that stops the capture, the
+# registry (REGISTRY_PID) and Postgres and removes WORK on exit.
+capture_prepare() {
+  WORK="$(mktemp -d "/tmp/$1.XXXXXX")"
+  chmod 755 "$WORK"
+  LIBS="$(debezium_libs)"
+  PSQL=(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q)
+  trap capture_cleanup EXIT
+}
+
+capture_cleanup() {
+  touch "$WORK/stop"
+  [ -n "${CAPTURE_PID:-}" ] && { wait "$CAPTURE_PID" 2>/dev/null || true; }
+  [ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null || true
+  pg_stop "$WORK/pg"
+  rm -rf "$WORK"
+}

@@ -144,9 +144,7 @@ fn the_quickstart_builds_the_recorded_end_state_and_resumes() {
 /// user's configuration: the recorded end state, then nothing twice.
 #[test]
 fn replay_applies_a_recording_to_a_configured_lake() {
-    let dir = std::env::temp_dir().join(format!("floe-e2e-replay-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::stack::fresh_dir("replay");
     let config = dir.join("floe.toml");
     std::fs::write(
         &config,

@@ -71,9 +71,7 @@ async fn apply(lake: &Lake, writers: &mut Vec<(String, TableWriter)>, batch: &in
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floe_sql_reads_the_lake_now_and_as_it_was() {
-    let dir = std::env::temp_dir().join(format!("floe-e2e-sql-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::stack::fresh_dir("sql");
     let config = dir.join("floe.toml");
     std::fs::write(
         &config,

@@ -17,6 +17,14 @@ pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// An empty folder for one test, `$TMPDIR/floe-e2e-NAME-PID`.
+pub(crate) fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("floe-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
