@@ -161,19 +161,47 @@ metrics_listen = "127.0.0.1:{metrics_port}"
 }
 
 /// floe ingest in the background, logging to `log`.
-fn spawn_floe(config: &Path, log: &Path) -> Child {
+/// A running `floe ingest`, killed if the test ends (or fails) before
+/// stopping it, so a failed assertion never leaves it consuming.
+struct Ingest(Child);
+
+impl std::ops::Deref for Ingest {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Ingest {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn_floe(config: &Path, log: &Path) -> Ingest {
     spawn_floe_env(config, log, &[])
 }
 
-fn spawn_floe_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_floe"))
-        .args(["ingest", "--config", &config.display().to_string()])
-        .env("FLOE_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("floe runs")
+fn spawn_floe_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Ingest {
+    Ingest(
+        Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(["ingest", "--config", &config.display().to_string()])
+            .env("FLOE_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("floe runs"),
+    )
 }
 
 fn floe_ingest(config: &Path, extra: &[&str]) -> std::process::Output {
@@ -324,7 +352,7 @@ async fn wait_until_equal(stack: &Stack, lake: &Lake, floe: &mut Child, added_co
 }
 
 /// Stops floe as an operator would (SIGTERM) and returns its log.
-fn stop(mut floe: Child, log: &Path) -> String {
+fn stop(mut floe: Ingest, log: &Path) -> String {
     let _ = Command::new("kill")
         .args(["-TERM", &floe.id().to_string()])
         .status();
