@@ -131,8 +131,8 @@ enum Command {
     /// the jobs folder (`--jobs-dir`, default analytics/jobs). Every run is
     /// recorded in floe_meta.job_runs; batch loads in floe_meta.loaded_files.
     Jobs(jobs::JobsArgs),
-    /// Table maintenance: compaction (snapshot expiry and orphan cleanup
-    /// are not built yet).
+    /// Table maintenance: compaction and snapshot expiry, each with
+    /// --dry-run (orphan-file cleanup is not built yet).
     Maintain(maintain::MaintainArgs),
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use iceberg::TableIdent;
-use lakehouse::maintain::{compact, CompactPolicy};
+use lakehouse::maintain::{compact, expire, CompactPolicy, ExpirePolicy};
 use lakehouse::Lake;
 
 #[derive(clap::Args, Debug)]
@@ -42,6 +42,39 @@ enum MaintainCommand {
         #[arg(long, default_value_t = 0.2)]
         max_deleted_ratio: f64,
     },
+    /// Expire old snapshots and delete the files only they reached.
+    ///
+    /// Keeps the current snapshot (which carries the Kafka offsets ingest
+    /// resumes from), the newest --retain-last of its history, every
+    /// snapshot younger than --older-than, and every snapshot a branch or
+    /// tag names. Time travel to an expired snapshot is no longer possible,
+    /// and an incremental job whose last source snapshot expired reads its
+    /// source whole once.
+    Expire {
+        /// `namespace.table`; default: every table in the lake.
+        table: Option<String>,
+        /// Age threshold: `7d`, `12h`, `30m`, `90s`.
+        #[arg(long, default_value = "7d", value_parser = parse_age)]
+        older_than: std::time::Duration,
+        #[arg(long, default_value_t = 10)]
+        retain_last: usize,
+    },
+}
+
+/// `7d`, `12h`, `30m`, `90s` as a duration.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit (d, h, m, s)"))?;
+    let seconds = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" | "" => n,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (d, h, m, s)")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 pub fn run(args: MaintainArgs) -> Result<()> {
@@ -88,6 +121,37 @@ pub fn run(args: MaintainArgs) -> Result<()> {
                             report.rows_written,
                             report.attempts
                         );
+                    }
+                }
+            }
+            MaintainCommand::Expire {
+                table,
+                older_than,
+                retain_last,
+            } => {
+                let policy = ExpirePolicy {
+                    older_than,
+                    retain_last,
+                };
+                for ident in tables(&lake, table.as_deref()).await? {
+                    let report = expire(&lake, &ident, &policy, args.dry_run)
+                        .await
+                        .with_context(|| format!("expiring {ident}"))?;
+                    let (expired, deleted) = if args.dry_run {
+                        ("would expire", "would delete")
+                    } else {
+                        ("expired", "deleted")
+                    };
+                    println!(
+                        "{ident}: {expired} {} snapshots (keeping {}); {deleted} the {} files only they reached",
+                        report.expired.len(),
+                        report.kept,
+                        report.files.len()
+                    );
+                    if args.dry_run {
+                        for f in &report.files {
+                            println!("  {f}");
+                        }
                     }
                 }
             }

@@ -3,6 +3,7 @@
 mod apply;
 mod commit;
 mod compact;
+mod expire;
 mod interop;
 mod model;
 mod pk_index;

@@ -1,8 +1,11 @@
 //! Table maintenance while ingest keeps committing: [`compact`] rewrites a
 //! partition's small data files, with the rows its position deletes remove
 //! dropped, into one file, and commits the replacement so that no
-//! concurrent commit is lost.
+//! concurrent commit is lost; [`expire`] drops old snapshots and the files
+//! only they reached.
 
 pub mod compact;
+pub mod expire;
 
 pub use compact::{compact, plan, CompactPolicy, CompactReport, PartitionPlan};
+pub use expire::{expire, ExpirePolicy, ExpireReport};
