@@ -256,17 +256,7 @@ async fn truncate_then_reload_and_a_primary_key_change() {
         [1, 2],
         "truncated, then reloaded"
     );
-    let tasks: Vec<_> = w
-        .table()
-        .scan()
-        .build()
-        .unwrap()
-        .plan_files()
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let tasks = crate::support::scan_tasks(w.table()).await;
     assert_eq!(tasks.len(), 1, "only the reload's file is live");
     assert!(
         tasks.iter().all(|t| t.deletes.is_empty()),

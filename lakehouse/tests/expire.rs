@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use arrow_array::{Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use futures::TryStreamExt;
 use iceberg::TableIdent;
 use lakehouse::maintain::{expire, ExpirePolicy};
 use lakehouse::sink::{write_result, WriteMode};
-use lakehouse::{Lake, LakeConfig};
+use lakehouse::Lake;
 
 async fn write(lake: &Lake, mode: WriteMode, values: &[i64]) {
     let schema = Schema::new(vec![Field::new("v", DataType::Int64, false)]);
@@ -45,14 +44,7 @@ fn listing(dir: &Path) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn expiry_deletes_exactly_the_files_only_expired_snapshots_reached() {
-    let warehouse = std::env::temp_dir().join(format!("floe-expire-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&warehouse);
-    let lake = Lake::open(&LakeConfig {
-        warehouse: warehouse.clone().into(),
-        ..LakeConfig::default()
-    })
-    .await
-    .unwrap();
+    let (warehouse, lake) = crate::support::temp_lake("expire").await;
     for i in 0..8 {
         write(&lake, WriteMode::Append, &[i, i + 10]).await;
     }
@@ -99,16 +91,7 @@ async fn expiry_deletes_exactly_the_files_only_expired_snapshots_reached() {
     // the data folder holds exactly what the current snapshot reads
     let table = lake.catalog.load_table(&ident).await.unwrap();
     assert_eq!(table.metadata().snapshots().count(), 1);
-    let tasks: Vec<_> = table
-        .scan()
-        .build()
-        .unwrap()
-        .plan_files()
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let tasks = crate::support::scan_tasks(&table).await;
     let live: BTreeSet<String> = tasks
         .iter()
         .map(|t| {

@@ -9,7 +9,7 @@ use arrow_array::{Array, Date32Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use iceberg::TableIdent;
 use lakehouse::sink::{write_result, WriteMode};
-use lakehouse::{Lake, LakeConfig};
+use lakehouse::Lake;
 
 /// (day since epoch, value)
 type Row = (i32, i64);
@@ -73,14 +73,7 @@ fn set(rows: &[Row]) -> BTreeSet<Row> {
 
 #[tokio::test]
 async fn overwrite_partitions_replaces_only_the_partitions_written() {
-    let warehouse = std::env::temp_dir().join(format!("floe-sink-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&warehouse);
-    let lake = Lake::open(&LakeConfig {
-        warehouse: warehouse.clone().into(),
-        ..LakeConfig::default()
-    })
-    .await
-    .unwrap();
+    let (warehouse, lake) = crate::support::temp_lake("sink").await;
 
     write(
         &lake,

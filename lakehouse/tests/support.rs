@@ -158,3 +158,31 @@ impl Drop for Postgres {
         let _ = Command::new("bash").arg("-c").arg(script).status();
     }
 }
+
+/// An empty local lake for one test, `$TMPDIR/floe-NAME-PID`: its folder
+/// and the opened lake.
+pub async fn temp_lake(name: &str) -> (PathBuf, lakehouse::Lake) {
+    let warehouse = std::env::temp_dir().join(format!("floe-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&warehouse);
+    let lake = lakehouse::Lake::open(&lakehouse::LakeConfig {
+        warehouse: warehouse.clone().into(),
+        ..lakehouse::LakeConfig::default()
+    })
+    .await
+    .unwrap();
+    (warehouse, lake)
+}
+
+/// The file scan tasks of `table`'s current snapshot.
+pub async fn scan_tasks(table: &Table) -> Vec<iceberg::scan::FileScanTask> {
+    table
+        .scan()
+        .build()
+        .unwrap()
+        .plan_files()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
