@@ -13,11 +13,11 @@ use std::sync::Arc;
 use arrow_array::{new_null_array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use iceberg::arrow::schema_to_arrow_schema;
-use iceberg::spec::{DataContentType, FormatVersion, ManifestList, ManifestStatus};
+use iceberg::spec::{DataContentType, ManifestStatus};
 use iceberg::table::Table;
 
 use crate::error::LakehouseError;
-use crate::read::{read_columns, read_file, read_position_deletes};
+use crate::read::{manifest_list, read_columns, read_position_deletes};
 
 /// The column naming which way a row changed: `added` or `removed`.
 pub const CHANGE_COLUMN: &str = "_change";
@@ -91,15 +91,7 @@ pub async fn changes_since(
 
     let mut files = ChangedFiles::default();
     for snapshot in &later {
-        let bytes = read_file(table, snapshot.manifest_list()).await?;
-        let list =
-            ManifestList::parse_with_version(&bytes, FormatVersion::V2).map_err(|source| {
-                LakehouseError::Iceberg {
-                    operation: "parse manifest list",
-                    table: name.clone(),
-                    source: Box::new(source),
-                }
-            })?;
+        let list = manifest_list(table, snapshot).await?;
         let id = snapshot.snapshot_id();
         for manifest in list.entries().iter().filter(|m| m.added_snapshot_id == id) {
             let loaded = manifest

@@ -5,6 +5,7 @@
 
 use arrow_array::{Array, Int64Array, RecordBatch, RecordBatchReader, StringArray, UInt32Array};
 use arrow_schema::ArrowError;
+use iceberg::spec::{FormatVersion, ManifestList, Snapshot};
 use iceberg::table::Table;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
@@ -104,4 +105,19 @@ pub(crate) async fn read_position_deletes(
     Ok((0..positions.len())
         .map(|i| (paths.value(i).to_string(), positions.value(i)))
         .collect())
+}
+
+/// The manifest list of one of `table`'s snapshots.
+pub(crate) async fn manifest_list(
+    table: &Table,
+    snapshot: &Snapshot,
+) -> Result<ManifestList, LakehouseError> {
+    let bytes = read_file(table, snapshot.manifest_list()).await?;
+    ManifestList::parse_with_version(&bytes, FormatVersion::V2).map_err(|source| {
+        LakehouseError::Iceberg {
+            operation: "parse manifest list",
+            table: table.identifier().to_string(),
+            source: Box::new(source),
+        }
+    })
 }

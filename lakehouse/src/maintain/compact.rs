@@ -20,9 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::{RecordBatch, StructArray, UInt32Array};
-use iceberg::spec::{
-    DataContentType, DataFile, FormatVersion, ManifestList, ManifestStatus, Struct,
-};
+use iceberg::spec::{DataContentType, DataFile, ManifestStatus, Struct};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
@@ -30,7 +28,7 @@ use crate::apply::OFFSET_PROPERTY_PREFIX;
 use crate::catalog::Lake;
 use crate::commit::{commit_row_delta, CommitError, Removal, RowDelta};
 use crate::error::LakehouseError;
-use crate::read::{read_columns, read_file, read_position_deletes};
+use crate::read::{manifest_list, read_columns, read_position_deletes};
 use crate::sink::iceberg_error;
 use crate::write::{table_rows, write_rows};
 
@@ -110,9 +108,7 @@ pub async fn plan(
         return Ok(Vec::new());
     };
     let name = table.identifier().clone();
-    let bytes = read_file(table, snapshot.manifest_list()).await?;
-    let list = ManifestList::parse_with_version(&bytes, FormatVersion::V2)
-        .map_err(iceberg_error("parse manifest list", &name))?;
+    let list = manifest_list(table, snapshot).await?;
     let mut by_partition: HashMap<Struct, PartitionPlan> = HashMap::new();
     for manifest in list.entries() {
         let loaded = manifest
@@ -326,9 +322,7 @@ async fn touched_since(table: &Table, rewrite: &Rewrite) -> Result<bool, Lakehou
             return Ok(false);
         }
         let id = snapshot.snapshot_id();
-        let bytes = read_file(table, snapshot.manifest_list()).await?;
-        let list = ManifestList::parse_with_version(&bytes, FormatVersion::V2)
-            .map_err(iceberg_error("parse manifest list", &name))?;
+        let list = manifest_list(table, &snapshot).await?;
         for manifest in list.entries().iter().filter(|m| m.added_snapshot_id == id) {
             let loaded = manifest
                 .load_manifest(table.file_io())

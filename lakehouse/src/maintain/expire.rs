@@ -10,14 +10,14 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use iceberg::spec::{FormatVersion, ManifestList, SnapshotRef};
+use iceberg::spec::SnapshotRef;
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
 use crate::catalog::Lake;
 use crate::commit::{commit_metadata, CommitError};
 use crate::error::LakehouseError;
-use crate::read::read_file;
+use crate::read::manifest_list;
 use crate::sink::iceberg_error;
 
 /// Which snapshots expire.
@@ -173,9 +173,7 @@ async fn reachable(
     let mut manifests_seen = HashSet::new();
     for snapshot in snapshots {
         files.insert(snapshot.manifest_list().to_string());
-        let bytes = read_file(table, snapshot.manifest_list()).await?;
-        let list = ManifestList::parse_with_version(&bytes, FormatVersion::V2)
-            .map_err(iceberg_error("parse manifest list", &name))?;
+        let list = manifest_list(table, snapshot).await?;
         for manifest in list.entries() {
             if !manifests_seen.insert(manifest.manifest_path.clone()) {
                 continue;
