@@ -52,6 +52,11 @@ pub enum LakehouseError {
         table: String,
         source: crate::commit::CommitError,
     },
+    #[error("table {table}: {source}")]
+    Store {
+        table: String,
+        source: crate::store::StoreError,
+    },
     #[error("the writer of {table} failed during an earlier commit; open it again (its index may be ahead of the table)")]
     WriterPoisoned { table: String },
 }

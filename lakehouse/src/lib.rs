@@ -64,6 +64,7 @@ pub mod position_delete;
 mod read;
 pub mod schema;
 pub mod sink;
+pub mod store;
 pub mod table;
 pub mod write;
 

@@ -16,7 +16,7 @@ use lakehouse::maintain::{expire, ExpirePolicy};
 use lakehouse::sink::{write_result, WriteMode};
 use lakehouse::Lake;
 
-async fn write(lake: &Lake, mode: WriteMode, values: &[i64]) {
+pub(crate) async fn write(lake: &Lake, mode: WriteMode, values: &[i64]) {
     let schema = Schema::new(vec![Field::new("v", DataType::Int64, false)]);
     let batch = RecordBatch::try_new(
         Arc::new(schema.clone()),

@@ -8,17 +8,22 @@
 //! TOASTed note left unchanged, an update that moves a row to another day
 //! partition, a delete, an added column), then a synthetic tail on the new
 //! schema with updates and deletes so the live files carry position
-//! deletes.
+//! deletes. Compaction, expiry and orphan cleanup must then leave every
+//! reader the same rows, and the bucket exactly the files still named.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use arrow_array::{Array, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, TimeUnit};
+use iceberg::TableIdent;
 use ingest::testing::{decimal, EventEncoder, Value};
 use ingest::{ChangeBatch, ChangeDecoder, Op, RecordedMessage, Recording};
+use lakehouse::maintain::{compact, expire, orphans, CompactPolicy, ExpirePolicy, OrphanPolicy};
+use lakehouse::store::Store;
 use lakehouse::{CatalogConfig, Lake, LakeConfig, S3Config};
 
 use crate::support::{repo, scan_all, scan_arrow, Postgres};
@@ -230,12 +235,13 @@ fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
 }
 
 /// Applies the history to a trips table in an S3 warehouse of `catalog`;
-/// returns its metadata location and floe's (DataFusion's) rows.
+/// returns the lake, the table's metadata location and floe's
+/// (DataFusion's) rows.
 async fn write_and_read(
     garage: &Garage,
     catalog: CatalogConfig,
     prefix: &str,
-) -> (String, Vec<Row>) {
+) -> (Lake, String, Vec<Row>) {
     let mut config = LakeConfig {
         warehouse: format!("s3://lake/{prefix}").as_str().into(),
         catalog,
@@ -266,7 +272,90 @@ async fn write_and_read(
 
     let rows = canonical(&scan_all(&table).await);
     assert_eq!(canonical(&scan_arrow(&table).await), rows);
-    (location, rows)
+    (lake, location, rows)
+}
+
+/// Every maintenance step on the S3 table, with a crashed writer's file
+/// planted in it: compaction of every partition that has position
+/// deletes, expiry down to the current snapshot, orphan cleanup. What left
+/// the bucket (listed before and after) must be exactly the expired files
+/// and the planted one. Returns the new metadata location and floe's rows.
+async fn maintain(lake: &Lake) -> (String, Vec<Row>) {
+    let ident = TableIdent::from_strs(["taxi_cdc", "trips"]).unwrap();
+    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let s3 = lake.config.s3.resolve(|_| None);
+    let store = Store::open(table.metadata().location(), &s3).unwrap();
+    let planted = format!("{}/data/00000-0-crashed-writer.parquet", store.location());
+    table
+        .file_io()
+        .new_output(&planted)
+        .unwrap()
+        .write(bytes::Bytes::from_static(b"never committed"))
+        .await
+        .unwrap();
+    let listing = |files: Vec<lakehouse::store::ListedFile>| -> BTreeSet<String> {
+        files.into_iter().map(|f| f.location).collect()
+    };
+    let before = listing(store.list("", true).await.unwrap());
+    assert!(before.contains(&planted));
+
+    let compacted = compact(
+        lake,
+        &ident,
+        &CompactPolicy {
+            max_deleted_ratio: 1e-9,
+            ..CompactPolicy::default()
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(compacted
+        .partitions
+        .iter()
+        .any(|p| !p.delete_files.is_empty()));
+    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let summary = table.metadata().current_snapshot().unwrap().summary();
+    assert_eq!(
+        summary.additional_properties["total-position-deletes"], "0",
+        "every position delete was applied by the rewrite"
+    );
+    let expired = expire(
+        lake,
+        &ident,
+        &ExpirePolicy {
+            older_than: Duration::ZERO,
+            retain_last: 1,
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(!expired.expired.is_empty());
+    let cleaned = orphans(
+        lake,
+        &ident,
+        &OrphanPolicy {
+            older_than: Duration::ZERO,
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(listing(cleaned.orphans), BTreeSet::from([planted.clone()]));
+
+    let after = listing(store.list("", true).await.unwrap());
+    let gone: BTreeSet<String> = before.difference(&after).cloned().collect();
+    let mut expected: BTreeSet<String> = expired.files.into_iter().collect();
+    expected.insert(planted);
+    assert_eq!(
+        gone, expected,
+        "exactly the expired files and the orphan left the bucket"
+    );
+
+    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let location = table.metadata_location().unwrap().to_string();
+    (location, canonical(&scan_all(&table).await))
 }
 
 /// What the history must leave, checked independently of any reader.
@@ -349,17 +438,25 @@ async fn pyiceberg_and_duckdb_read_what_floe_wrote_to_s3() {
     let sqlite = CatalogConfig::Sqlite {
         path: Some(db.clone()),
     };
-    let (metadata, ours) = write_and_read(&garage, sqlite, "sqlite").await;
+    let (lake, metadata, ours) = write_and_read(&garage, sqlite, "sqlite").await;
     check_expected(&ours);
     let uri = format!("sqlite:///{}", db.display());
     let (py, duck) = read_with_peers(&garage, &uri, "sqlite", &metadata);
     assert_same("pyiceberg (SQLite catalog)", &py, &ours);
     assert_same("DuckDB (SQLite catalog)", &duck, &ours);
 
+    // the same rows for every reader after compaction, expiry and orphan
+    // cleanup
+    let (metadata, maintained) = maintain(&lake).await;
+    assert_same("DataFusion after maintenance", &maintained, &ours);
+    let (py, duck) = read_with_peers(&garage, &uri, "sqlite", &metadata);
+    assert_same("pyiceberg after maintenance", &py, &ours);
+    assert_same("DuckDB after maintenance", &duck, &ours);
+
     // PostgreSQL catalog
     let pg = Postgres::start(&root.join("pg"));
     let postgres = CatalogConfig::Sql { uri: pg.uri() };
-    let (metadata, ours) = write_and_read(&garage, postgres, "postgres").await;
+    let (_, metadata, ours) = write_and_read(&garage, postgres, "postgres").await;
     check_expected(&ours);
     let uri = format!(
         "postgresql+psycopg2://postgres@127.0.0.1:{}/lake",

@@ -6,6 +6,7 @@ mod compact;
 mod expire;
 mod interop;
 mod model;
+mod orphans;
 mod pk_index;
 mod position_delete;
 mod postgres;

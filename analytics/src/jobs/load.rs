@@ -62,47 +62,18 @@ struct LoadFile {
 
 enum Store {
     Local(PathBuf),
-    S3 {
-        operator: opendal::Operator,
-        location: String,
-    },
+    S3(lakehouse::store::Store),
 }
 
 impl Store {
     fn open(job: &Job, spec: &LoadSpec, session: &LakeSession) -> Result<Self, AnalyticsError> {
-        let Some(rest) = spec.path.strip_prefix("s3://") else {
+        if !spec.path.starts_with("s3://") {
             return Ok(Store::Local(job.path(Path::new(&spec.path))));
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        }
         let s3 = session.lake.config.s3.resolve(|k| std::env::var(k).ok());
-        let mut builder = opendal::services::S3::default()
-            .bucket(bucket)
-            .root(&format!("/{prefix}"))
-            .region(&s3.region)
-            .disable_config_load()
-            .disable_ec2_metadata();
-        if let Some(endpoint) = &s3.endpoint {
-            builder = builder.endpoint(endpoint);
-        }
-        if !s3.path_style {
-            builder = builder.enable_virtual_host_style();
-        }
-        if let Some(key) = &s3.access_key_id {
-            builder = builder.access_key_id(key);
-        }
-        if let Some(secret) = &s3.secret_access_key {
-            builder = builder.secret_access_key(secret);
-        }
-        if let Some(token) = &s3.session_token {
-            builder = builder.session_token(token);
-        }
-        let operator = opendal::Operator::new(builder)
-            .map_err(|e| AnalyticsError::Source(format!("{}: {e}", spec.path)))?
-            .finish();
-        Ok(Store::S3 {
-            operator,
-            location: spec.path.clone(),
-        })
+        lakehouse::store::Store::open(&spec.path, &s3)
+            .map(Store::S3)
+            .map_err(|e| AnalyticsError::Source(e.to_string()))
     }
 
     fn loadable(name: &str) -> bool {
@@ -127,17 +98,20 @@ impl Store {
                     }
                 }
             }
-            Store::S3 { operator, location } => {
-                let failed = |e: opendal::Error| AnalyticsError::Source(format!("{location}: {e}"));
-                for entry in operator.list("/").await.map_err(failed)? {
-                    let name = entry.name().to_string();
-                    if entry.metadata().is_file() && Self::loadable(&name) {
-                        files.push(LoadFile {
-                            name,
-                            size: entry.metadata().content_length(),
-                        });
-                    }
-                }
+            Store::S3(store) => {
+                let listed = store
+                    .list("", false)
+                    .await
+                    .map_err(|e| AnalyticsError::Source(e.to_string()))?;
+                files.extend(
+                    listed
+                        .into_iter()
+                        .filter(|f| Self::loadable(&f.name))
+                        .map(|f| LoadFile {
+                            name: f.name,
+                            size: f.size,
+                        }),
+                );
             }
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -149,12 +123,13 @@ impl Store {
     async fn local_copy(&self, file: &LoadFile, scratch: &Path) -> Result<PathBuf, AnalyticsError> {
         match self {
             Store::Local(dir) => Ok(dir.join(&file.name)),
-            Store::S3 { operator, location } => {
-                let bytes = operator.read(&file.name).await.map_err(|e| {
-                    AnalyticsError::Source(format!("{location}/{}: {e}", file.name))
-                })?;
+            Store::S3(store) => {
+                let bytes = store
+                    .read(&file.name)
+                    .await
+                    .map_err(|e| AnalyticsError::Source(e.to_string()))?;
                 let path = scratch.join(&file.name);
-                std::fs::write(&path, bytes.to_bytes())?;
+                std::fs::write(&path, bytes)?;
                 Ok(path)
             }
         }

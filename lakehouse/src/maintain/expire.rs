@@ -163,7 +163,7 @@ fn kept(table: &Table, policy: &ExpirePolicy) -> HashSet<i64> {
 /// and delete files their manifests name; with `live_only`, only files a
 /// snapshot reads (an entry marking a file deleted does not keep it: every
 /// snapshot still reading that file lists it as live).
-async fn reachable(
+pub(super) async fn reachable(
     table: &Table,
     snapshots: &[SnapshotRef],
     live_only: bool,

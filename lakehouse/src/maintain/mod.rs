@@ -2,10 +2,12 @@
 //! partition's small data files, with the rows its position deletes remove
 //! dropped, into one file, and commits the replacement so that no
 //! concurrent commit is lost; [`expire`] drops old snapshots and the files
-//! only they reached.
+//! only they reached; [`orphans`] deletes old files no metadata names.
 
 pub mod compact;
 pub mod expire;
+pub mod orphans;
 
 pub use compact::{compact, plan, CompactPolicy, CompactReport, PartitionPlan};
 pub use expire::{expire, ExpirePolicy, ExpireReport};
+pub use orphans::{orphans, OrphanPolicy, OrphanReport};

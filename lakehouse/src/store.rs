@@ -1,0 +1,189 @@
+//! Listing and reading storage by location. Iceberg's `FileIO` reads,
+//! writes and deletes a file it is given the name of, but cannot list a
+//! folder; orphan cleanup (every file under a table's location) and batch
+//! loads (every file under a prefix) need to. A [`Store`] is an opendal
+//! operator rooted at a local folder or an `s3://bucket/prefix`, built from
+//! the lake's S3 settings.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use opendal::Operator;
+
+use crate::config::ResolvedS3;
+
+/// Storage that cannot be reached or read.
+#[derive(Debug, thiserror::Error)]
+#[error("storage at {location}: {message}")]
+pub struct StoreError {
+    pub location: String,
+    pub message: String,
+}
+
+/// One file a listing found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    /// Its path below the store's root, `/`-separated.
+    pub name: String,
+    /// Its full location, in the form the store was opened with
+    /// (`file:///...` or `s3://bucket/...`).
+    pub location: String,
+    pub size: u64,
+    /// When it was last written, if the store says.
+    pub modified: Option<SystemTime>,
+}
+
+/// A folder of a local filesystem or an S3 prefix.
+#[derive(Debug, Clone)]
+pub struct Store {
+    operator: Operator,
+    location: String,
+}
+
+impl Store {
+    /// Opens `location`: `file:///abs/dir`, a plain path, or
+    /// `s3://bucket/prefix` (also `s3a://`), with `s3` for the latter.
+    pub fn open(location: &str, s3: &ResolvedS3) -> Result<Self, StoreError> {
+        let location = location.trim_end_matches('/').to_string();
+        let failed = |e: opendal::Error| StoreError {
+            location: location.clone(),
+            message: e.to_string(),
+        };
+        let s3_rest = location
+            .strip_prefix("s3://")
+            .or_else(|| location.strip_prefix("s3a://"));
+        let operator = match s3_rest {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                let mut builder = opendal::services::S3::default()
+                    .bucket(bucket)
+                    .root(&format!("/{prefix}"))
+                    .region(&s3.region)
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.endpoint(endpoint);
+                }
+                if !s3.path_style {
+                    builder = builder.enable_virtual_host_style();
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.access_key_id(key);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.secret_access_key(secret);
+                }
+                if let Some(token) = &s3.session_token {
+                    builder = builder.session_token(token);
+                }
+                Operator::new(builder).map_err(failed)?.finish()
+            }
+            None => {
+                if location.contains("://") && !location.starts_with("file://") {
+                    return Err(StoreError {
+                        location,
+                        message: "only file:// and s3:// locations can be listed".into(),
+                    });
+                }
+                let dir = location.trim_start_matches("file://");
+                let builder =
+                    opendal::services::Fs::default().root(if dir.is_empty() { "/" } else { dir });
+                Operator::new(builder).map_err(failed)?.finish()
+            }
+        };
+        Ok(Self { operator, location })
+    }
+
+    /// The location the store was opened at, without a trailing `/`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The files under `folder` (relative to the root; `""` for all of
+    /// it), below it too when `recursive`, sorted by name. A folder that
+    /// does not exist has no files.
+    pub async fn list(&self, folder: &str, recursive: bool) -> Result<Vec<ListedFile>, StoreError> {
+        let folder = match folder.trim_matches('/') {
+            "" => "/".to_string(),
+            f => format!("{f}/"),
+        };
+        let entries = match self.operator.list_with(&folder).recursive(recursive).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(self.error(&folder, e)),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            if !entry.metadata().is_file() {
+                continue;
+            }
+            let name = entry.path().trim_start_matches('/').to_string();
+            let metadata = match entry.metadata().last_modified() {
+                Some(_) => entry.metadata().clone(),
+                // some listings carry no times: ask for the file's own
+                None => self
+                    .operator
+                    .stat(&name)
+                    .await
+                    .map_err(|e| self.error(&name, e))?,
+            };
+            files.push(ListedFile {
+                location: format!("{}/{name}", self.location),
+                name,
+                size: metadata.content_length(),
+                modified: metadata.last_modified().map(SystemTime::from),
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+
+    /// The whole content of `name`.
+    pub async fn read(&self, name: &str) -> Result<Bytes, StoreError> {
+        self.operator
+            .read(name)
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| self.error(name, e))
+    }
+
+    /// Deletes `name`; a file already gone is not an error.
+    pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.operator
+            .delete(name)
+            .await
+            .map_err(|e| self.error(name, e))
+    }
+
+    fn error(&self, name: &str, e: opendal::Error) -> StoreError {
+        StoreError {
+            location: format!("{}/{}", self.location, name.trim_start_matches('/')),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A location without its scheme and with `s3a://` read as `s3://`, so
+/// that `file:/x`, `file:///x` and `/x` compare equal, as do
+/// `s3a://b/k` and `s3://b/k`.
+pub fn normalized(location: &str) -> &str {
+    let rest = match location.split_once("://") {
+        Some((_, rest)) => rest,
+        None => location.strip_prefix("file:").unwrap_or(location),
+    };
+    rest.trim_start_matches('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalized;
+
+    #[test]
+    fn locations_compare_without_their_scheme() {
+        assert_eq!(normalized("file:///tmp/w/a"), "tmp/w/a");
+        assert_eq!(normalized("file:/tmp/w/a"), "tmp/w/a");
+        assert_eq!(normalized("/tmp/w/a"), "tmp/w/a");
+        assert_eq!(normalized("s3a://lake/w/a"), normalized("s3://lake/w/a"));
+        assert_eq!(normalized("s3://lake/w/a"), "lake/w/a");
+    }
+}
