@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use lakehouse::maintain::MaintainConfig;
 use lakehouse::LakeConfig;
 use serde::Deserialize;
 
@@ -26,6 +27,9 @@ pub struct FloeConfig {
     pub lake: LakeConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Table maintenance (read by `floe maintain` and `floe jobs schedule`).
+    #[serde(default)]
+    pub maintain: MaintainConfig,
 }
 
 /// `[kafka]`: where the Debezium topics are.
@@ -180,6 +184,7 @@ impl FloeConfig {
         if config.ingest.max_rows == 0 || config.ingest.max_bytes == 0 {
             bail!("[ingest] max_rows and max_bytes must be positive");
         }
+        config.maintain.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
 }
@@ -201,15 +206,32 @@ fn document(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<t
 /// Only the `[lake]` section of a floe configuration file (with its
 /// environment overrides), for commands that read the lake and nothing else.
 pub fn load_lake(path: &Path) -> Result<LakeConfig> {
+    section(path, "lake")?
+        .with_context(|| format!("config file {}: no [lake] section", path.display()))
+}
+
+/// The `[maintain]` section (defaults when there is none), checked.
+pub fn load_maintain(path: &Path) -> Result<MaintainConfig> {
+    let config: MaintainConfig = section(path, "maintain")?.unwrap_or_default();
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    Ok(config)
+}
+
+/// One section of the file, with the environment overrides applied.
+fn section<T: serde::de::DeserializeOwned>(path: &Path, name: &str) -> Result<Option<T>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     let mut doc = document(&text, std::env::vars())
         .with_context(|| format!("config file {}", path.display()))?;
-    let lake = doc
-        .remove("lake")
-        .with_context(|| format!("config file {}: no [lake] section", path.display()))?;
-    lake.try_into()
-        .with_context(|| format!("config file {}: [lake]", path.display()))
+    doc.remove(name)
+        .map(|value| {
+            value
+                .try_into()
+                .with_context(|| format!("config file {}: [{name}]", path.display()))
+        })
+        .transpose()
 }
 
 fn parse_value(text: &str) -> toml::Value {

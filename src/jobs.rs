@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct JobsArgs {
-    /// The configuration file; only its [lake] section is read.
+    /// The configuration file; its [lake] and [maintain] sections are read.
     #[arg(long, env = "FLOE_CONFIG", default_value = "floe.toml", global = true)]
     config: PathBuf,
 
@@ -35,9 +35,16 @@ enum JobsCommand {
         /// The job's name (its manifest's file name without `.toml`).
         name: String,
     },
-    /// Run every job with a schedule whenever it falls due, until SIGINT
-    /// or SIGTERM (then the runs in progress finish).
-    Schedule,
+    /// Run every job with a schedule whenever it falls due, and table
+    /// maintenance on the [maintain] section's schedules (compaction every
+    /// 10 minutes, expiry hourly, orphan cleanup daily unless configured
+    /// otherwise), until SIGINT or SIGTERM (then the runs in progress
+    /// finish).
+    Schedule {
+        /// Run the jobs only, no maintenance.
+        #[arg(long)]
+        no_maintenance: bool,
+    },
 }
 
 pub fn run(args: JobsArgs) -> Result<()> {
@@ -55,9 +62,25 @@ pub fn run(args: JobsArgs) -> Result<()> {
                     m.schedule.as_deref().unwrap_or("-")
                 );
             }
+            // maintenance, when the configuration file can be read
+            if let Ok(maintain) = crate::config::load_maintain(&args.config) {
+                for operation in lakehouse::maintain::Operation::ALL {
+                    for schedule in maintain.schedules(operation) {
+                        let tables =
+                            crate::maintain::scheduled_tables(&maintain, operation, &schedule);
+                        println!(
+                            "{:<32} {:<40} {:<34} {schedule}",
+                            format!("maintain.{}", operation.name()),
+                            tables,
+                            "maintenance"
+                        );
+                    }
+                }
+            }
             Ok(())
         }
-        JobsCommand::Schedule => {
+        JobsCommand::Schedule { no_maintenance } => {
+            let maintain = crate::config::load_maintain(&args.config)?;
             let lake = crate::config::load_lake(&args.config)?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -72,11 +95,16 @@ pub fn run(args: JobsArgs) -> Result<()> {
                         _ = sigterm.recv() => {}
                     }
                 };
+                let mut tasks = analytics::jobs::job_tasks(lake.clone(), jobs);
+                let scheduled_jobs = tasks.len();
+                if !no_maintenance {
+                    tasks.extend(crate::maintain::scheduled_tasks(lake, &maintain)?);
+                }
                 eprintln!(
-                    "floe jobs schedule: {} jobs; stop with Ctrl-C or SIGTERM",
-                    jobs.len()
+                    "floe jobs schedule: {scheduled_jobs} jobs and {} maintenance tasks; stop with Ctrl-C or SIGTERM",
+                    tasks.len() - scheduled_jobs
                 );
-                analytics::jobs::schedule(lake, jobs, stop).await?;
+                analytics::jobs::schedule(tasks, stop).await?;
                 anyhow::Ok(())
             })
         }

@@ -28,8 +28,10 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "floe", version, propagate_version = true, after_help = EXAMPLES)]
 struct Cli {
     /// Log filter, e.g. `info`, `floe=debug,ingest=trace` (also RUST_LOG).
-    #[arg(long, global = true, env = "FLOE_LOG", default_value = "warn")]
-    log: String,
+    /// Default: `warn`; for `maintain` and `jobs schedule` also what each
+    /// maintenance step and scheduled run did (info).
+    #[arg(long, global = true, env = "FLOE_LOG")]
+    log: Option<String>,
 
     /// Log line format: `text` for people, `json` (one object per line,
     /// with level, target, message and fields) for log collectors.
@@ -131,14 +133,24 @@ enum Command {
     /// the jobs folder (`--jobs-dir`, default analytics/jobs). Every run is
     /// recorded in floe_meta.job_runs; batch loads in floe_meta.loaded_files.
     Jobs(jobs::JobsArgs),
-    /// Table maintenance: compaction and snapshot expiry, each with
-    /// --dry-run (orphan-file cleanup is not built yet).
+    /// Table maintenance: compaction, snapshot expiry and orphan-file
+    /// cleanup, each with --dry-run; `run` does all three with each table's
+    /// [maintain] policy, as `floe jobs schedule` does on its schedules.
     Maintain(maintain::MaintainArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let default = match &cli.command {
+        Command::Maintain(_) | Command::Jobs(_) => {
+            "warn,floe::maintain=info,lakehouse::maintain=info,analytics::jobs::schedule=info"
+        }
+        _ => "warn",
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| cli.log.clone())
+        .unwrap_or_else(|| default.to_string());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr);

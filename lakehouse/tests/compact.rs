@@ -97,6 +97,7 @@ async fn race(seed: u64) {
         min_small_files: 2,
         max_deleted_ratio: 0.05,
         max_attempts: 20,
+        ..CompactPolicy::default()
     };
     let ingest = {
         let lake = lake.clone();
@@ -169,4 +170,47 @@ async fn compaction_racing_ingest_keeps_every_change() {
     for seed in seeds {
         race(seed).await;
     }
+}
+
+/// Rewritten files aim at the target size: eight equal files compacted
+/// with a target of a third of their bytes become three, rows unchanged.
+#[tokio::test]
+async fn compaction_writes_files_near_the_target_size() {
+    use lakehouse::maintain::plan;
+    use lakehouse::sink::WriteMode;
+
+    let (warehouse, lake) = crate::support::temp_lake("compact-target").await;
+    for i in 0..8i64 {
+        let values: Vec<i64> = (i * 1000..(i + 1) * 1000).collect();
+        crate::expire::write(&lake, WriteMode::Append, &values).await;
+    }
+    let ident = iceberg::TableIdent::from_strs(["results", "history"]).unwrap();
+    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let before = plan(&table, &CompactPolicy::default()).await.unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].data_files.len(), 8);
+    let policy = CompactPolicy {
+        min_small_files: 2,
+        target_file_bytes: before[0].data_bytes / 3,
+        ..CompactPolicy::default()
+    };
+    let report = compact(&lake, &ident, &policy, false).await.unwrap();
+    // a file is closed once it holds a third of the rows: after 3, 6, 8
+    assert_eq!(report.files_added, 3);
+    assert_eq!(report.rows_written, 8000);
+    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let after = plan(&table, &CompactPolicy::default()).await.unwrap();
+    assert_eq!(after[0].data_files.len(), 3);
+    let mut values: Vec<i64> = Vec::new();
+    for b in scan_all(&table).await {
+        let c = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap();
+        values.extend(c.values().iter());
+    }
+    values.sort();
+    assert_eq!(values, (0..8000).collect::<Vec<i64>>());
+    let _ = std::fs::remove_dir_all(&warehouse);
 }

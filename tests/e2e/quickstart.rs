@@ -3,7 +3,10 @@
 //! (tests/fixtures/quickstart/expected, written by Postgres itself), the
 //! jobs' tables, and printed queries that return rows; then a second run
 //! that resumes and applies nothing twice; then a compaction, after which
-//! the rows are the same and a third run still applies nothing.
+//! the rows are the same and a third run still applies nothing; then
+//! maintenance on a schedule (`floe jobs schedule` with a `[maintain]`
+//! section): expiry down to one snapshot and orphan cleanup of a planted
+//! old file, a young one left alone, the rows still the same.
 
 use std::io::Read;
 use std::path::Path;
@@ -137,7 +140,130 @@ fn the_quickstart_builds_the_recorded_end_state_and_resumes() {
         third.contains("0 changes applied in 0 commits (25910 already in the lake)"),
         "{third}"
     );
+
+    scheduled_maintenance(&dir, &want);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+fn floe(args: &[&str], config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("floe runs")
+}
+
+/// The manifest lists in a table's metadata folder: one per snapshot
+/// still kept.
+fn manifest_lists(table_dir: &Path) -> usize {
+    std::fs::read_dir(table_dir.join("metadata"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("snap-")
+        })
+        .count()
+}
+
+/// `[maintain]` with second-level schedules for the trips table: expiry
+/// to the current snapshot, orphan cleanup of files older than a day.
+fn scheduled_maintenance(dir: &Path, want: &[String; 3]) {
+    let config = dir.join("maintain.toml");
+    let mut text = std::fs::read_to_string(dir.join("floe.toml")).unwrap();
+    text.push_str(
+        r#"
+[maintain.compact]
+schedule = "off"
+[maintain.expire]
+schedule = "off"
+[maintain.orphans]
+schedule = "off"
+[maintain.tables."taxi_cdc.trips"]
+expire = { schedule = "*/2 * * * * *", older_than = "0s", retain_last = 1 }
+orphans = { schedule = "*/2 * * * * *", older_than = "1d" }
+"#,
+    );
+    std::fs::write(&config, text).unwrap();
+    let trips = dir.join("warehouse/taxi_cdc/trips");
+    let planted = trips.join("data/00000-0-crashed-writer.parquet");
+    let young = trips.join("data/00000-1-being-committed.parquet");
+    for f in [&planted, &young] {
+        std::fs::write(f, b"never committed").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&planted)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400))
+        .unwrap();
+    let snapshots = manifest_lists(&trips);
+    assert!(snapshots > 1, "{snapshots}");
+
+    let jobs_dir = dir.join("no-jobs");
+    std::fs::create_dir_all(&jobs_dir).unwrap();
+    let jobs_dir = jobs_dir.to_str().unwrap();
+    let list = ok(floe(&["jobs", "list", "--jobs-dir", jobs_dir], &config));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("maintain.expire") && l.contains("taxi_cdc.trips")),
+        "{list}"
+    );
+
+    // a dry run says what would go and changes nothing
+    let dry = ok(floe(
+        &["maintain", "run", "taxi_cdc.trips", "--dry-run"],
+        &config,
+    ));
+    assert!(
+        dry.contains(&format!("would expire {} snapshots", snapshots - 1)),
+        "{dry}"
+    );
+    assert!(dry.contains("taxi_cdc.trips: compact is off"), "{dry}");
+    assert!(
+        dry.contains("would delete 1 orphan files") && dry.contains("00000-0-crashed-writer"),
+        "{dry}"
+    );
+    assert!(planted.exists() && manifest_lists(&trips) == snapshots);
+
+    // too young a threshold for orphans is refused
+    let refused = floe(
+        &["maintain", "orphans", "--older-than", "10m", "--dry-run"],
+        &config,
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at least 1h"));
+
+    let mut schedule = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["jobs", "schedule", "--jobs-dir", jobs_dir, "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("floe runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while planted.exists() || manifest_lists(&trips) != 1 {
+        if let Ok(Some(status)) = schedule.try_wait() {
+            panic!("floe jobs schedule exited: {status}");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = schedule.kill();
+            let out = schedule.wait_with_output().unwrap();
+            panic!(
+                "scheduled maintenance did not expire and clean within 60 s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &schedule.id().to_string()])
+        .status();
+    let out = schedule.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("taxi_cdc.trips: expired"), "{log}");
+    assert!(young.exists(), "a young unreferenced file stays");
+    assert_eq!(&lake_state(&dir.join("floe.toml")), want);
 }
 
 /// `floe replay` of the same recording from disk into a lake of the

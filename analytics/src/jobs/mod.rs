@@ -31,4 +31,4 @@ pub mod sources;
 
 pub use manifest::{load_jobs, Job, JobManifest, Source};
 pub use run::{run_job, RunRecord, RunStatus};
-pub use schedule::schedule;
+pub use schedule::{job_tasks, schedule, Task, TaskRun};

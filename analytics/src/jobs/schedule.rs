@@ -1,7 +1,9 @@
-//! `floe jobs schedule`: runs each job whenever its cron schedule falls
-//! due, until stopped. One job never runs twice at once (a slot that comes
-//! while the last run is still going is skipped and logged); a failed run
-//! is recorded like any other and the job's next slot comes as usual.
+//! `floe jobs schedule`: runs each task — a batch job, or a table
+//! maintenance operation — whenever its cron schedule falls due, until
+//! stopped. One task never runs twice at once (a slot that comes while the
+//! last run is still going is skipped and logged); a failed run is logged
+//! (a job's is also recorded like any other) and the next slot comes as
+//! usual.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cron::Schedule;
+use futures::future::BoxFuture;
 use lakehouse::Lake;
 use tokio::task::JoinHandle;
 
@@ -18,32 +21,69 @@ use crate::jobs::manifest::Job;
 use crate::jobs::run::run_job;
 use crate::session::LakeSession;
 
+/// What one run of a task does.
+pub type TaskRun = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// Something run on a cron schedule.
+#[derive(Clone)]
+pub struct Task {
+    /// How logs name it: the job's name, `maintain.compact`, ...
+    pub name: String,
+    /// Cron with seconds: sec min hour day-of-month month day-of-week.
+    pub schedule: String,
+    pub run: TaskRun,
+}
+
+/// The jobs with a schedule as tasks; each run opens its own session.
+pub fn job_tasks(lake: Arc<Lake>, jobs: Vec<Job>) -> Vec<Task> {
+    jobs.into_iter()
+        .filter_map(|job| {
+            let schedule = job.manifest.schedule.clone()?;
+            let lake = lake.clone();
+            let name = job.name.clone();
+            let run: TaskRun = Arc::new(move || {
+                let (lake, job) = (lake.clone(), job.clone());
+                Box::pin(async move {
+                    // a session per run: each registers its own files
+                    let session = LakeSession::over(lake).await.map_err(|e| e.to_string())?;
+                    run_job(&session, &job)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            });
+            Some(Task {
+                name,
+                schedule,
+                run,
+            })
+        })
+        .collect()
+}
+
 struct Scheduled {
-    job: Job,
+    task: Task,
     schedule: Schedule,
     next: Option<DateTime<Utc>>,
     running: Option<JoinHandle<()>>,
 }
 
-/// Parses every job's schedule; jobs without one are left out.
-fn plan(jobs: Vec<Job>) -> Result<Vec<Scheduled>, AnalyticsError> {
+/// Parses every task's schedule.
+fn plan(tasks: Vec<Task>) -> Result<Vec<Scheduled>, AnalyticsError> {
     let now = Utc::now();
     let mut out = Vec::new();
-    for job in jobs {
-        let Some(expr) = job.manifest.schedule.clone() else {
-            continue;
-        };
-        let schedule = Schedule::from_str(&expr).map_err(|e| {
+    for task in tasks {
+        let schedule = Schedule::from_str(&task.schedule).map_err(|e| {
             AnalyticsError::Usage(format!(
-                "job {}: schedule {expr:?} is not a cron expression with seconds \
+                "{}: schedule {:?} is not a cron expression with seconds \
                  (sec min hour day-of-month month day-of-week): {e}",
-                job.name
+                task.name, task.schedule
             ))
         })?;
         let next = schedule.after(&now).next();
-        tracing::info!(job = %job.name, schedule = %expr, next = ?next, "scheduled");
+        tracing::info!(task = %task.name, schedule = %task.schedule, next = ?next, "scheduled");
         out.push(Scheduled {
-            job,
+            task,
             schedule,
             next,
             running: None,
@@ -52,16 +92,17 @@ fn plan(jobs: Vec<Job>) -> Result<Vec<Scheduled>, AnalyticsError> {
     Ok(out)
 }
 
-/// Runs `jobs` on their schedules until `stop` completes, then waits for
+/// Runs `tasks` on their schedules until `stop` completes, then waits for
 /// the runs in progress.
 pub async fn schedule(
-    lake: Arc<Lake>,
-    jobs: Vec<Job>,
+    tasks: Vec<Task>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), AnalyticsError> {
-    let mut planned = plan(jobs)?;
+    let mut planned = plan(tasks)?;
     if planned.is_empty() {
-        return Err(AnalyticsError::Usage("no job has a schedule".into()));
+        return Err(AnalyticsError::Usage(
+            "nothing has a schedule (no job, and maintenance is off)".into(),
+        ));
     }
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(stop);
@@ -81,18 +122,13 @@ pub async fn schedule(
             }
             s.next = s.schedule.after(&now).next();
             if s.running.is_some() {
-                tracing::warn!(job = %s.job.name, "the last run is still going: this slot is skipped");
+                tracing::warn!(task = %s.task.name, "the last run is still going: this slot is skipped");
                 continue;
             }
-            let (lake, job) = (lake.clone(), s.job.clone());
+            let (name, run) = (s.task.name.clone(), s.task.run.clone());
             s.running = Some(tokio::spawn(async move {
-                // a session per run: each registers its own files
-                let result = match LakeSession::over(lake).await {
-                    Ok(session) => run_job(&session, &job).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = result {
-                    tracing::error!(job = %job.name, "run failed: {e}");
+                if let Err(e) = run().await {
+                    tracing::error!(task = %name, "run failed: {e}");
                 }
             }));
         }

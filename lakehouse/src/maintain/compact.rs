@@ -1,8 +1,10 @@
 //! Compaction: the data files of a partition whose small files or deleted
-//! rows pass the policy's thresholds are rewritten, live rows only, and the
-//! snapshot that adds the new file removes the old data files and the
-//! position-delete files of that partition (position deletes only ever
-//! name data files of their own partition).
+//! rows pass the policy's thresholds are rewritten, live rows only, into
+//! files near the target size, and the snapshot that adds the new files
+//! removes the old data files and the position-delete files of that
+//! partition (position deletes only ever name data files of their own
+//! partition). A partition is read one target file's worth at a time, so
+//! memory stays near the target size, not the partition's.
 //!
 //! Racing ingest: the rewrite is planned on one snapshot and committed by
 //! compare-and-swap. When another writer committed first, the commits in
@@ -41,6 +43,9 @@ pub struct CompactPolicy {
     pub min_small_files: usize,
     /// ... or whose position deletes remove at least this share of its rows.
     pub max_deleted_ratio: f64,
+    /// The size rewritten files aim at (estimated from the partition's
+    /// bytes per row).
+    pub target_file_bytes: u64,
     /// Conflicting commits survived before giving up.
     pub max_attempts: usize,
 }
@@ -51,6 +56,7 @@ impl Default for CompactPolicy {
             small_file_bytes: 32 * 1024 * 1024,
             min_small_files: 4,
             max_deleted_ratio: 0.2,
+            target_file_bytes: 128 * 1024 * 1024,
             max_attempts: 5,
         }
     }
@@ -65,7 +71,10 @@ pub struct PartitionPlan {
     pub small_files: usize,
     pub rows: u64,
     pub deleted_rows: u64,
+    /// Data and delete files together.
     pub bytes: u64,
+    /// Data files only.
+    pub data_bytes: u64,
 }
 
 impl PartitionPlan {
@@ -127,12 +136,14 @@ pub async fn plan(
                     rows: 0,
                     deleted_rows: 0,
                     bytes: 0,
+                    data_bytes: 0,
                 });
             plan.bytes += file.file_size_in_bytes();
             match entry.content_type() {
                 DataContentType::Data => {
                     plan.data_files.push(file.file_path().to_string());
                     plan.rows += file.record_count();
+                    plan.data_bytes += file.file_size_in_bytes();
                     if file.file_size_in_bytes() < policy.small_file_bytes {
                         plan.small_files += 1;
                     }
@@ -184,7 +195,7 @@ pub async fn compact(
         if dry_run || due.is_empty() {
             return Ok(report);
         }
-        let rewrite = rewrite(&table, due).await?;
+        let rewrite = rewrite(&table, due, policy.target_file_bytes).await?;
         report.data_files_removed = rewrite.rewritten_data.len();
         report.delete_files_removed = rewrite.removed.len() - rewrite.rewritten_data.len();
         report.files_added = rewrite.added.len();
@@ -255,15 +266,23 @@ fn carried_properties(table: &Table) -> HashMap<String, String> {
     out
 }
 
-/// Reads the live rows of `partitions` and writes them again.
-async fn rewrite(table: &Table, partitions: Vec<PartitionPlan>) -> Result<Rewrite, LakehouseError> {
+/// Reads the live rows of `partitions` and writes them again, in files
+/// of about `target_bytes`.
+async fn rewrite(
+    table: &Table,
+    partitions: Vec<PartitionPlan>,
+    target_bytes: u64,
+) -> Result<Rewrite, LakehouseError> {
     let name = table.identifier().to_string();
     let schema = table.metadata().current_schema();
     let mut removed = HashSet::new();
     let mut rewritten_data = HashSet::new();
     let mut added = Vec::new();
     let mut rows = 0u64;
-    for partition in &partitions {
+    let started = std::time::Instant::now();
+    let mut last_progress = started;
+    let total = partitions.len();
+    for (n, partition) in partitions.iter().enumerate() {
         let mut deleted: HashMap<String, HashSet<i64>> = HashMap::new();
         for path in &partition.delete_files {
             for (file, pos) in read_position_deletes(table, path).await? {
@@ -271,8 +290,13 @@ async fn rewrite(table: &Table, partitions: Vec<PartitionPlan>) -> Result<Rewrit
             }
             removed.insert(path.clone());
         }
-        let mut live: Vec<RecordBatch> = Vec::new();
-        for path in &partition.data_files {
+        // the rows one output file holds, from the partition's bytes per row
+        let bytes_per_row = partition.data_bytes as f64 / partition.rows.max(1) as f64;
+        let rows_per_file = ((target_bytes as f64 / bytes_per_row.max(1.0)) as usize).max(1);
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut pending_rows = 0usize;
+        let first_new = added.len();
+        for (i, path) in partition.data_files.iter().enumerate() {
             let batch = read_columns(table, path, None, None).await?;
             let gone = deleted.get(path);
             let keep: Vec<u32> = (0..batch.num_rows() as u32)
@@ -283,21 +307,37 @@ async fn rewrite(table: &Table, partitions: Vec<PartitionPlan>) -> Result<Rewrit
                     context: format!("compacting {path}"),
                     source,
                 })?;
-            live.push(table_rows(&StructArray::from(kept), schema, &name)?);
+            pending_rows += kept.num_rows();
+            pending.push(table_rows(&StructArray::from(kept), schema, &name)?);
             removed.insert(path.clone());
             rewritten_data.insert(path.clone());
+            let last = i + 1 == partition.data_files.len();
+            if pending_rows >= rows_per_file || (last && pending_rows > 0) {
+                rows += pending_rows as u64;
+                added.extend(write_file(table, &name, &std::mem::take(&mut pending)).await?);
+                pending_rows = 0;
+            }
         }
-        let Some(first) = live.first() else { continue };
-        let all =
-            arrow_select::concat::concat_batches(&first.schema(), &live).map_err(|source| {
-                LakehouseError::Arrow {
-                    context: format!("compacting {name}"),
-                    source,
-                }
-            })?;
-        rows += all.num_rows() as u64;
-        let prefix = format!("compact-{}", uuid::Uuid::new_v4());
-        added.extend(write_rows(table, &all, &prefix).await?.files);
+        let written = added.len() - first_new;
+        tracing::debug!(
+            table = %name,
+            "compacting: partition {}/{total} ({} data and {} delete files, {:.1} MiB) into {written} files",
+            n + 1,
+            partition.data_files.len(),
+            partition.delete_files.len(),
+            partition.bytes as f64 / (1024.0 * 1024.0),
+        );
+        // a long rewrite says how far it got every ten seconds
+        if last_progress.elapsed() >= std::time::Duration::from_secs(10) {
+            last_progress = std::time::Instant::now();
+            tracing::info!(
+                table = %name,
+                "compacting: {}/{total} partitions rewritten, {:.1} MiB read, {:.0} s so far",
+                n + 1,
+                partitions[..=n].iter().map(|p| p.bytes).sum::<u64>() as f64 / (1024.0 * 1024.0),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     Ok(Rewrite {
         base_snapshot: table.metadata().current_snapshot_id(),
@@ -307,6 +347,25 @@ async fn rewrite(table: &Table, partitions: Vec<PartitionPlan>) -> Result<Rewrit
         added,
         rows,
     })
+}
+
+/// One new data file of `batches` (rows of one partition).
+async fn write_file(
+    table: &Table,
+    name: &str,
+    batches: &[RecordBatch],
+) -> Result<Vec<DataFile>, LakehouseError> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let all = arrow_select::concat::concat_batches(&first.schema(), batches).map_err(|source| {
+        LakehouseError::Arrow {
+            context: format!("compacting {name}"),
+            source,
+        }
+    })?;
+    let prefix = format!("compact-{}", uuid::Uuid::new_v4());
+    Ok(write_rows(table, &all, &prefix).await?.files)
 }
 
 /// Whether a commit after the rewrite's base deleted one of its rows or
