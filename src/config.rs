@@ -300,6 +300,24 @@ mod tests {
             c.lake.tables.by_source["public.trips"].partition,
             ["day(pickup_datetime)"]
         );
+        use lakehouse::maintain::{Operation, TablePolicy};
+        assert_eq!(
+            c.maintain
+                .schedule(Operation::Orphans, "taxi_cdc.trips")
+                .as_deref(),
+            Some("0 30 3 * * *")
+        );
+        let TablePolicy::Expire(expire) = c.maintain.policy(Operation::Expire, "a.b") else {
+            panic!("an expire policy")
+        };
+        assert_eq!(expire.retain_last, 10);
+    }
+
+    #[test]
+    fn a_too_young_orphan_age_is_refused() {
+        let text = format!("{MINIMAL}\n[maintain.orphans]\nolder_than = \"10m\"\n");
+        let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();
+        assert!(format!("{err:#}").contains("at least 1h"), "{err:#}");
     }
 
     #[test]

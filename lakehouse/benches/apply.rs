@@ -12,7 +12,15 @@
 //! Parquet files `scripts/bench-pyiceberg.py` feeds to pyiceberg's
 //! `Table.upsert` and `Table.delete` (each batch's final state per key:
 //! upserted rows and deleted keys), for the peer comparison.
-//! `scripts/bench-apply.sh` runs all of them.
+//! `-- maintain` applies the same workload in batches of 1,000 (1,000
+//! commits) twice: once alone, then measuring file count, bytes and a full
+//! scan before and after one compaction (and its throughput) and an
+//! expiry; once with compaction and expiry running beside it every
+//! `FLOE_BENCH_MAINTAIN_SECONDS` (default 10), as `floe jobs schedule`
+//! would, ingest committing at most every `FLOE_BENCH_COMMIT_MS` (default
+//! 250), sampling the live file count every 100 commits.
+//! `scripts/bench-apply.sh` runs all of them; `scripts/bench-maintain.sh`
+//! the maintenance one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -311,6 +319,249 @@ fn export(n: usize, batch: usize, dir: &Path) {
     eprintln!("exported {} batches to {}", listing.len(), dir.display());
 }
 
+/// Files and bytes under `dir`.
+fn on_disk(dir: &Path) -> (usize, u64) {
+    let mut out = (0, 0);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                let (n, b) = on_disk(&path);
+                out = (out.0 + n, out.1 + b);
+            } else if let Ok(m) = entry.metadata() {
+                out = (out.0 + 1, out.1 + m.len());
+            }
+        }
+    }
+    out
+}
+
+/// The current snapshot's live data and delete files and their bytes.
+fn live_files(table: &iceberg::table::Table) -> (u64, u64, u64) {
+    let Some(s) = table.metadata().current_snapshot() else {
+        return (0, 0, 0);
+    };
+    let p = &s.summary().additional_properties;
+    let get = |k: &str| p.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (
+        get("total-data-files"),
+        get("total-delete-files"),
+        get("total-files-size"),
+    )
+}
+
+/// Best of three full scans (after one to warm the page cache).
+async fn best_scan(lake: &Lake, ident: &iceberg::TableIdent) -> (f64, usize) {
+    let table = lake.catalog.load_table(ident).await.unwrap();
+    let mut best = (f64::MAX, 0);
+    for i in 0..4 {
+        let t = Instant::now();
+        let rows: usize = table
+            .scan()
+            .select_all()
+            .build()
+            .unwrap()
+            .to_arrow()
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        if i > 0 && t.elapsed().as_secs_f64() < best.0 {
+            best = (t.elapsed().as_secs_f64(), rows);
+        }
+    }
+    best
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The maintenance benchmark: see the module comment.
+async fn maintain_run(n: usize, with_maintenance: bool) {
+    use lakehouse::maintain::{compact, expire, CompactPolicy, ExpirePolicy};
+    const BATCH: usize = 1000;
+    let batches = events(n, BATCH, 5, 25);
+    let name = if with_maintenance {
+        "scheduled"
+    } else {
+        "alone"
+    };
+    let (mut w, warehouse) = writer(&format!("maintain-{name}"), &batches[0]).await;
+    let lake = std::sync::Arc::new(
+        Lake::open(&LakeConfig {
+            warehouse: warehouse.clone().into(),
+            ..LakeConfig::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let ident = iceberg::TableIdent::from_strs(["taxi_cdc", "trips"]).unwrap();
+    let table_dir = warehouse.join("taxi_cdc/trips");
+    let interval: u64 = std::env::var("FLOE_BENCH_MAINTAIN_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    // with maintenance, ingest commits at most every FLOE_BENCH_COMMIT_MS
+    // (default 250), as `floe ingest` paces its commits by
+    // `commit_interval_ms` (at least 1000)
+    let pace = std::time::Duration::from_millis(
+        std::env::var("FLOE_BENCH_COMMIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(250),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let maintenance = with_maintenance.then(|| {
+        let (lake, ident, stop) = (lake.clone(), ident.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut runs, mut rewritten, mut spent) = (0, 0u64, 0.0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+                let t = Instant::now();
+                let report = compact(&lake, &ident, &CompactPolicy::default(), false)
+                    .await
+                    .unwrap();
+                let compacted = t.elapsed().as_secs_f64();
+                expire(
+                    &lake,
+                    &ident,
+                    &ExpirePolicy {
+                        older_than: std::time::Duration::ZERO,
+                        retain_last: 10,
+                    },
+                    false,
+                )
+                .await
+                .unwrap();
+                runs += 1;
+                rewritten += report.bytes_before;
+                spent += t.elapsed().as_secs_f64();
+                eprintln!(
+                    "  maintenance run {runs}: compaction {compacted:.1} s ({} files into {}, {} attempts, {} rows deleted again), expiry {:.1} s",
+                    report.data_files_removed + report.delete_files_removed,
+                    report.files_added,
+                    report.attempts,
+                    report.rows_deleted_again,
+                    t.elapsed().as_secs_f64() - compacted
+                );
+            }
+            (runs, rewritten, spent)
+        })
+    });
+    if with_maintenance {
+        println!(
+            "maintain ({name}): {n} events in batches of {BATCH}, a commit at most every {} ms, compaction and expiry every {interval} s",
+            pace.as_millis()
+        );
+    } else {
+        println!("maintain ({name}): {n} events in batches of {BATCH}, back to back");
+    }
+    println!("| commits | live data files | live delete files | live MiB | files on disk | MiB on disk |");
+    println!("|---|---|---|---|---|---|");
+    let started = Instant::now();
+    for (i, b) in batches.iter().enumerate() {
+        let t = Instant::now();
+        w.apply(b).await.unwrap();
+        if with_maintenance {
+            tokio::time::sleep(pace.saturating_sub(t.elapsed())).await;
+        }
+        if (i + 1) % 100 == 0 || i + 1 == batches.len() {
+            let table = lake.catalog.load_table(&ident).await.unwrap();
+            let (data, deletes, bytes) = live_files(&table);
+            let (files, disk) = on_disk(&table_dir);
+            println!(
+                "| {} | {data} | {deletes} | {:.1} | {files} | {:.1} |",
+                i + 1,
+                mib(bytes),
+                mib(disk)
+            );
+        }
+    }
+    let applied = started.elapsed().as_secs_f64();
+    println!(
+        "applied in {applied:.1} s = {:.0} events/s",
+        n as f64 / applied
+    );
+    if let Some(task) = maintenance {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (runs, rewritten, spent) = task.await.unwrap();
+        println!(
+            "maintenance: {runs} runs, {:.1} MiB rewritten, {spent:.1} s spent",
+            mib(rewritten)
+        );
+    }
+    let (scan, rows) = best_scan(&lake, &ident).await;
+    println!("full scan: {rows} rows in {scan:.3} s");
+    if !with_maintenance {
+        let t = Instant::now();
+        let report = compact(&lake, &ident, &CompactPolicy::default(), false)
+            .await
+            .unwrap();
+        let took = t.elapsed().as_secs_f64();
+        println!(
+            "compaction: {} partitions, {} data + {} delete files ({:.1} MiB) into {} files ({:.1} MiB), {} rows, {took:.1} s = {:.1} MiB/s",
+            report.partitions.len(),
+            report.data_files_removed,
+            report.delete_files_removed,
+            mib(report.bytes_before),
+            report.files_added,
+            mib(report.bytes_after),
+            report.rows_written,
+            mib(report.bytes_before) / took
+        );
+        let table = lake.catalog.load_table(&ident).await.unwrap();
+        let (data, deletes, bytes) = live_files(&table);
+        let (scan, rows) = best_scan(&lake, &ident).await;
+        println!(
+            "after compaction: {data} data + {deletes} delete files live, {:.1} MiB; full scan: {rows} rows in {scan:.3} s",
+            mib(bytes)
+        );
+        let (files, disk) = on_disk(&table_dir);
+        expire(
+            &lake,
+            &ident,
+            &ExpirePolicy {
+                older_than: std::time::Duration::ZERO,
+                retain_last: 1,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+        let (files_after, disk_after) = on_disk(&table_dir);
+        println!(
+            "expiry to the current snapshot: on disk {files} files, {:.1} MiB -> {files_after} files, {:.1} MiB",
+            mib(disk),
+            mib(disk_after)
+        );
+        // nothing else writes here, so no age threshold is needed
+        let orphans = lakehouse::maintain::orphans(
+            &lake,
+            &ident,
+            &lakehouse::maintain::OrphanPolicy {
+                older_than: std::time::Duration::ZERO,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+        let (files_left, disk_left) = on_disk(&table_dir);
+        println!(
+            "orphan cleanup: {} files ({:.1} MiB, old metadata files the metadata log no longer names) deleted -> {files_left} files, {:.1} MiB on disk",
+            orphans.orphans.len(),
+            mib(orphans.orphan_bytes()),
+            mib(disk_left)
+        );
+    }
+    println!("peak RSS {:.0} MB", peak_rss_mb());
+    std::fs::remove_dir_all(&warehouse).ok();
+}
+
 fn main() {
     let n: usize = std::env::var("FLOE_BENCH_EVENTS")
         .ok()
@@ -326,6 +577,22 @@ fn main() {
         }
     }
     let arg = args.first().cloned().unwrap_or_else(|| "10000".into());
+    if arg == "maintain" {
+        // two workers: ingest and maintenance each get a core
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let which = args.get(1).map(String::as_str).unwrap_or("both");
+        if which != "scheduled" {
+            rt.block_on(maintain_run(n, false));
+        }
+        if which != "alone" {
+            rt.block_on(maintain_run(n, true));
+        }
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

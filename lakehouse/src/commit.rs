@@ -345,6 +345,35 @@ pub async fn commit_row_delta(
     table: &Table,
     delta: RowDelta,
 ) -> Result<Table, CommitError> {
+    commit_row_delta_retrying(pointer, table, delta, &mut RetryCache::default()).await
+}
+
+/// What one commit attempt that removes files worked out, for the next
+/// attempt of the same delta after a lost race: the parent's manifests it
+/// already read (rewritten without the removed files, or left as they
+/// were), and the snapshot id those rewrites name. A retry then reads only
+/// the manifests the winning commits added.
+#[derive(Default)]
+pub struct RetryCache {
+    snapshot_id: Option<i64>,
+    manifests: HashMap<String, CachedManifest>,
+}
+
+#[derive(Clone)]
+struct CachedManifest {
+    /// The rewritten manifest, or `None` when it removed nothing.
+    rewritten: Option<ManifestFile>,
+    gone: Vec<ManifestEntryRef>,
+}
+
+/// [`commit_row_delta`] for a delta that may be retried: pass the same
+/// `cache` to every attempt of the same delta (its removal must not change).
+pub async fn commit_row_delta_retrying(
+    pointer: &CatalogPointer,
+    table: &Table,
+    delta: RowDelta,
+    cache: &mut RetryCache,
+) -> Result<Table, CommitError> {
     let name = table.identifier().to_string();
     let step = |step: &'static str| write_error(&name, step);
     let current_location = current_location(table)?;
@@ -352,7 +381,16 @@ pub async fn commit_row_delta(
     let file_io = table.file_io();
     let parent = metadata.current_snapshot().cloned();
     let sequence_number = metadata.next_sequence_number();
-    let snapshot_id = new_snapshot_id(metadata);
+    // the cached rewrites name the snapshot id they were written for
+    let snapshot_id = match cache.snapshot_id {
+        Some(id) if metadata.snapshot_by_id(id).is_none() => id,
+        _ => {
+            cache.manifests.clear();
+            let id = new_snapshot_id(metadata);
+            cache.snapshot_id = Some(id);
+            id
+        }
+    };
     let commit_id = uuid::Uuid::new_v4();
     let metadata_dir = format!("{}/metadata", metadata.location().trim_end_matches('/'));
 
@@ -378,13 +416,24 @@ pub async fn commit_row_delta(
             .map_err(step("read parent manifest list"))?;
         let list = ManifestList::parse_with_version(&bytes, FormatVersion::V2)
             .map_err(step("parse parent manifest list"))?;
+        // a manifest whose every entry is deleted was for the snapshot
+        // that deleted them; later snapshots leave it out, or manifests
+        // would pile up with every removal (compaction, overwrites)
+        let parents = list.entries().iter().filter(|m| has_live_files(m));
         if matches!(delta.remove, Removal::Nothing) {
-            manifests.extend(list.entries().iter().cloned());
+            manifests.extend(parents.cloned());
         } else {
             // a manifest with a removed file is rewritten: its other live
             // files as existing, the removed ones as deleted, every entry
             // keeping its sequence numbers (a spec rule)
-            for manifest in list.entries() {
+            for manifest in parents {
+                if let Some(cached) = cache.manifests.get(&manifest.manifest_path) {
+                    for entry in &cached.gone {
+                        removed.add(manifest.content, entry);
+                    }
+                    manifests.push(cached.rewritten.clone().unwrap_or_else(|| manifest.clone()));
+                    continue;
+                }
                 let loaded = manifest
                     .load_manifest(file_io)
                     .await
@@ -397,6 +446,13 @@ pub async fn commit_row_delta(
                     .partition(|e| delta.remove.removes(e.data_file()));
                 if gone.is_empty() {
                     manifests.push(manifest.clone());
+                    cache.manifests.insert(
+                        manifest.manifest_path.clone(),
+                        CachedManifest {
+                            rewritten: None,
+                            gone,
+                        },
+                    );
                     continue;
                 }
                 for entry in &gone {
@@ -411,7 +467,15 @@ pub async fn commit_row_delta(
                     kept: &kept,
                     removed: &gone,
                 };
-                manifests.push(write_manifest(table, &path, snapshot_id, content, entries).await?);
+                let rewritten = write_manifest(table, &path, snapshot_id, content, entries).await?;
+                manifests.push(rewritten.clone());
+                cache.manifests.insert(
+                    manifest.manifest_path.clone(),
+                    CachedManifest {
+                        rewritten: Some(rewritten),
+                        gone,
+                    },
+                );
             }
         }
     }
@@ -614,6 +678,15 @@ async fn write_manifest(
         .write_manifest_file()
         .await
         .map_err(step("write manifest"))
+}
+
+/// Whether `manifest` lists a file as added or existing; a manifest
+/// without counts is assumed to.
+fn has_live_files(manifest: &ManifestFile) -> bool {
+    match (manifest.added_files_count, manifest.existing_files_count) {
+        (Some(added), Some(existing)) => added + existing > 0,
+        _ => true,
+    }
 }
 
 /// The live files a snapshot removes, by content.

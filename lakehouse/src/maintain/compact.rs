@@ -8,15 +8,19 @@
 //!
 //! Racing ingest: the rewrite is planned on one snapshot and committed by
 //! compare-and-swap. When another writer committed first, the commits in
-//! between are checked: if none of them deleted a rewritten row (a new
-//! position delete naming a rewritten file) or removed a rewritten file (a
-//! truncate), the same replacement is committed on top of them, keeping
-//! what they added; otherwise the rewrite is thrown away and planned again.
-//! A running `floe ingest` loses its next commit race to the compaction,
-//! reopens its writer, rebuilds its primary-key index from the new
-//! snapshot and applies its batch again, so its index never names a
-//! removed file. The Kafka offsets of the snapshot compacted are carried
-//! into the compaction's snapshot, so ingest resumes where it was.
+//! between are read. Rows they deleted from rewritten files (position
+//! deletes naming them: ingest's deletes and the old side of its updates)
+//! are deleted again from the new files — the rewrite knows where each
+//! old row went — by position-delete files in the compaction's own
+//! snapshot, which also keeps everything they added; their delete files
+//! stay (entries naming removed files match nothing). Only when one of them
+//! removed a rewritten file (a truncate, an overwrite) is the rewrite
+//! thrown away and planned again. A running `floe ingest` loses its next
+//! commit race to the compaction, reopens its writer, rebuilds its
+//! primary-key index from the new snapshot and applies its batch again, so
+//! its index never names a removed file. The Kafka offsets of the snapshot
+//! compacted are carried into the compaction's snapshot, so ingest resumes
+//! where it was.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -28,8 +32,9 @@ use iceberg::TableIdent;
 
 use crate::apply::OFFSET_PROPERTY_PREFIX;
 use crate::catalog::Lake;
-use crate::commit::{commit_row_delta, CommitError, Removal, RowDelta};
+use crate::commit::{commit_row_delta_retrying, CommitError, Removal, RetryCache, RowDelta};
 use crate::error::LakehouseError;
+use crate::position_delete::{write_position_deletes, PositionDelete};
 use crate::read::{manifest_list, read_columns, read_position_deletes};
 use crate::sink::iceberg_error;
 use crate::write::{table_rows, write_rows};
@@ -57,7 +62,7 @@ impl Default for CompactPolicy {
             min_small_files: 4,
             max_deleted_ratio: 0.2,
             target_file_bytes: 128 * 1024 * 1024,
-            max_attempts: 5,
+            max_attempts: 20,
         }
     }
 }
@@ -103,6 +108,9 @@ pub struct CompactReport {
     pub bytes_before: u64,
     pub bytes_after: u64,
     pub rows_written: u64,
+    /// Rows that commits racing the compaction deleted from the files it
+    /// rewrote, deleted again from the new files.
+    pub rows_deleted_again: u64,
     /// Commits tried (1 without a race).
     pub attempts: usize,
     pub snapshot_id: Option<i64>,
@@ -165,9 +173,29 @@ struct Rewrite {
     base_snapshot: Option<i64>,
     partitions: Vec<PartitionPlan>,
     removed: Arc<HashSet<String>>,
-    rewritten_data: HashSet<String>,
+    /// Each rewritten data file's live rows and where they went.
+    moved: HashMap<String, Moved>,
     added: Vec<DataFile>,
     rows: u64,
+}
+
+/// Where the live rows of one rewritten file went.
+#[derive(Default)]
+struct Moved {
+    /// Old positions of the rows kept, ascending.
+    kept: Vec<u32>,
+    /// For each kept row: (index into `Rewrite::added`, new position).
+    to: Vec<(u32, u32)>,
+}
+
+/// What the commits after a rewrite's base did to it.
+enum Since {
+    /// Nothing the rewrite read was touched.
+    Untouched,
+    /// These rows of rewritten files were deleted (old path, position).
+    Deleted(Vec<(String, i64)>),
+    /// A rewritten file was removed, or the base is gone: plan again.
+    Replan,
 }
 
 /// Compacts the partitions of `ident` the policy says are due; with
@@ -196,20 +224,23 @@ pub async fn compact(
             return Ok(report);
         }
         let rewrite = rewrite(&table, due, policy.target_file_bytes).await?;
-        report.data_files_removed = rewrite.rewritten_data.len();
-        report.delete_files_removed = rewrite.removed.len() - rewrite.rewritten_data.len();
+        report.data_files_removed = rewrite.moved.len();
+        report.delete_files_removed = rewrite.removed.len() - rewrite.moved.len();
         report.files_added = rewrite.added.len();
         report.bytes_after = rewrite.added.iter().map(DataFile::file_size_in_bytes).sum();
         report.rows_written = rewrite.rows;
+        let mut redeleted = Vec::new();
+        let mut seen = HashMap::new();
+        let mut cache = RetryCache::default();
         loop {
             report.attempts += 1;
             let delta = RowDelta {
                 data_files: rewrite.added.clone(),
-                delete_files: Vec::new(),
+                delete_files: redeleted.clone(),
                 properties: carried_properties(&table),
                 remove: Removal::Files(rewrite.removed.clone()),
             };
-            match commit_row_delta(&lake.pointer, &table, delta).await {
+            match commit_row_delta_retrying(&lake.pointer, &table, delta, &mut cache).await {
                 Ok(committed) => {
                     report.snapshot_id = committed.metadata().current_snapshot_id();
                     return Ok(report);
@@ -220,11 +251,27 @@ pub async fn compact(
                         .load_table(ident)
                         .await
                         .map_err(iceberg_error("reload table", ident))?;
-                    if touched_since(&table, &rewrite).await? {
-                        tracing::info!(table = %ident, "rows compacted were changed meanwhile; planning again");
-                        continue 'replan;
+                    match since(&table, &rewrite, &mut seen).await? {
+                        Since::Replan => {
+                            tracing::info!(table = %ident, "files compacted were removed meanwhile; planning again");
+                            continue 'replan;
+                        }
+                        Since::Untouched => {
+                            redeleted.clear();
+                            report.rows_deleted_again = 0;
+                            tracing::info!(table = %ident, "lost a commit race; committing on top of it");
+                        }
+                        Since::Deleted(rows) => {
+                            redeleted = delete_again(&table, &rewrite, &rows).await?;
+                            report.rows_deleted_again =
+                                redeleted.iter().map(DataFile::record_count).sum();
+                            tracing::info!(
+                                table = %ident,
+                                "lost a commit race to a commit that deleted {} compacted rows; deleting them from the new files too",
+                                rows.len()
+                            );
+                        }
                     }
-                    tracing::info!(table = %ident, "lost a commit race; committing on top of it");
                 }
                 Err(source) => {
                     return Err(LakehouseError::Commit {
@@ -276,7 +323,7 @@ async fn rewrite(
     let name = table.identifier().to_string();
     let schema = table.metadata().current_schema();
     let mut removed = HashSet::new();
-    let mut rewritten_data = HashSet::new();
+    let mut moved: HashMap<String, Moved> = HashMap::new();
     let mut added = Vec::new();
     let mut rows = 0u64;
     let started = std::time::Instant::now();
@@ -293,7 +340,8 @@ async fn rewrite(
         // the rows one output file holds, from the partition's bytes per row
         let bytes_per_row = partition.data_bytes as f64 / partition.rows.max(1) as f64;
         let rows_per_file = ((target_bytes as f64 / bytes_per_row.max(1.0)) as usize).max(1);
-        let mut pending: Vec<RecordBatch> = Vec::new();
+        // (old file, positions kept, its live rows) waiting for a file
+        let mut pending: Vec<(String, Vec<u32>, RecordBatch)> = Vec::new();
         let mut pending_rows = 0usize;
         let first_new = added.len();
         for (i, path) in partition.data_files.iter().enumerate() {
@@ -302,19 +350,27 @@ async fn rewrite(
             let keep: Vec<u32> = (0..batch.num_rows() as u32)
                 .filter(|p| gone.is_none_or(|g| !g.contains(&(*p as i64))))
                 .collect();
-            let kept = arrow_select::take::take_record_batch(&batch, &UInt32Array::from(keep))
-                .map_err(|source| LakehouseError::Arrow {
-                    context: format!("compacting {path}"),
-                    source,
-                })?;
+            let kept =
+                arrow_select::take::take_record_batch(&batch, &UInt32Array::from(keep.clone()))
+                    .map_err(|source| LakehouseError::Arrow {
+                        context: format!("compacting {path}"),
+                        source,
+                    })?;
             pending_rows += kept.num_rows();
-            pending.push(table_rows(&StructArray::from(kept), schema, &name)?);
+            let live = table_rows(&StructArray::from(kept), schema, &name)?;
+            pending.push((path.clone(), keep, live));
             removed.insert(path.clone());
-            rewritten_data.insert(path.clone());
             let last = i + 1 == partition.data_files.len();
-            if pending_rows >= rows_per_file || (last && pending_rows > 0) {
+            if pending_rows >= rows_per_file || last {
                 rows += pending_rows as u64;
-                added.extend(write_file(table, &name, &std::mem::take(&mut pending)).await?);
+                write_file(
+                    table,
+                    &name,
+                    std::mem::take(&mut pending),
+                    &mut added,
+                    &mut moved,
+                )
+                .await?;
                 pending_rows = 0;
             }
         }
@@ -343,82 +399,161 @@ async fn rewrite(
         base_snapshot: table.metadata().current_snapshot_id(),
         partitions,
         removed: Arc::new(removed),
-        rewritten_data,
+        moved,
         added,
         rows,
     })
 }
 
-/// One new data file of `batches` (rows of one partition).
+/// Writes the live rows of `pending` (old files of one partition) to new
+/// data files appended to `added`, noting in `moved` where each row went.
 async fn write_file(
     table: &Table,
     name: &str,
-    batches: &[RecordBatch],
-) -> Result<Vec<DataFile>, LakehouseError> {
+    pending: Vec<(String, Vec<u32>, RecordBatch)>,
+    added: &mut Vec<DataFile>,
+    moved: &mut HashMap<String, Moved>,
+) -> Result<(), LakehouseError> {
+    let batches: Vec<&RecordBatch> = pending.iter().map(|(_, _, b)| b).collect();
     let Some(first) = batches.first() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
-    let all = arrow_select::concat::concat_batches(&first.schema(), batches).map_err(|source| {
-        LakehouseError::Arrow {
+    let all = arrow_select::concat::concat_batches(&first.schema(), batches.iter().copied())
+        .map_err(|source| LakehouseError::Arrow {
             context: format!("compacting {name}"),
             source,
-        }
-    })?;
+        })?;
     let prefix = format!("compact-{}", uuid::Uuid::new_v4());
-    Ok(write_rows(table, &all, &prefix).await?.files)
+    let written = write_rows(table, &all, &prefix).await?;
+    let base = added.len() as u32;
+    let mut locations = written.locations.into_iter();
+    for (path, kept, _) in pending {
+        let to = locations
+            .by_ref()
+            .take(kept.len())
+            .map(|(file, pos)| (base + file, pos))
+            .collect();
+        moved.insert(path, Moved { kept, to });
+    }
+    added.extend(written.files);
+    Ok(())
 }
 
-/// Whether a commit after the rewrite's base deleted one of its rows or
-/// removed one of its files.
-async fn touched_since(table: &Table, rewrite: &Rewrite) -> Result<bool, LakehouseError> {
-    let name = table.identifier().clone();
+/// Position-delete files, one per partition, deleting from the rewrite's
+/// new files the rows `rows` (old file, position) named in the old ones.
+async fn delete_again(
+    table: &Table,
+    rewrite: &Rewrite,
+    rows: &[(String, i64)],
+) -> Result<Vec<DataFile>, LakehouseError> {
+    let mut by_file: BTreeMap<u32, Vec<PositionDelete>> = BTreeMap::new();
+    for (old, pos) in rows {
+        let Some(m) = rewrite.moved.get(old) else {
+            continue;
+        };
+        // a row the rewrite had already dropped is not in the new files
+        let Ok(i) = m.kept.binary_search(&(*pos as u32)) else {
+            continue;
+        };
+        let (file, new_pos) = m.to[i];
+        by_file.entry(file).or_default().push(PositionDelete {
+            file_path: rewrite.added[file as usize].file_path().into(),
+            pos: new_pos as i64,
+        });
+    }
+    let mut by_partition: HashMap<Struct, Vec<PositionDelete>> = HashMap::new();
+    for (file, deletes) in by_file {
+        let partition = rewrite.added[file as usize].partition().clone();
+        by_partition.entry(partition).or_default().extend(deletes);
+    }
+    let spec_id = table.metadata().default_partition_spec_id();
+    let data_dir = format!("{}/data", table.metadata().location().trim_end_matches('/'));
+    let prefix = format!("compact-{}", uuid::Uuid::new_v4());
+    let mut out = Vec::new();
+    for (n, (partition, deletes)) in by_partition.into_iter().enumerate() {
+        let location = format!("{data_dir}/{prefix}-deletes-{n:05}.parquet");
+        out.extend(
+            write_position_deletes(table.file_io(), &location, deletes, partition, spec_id).await?,
+        );
+    }
+    Ok(out)
+}
+
+/// What the commits after the rewrite's base did to what it read: every
+/// row of a rewritten file they deleted, or a rewritten file they removed.
+/// `seen` keeps what each snapshot did across attempts, so that a retry
+/// reads only the commits that are new to it.
+async fn since(
+    table: &Table,
+    rewrite: &Rewrite,
+    seen: &mut HashMap<i64, Option<Vec<(String, i64)>>>,
+) -> Result<Since, LakehouseError> {
     let metadata = table.metadata();
     let partitions: HashSet<&Struct> = rewrite.partitions.iter().map(|p| &p.partition).collect();
     let mut cursor = metadata.current_snapshot().cloned();
-    let mut checked: BTreeMap<String, bool> = BTreeMap::new();
+    let mut deleted = Vec::new();
     while let Some(snapshot) = cursor {
         if Some(snapshot.snapshot_id()) == rewrite.base_snapshot {
-            return Ok(false);
+            return Ok(if deleted.is_empty() {
+                Since::Untouched
+            } else {
+                Since::Deleted(deleted)
+            });
         }
         let id = snapshot.snapshot_id();
-        let list = manifest_list(table, &snapshot).await?;
-        for manifest in list.entries().iter().filter(|m| m.added_snapshot_id == id) {
-            let loaded = manifest
-                .load_manifest(table.file_io())
-                .await
-                .map_err(iceberg_error("read manifest", &name))?;
-            for entry in loaded
-                .entries()
-                .iter()
-                .filter(|e| e.snapshot_id() == Some(id))
-            {
-                let path = entry.file_path();
-                match (entry.status(), entry.content_type()) {
-                    (ManifestStatus::Deleted, _) if rewrite.removed.contains(path) => {
-                        return Ok(true)
-                    }
-                    (ManifestStatus::Added, DataContentType::PositionDeletes)
-                        if partitions.contains(entry.data_file().partition()) =>
-                    {
-                        if !checked.contains_key(path) {
-                            let hits = read_position_deletes(table, path)
-                                .await?
-                                .iter()
-                                .any(|(f, _)| rewrite.rewritten_data.contains(f));
-                            checked.insert(path.to_string(), hits);
-                        }
-                        if checked[path] {
-                            return Ok(true);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+        if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(id) {
+            slot.insert(snapshot_deletes(table, &snapshot, rewrite, &partitions).await?);
+        }
+        match &seen[&id] {
+            None => return Ok(Since::Replan),
+            Some(rows) => deleted.extend(rows.iter().cloned()),
         }
         cursor = snapshot
             .parent_snapshot_id()
             .and_then(|p| metadata.snapshot_by_id(p).cloned());
     }
     // the base is no longer an ancestor (expired): assume the worst
-    Ok(true)
+    Ok(Since::Replan)
+}
+
+/// The rows of rewritten files `snapshot` deleted, or `None` when it
+/// removed a rewritten file.
+async fn snapshot_deletes(
+    table: &Table,
+    snapshot: &iceberg::spec::SnapshotRef,
+    rewrite: &Rewrite,
+    partitions: &HashSet<&Struct>,
+) -> Result<Option<Vec<(String, i64)>>, LakehouseError> {
+    let name = table.identifier().clone();
+    let id = snapshot.snapshot_id();
+    let mut deleted = Vec::new();
+    let list = manifest_list(table, snapshot).await?;
+    for manifest in list.entries().iter().filter(|m| m.added_snapshot_id == id) {
+        let loaded = manifest
+            .load_manifest(table.file_io())
+            .await
+            .map_err(iceberg_error("read manifest", &name))?;
+        for entry in loaded
+            .entries()
+            .iter()
+            .filter(|e| e.snapshot_id() == Some(id))
+        {
+            let path = entry.file_path();
+            match (entry.status(), entry.content_type()) {
+                (ManifestStatus::Deleted, _) if rewrite.removed.contains(path) => return Ok(None),
+                (ManifestStatus::Added, DataContentType::PositionDeletes)
+                    if partitions.contains(entry.data_file().partition()) =>
+                {
+                    deleted.extend(
+                        read_position_deletes(table, path)
+                            .await?
+                            .into_iter()
+                            .filter(|(f, _)| rewrite.moved.contains_key(f)),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(deleted))
 }

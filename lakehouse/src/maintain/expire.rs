@@ -78,28 +78,57 @@ pub async fn expire(
         if dry_run {
             return Ok(report);
         }
-        let location = table
-            .metadata_location()
-            .map(str::to_string)
-            .ok_or_else(|| LakehouseError::Commit {
-                table: ident.to_string(),
-                source: CommitError::NoMetadataLocation(ident.to_string()),
-            })?;
-        let next = metadata
-            .clone()
-            .into_builder(Some(location))
-            .remove_snapshots(&report.expired)
-            .build()
-            .map_err(iceberg_error("expire snapshots", ident))?;
-        match commit_metadata(&lake.pointer, &table, next).await {
-            Ok(_) => {}
-            Err(CommitError::Conflict { .. }) => continue,
-            Err(source) => {
-                return Err(LakehouseError::Commit {
+        // a lost race is retried on the newer metadata without reading
+        // the manifests again: commits after the plan only add snapshots
+        // (kept, being younger) or remove files from the live set (files
+        // the plan keeps), so the files to delete stay right as long as the
+        // policy still expires the same snapshots
+        let mut table = table;
+        let mut committed = false;
+        for _ in 0..20 {
+            let location = table
+                .metadata_location()
+                .map(str::to_string)
+                .ok_or_else(|| LakehouseError::Commit {
                     table: ident.to_string(),
-                    source,
-                })
+                    source: CommitError::NoMetadataLocation(ident.to_string()),
+                })?;
+            let next = table
+                .metadata()
+                .clone()
+                .into_builder(Some(location))
+                .remove_snapshots(&report.expired)
+                .build()
+                .map_err(iceberg_error("expire snapshots", ident))?;
+            match commit_metadata(&lake.pointer, &table, next).await {
+                Ok(_) => {
+                    committed = true;
+                    break;
+                }
+                Err(CommitError::Conflict { .. }) => {}
+                Err(source) => {
+                    return Err(LakehouseError::Commit {
+                        table: ident.to_string(),
+                        source,
+                    })
+                }
             }
+            table = lake
+                .catalog
+                .load_table(ident)
+                .await
+                .map_err(iceberg_error("reload table", ident))?;
+            let keep = kept(&table, policy);
+            let still_expired = report
+                .expired
+                .iter()
+                .all(|id| !keep.contains(id) && table.metadata().snapshot_by_id(*id).is_some());
+            if !still_expired {
+                break;
+            }
+        }
+        if !committed {
+            continue;
         }
         for file in &report.files {
             // a file that cannot be deleted is an orphan, not an error
