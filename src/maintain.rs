@@ -93,10 +93,12 @@ enum MaintainCommand {
         #[arg(long)]
         older_than: Option<Age>,
     },
-    /// Run compaction, then expiry, then orphan cleanup, each with the
-    /// table's policy from [maintain] — what `floe jobs schedule` does on
-    /// its schedules, all at once. Operations a table has `schedule =
-    /// "off"` for are skipped.
+    /// Compact, expire and clean orphans now, with each table's policy.
+    ///
+    /// Compaction, then expiry, then orphan cleanup, each with the table's
+    /// policy from [maintain]: what `floe jobs schedule` does on its
+    /// schedules, all at once. Operations a table has `schedule = "off"`
+    /// for are skipped.
     Run {
         /// `namespace.table`; default: every table in the lake.
         table: Option<String>,
