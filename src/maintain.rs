@@ -7,7 +7,9 @@ use std::sync::Arc;
 use analytics::jobs::{Task, TaskRun};
 use anyhow::{bail, Context, Result};
 use iceberg::TableIdent;
-use lakehouse::maintain::policy::{Age, MIN_ORPHAN_AGE};
+use lakehouse::maintain::policy::{
+    Age, CompactSettings, ExpireSettings, OrphanSettings, TableSettings, MIN_ORPHAN_AGE,
+};
 use lakehouse::maintain::{
     compact, expire, orphans, CompactPolicy, ExpirePolicy, MaintainConfig, Operation, OrphanPolicy,
     TablePolicy,
@@ -108,6 +110,8 @@ enum MaintainCommand {
 pub fn run(args: MaintainArgs) -> Result<()> {
     let lake = crate::config::load_lake(&args.config)?;
     let mut config = crate::config::load_maintain(&args.config)?;
+    // options given win over the file, for every table
+    let mut flags = TableSettings::default();
     let (table, operations) = match args.command {
         MaintainCommand::Compact {
             table,
@@ -116,15 +120,13 @@ pub fn run(args: MaintainArgs) -> Result<()> {
             max_deleted_ratio,
             target_file_mb,
         } => {
-            // flags win over the file, for every table
-            for settings in std::iter::once(&mut config.compact)
-                .chain(config.tables.values_mut().map(|t| &mut t.compact))
-            {
-                settings.small_file_mb = small_file_mb.or(settings.small_file_mb);
-                settings.min_small_files = min_small_files.or(settings.min_small_files);
-                settings.max_deleted_ratio = max_deleted_ratio.or(settings.max_deleted_ratio);
-                settings.target_file_mb = target_file_mb.or(settings.target_file_mb);
-            }
+            flags.compact = CompactSettings {
+                schedule: None,
+                small_file_mb,
+                min_small_files,
+                max_deleted_ratio,
+                target_file_mb,
+            };
             (table, vec![Operation::Compact])
         }
         MaintainCommand::Expire {
@@ -132,12 +134,11 @@ pub fn run(args: MaintainArgs) -> Result<()> {
             older_than,
             retain_last,
         } => {
-            for settings in std::iter::once(&mut config.expire)
-                .chain(config.tables.values_mut().map(|t| &mut t.expire))
-            {
-                settings.older_than = older_than.or(settings.older_than);
-                settings.retain_last = retain_last.or(settings.retain_last);
-            }
+            flags.expire = ExpireSettings {
+                schedule: None,
+                older_than,
+                retain_last,
+            };
             (table, vec![Operation::Expire])
         }
         MaintainCommand::Orphans { table, older_than } => {
@@ -147,15 +148,15 @@ pub fn run(args: MaintainArgs) -> Result<()> {
                      but not yet committed could be deleted"
                 );
             }
-            for settings in std::iter::once(&mut config.orphans)
-                .chain(config.tables.values_mut().map(|t| &mut t.orphans))
-            {
-                settings.older_than = older_than.or(settings.older_than);
-            }
+            flags.orphans = OrphanSettings {
+                schedule: None,
+                older_than,
+            };
             (table, vec![Operation::Orphans])
         }
         MaintainCommand::Run { table } => (table, Operation::ALL.to_vec()),
     };
+    config.override_with(&flags);
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("{e}"))

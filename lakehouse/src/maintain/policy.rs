@@ -98,6 +98,40 @@ pub struct OrphanSettings {
     pub older_than: Option<Age>,
 }
 
+impl CompactSettings {
+    /// These settings, with `base`'s where these leave a key out.
+    pub fn or(&self, base: &Self) -> Self {
+        Self {
+            schedule: self.schedule.clone().or_else(|| base.schedule.clone()),
+            small_file_mb: self.small_file_mb.or(base.small_file_mb),
+            min_small_files: self.min_small_files.or(base.min_small_files),
+            max_deleted_ratio: self.max_deleted_ratio.or(base.max_deleted_ratio),
+            target_file_mb: self.target_file_mb.or(base.target_file_mb),
+        }
+    }
+}
+
+impl ExpireSettings {
+    /// These settings, with `base`'s where these leave a key out.
+    pub fn or(&self, base: &Self) -> Self {
+        Self {
+            schedule: self.schedule.clone().or_else(|| base.schedule.clone()),
+            older_than: self.older_than.or(base.older_than),
+            retain_last: self.retain_last.or(base.retain_last),
+        }
+    }
+}
+
+impl OrphanSettings {
+    /// These settings, with `base`'s where these leave a key out.
+    pub fn or(&self, base: &Self) -> Self {
+        Self {
+            schedule: self.schedule.clone().or_else(|| base.schedule.clone()),
+            older_than: self.older_than.or(base.older_than),
+        }
+    }
+}
+
 /// A duration written `7d`, `12h`, `30m` or `90s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -260,48 +294,47 @@ impl MaintainConfig {
         let own = self.tables.get(table).cloned().unwrap_or_default();
         match operation {
             Operation::Compact => {
-                let (o, d) = (&own.compact, &self.compact);
+                let settings = own.compact.or(&self.compact);
                 let base = CompactPolicy::default();
                 let mib = |v: u64| v * 1024 * 1024;
                 TablePolicy::Compact(CompactPolicy {
-                    small_file_bytes: o
-                        .small_file_mb
-                        .or(d.small_file_mb)
-                        .map_or(base.small_file_bytes, mib),
-                    min_small_files: o
-                        .min_small_files
-                        .or(d.min_small_files)
-                        .unwrap_or(base.min_small_files),
-                    max_deleted_ratio: o
-                        .max_deleted_ratio
-                        .or(d.max_deleted_ratio)
-                        .unwrap_or(base.max_deleted_ratio),
-                    target_file_bytes: o
-                        .target_file_mb
-                        .or(d.target_file_mb)
-                        .map_or(base.target_file_bytes, mib),
+                    small_file_bytes: settings.small_file_mb.map_or(base.small_file_bytes, mib),
+                    min_small_files: settings.min_small_files.unwrap_or(base.min_small_files),
+                    max_deleted_ratio: settings.max_deleted_ratio.unwrap_or(base.max_deleted_ratio),
+                    target_file_bytes: settings.target_file_mb.map_or(base.target_file_bytes, mib),
                     max_attempts: base.max_attempts,
                 })
             }
             Operation::Expire => {
-                let (o, d) = (&own.expire, &self.expire);
+                let settings = own.expire.or(&self.expire);
                 TablePolicy::Expire(ExpirePolicy {
-                    older_than: o
+                    older_than: settings
                         .older_than
-                        .or(d.older_than)
                         .map_or(Duration::from_secs(7 * 86_400), |a| a.0),
-                    retain_last: o.retain_last.or(d.retain_last).unwrap_or(10),
+                    retain_last: settings.retain_last.unwrap_or(10),
                 })
             }
             Operation::Orphans => {
-                let (o, d) = (&own.orphans, &self.orphans);
+                let settings = own.orphans.or(&self.orphans);
                 TablePolicy::Orphans(OrphanPolicy {
-                    older_than: o
+                    older_than: settings
                         .older_than
-                        .or(d.older_than)
                         .map_or(Duration::from_secs(3 * 86_400), |a| a.0),
                 })
             }
+        }
+    }
+
+    /// Puts `first`'s keys before every table's and the defaults' (options
+    /// given on the command line win over the file).
+    pub fn override_with(&mut self, first: &TableSettings) {
+        self.compact = first.compact.or(&self.compact);
+        self.expire = first.expire.or(&self.expire);
+        self.orphans = first.orphans.or(&self.orphans);
+        for table in self.tables.values_mut() {
+            table.compact = first.compact.or(&table.compact);
+            table.expire = first.expire.or(&table.expire);
+            table.orphans = first.orphans.or(&table.orphans);
         }
     }
 }
@@ -355,6 +388,34 @@ mod tests {
         assert_eq!(
             c.schedules(Operation::Compact),
             ["0 */10 * * * *", "0 */5 * * * *"]
+        );
+    }
+
+    #[test]
+    fn command_line_options_win_for_every_table() {
+        let mut c = config(
+            r#"
+            [compact]
+            small_file_mb = 8
+            [tables."taxi_cdc.trips"]
+            compact = { small_file_mb = 64, min_small_files = 2 }
+            "#,
+        );
+        let mut flags = TableSettings::default();
+        flags.compact.small_file_mb = Some(1);
+        c.override_with(&flags);
+        for table in ["taxi_cdc.trips", "taxi_cdc.zones"] {
+            let TablePolicy::Compact(p) = c.policy(Operation::Compact, table) else {
+                panic!()
+            };
+            assert_eq!(p.small_file_bytes, 1 << 20, "{table}");
+        }
+        let TablePolicy::Compact(trips) = c.policy(Operation::Compact, "taxi_cdc.trips") else {
+            panic!()
+        };
+        assert_eq!(
+            trips.min_small_files, 2,
+            "a key the options leave out stays"
         );
     }
 
