@@ -215,6 +215,15 @@ async fn apply_with_retry(
                     tracing::info!(topic = %batch.topic, table = %w.table().identifier(), live_rows = w.live_rows(), "table opened");
                     slot.insert(w).apply(batch).await
                 }
+                // truncates of a table the lake does not have: nothing to do
+                Err(LakehouseError::NoTableYet { table }) => {
+                    tracing::info!(topic = %batch.topic, %table, events = batch.num_rows(), "truncates of a table the lake does not have yet; nothing to apply");
+                    let stats = ApplyStats {
+                        already_applied: batch.num_rows(),
+                        ..ApplyStats::default()
+                    };
+                    return Ok((stats, table));
+                }
                 Err(e) => Err(e),
             },
         };
@@ -282,7 +291,6 @@ fn is_permanent(e: &LakehouseError) -> bool {
         e,
         LakehouseError::SchemaMismatch { .. }
             | LakehouseError::Schema { .. }
-            | LakehouseError::NoPrimaryKey { .. }
             | LakehouseError::PartitionSpec { .. }
             | LakehouseError::CatalogPathNeeded
             | LakehouseError::Arrow { .. }

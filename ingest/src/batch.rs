@@ -88,7 +88,15 @@ pub struct ChangeBatch {
     pub offsets: Vec<OffsetRange>,
     /// Tombstones (null values after deletes) consumed into this batch.
     pub tombstones: usize,
+    /// The columns of the source table that have a non-null `DEFAULT`
+    /// (Debezium puts it in the column's Avro field), each as a one-row
+    /// array of the column's type: what rows that existed before the column
+    /// was added hold in the source.
+    pub defaults: ColumnDefaults,
 }
+
+/// Column defaults by name (see [`ChangeBatch::defaults`]).
+pub type ColumnDefaults = Arc<std::collections::BTreeMap<String, ArrayRef>>;
 
 impl ChangeBatch {
     pub fn num_rows(&self) -> usize {
@@ -146,6 +154,13 @@ impl ChangeBatch {
         (i < ops.len())
             .then(|| Op::from_code(ops.value(i)))
             .flatten()
+    }
+
+    /// Whether any event carries a row (anything but a truncate). A batch
+    /// of truncates alone cannot tell whether its table has a primary key
+    /// (a truncate has no key), so no table is created from one.
+    pub fn has_row_events(&self) -> bool {
+        (0..self.num_rows()).any(|i| !matches!(self.op(i), Some(crate::Op::Truncate) | None))
     }
 
     /// The Kafka partition and offset of row `i`.
@@ -628,6 +643,7 @@ impl BatchBuilder {
             records,
             offsets: self.offsets,
             tombstones: self.tombstones,
+            defaults: self.plan.column_defaults(),
         }
     }
 }

@@ -31,6 +31,10 @@ pub const SEMANTIC_METADATA_KEY: &str = "floe.semantic";
 /// Widest decimal Arrow's Decimal128 (and Iceberg) can hold.
 const MAX_DECIMAL_PRECISION: u8 = 38;
 
+/// Why a timestamp is [`ValueErrorKind::Unrepresentable`].
+const TIMESTAMP_RANGE: &str = "Iceberg timestamps are 64-bit microseconds, from 290308 BC to \
+     294247-01-10 (PostgreSQL goes on to 294276-12-31; Debezium overflows past 294247)";
+
 /// A value that could not be decoded, with the path of the column it is in.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[error("{}: {kind}", if path.is_empty() { "value".to_string() } else { path.join(".") })]
@@ -54,6 +58,15 @@ pub enum ValueErrorKind {
     OutOfRange { semantic: &'static str, value: i64 },
     #[error("{semantic} value {value} has sub-microsecond precision, which floe cannot store without loss")]
     SubMicrosecond { semantic: &'static str, value: i64 },
+    /// A real value the lake cannot hold (e.g. a timestamp past what 64-bit
+    /// microseconds reach): permanent, so the message is dead-lettered or
+    /// floe stops, never retried.
+    #[error("{semantic} value {value} cannot be stored: {reason}")]
+    Unrepresentable {
+        semantic: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     #[error("column buffer exceeds 2 GiB; flush batches sooner")]
     BufferFull,
 }
@@ -175,10 +188,13 @@ enum Node {
         from_int: bool,
         values: Vec<i64>,
     },
-    /// Timestamp in microseconds, from a long.
+    /// Timestamp in microseconds, from a long. `debezium`: a Debezium or
+    /// Connect timestamp of a Postgres column, whose infinity markers and
+    /// range PostgreSQL defines ([`semantic::debezium_timestamp`]).
     Timestamp {
         unit: Unit,
         tz: Option<Arc<str>>,
+        debezium: bool,
         values: Vec<i64>,
     },
     ZonedTimestamp(Vec<i64>),
@@ -191,6 +207,20 @@ enum Node {
     },
     /// `io.debezium.data.VariableScaleDecimal` as exact decimal text.
     VariableScaleDecimal(ByteStore),
+    /// A decimal wider than 38 digits (`numeric(p, s)` with p > 38), which
+    /// neither Arrow's Decimal128 nor Iceberg can hold: exact decimal text.
+    WideDecimal {
+        scale: i32,
+        fixed: Option<usize>,
+        store: ByteStore,
+    },
+    /// `io.debezium.data.Bits` of a known length (`bit(n)`), as the text
+    /// of its bits, as PostgreSQL prints it (`0101`). Debezium sends the
+    /// bits as the little-endian bytes of the string's binary value.
+    BitString {
+        length: usize,
+        store: ByteStore,
+    },
     Utf8(ByteStore),
     Binary(ByteStore),
     Enum {
@@ -294,33 +324,39 @@ impl Column {
             | (AvroType::Long, _, "local-timestamp-millis") => Node::Timestamp {
                 unit: Unit::Millis,
                 tz: None,
+                debezium: !connect.is_empty(),
                 values: Vec::new(),
             },
             (AvroType::Long, "io.debezium.time.MicroTimestamp", _)
             | (AvroType::Long, _, "local-timestamp-micros") => Node::Timestamp {
                 unit: Unit::Micros,
                 tz: None,
+                debezium: !connect.is_empty(),
                 values: Vec::new(),
             },
             (AvroType::Long, "io.debezium.time.NanoTimestamp", _)
             | (AvroType::Long, _, "local-timestamp-nanos") => Node::Timestamp {
                 unit: Unit::Nanos,
                 tz: None,
+                debezium: !connect.is_empty(),
                 values: Vec::new(),
             },
             (AvroType::Long, "", "timestamp-millis") => Node::Timestamp {
                 unit: Unit::Millis,
                 tz: Some("UTC".into()),
+                debezium: false,
                 values: Vec::new(),
             },
             (AvroType::Long, "", "timestamp-micros") => Node::Timestamp {
                 unit: Unit::Micros,
                 tz: Some("UTC".into()),
+                debezium: false,
                 values: Vec::new(),
             },
             (AvroType::Long, "", "timestamp-nanos") => Node::Timestamp {
                 unit: Unit::Nanos,
                 tz: Some("UTC".into()),
+                debezium: false,
                 values: Vec::new(),
             },
             (AvroType::String, "io.debezium.time.ZonedTimestamp", _) => {
@@ -357,13 +393,36 @@ impl Column {
                 // Connect's converter writes precision 64 when the column has
                 // none (e.g. money): that means "unknown", so use the widest
                 // Arrow decimal and reject only values that do not fit.
-                let precision =
-                    s.connect_parameters
-                        .get("connect.decimal.precision")
-                        .and_then(|v| v.parse::<u32>().ok())
-                        .or(s.precision)
-                        .unwrap_or(u32::from(MAX_DECIMAL_PRECISION))
-                        .clamp(1, u32::from(MAX_DECIMAL_PRECISION)) as u8;
+                let declared = s
+                    .connect_parameters
+                    .get("connect.decimal.precision")
+                    .and_then(|v| v.parse::<u32>().ok());
+                let fixed = match s.ty {
+                    AvroType::Fixed { size, .. } => Some(size),
+                    _ => None,
+                };
+                // numeric(p, s) with p > 38: exact text (the converter's 64
+                // without a declared precision means "unknown", see above)
+                let wide = match declared {
+                    Some(p) => p > u32::from(MAX_DECIMAL_PRECISION),
+                    None => s
+                        .precision
+                        .is_some_and(|p| p > u32::from(MAX_DECIMAL_PRECISION) && p != 64),
+                };
+                if wide {
+                    return Ok(Node::WideDecimal {
+                        scale: i32::try_from(scale).map_err(|_| {
+                            unsupported(format!("decimal scale {scale} is too large"))
+                        })?,
+                        fixed,
+                        store: ByteStore::new(),
+                    });
+                }
+                let precision = declared
+                    .or(s.precision)
+                    .unwrap_or(u32::from(MAX_DECIMAL_PRECISION))
+                    .clamp(1, u32::from(MAX_DECIMAL_PRECISION))
+                    as u8;
                 let scale = i8::try_from(scale)
                     .ok()
                     .filter(|sc| *sc as u8 <= precision)
@@ -372,15 +431,30 @@ impl Column {
                             "decimal scale {scale} does not fit precision {precision}"
                         ))
                     })?;
-                let fixed = match s.ty {
-                    AvroType::Fixed { size, .. } => Some(size),
-                    _ => None,
-                };
                 Node::Decimal {
                     precision,
                     scale,
                     fixed,
                     values: Vec::new(),
+                }
+            }
+            // bit(n): n is known, so the bits print exactly as in Postgres;
+            // varbit's length is "unknown" (i32::MAX): its leading zeros are
+            // lost in Debezium's encoding, so it stays bytes
+            (AvroType::Bytes, "io.debezium.data.Bits", _)
+                if s.connect_parameters
+                    .get("length")
+                    .and_then(|l| l.parse::<u32>().ok())
+                    .is_some_and(|l| l < i32::MAX as u32) =>
+            {
+                let length = s
+                    .connect_parameters
+                    .get("length")
+                    .and_then(|l| l.parse::<usize>().ok())
+                    .unwrap_or(0);
+                Node::BitString {
+                    length,
+                    store: ByteStore::new(),
                 }
             }
             (AvroType::Boolean, ..) => Node::Bool(BooleanBufferBuilder::new(0)),
@@ -442,11 +516,14 @@ impl Column {
     }
 
     /// True for columns whose unchanged-TOAST placeholder Debezium sends as
-    /// text or bytes (strings, bytes, JSON, arrays of strings).
+    /// text or bytes (strings, bytes, JSON, arrays of strings), or, for
+    /// arrays of integers, as the placeholder's bytes, one per element.
     pub fn can_carry_placeholder(&self) -> bool {
         match &self.node {
             Node::Utf8(_) | Node::Binary(_) => true,
-            Node::List { item, .. } => matches!(item.node, Node::Utf8(_)),
+            Node::List { item, .. } => {
+                matches!(item.node, Node::Utf8(_) | Node::Int(_) | Node::Long(_))
+            }
             _ => false,
         }
     }
@@ -477,7 +554,11 @@ impl Column {
             Node::Decimal {
                 precision, scale, ..
             } => DataType::Decimal128(*precision, *scale),
-            Node::VariableScaleDecimal(_) | Node::Utf8(_) | Node::Enum { .. } => DataType::Utf8,
+            Node::VariableScaleDecimal(_)
+            | Node::WideDecimal { .. }
+            | Node::BitString { .. }
+            | Node::Utf8(_)
+            | Node::Enum { .. } => DataType::Utf8,
             Node::Binary(_) => DataType::Binary,
             Node::Fixed { size, .. } => DataType::FixedSizeBinary(*size as i32),
             Node::List { item, .. } => DataType::List(Arc::new(item.field())),
@@ -524,6 +605,7 @@ impl Column {
             Node::Long(v)
             | Node::Timestamp {
                 unit: Unit::Micros,
+                debezium: false,
                 values: v,
                 ..
             } => {
@@ -533,11 +615,18 @@ impl Column {
                 );
                 true
             }
-            Node::Int(v) | Node::Date(v) => {
+            Node::Int(v) => {
                 v.push(
                     cur.read_int()
                         .map_err(|e| ValueError::from(e).in_field(&self.name))?,
                 );
+                true
+            }
+            Node::Date(v) => {
+                let days = cur
+                    .read_int()
+                    .map_err(|e| ValueError::from(e).in_field(&self.name))?;
+                v.push(semantic::debezium_date(days));
                 true
             }
             Node::Utf8(store) => {
@@ -574,10 +663,16 @@ impl Column {
             Node::Utf8(store) | Node::Binary(store) => store.last() == placeholder,
             Node::List { offsets, item } => {
                 let n = offsets.len();
-                n >= 2
-                    && offsets[n - 1] - offsets[n - 2] == 1
-                    && item.validity.get_bit(item.len - 1)
-                    && matches!(&item.node, Node::Utf8(store) if store.last() == placeholder)
+                let (start, end) = (offsets[n - 2] as usize, offsets[n - 1] as usize);
+                let all_valid = (start..end).all(|i| item.validity.get_bit(i));
+                let bytes = placeholder.iter().map(|&b| i64::from(b));
+                all_valid
+                    && match &item.node {
+                        Node::Utf8(store) => end - start == 1 && store.last() == placeholder,
+                        Node::Int(v) => v[start..end].iter().map(|&x| i64::from(x)).eq(bytes),
+                        Node::Long(v) => v[start..end].iter().copied().eq(bytes),
+                        _ => false,
+                    }
             }
             _ => false,
         };
@@ -645,7 +740,7 @@ impl Column {
             Node::Long(v) => v.push(cur.read_long()?),
             Node::Float(v) => v.push(cur.read_f32()?),
             Node::Double(v) => v.push(cur.read_f64()?),
-            Node::Date(v) => v.push(cur.read_int()?),
+            Node::Date(v) => v.push(semantic::debezium_date(cur.read_int()?)),
             Node::Time {
                 unit,
                 from_int,
@@ -663,20 +758,54 @@ impl Column {
                         value: raw,
                     }));
                 }
-                values.push(micros);
+                // PostgreSQL's 24:00:00 is past Iceberg's last time of day
+                values.push(micros.min(semantic::LAST_TIME_OF_DAY));
             }
-            Node::Timestamp { unit, values, .. } => values.push(
+            Node::Timestamp {
+                unit,
+                debezium: false,
+                values,
+                ..
+            } => values.push(
                 unit.to_micros(cur.read_long()?, "timestamp")
                     .map_err(ValueError::new)?,
             ),
+            Node::Timestamp {
+                unit,
+                debezium: true,
+                values,
+                ..
+            } => {
+                let raw = cur.read_long()?;
+                let micros = unit.to_micros(raw, "timestamp");
+                if let Err(e @ ValueErrorKind::SubMicrosecond { .. }) = micros {
+                    return Err(ValueError::new(e));
+                }
+                let micros = semantic::debezium_timestamp(raw, micros.ok()).map_err(|_| {
+                    ValueError::new(ValueErrorKind::Unrepresentable {
+                        semantic: "timestamp",
+                        value: raw.to_string(),
+                        reason: TIMESTAMP_RANGE,
+                    })
+                })?;
+                values.push(micros);
+            }
             Node::ZonedTimestamp(v) => {
                 let text = cur.read_str()?;
-                v.push(semantic::parse_zoned_timestamp(text).ok_or_else(|| {
-                    ValueError::new(ValueErrorKind::BadSemanticValue {
-                        semantic: "io.debezium.time.ZonedTimestamp",
-                        value: text.to_string(),
+                let micros = semantic::parse_zoned_timestamp(text).map_err(|e| {
+                    ValueError::new(match e {
+                        semantic::TimestampError::Malformed => ValueErrorKind::BadSemanticValue {
+                            semantic: "io.debezium.time.ZonedTimestamp",
+                            value: text.to_string(),
+                        },
+                        semantic::TimestampError::OutOfRange => ValueErrorKind::Unrepresentable {
+                            semantic: "io.debezium.time.ZonedTimestamp",
+                            value: text.to_string(),
+                            reason: TIMESTAMP_RANGE,
+                        },
                     })
-                })?);
+                })?;
+                v.push(micros);
             }
             Node::ZonedTime(v) => {
                 let text = cur.read_str()?;
@@ -714,6 +843,29 @@ impl Column {
                 store
                     .push(semantic::format_decimal(unscaled, scale).as_bytes())
                     .map_err(ValueError::new)?;
+            }
+            Node::WideDecimal {
+                scale,
+                fixed,
+                store,
+            } => {
+                let unscaled = match fixed {
+                    Some(size) => cur.take(*size as u64)?,
+                    None => cur.read_bytes()?,
+                };
+                store
+                    .push(semantic::format_decimal(unscaled, *scale).as_bytes())
+                    .map_err(ValueError::new)?;
+            }
+            Node::BitString { length, store } => {
+                let bytes = cur.read_bytes()?;
+                let text = semantic::bit_string(bytes, *length).ok_or_else(|| {
+                    ValueError::new(ValueErrorKind::BadSemanticValue {
+                        semantic: "io.debezium.data.Bits",
+                        value: format!("{bytes:02x?} (length {length})"),
+                    })
+                })?;
+                store.push(text.as_bytes()).map_err(ValueError::new)?;
             }
             Node::Utf8(store) => store
                 .push(cur.read_str()?.as_bytes())
@@ -803,6 +955,8 @@ impl Column {
             Node::Double(v) => grow(v, n, 0.0),
             Node::Decimal { values, .. } => grow(values, n, 0),
             Node::VariableScaleDecimal(s)
+            | Node::WideDecimal { store: s, .. }
+            | Node::BitString { store: s, .. }
             | Node::Utf8(s)
             | Node::Binary(s)
             | Node::Enum { store: s, .. } => {
@@ -842,6 +996,8 @@ impl Column {
             Node::Double(v) => v.reserve(n),
             Node::Decimal { values, .. } => values.reserve(n),
             Node::VariableScaleDecimal(s)
+            | Node::WideDecimal { store: s, .. }
+            | Node::BitString { store: s, .. }
             | Node::Utf8(s)
             | Node::Binary(s)
             | Node::Enum { store: s, .. } => s.offsets.reserve(n),
@@ -877,6 +1033,8 @@ impl Column {
             Node::Double(v) => v.truncate(len),
             Node::Decimal { values, .. } => values.truncate(len),
             Node::VariableScaleDecimal(s)
+            | Node::WideDecimal { store: s, .. }
+            | Node::BitString { store: s, .. }
             | Node::Utf8(s)
             | Node::Binary(s)
             | Node::Enum { store: s, .. } => s.truncate(len),
@@ -950,7 +1108,11 @@ impl Column {
                         .with_data_type(data_type),
                 )
             }
-            Node::VariableScaleDecimal(s) | Node::Utf8(s) | Node::Enum { store: s, .. } => {
+            Node::VariableScaleDecimal(s)
+            | Node::WideDecimal { store: s, .. }
+            | Node::BitString { store: s, .. }
+            | Node::Utf8(s)
+            | Node::Enum { store: s, .. } => {
                 let (offsets, data) = s.take();
                 Arc::new(StringArray::new(offsets, data, nulls))
             }

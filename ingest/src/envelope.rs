@@ -8,8 +8,13 @@
 //! Debezium fields do not break decoding.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::avro::{skip, AvroSchema, AvroType, Cursor, CursorError, SkipPlan};
+use arrow_array::ArrayRef;
+
+use crate::avro::{encode_default, skip, AvroSchema, AvroType, Cursor, CursorError, SkipPlan};
+use crate::batch::ColumnDefaults;
 use crate::column::{Column, ValueError};
 
 /// The change operation of one event.
@@ -89,6 +94,7 @@ pub struct EnvelopePlan {
     steps: Vec<Step>,
     before: Option<AvroSchema>,
     after: AvroSchema,
+    defaults: ColumnDefaults,
 }
 
 /// The per-event metadata read from an envelope; row images go straight to
@@ -176,14 +182,21 @@ impl EnvelopePlan {
                 return Err(not("`before` and `after` have different row types"));
             }
         }
+        let defaults = Arc::new(column_defaults(&after));
         let plan = Self {
             steps,
             before,
             after,
+            defaults,
         };
         // Fail now, not on the first row, if a column type is unsupported.
         plan.new_after_column()?;
         Ok(plan)
+    }
+
+    /// The row's column defaults (see [`crate::ChangeBatch::defaults`]).
+    pub fn column_defaults(&self) -> ColumnDefaults {
+        self.defaults.clone()
     }
 
     /// A fresh column builder for the `after` image.
@@ -243,6 +256,35 @@ impl EnvelopePlan {
         }
         Ok(meta)
     }
+}
+
+/// The non-null defaults of the row record's fields, each decoded like a
+/// value of its column. A default floe cannot read is left out with a
+/// warning: the column is still applied, only its old rows stay null.
+fn column_defaults(after: &AvroSchema) -> BTreeMap<String, ArrayRef> {
+    let mut defaults = BTreeMap::new();
+    for field in after.record_fields().unwrap_or_default() {
+        let Some(default) = field.default.as_ref().filter(|d| !d.is_null()) else {
+            continue;
+        };
+        let decoded = encode_default(&field.schema, default).and_then(|bytes| {
+            let mut column =
+                Column::for_schema(&field.name, &field.schema).map_err(|e| e.to_string())?;
+            column
+                .decode(&mut Cursor::new(&bytes))
+                .map_err(|e| e.to_string())?;
+            Ok(column.finish())
+        });
+        match decoded {
+            Ok(value) => {
+                defaults.insert(field.name.clone(), value);
+            }
+            Err(reason) => {
+                tracing::warn!(column = %field.name, %default, %reason, "cannot read a column default; rows from before the column was added will read null")
+            }
+        }
+    }
+    defaults
 }
 
 /// The plan always creates a `before` column when the schema has `before`;

@@ -38,7 +38,7 @@ pub mod semantic;
 pub mod testing;
 pub mod wire;
 
-pub use batch::{columns, ChangeBatch, OffsetRange, SchemaVersion, SourceTable};
+pub use batch::{columns, ChangeBatch, ColumnDefaults, OffsetRange, SchemaVersion, SourceTable};
 pub use decoder::{
     Buffered, ChangeDecoder, DecoderOptions, Pushed, RawMessage, DEFAULT_UNAVAILABLE_PLACEHOLDER,
 };

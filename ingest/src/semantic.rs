@@ -1,9 +1,92 @@
 //! Conversions of Debezium's semantic values into the integers Arrow stores:
-//! ISO-8601 zoned timestamps and times, and big-endian two's-complement
-//! decimals. Pure functions; every malformed input is an error, never a panic.
+//! ISO-8601 zoned timestamps and times, Debezium's stand-ins for
+//! PostgreSQL's infinite dates and timestamps, and big-endian
+//! two's-complement decimals. Pure functions; every malformed input is an
+//! error, never a panic.
+//!
+//! Iceberg has no infinite date or timestamp and no time of day past
+//! 23:59:59.999999. floe stores PostgreSQL's `infinity` and `-infinity` as
+//! the values DuckDB uses for them (the largest and the negated largest
+//! 32-bit day and 64-bit microsecond counts; DuckDB reads them back as
+//! `infinity`), and `24:00:00` as 23:59:59.999999, the last time Iceberg
+//! can hold. `docs/types.md` lists what each reader sees.
 
 /// Microseconds in one day.
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// `timestamp 'infinity'` / `'-infinity'`, in microseconds.
+pub const TIMESTAMP_INFINITY: i64 = i64::MAX;
+pub const TIMESTAMP_NEG_INFINITY: i64 = -i64::MAX;
+
+/// `date 'infinity'` / `'-infinity'`, in days.
+pub const DATE_INFINITY: i32 = i32::MAX;
+pub const DATE_NEG_INFINITY: i32 = -i32::MAX;
+
+/// The last microsecond of a day: where `time '24:00:00'` is stored.
+pub const LAST_TIME_OF_DAY: i64 = MICROS_PER_DAY - 1;
+
+/// What Debezium's Postgres connector (3.x) sends for infinite timestamps
+/// (`timestamp`, `timestamp(p)`): the JDBC driver's infinity markers,
+/// `PGStatement.DATE_POSITIVE_INFINITY` and `DATE_NEGATIVE_INFINITY`, taken
+/// as microseconds (for `timestamp(0..3)` the same, divided by 1000).
+const DEBEZIUM_TIMESTAMP_INFINITY: i64 = 9_223_372_036_825_200_000;
+const DEBEZIUM_TIMESTAMP_NEG_INFINITY: i64 = -9_223_372_036_832_400_000;
+
+/// What Debezium's Postgres connector (3.x) sends for infinite dates: one
+/// pair of day counts from snapshot reads and arrays, another from
+/// streamed changes (recorded in tests/fixtures/types).
+const DEBEZIUM_DATE_INFINITY: [i32; 2] = [-622_191_234, -2_147_472_692];
+const DEBEZIUM_DATE_NEG_INFINITY: [i32; 2] = [-625_821_272, -2_147_472_691];
+
+/// The earliest timestamp PostgreSQL holds, 4713-01-01 00:00:00 BC
+/// (proleptic Gregorian), in microseconds. An earlier value from the
+/// Postgres connector is not a PostgreSQL timestamp: Debezium overflowed
+/// converting one past 294247 AD, which Iceberg cannot hold.
+const POSTGRES_MIN_TIMESTAMP_MICROS: i64 = -210_863_520_000_000_000;
+
+/// Why a timestamp from Debezium cannot be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampError {
+    /// Not a timestamp at all (bad text).
+    Malformed,
+    /// A real timestamp, but outside what Iceberg (microseconds in 64 bits,
+    /// up to 294247-01-10) or PostgreSQL can hold.
+    OutOfRange,
+}
+
+/// A day count from Debezium's Postgres connector, with its infinity
+/// markers mapped to [`DATE_INFINITY`] and [`DATE_NEG_INFINITY`].
+#[inline]
+pub fn debezium_date(days: i32) -> i32 {
+    if DEBEZIUM_DATE_INFINITY.contains(&days) {
+        DATE_INFINITY
+    } else if DEBEZIUM_DATE_NEG_INFINITY.contains(&days) {
+        DATE_NEG_INFINITY
+    } else {
+        days
+    }
+}
+
+/// A timestamp from Debezium's Postgres connector, given as the value sent
+/// (`raw`, in the column's unit) and that value in microseconds (`None`
+/// when the conversion overflowed), with the infinity markers mapped to
+/// [`TIMESTAMP_INFINITY`] and [`TIMESTAMP_NEG_INFINITY`].
+#[inline]
+pub fn debezium_timestamp(raw: i64, micros: Option<i64>) -> Result<i64, TimestampError> {
+    // the markers may come in the column's own unit or already in micros
+    for v in [Some(raw), micros].into_iter().flatten() {
+        if v == DEBEZIUM_TIMESTAMP_INFINITY {
+            return Ok(TIMESTAMP_INFINITY);
+        }
+        if v == DEBEZIUM_TIMESTAMP_NEG_INFINITY {
+            return Ok(TIMESTAMP_NEG_INFINITY);
+        }
+    }
+    match micros {
+        Some(v) if v >= POSTGRES_MIN_TIMESTAMP_MICROS => Ok(v),
+        _ => Err(TimestampError::OutOfRange),
+    }
+}
 
 /// Days from 1970-01-01 to the given proleptic Gregorian date.
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -124,8 +207,25 @@ impl Scan<'_> {
 }
 
 /// Parses an `io.debezium.time.ZonedTimestamp` (ISO-8601 with an offset,
-/// e.g. `2024-02-29T08:15:10.654321Z`) into microseconds since the epoch, UTC.
-pub fn parse_zoned_timestamp(text: &str) -> Option<i64> {
+/// e.g. `2024-02-29T08:15:10.654321Z`, or `infinity` / `-infinity`) into
+/// microseconds since the epoch, UTC.
+pub fn parse_zoned_timestamp(text: &str) -> Result<i64, TimestampError> {
+    match text {
+        "infinity" => return Ok(TIMESTAMP_INFINITY),
+        "-infinity" => return Ok(TIMESTAMP_NEG_INFINITY),
+        _ => {}
+    }
+    let (days, time, offset) = scan_zoned_timestamp(text).ok_or(TimestampError::Malformed)?;
+    days.checked_mul(MICROS_PER_DAY)
+        .and_then(|v| v.checked_add(time))
+        .and_then(|v| v.checked_sub(offset * 1_000_000))
+        // the infinity encodings are not timestamps
+        .filter(|v| *v != TIMESTAMP_INFINITY && *v > TIMESTAMP_NEG_INFINITY)
+        .ok_or(TimestampError::OutOfRange)
+}
+
+/// The day, time of day (µs) and offset (s) of a zoned timestamp's text.
+fn scan_zoned_timestamp(text: &str) -> Option<(i64, i64, i64)> {
     let mut s = Scan {
         s: text.as_bytes(),
         i: 0,
@@ -164,10 +264,7 @@ pub fn parse_zoned_timestamp(text: &str) -> Option<i64> {
     if !s.at_end() {
         return None;
     }
-    let days = days_from_civil(year, month, day);
-    days.checked_mul(MICROS_PER_DAY)?
-        .checked_add(time)?
-        .checked_sub(offset.checked_mul(1_000_000)?)
+    Some((days_from_civil(year, month, day), time, offset))
 }
 
 /// Parses an `io.debezium.time.ZonedTime` (e.g. `11:45:10.5Z`) into
@@ -183,6 +280,23 @@ pub fn parse_zoned_time(text: &str) -> Option<i64> {
         return None;
     }
     Some((time - offset * 1_000_000).rem_euclid(MICROS_PER_DAY))
+}
+
+/// The text of a `bit(length)` value from Debezium's `io.debezium.data.Bits`
+/// bytes (Java's `BitSet.toByteArray`: little-endian, bit 0 is the last
+/// character, trailing zero bytes dropped), or None when a bit past
+/// `length` is set.
+pub fn bit_string(bytes: &[u8], length: usize) -> Option<String> {
+    let bit = |i: usize| bytes.get(i / 8).is_some_and(|b| b >> (i % 8) & 1 == 1);
+    if (length..bytes.len() * 8).any(bit) {
+        return None;
+    }
+    Some(
+        (0..length)
+            .rev()
+            .map(|i| if bit(i) { '1' } else { '0' })
+            .collect(),
+    )
 }
 
 /// A big-endian two's-complement integer (Avro's decimal encoding) as i128,
@@ -315,26 +429,37 @@ mod tests {
 
     #[test]
     fn zoned_timestamps() {
-        assert_eq!(parse_zoned_timestamp("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_zoned_timestamp("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(
             parse_zoned_timestamp("2024-02-29T08:15:10.654321Z"),
-            Some(1_709_194_510_654_321)
+            Ok(1_709_194_510_654_321)
         );
         assert_eq!(
             parse_zoned_timestamp("2024-02-29T13:45:10.654321+05:30"),
-            Some(1_709_194_510_654_321)
+            Ok(1_709_194_510_654_321)
         );
-        assert_eq!(
-            parse_zoned_timestamp("1969-12-31T23:59:59.999999Z"),
-            Some(-1)
-        );
-        assert_eq!(
-            parse_zoned_timestamp("1970-01-01T00:00:00.5Z"),
-            Some(500_000)
-        );
+        assert_eq!(parse_zoned_timestamp("1969-12-31T23:59:59.999999Z"), Ok(-1));
+        assert_eq!(parse_zoned_timestamp("1970-01-01T00:00:00.5Z"), Ok(500_000));
         assert_eq!(
             parse_zoned_timestamp("1970-01-01T00:00:00.123456000Z"),
-            Some(123_456)
+            Ok(123_456)
+        );
+        // PostgreSQL's infinities, as DuckDB stores them
+        assert_eq!(parse_zoned_timestamp("infinity"), Ok(i64::MAX));
+        assert_eq!(parse_zoned_timestamp("-infinity"), Ok(-i64::MAX));
+        // BC years in ISO-8601's astronomical numbering: 4713 BC is -4712
+        assert_eq!(
+            parse_zoned_timestamp("-4712-01-01T00:00:00.000000Z"),
+            Ok(-210_863_520_000_000_000)
+        );
+        // PostgreSQL's last timestamp is past what 64-bit microseconds hold
+        assert_eq!(
+            parse_zoned_timestamp("+294276-12-31T23:59:59.999999Z"),
+            Err(TimestampError::OutOfRange)
+        );
+        assert_eq!(
+            parse_zoned_timestamp("+294246-12-31T23:59:59.999999Z"),
+            Ok(9_223_371_244_799_999_999)
         );
         for bad in [
             "",
@@ -345,13 +470,52 @@ mod tests {
             "2024-01-01T00:00:00",
             "2024-01-01T00:00:00Zjunk",
             "2024-01-01T00:00:00.1234567Z",
-            "infinity",
+            "Infinity",
             "2024-01-01T00:00:00.Z",
             "24-01-01T00:00:00Z",
             "2024-01-01T00:00:00+25:00",
         ] {
-            assert_eq!(parse_zoned_timestamp(bad), None, "{bad:?} must be rejected");
+            assert_eq!(
+                parse_zoned_timestamp(bad),
+                Err(TimestampError::Malformed),
+                "{bad:?} must be rejected"
+            );
         }
+    }
+
+    #[test]
+    fn debezium_infinity_markers() {
+        // recorded from Debezium 3.6.3: snapshot reads, then streamed changes
+        assert_eq!(debezium_date(-622_191_234), DATE_INFINITY);
+        assert_eq!(debezium_date(-625_821_272), DATE_NEG_INFINITY);
+        assert_eq!(debezium_date(-2_147_472_692), DATE_INFINITY);
+        assert_eq!(debezium_date(-2_147_472_691), DATE_NEG_INFINITY);
+        assert_eq!(debezium_date(-2_440_550), -2_440_550);
+        // timestamp (µs) and timestamp(3) (ms) markers
+        let ts = |raw: i64, per: i64| debezium_timestamp(raw, raw.checked_mul(per));
+        assert_eq!(ts(9_223_372_036_825_200_000, 1), Ok(TIMESTAMP_INFINITY));
+        assert_eq!(
+            ts(-9_223_372_036_832_400_000, 1),
+            Ok(TIMESTAMP_NEG_INFINITY)
+        );
+        assert_eq!(ts(9_223_372_036_825_200, 1000), Ok(TIMESTAMP_INFINITY));
+        assert_eq!(ts(-9_223_372_036_832_400, 1000), Ok(TIMESTAMP_NEG_INFINITY));
+        // Debezium's overflow of 294276-12-31 23:59:59.999999, and the
+        // milliseconds of 294276-12-31 23:59:59.999, which 64-bit micros
+        // cannot hold
+        assert_eq!(
+            ts(-9_223_372_036_853_775_810, 1),
+            Err(TimestampError::OutOfRange)
+        );
+        assert_eq!(
+            ts(9_224_318_015_999_999, 1000),
+            Err(TimestampError::OutOfRange)
+        );
+        // the earliest PostgreSQL timestamp as Debezium sends it
+        assert_eq!(
+            ts(-210_863_520_000_000_000, 1),
+            Ok(-210_863_520_000_000_000)
+        );
     }
 
     #[test]
@@ -365,6 +529,22 @@ mod tests {
             Some(MICROS_PER_DAY - 30 * 60 * 1_000_000)
         );
         assert_eq!(parse_zoned_time("12:00:00"), None);
+    }
+
+    #[test]
+    fn bit_strings() {
+        // recorded: B'101000000101' as bit(12), B'000000000000', 12 ones
+        assert_eq!(
+            bit_string(&[0x05, 0x0a], 12).as_deref(),
+            Some("101000000101")
+        );
+        assert_eq!(bit_string(&[], 12).as_deref(), Some("000000000000"));
+        assert_eq!(
+            bit_string(&[0xff, 0x0f], 12).as_deref(),
+            Some("111111111111")
+        );
+        assert_eq!(bit_string(&[0x01], 1).as_deref(), Some("1"));
+        assert_eq!(bit_string(&[0xff, 0x1f], 12), None);
     }
 
     #[test]

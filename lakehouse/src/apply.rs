@@ -1,42 +1,51 @@
-//! Applying change batches to a table keyed by its primary key.
+//! Applying change batches to a table.
 //!
 //! ```text
-//!  ChangeBatch ──▶ final event per key (after the last truncate, whose
+//!  ChangeBatch ──▶ the table's columns follow the batch's row type
+//!                  (added, dropped, renamed, widened, nullable; evolve.rs);
+//!                  columns added with a DEFAULT are filled into every
+//!                  existing row (fill.rs)
+//!              ──▶ final event per key (after the last truncate, whose
 //!                  commit removes every file the table had)
 //!              ──▶ unchanged TOAST columns filled from earlier rows of the
 //!                  batch, else from the table (read through the index)
 //!              ──▶ upserted rows written (one data file per partition);
 //!                  replaced and deleted rows become position deletes,
 //!                  grouped by the partition of the file they delete from
-//!              ──▶ one row-delta commit carrying the Kafka offsets
+//!              ──▶ one commit: the new schema (if any), the files and the
+//!                  Kafka offsets, in one metadata swap
 //! ```
 //!
-//! The [`TableWriter`] owns the table's primary-key index, built from the
-//! current snapshot when it opens. If a commit fails, the writer refuses
-//! further work until it is opened again (its index may be ahead of the
-//! table).
+//! How rows are identified depends on the table ([`Keying`]): by primary
+//! key; by the whole row for a source table without one (updates and
+//! deletes name their row by its `REPLICA IDENTITY FULL` before-image);
+//! not at all for a changelog (`append` mode), where every change is a row.
+//!
+//! The [`TableWriter`] owns the table's index, built from the current
+//! snapshot when it opens. If a commit fails, the writer refuses further
+//! work until it is opened again (its index may be ahead of the table).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
-use arrow_schema::{Field, Fields};
+use arrow_schema::DataType;
 use futures::TryStreamExt;
-use iceberg::spec::{DataContentType, Struct};
+use iceberg::spec::{DataContentType, DataFile, Schema, Struct};
 use iceberg::table::Table;
-use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::Catalog;
 use ingest::{ChangeBatch, Op};
 
 use crate::append::changelog_rows;
 use crate::commit::{commit_row_delta, CatalogPointer, CommitError, Removal, RowDelta};
-use crate::config::TableMode;
 use crate::error::LakehouseError;
+use crate::evolve::{self, Evolution};
+use crate::fill::{fill_defaults, is_set};
 use crate::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
 use crate::position_delete::{write_position_deletes, PositionDelete};
-use crate::read::{read_columns, read_position_deletes};
+use crate::read::{read_fields, read_position_deletes};
 use crate::table::append_columns;
-use crate::write::{table_rows, write_rows};
+use crate::write::{table_rows, write_rows_as, WrittenRows};
 
 /// Snapshot-summary property prefix of the Kafka offsets a table has
 /// applied: `floe.offset.<topic>.<partition>` = last applied offset.
@@ -56,6 +65,21 @@ pub struct ApplyStats {
     /// Events at or below the offsets the table had already applied (a
     /// replay after a crash): skipped, so nothing is applied twice.
     pub already_applied: usize,
+    /// The batch changed the table's columns.
+    pub schema_changed: bool,
+    /// Existing rows rewritten to hold a new column's default.
+    pub rows_filled: u64,
+}
+
+/// How a table's rows are identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Keying {
+    /// By the primary key (the table's identifier fields), by name.
+    Primary(Vec<String>),
+    /// By the whole row: a source table without a primary key.
+    WholeRow,
+    /// Not at all: an `append`-mode changelog, one row per change.
+    Changelog,
 }
 
 /// Applies change batches to one table.
@@ -64,13 +88,11 @@ pub struct TableWriter {
     table: Table,
     pointer: CatalogPointer,
     index: PrimaryKeyIndex,
-    /// The table's primary-key columns (its identifier fields), in order.
-    key_names: Vec<String>,
+    keying: Keying,
     /// Partition of each data file the index points into.
     partitions: HashMap<Arc<str>, Struct>,
     commits: u64,
     poisoned: bool,
-    mode: TableMode,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -81,54 +103,39 @@ fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error)
     }
 }
 
+fn arrow_error(context: String) -> impl FnOnce(arrow_schema::ArrowError) -> LakehouseError {
+    move |source| LakehouseError::Arrow { context, source }
+}
+
 impl TableWriter {
-    /// Opens a writer on `table`, building its primary-key index from the
-    /// table's current snapshot (live rows of every data file, minus
-    /// position deletes).
+    /// Opens a writer on `table`, building its index from the table's
+    /// current snapshot (live rows of every data file, minus position
+    /// deletes).
     pub async fn open(
         catalog: Arc<dyn Catalog>,
         table: Table,
         pointer: impl Into<CatalogPointer>,
     ) -> Result<Self, LakehouseError> {
-        let pointer = pointer.into();
         let schema = table.metadata().current_schema().clone();
-        let key_names: Vec<String> = schema
-            .identifier_field_ids()
-            .filter_map(|id| schema.name_by_field_id(id).map(str::to_string))
-            .collect();
-        // no primary key: only a changelog (append-mode) table is writable
-        let mode = if !key_names.is_empty() {
-            TableMode::Upsert
+        let keys = key_names(&schema);
+        let keying = if !keys.is_empty() {
+            Keying::Primary(keys)
         } else if schema.field_by_name(append_columns::OP).is_some() {
-            TableMode::Append
+            Keying::Changelog
         } else {
-            return Err(LakehouseError::NoPrimaryKey {
-                source_table: table.identifier().to_string(),
-            });
+            Keying::WholeRow
         };
-        let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
-            .map_err(|e| iceberg_error("schema", &table, e))?;
-        let key_fields: Vec<Field> = key_names
-            .iter()
-            .filter_map(|n| arrow.field_with_name(n).ok().cloned())
-            .collect();
-        let key_types: Vec<_> = key_fields.iter().map(|f| f.data_type().clone()).collect();
         let mut writer = Self {
             catalog,
-            index: PrimaryKeyIndex::new(&key_types)?,
-            key_names: key_names.clone(),
+            index: PrimaryKeyIndex::new(&[])?,
+            keying,
             table,
-            pointer,
+            pointer: pointer.into(),
             partitions: HashMap::new(),
             commits: 0,
             poisoned: false,
-            mode,
         };
-        if mode == TableMode::Upsert {
-            writer
-                .load_index(&key_names, Fields::from(key_fields))
-                .await?;
-        }
+        writer.load_index(&schema).await?;
         Ok(writer)
     }
 
@@ -145,18 +152,41 @@ impl TableWriter {
         self.index.heap_bytes()
     }
 
-    async fn load_index(
-        &mut self,
-        key_names: &[String],
-        key_fields: Fields,
-    ) -> Result<(), LakehouseError> {
-        if self.table.metadata().current_snapshot().is_none() {
+    /// The columns the index keys by in `schema` (field ids), and their
+    /// Arrow types; none for a changelog.
+    fn index_columns(&self, schema: &Schema) -> Result<(Vec<i32>, Vec<DataType>), LakehouseError> {
+        let arrow = iceberg::arrow::schema_to_arrow_schema(schema)
+            .map_err(|e| iceberg_error("schema", &self.table, e))?;
+        let ids: Vec<i32> = match &self.keying {
+            Keying::Primary(_) => key_ids(schema),
+            Keying::WholeRow => schema.as_struct().fields().iter().map(|f| f.id).collect(),
+            Keying::Changelog => Vec::new(),
+        };
+        let types = ids
+            .iter()
+            .filter_map(|id| schema.name_by_field_id(*id))
+            .filter_map(|name| arrow.field_with_name(name).ok())
+            .map(|f| f.data_type().clone())
+            .collect();
+        Ok((ids, types))
+    }
+
+    /// (Re)builds the index from the current snapshot, keying rows as
+    /// `schema` has them (the table's, or the one a batch is about to make
+    /// current).
+    async fn load_index(&mut self, schema: &Schema) -> Result<(), LakehouseError> {
+        let (ids, types) = self.index_columns(schema)?;
+        self.index = match self.keying {
+            Keying::WholeRow => PrimaryKeyIndex::whole_rows(&types)?,
+            _ => PrimaryKeyIndex::new(&types)?,
+        };
+        self.partitions.clear();
+        if self.keying == Keying::Changelog || self.table.metadata().current_snapshot().is_none() {
             return Ok(());
         }
         let scan = self
             .table
             .scan()
-            .select(key_names.iter().cloned())
             .build()
             .map_err(|e| iceberg_error("plan index scan", &self.table, e))?;
         let tasks: Vec<_> = scan
@@ -186,29 +216,41 @@ impl TableWriter {
                 );
             }
             deleted.sort_unstable();
-            let keys =
-                read_columns(&self.table, &task.data_file_path, Some(key_names), None).await?;
-            let key_struct = StructArray::new(key_fields.clone(), keys.columns().to_vec(), None);
-            let batch_keys = self.index.batch_keys(&key_struct)?;
+            let rows =
+                read_fields(&self.table, &task.data_file_path, schema, Some(&ids), None).await?;
             let file = self.index.register_file(&task.data_file_path);
-            for pos in 0..key_struct.len() {
-                if deleted.binary_search(&(pos as i64)).is_ok() {
-                    continue;
-                }
-                if let Some(key) = batch_keys.get(pos) {
-                    self.index.upsert(
-                        key,
-                        RowLocation {
-                            file,
-                            pos: pos as u32,
-                        },
-                    );
-                }
-            }
+            let live: Vec<u32> = (0..rows.num_rows() as u32)
+                .filter(|pos| deleted.binary_search(&i64::from(*pos)).is_err())
+                .collect();
+            self.index_rows(&rows, file, &live)?;
             self.partitions.insert(
                 Arc::from(task.data_file_path.as_str()),
                 task.partition.clone().unwrap_or(Struct::empty()),
             );
+        }
+        Ok(())
+    }
+
+    /// Adds the rows of one data file at `positions` to the index (`rows`
+    /// holds the index columns, every position of the file).
+    fn index_rows(
+        &mut self,
+        rows: &RecordBatch,
+        file: u32,
+        positions: &[u32],
+    ) -> Result<(), LakehouseError> {
+        let keys = StructArray::from(rows.clone());
+        let keys = self.index.batch_keys(&keys)?;
+        for &pos in positions {
+            if let Some(key) = keys.get(pos as usize) {
+                let loc = RowLocation { file, pos };
+                match self.keying {
+                    Keying::WholeRow => self.index.insert_copy(key, loc),
+                    _ => {
+                        self.index.upsert(key, loc);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -264,19 +306,6 @@ impl TableWriter {
         let table_name = self.table.identifier().to_string();
         let mut stats = ApplyStats::default();
 
-        // a source table re-keyed in Postgres cannot be applied by key
-        if self.mode == TableMode::Upsert
-            && batch.key().is_some()
-            && batch.key_fields != self.key_names
-        {
-            return Err(LakehouseError::SchemaMismatch {
-                table: table_name.clone(),
-                reason: format!(
-                    "the source's primary key is now {:?} but the table's is {:?}; floe cannot re-key a table",
-                    batch.key_fields, self.key_names
-                ),
-            });
-        }
         // a replay: events the table already holds are skipped
         let applied = applied_offsets(&self.table);
         let fresh: Vec<bool> = (0..batch.num_rows())
@@ -297,60 +326,219 @@ impl TableWriter {
         {
             return Ok(stats);
         }
-
         // nothing new, but Kafka moved on (tombstones only): record the offsets
         // with an empty commit
         if stats.already_applied == batch.num_rows() {
-            self.commit(batch, Vec::new(), Vec::new(), false).await?;
+            self.commit(batch, Vec::new(), Vec::new(), Removal::Nothing, None)
+                .await?;
             return Ok(stats);
         }
-        if self.mode == TableMode::Append {
-            return self.append(batch, &fresh, stats).await;
-        }
-        // no key column: every row is keyless (a batch of only a truncate)
-        let keys = match batch.key() {
-            Some(key) => self.index.batch_keys(key)?,
-            None => BatchKeys::Absent(batch.num_rows()),
+
+        // the table's columns follow the source's
+        let schema = self.table.metadata().current_schema().clone();
+        let evolution = self.plan_evolution(&schema, batch)?;
+        let next: Arc<Schema> = if evolution.is_empty() {
+            schema.clone()
+        } else {
+            let last_id = self.table.metadata().last_column_id();
+            Arc::new(evolution.apply(&schema, last_id).map_err(|source| {
+                LakehouseError::Schema {
+                    table: table_name.clone(),
+                    source,
+                }
+            })?)
         };
-        let after = batch
-            .after()
-            .ok_or_else(|| LakehouseError::SchemaMismatch {
-                table: table_name.clone(),
-                reason: "the change batch has no after-image".into(),
-            })?;
+        stats.schema_changed = !evolution.is_empty();
+        if stats.schema_changed {
+            tracing::info!(table = %table_name, change = %evolution.describe(&schema), "the table's columns follow a change at the source");
+        }
+        let key_names = key_names(&next);
+        // a source table re-keyed in Postgres cannot be applied by key
+        if let Keying::Primary(_) = self.keying {
+            let mut theirs = batch.key_fields.clone();
+            theirs.sort();
+            let mut ours = key_names.clone();
+            ours.sort();
+            if batch.key().is_some() && theirs != ours {
+                return Err(LakehouseError::SchemaMismatch {
+                    table: table_name.clone(),
+                    reason: format!(
+                        "the source's primary key is now {:?} but the table's is {:?}; floe cannot re-key a table",
+                        batch.key_fields, key_names
+                    ),
+                });
+            }
+            self.keying = Keying::Primary(key_names);
+        }
+        let new_schema = stats.schema_changed.then(|| next.as_ref().clone());
+        if self.keying == Keying::Changelog {
+            return self.append(batch, &fresh, stats, &next, new_schema).await;
+        }
 
         // everything before the last truncate is gone
         let start = (0..batch.num_rows())
             .rev()
             .find(|&i| fresh[i] && batch.op(i) == Some(Op::Truncate))
             .map_or(0, |t| t + 1);
-        let mut deletes: Vec<PositionDelete> = Vec::new();
+        let mut removal = Removal::Nothing;
+        let mut data_files: Vec<DataFile> = Vec::new();
         if start > 0 {
             stats.truncated = true;
             // every file goes: the commit removes them all, no deletes needed
             self.index.clear();
             self.partitions.clear();
+            removal = Removal::All;
+        } else if stats.schema_changed {
+            let defaults: Vec<(&str, &ArrayRef)> =
+                evolution.defaults().filter(|(_, d)| is_set(d)).collect();
+            if !defaults.is_empty() && !self.index.is_empty() {
+                let (rows, files) = self.fill(&next, &defaults).await?;
+                stats.rows_filled = rows;
+                removal = Removal::All;
+                data_files = files;
+            } else if self.keying == Keying::WholeRow {
+                // whole-row keys change with the columns
+                self.load_index(&next).await?;
+            }
         }
 
-        // the rows of each key in offset order, and its final row
-        let mut rows_of: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
-        let mut order: Vec<Key<'_>> = Vec::new();
+        let (planned, mut deletes) = match self.keying {
+            Keying::WholeRow => self.plan_whole_rows(batch, &fresh, start, &next, &mut stats)?,
+            _ => self.plan_by_key(batch, &fresh, start, &mut stats)?,
+        };
+        let picked = self.picked_rows(batch, &planned, &next).await?;
+        self.commits += 1;
+        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
+        let table_rows = table_rows(&picked, &next, &table_name)?;
+        let written = write_rows_as(&self.table, &next, &table_rows, &prefix).await?;
+        deletes.extend(self.index_written(&planned, &written));
+        stats.rows_written = table_rows.num_rows();
+        let delete_files = self.write_deletes(deletes, &prefix).await?;
+        data_files.extend(written.files);
+        self.commit(batch, data_files, delete_files, removal, new_schema)
+            .await?;
+        Ok(stats)
+    }
+
+    /// What the batch changes in the table's columns; an incompatible
+    /// change is a permanent error.
+    fn plan_evolution(
+        &self,
+        schema: &Schema,
+        batch: &ChangeBatch,
+    ) -> Result<Evolution, LakehouseError> {
+        let keep: &[&str] = match self.keying {
+            Keying::Changelog => &[
+                append_columns::OP,
+                append_columns::PARTITION,
+                append_columns::OFFSET,
+                append_columns::SOURCE_TS,
+            ],
+            _ => &[],
+        };
+        let partition_sources: Vec<i32> = self
+            .table
+            .metadata()
+            .default_partition_spec()
+            .fields()
+            .iter()
+            .map(|f| f.source_id)
+            .collect();
+        // a changelog does not give old changes a column's default: they
+        // happened before the column existed
+        let no_defaults = BTreeMap::new();
+        let defaults = match self.keying {
+            Keying::Changelog => &no_defaults,
+            _ => batch.defaults.as_ref(),
+        };
+        evolve::plan(
+            schema,
+            &batch.row_fields(),
+            defaults,
+            keep,
+            &partition_sources,
+        )
+        .map_err(|source| LakehouseError::Schema {
+            table: self.table.identifier().to_string(),
+            source,
+        })
+    }
+}
+
+/// What a batch writes and under which keys.
+struct PlannedRows {
+    /// The key of every batch row: its primary key, or for a table without
+    /// one, its `after` image whole.
+    keys: BatchKeys,
+    /// Batch rows whose `after` image is written, in order.
+    upserts: Vec<u32>,
+    /// Per written row, where its unchanged (TOAST) columns come from.
+    previous: Vec<Previous>,
+}
+
+/// Where a written row's unchanged (TOAST) columns come from.
+#[derive(Debug, Clone)]
+enum Previous {
+    /// The latest earlier row of its key in the batch that has the column
+    /// (batch rows of the key, in offset order), else the table's row for
+    /// the key (primary key).
+    ByKey(Vec<usize>),
+    /// The same event's before-image (whole-row keys: `REPLICA IDENTITY
+    /// FULL` sends every column).
+    Before,
+}
+
+impl TableWriter {
+    /// The rows to write and the deletes, by primary key: the final event of
+    /// each key after `start` decides.
+    fn plan_by_key(
+        &mut self,
+        batch: &ChangeBatch,
+        fresh: &[bool],
+        start: usize,
+        stats: &mut ApplyStats,
+    ) -> Result<(PlannedRows, Vec<PositionDelete>), LakehouseError> {
+        // no key column: every row is keyless (a batch of only a truncate)
+        let keys = match (batch.key(), &self.keying) {
+            (Some(key), Keying::Primary(names)) => {
+                let key =
+                    key_in_order(key, names).ok_or_else(|| LakehouseError::SchemaMismatch {
+                        table: self.table.identifier().to_string(),
+                        reason: format!(
+                            "the batch's key {:?} lacks a column of {names:?}",
+                            batch.key_fields
+                        ),
+                    })?;
+                self.index.batch_keys(&key)?
+            }
+            _ => BatchKeys::Absent(batch.num_rows()),
+        };
+        // each key's fresh rows in offset order, keys in order of first sight
+        let mut slot_of: HashMap<Key<'_>, usize> = HashMap::new();
+        let mut rows_of: Vec<Vec<usize>> = Vec::new();
         for i in (start..batch.num_rows()).filter(|&i| fresh[i]) {
-            let Some(key) = keys.get(i) else { continue };
-            let rows = rows_of.entry(key).or_insert_with(|| {
-                order.push(key);
-                Vec::new()
+            let Some(key) = keys.get(i) else {
+                continue;
+            };
+            let slot = *slot_of.entry(key).or_insert_with(|| {
+                rows_of.push(Vec::new());
+                rows_of.len() - 1
             });
-            rows.push(i);
+            rows_of[slot].push(i);
         }
-
-        let mut upsert_rows: Vec<u32> = Vec::new();
-        let mut upsert_keys: Vec<Key<'_>> = Vec::new();
-        for key in &order {
-            let rows = &rows_of[key];
-            let last = *rows.last().unwrap_or(&start);
+        drop(slot_of);
+        let mut upserts = Vec::new();
+        let mut previous = Vec::new();
+        let mut deletes = Vec::new();
+        for rows in rows_of {
+            let Some(&last) = rows.last() else {
+                continue;
+            };
+            let Some(key) = keys.get(last) else {
+                continue;
+            };
             match batch.op(last) {
-                Some(Op::Delete) => match self.index.remove(*key) {
+                Some(Op::Delete) => match self.index.remove(key) {
                     Some(d) => {
                         deletes.push(d);
                         stats.rows_deleted += 1;
@@ -358,20 +546,122 @@ impl TableWriter {
                     None => stats.absent_deletes += 1,
                 },
                 Some(Op::Create | Op::Update | Op::Read) => {
-                    upsert_rows.push(last as u32);
-                    upsert_keys.push(*key);
+                    upserts.push(last as u32);
+                    previous.push(Previous::ByKey(rows));
                 }
                 _ => {}
             }
         }
+        Ok((
+            PlannedRows {
+                keys,
+                upserts,
+                previous,
+            },
+            deletes,
+        ))
+    }
 
-        // the new rows, with unchanged TOAST columns filled in
-        let picked = arrow_select::take::take(after, &UInt32Array::from(upsert_rows.clone()), None)
-            .map_err(|e| LakehouseError::Arrow {
-                context: format!("rows for {table_name}"),
-                source: e,
+    /// The rows to write and the deletes of a table keyed by whole rows:
+    /// each update and delete removes one copy of its before-image, in
+    /// event order (a copy inserted earlier in the batch cancels out).
+    fn plan_whole_rows(
+        &mut self,
+        batch: &ChangeBatch,
+        fresh: &[bool],
+        start: usize,
+        schema: &Schema,
+        stats: &mut ApplyStats,
+    ) -> Result<(PlannedRows, Vec<PositionDelete>), LakehouseError> {
+        let name = self.table.identifier().to_string();
+        let after_keys = match batch.after() {
+            Some(after) => self.whole_row_keys(after, schema, &name)?,
+            None => BatchKeys::Absent(batch.num_rows()),
+        };
+        let before_keys = match batch.before() {
+            Some(before) => self.whole_row_keys(before, schema, &name)?,
+            None => BatchKeys::Absent(batch.num_rows()),
+        };
+        // rows still to write (None once cancelled), and by whole-row hash
+        let mut upserts: Vec<Option<usize>> = Vec::new();
+        let mut pending: HashMap<u128, Vec<usize>> = HashMap::new();
+        let mut deletes = Vec::new();
+        for i in (start..batch.num_rows()).filter(|&i| fresh[i]) {
+            let op = batch.op(i);
+            if matches!(op, Some(Op::Update | Op::Delete)) {
+                match before_keys.get(i) {
+                    Some(Key::Row(hash)) => {
+                        if let Some(slot) = pending.get_mut(&hash).and_then(Vec::pop) {
+                            upserts[slot] = None;
+                        } else if let Some(d) = self.index.remove_copy(Key::Row(hash)) {
+                            deletes.push(d);
+                            stats.rows_deleted += 1;
+                        } else {
+                            stats.absent_deletes += 1;
+                        }
+                    }
+                    _ => stats.absent_deletes += 1,
+                }
+            }
+            if matches!(op, Some(Op::Create | Op::Read | Op::Update)) {
+                if let Some(Key::Row(hash)) = after_keys.get(i) {
+                    pending.entry(hash).or_default().push(upserts.len());
+                }
+                upserts.push(Some(i));
+            }
+        }
+        if stats.absent_deletes > 0 {
+            tracing::warn!(table = %name, unmatched = stats.absent_deletes, "updates or deletes of a table without a primary key matched no row; Debezium needs the source table's REPLICA IDENTITY FULL to say which row changed");
+        }
+        let upserts: Vec<u32> = upserts.into_iter().flatten().map(|i| i as u32).collect();
+        let previous = vec![Previous::Before; upserts.len()];
+        Ok((
+            PlannedRows {
+                keys: after_keys,
+                upserts,
+                previous,
+            },
+            deletes,
+        ))
+    }
+
+    /// Whole-row keys of a row image (`before` or `after`), as the table's
+    /// columns in `schema` hold them; a null image has none.
+    fn whole_row_keys(
+        &self,
+        image: &StructArray,
+        schema: &Schema,
+        table: &str,
+    ) -> Result<BatchKeys, LakehouseError> {
+        let rows = table_rows(image, schema, table)?;
+        let keys = StructArray::try_new(
+            rows.schema().fields().clone(),
+            rows.columns().to_vec(),
+            image.nulls().cloned(),
+        )
+        .map_err(arrow_error(format!("whole-row keys of {table}")))?;
+        self.index.batch_keys(&keys)
+    }
+
+    /// The `after` images of the planned rows, unchanged (TOAST) columns
+    /// filled in.
+    async fn picked_rows(
+        &self,
+        batch: &ChangeBatch,
+        planned: &PlannedRows,
+        schema: &Schema,
+    ) -> Result<StructArray, LakehouseError> {
+        let table_name = self.table.identifier().to_string();
+        let after = batch
+            .after()
+            .ok_or_else(|| LakehouseError::SchemaMismatch {
+                table: table_name.clone(),
+                reason: "the change batch has no after-image".into(),
             })?;
-        let mut picked = picked
+        let picked =
+            arrow_select::take::take(after, &UInt32Array::from(planned.upserts.clone()), None)
+                .map_err(arrow_error(format!("rows for {table_name}")))?;
+        let picked = picked
             .as_any()
             .downcast_ref::<StructArray>()
             .cloned()
@@ -379,10 +669,115 @@ impl TableWriter {
                 table: table_name.clone(),
                 reason: "after-image is not a struct".into(),
             })?;
-        picked = self
-            .fill_unchanged(batch, &picked, &upsert_rows, &upsert_keys, &rows_of)
-            .await?;
-        let (rows, written, prefix) = self.write_new_rows(&picked).await?;
+        self.fill_unchanged(batch, &picked, planned, schema).await
+    }
+
+    /// Fills the unchanged (TOAST) columns of the picked rows (see
+    /// [`Previous`]); a column with no previous value anywhere stays null.
+    async fn fill_unchanged(
+        &self,
+        batch: &ChangeBatch,
+        picked: &StructArray,
+        planned: &PlannedRows,
+        schema: &Schema,
+    ) -> Result<StructArray, LakehouseError> {
+        let table_name = self.table.identifier().to_string();
+        let Some(after) = batch.after() else {
+            return Ok(picked.clone());
+        };
+        let before = batch.before();
+        let unchanged: Vec<Vec<String>> = planned
+            .upserts
+            .iter()
+            .map(|&row| batch.unchanged(row as usize))
+            .collect();
+        if unchanged.iter().all(Vec::is_empty) {
+            return Ok(picked.clone());
+        }
+        let mut columns: Vec<ArrayRef> = picked.columns().to_vec();
+        let names: Vec<String> = picked.fields().iter().map(|f| f.name().clone()).collect();
+        for (c, name) in names.iter().enumerate() {
+            // (output row, batch row) from `after` or `before`, and table places
+            let mut from_after: Vec<(usize, usize)> = Vec::new();
+            let mut from_before: Vec<(usize, usize)> = Vec::new();
+            let mut from_table: Vec<(usize, Arc<str>, u32)> = Vec::new();
+            for (out, &row) in planned.upserts.iter().enumerate() {
+                let row = row as usize;
+                if !unchanged[out].iter().any(|n| n == name) {
+                    continue;
+                }
+                match &planned.previous[out] {
+                    Previous::Before => {
+                        if before.is_some_and(|b| b.is_valid(row)) {
+                            from_before.push((out, row));
+                        }
+                    }
+                    Previous::ByKey(rows) => {
+                        let earlier = rows.iter().rev().copied().filter(|&r| r < row).find(|&r| {
+                            matches!(batch.op(r), Some(Op::Create | Op::Update | Op::Read))
+                                && !batch.unchanged(r).iter().any(|n| n == name)
+                        });
+                        match earlier {
+                            Some(r) => from_after.push((out, r)),
+                            None => {
+                                let place = planned.keys.get(row).and_then(|k| self.index.get(k));
+                                if let Some((file, pos)) = place {
+                                    from_table.push((out, file, pos));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if from_after.is_empty() && from_before.is_empty() && from_table.is_empty() {
+                continue;
+            }
+            // gather the previous values into one array aligned with the output
+            let mut sources: Vec<ArrayRef> = vec![columns[c].clone(), after.column(c).clone()];
+            let mut picks: Vec<(usize, usize)> = (0..picked.len()).map(|i| (0, i)).collect();
+            for (out, r) in from_after {
+                picks[out] = (1, r);
+            }
+            if let Some(before) = before.filter(|_| !from_before.is_empty()) {
+                sources.push(before.column(c).clone());
+                for (out, r) in from_before {
+                    picks[out] = (2, r);
+                }
+            }
+            let mut by_file: HashMap<Arc<str>, Vec<(usize, u32)>> = HashMap::new();
+            for (out, file, pos) in from_table {
+                by_file.entry(file).or_default().push((out, pos));
+            }
+            let id = schema.field_by_name(name).map(|f| f.id);
+            for (file, mut wanted) in by_file {
+                let Some(id) = id else { break };
+                wanted.sort_by_key(|(_, pos)| *pos);
+                let positions: Vec<u32> = wanted.iter().map(|(_, p)| *p).collect();
+                let read =
+                    read_fields(&self.table, &file, schema, Some(&[id]), Some(&positions)).await?;
+                let values = arrow_cast::cast(read.column(0), columns[c].data_type())
+                    .map_err(arrow_error(format!("previous {name} of {table_name}")))?;
+                let source = sources.len();
+                sources.push(values);
+                for (i, (out, _)) in wanted.iter().enumerate() {
+                    picks[*out] = (source, i);
+                }
+            }
+            let refs: Vec<&dyn Array> = sources.iter().map(|a| a.as_ref()).collect();
+            columns[c] = arrow_select::interleave::interleave(&refs, &picks)
+                .map_err(arrow_error(format!("previous {name} of {table_name}")))?;
+        }
+        StructArray::try_new(picked.fields().clone(), columns, None)
+            .map_err(arrow_error(format!("rows for {table_name}")))
+    }
+
+    /// Points the index at the rows just written; returns the position
+    /// deletes of the rows they replace (primary key).
+    fn index_written(
+        &mut self,
+        planned: &PlannedRows,
+        written: &WrittenRows,
+    ) -> Vec<PositionDelete> {
         let file_ids: Vec<u32> = written
             .files
             .iter()
@@ -392,20 +787,29 @@ impl TableWriter {
             self.partitions
                 .insert(Arc::from(f.file_path()), f.partition().clone());
         }
-        for (key, (file, pos)) in upsert_keys.iter().zip(&written.locations) {
-            if let Some(d) = self.index.upsert(
-                *key,
-                RowLocation {
-                    file: file_ids[*file as usize],
-                    pos: *pos,
-                },
-            ) {
-                deletes.push(d);
+        let mut deletes = Vec::new();
+        for (&row, (file, pos)) in planned.upserts.iter().zip(&written.locations) {
+            let Some(key) = planned.keys.get(row as usize) else {
+                continue;
+            };
+            let loc = RowLocation {
+                file: file_ids[*file as usize],
+                pos: *pos,
+            };
+            match self.keying {
+                Keying::WholeRow => self.index.insert_copy(key, loc),
+                _ => deletes.extend(self.index.upsert(key, loc)),
             }
         }
-        stats.rows_written = rows.num_rows();
+        deletes
+    }
 
-        // position deletes, one file per partition of the rows they delete
+    /// Position-delete files, one per partition of the rows they delete.
+    async fn write_deletes(
+        &self,
+        deletes: Vec<PositionDelete>,
+        prefix: &str,
+    ) -> Result<Vec<DataFile>, LakehouseError> {
         let mut by_partition: HashMap<Struct, Vec<PositionDelete>> = HashMap::new();
         for d in deletes {
             let partition = self
@@ -430,10 +834,67 @@ impl TableWriter {
                 delete_files.push(file);
             }
         }
+        Ok(delete_files)
+    }
 
-        self.commit(batch, written.files, delete_files, stats.truncated)
-            .await?;
-        Ok(stats)
+    /// Rewrites the table's live rows with the new columns' defaults
+    /// (fill.rs) and moves the index to the new files. Returns the rows
+    /// rewritten and the new files, for the commit.
+    async fn fill(
+        &mut self,
+        schema: &Arc<Schema>,
+        defaults: &[(&str, &ArrayRef)],
+    ) -> Result<(u64, Vec<DataFile>), LakehouseError> {
+        let started = std::time::Instant::now();
+        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
+        let whole_rows = self.keying == Keying::WholeRow;
+        let mut by_file: Vec<(RecordBatch, u32)> = Vec::new();
+        let refilled = fill_defaults(&self.table, schema, defaults, &prefix, |rows, file| {
+            if whole_rows {
+                by_file.push((rows.clone(), file));
+            }
+        })
+        .await?;
+        if whole_rows {
+            // whole-row keys include the new column: key every row again
+            let (_, types) = self.index_columns(schema)?;
+            self.index = PrimaryKeyIndex::whole_rows(&types)?;
+            let new_ids: Vec<u32> = refilled
+                .files
+                .iter()
+                .map(|f| self.index.register_file(f.file_path()))
+                .collect();
+            for (rows, file) in by_file {
+                let positions: Vec<u32> = (0..rows.num_rows() as u32).collect();
+                self.index_rows(&rows, new_ids[file as usize], &positions)?;
+            }
+        } else {
+            let new_ids: Vec<u32> = refilled
+                .files
+                .iter()
+                .map(|f| self.index.register_file(f.file_path()))
+                .collect();
+            let moved: HashMap<u32, &Vec<Option<(u32, u32)>>> = refilled
+                .moved
+                .iter()
+                .map(|(path, m)| (self.index.register_file(path), m))
+                .collect();
+            self.index.relocate(|loc| {
+                let (file, pos) = (*moved.get(&loc.file)?).get(loc.pos as usize).copied()??;
+                Some(RowLocation {
+                    file: new_ids[file as usize],
+                    pos,
+                })
+            });
+        }
+        self.partitions.clear();
+        for f in &refilled.files {
+            self.partitions
+                .insert(Arc::from(f.file_path()), f.partition().clone());
+        }
+        let names: Vec<&str> = defaults.iter().map(|(n, _)| *n).collect();
+        tracing::info!(table = %self.table.identifier(), columns = ?names, rows = refilled.rows, files = refilled.files.len(), ms = started.elapsed().as_millis() as u64, "filled new columns' defaults into the existing rows");
+        Ok((refilled.rows, refilled.files))
     }
 
     /// Appends every new change of `batch` as a changelog row.
@@ -442,159 +903,37 @@ impl TableWriter {
         batch: &ChangeBatch,
         fresh: &[bool],
         mut stats: ApplyStats,
+        schema: &Arc<Schema>,
+        new_schema: Option<Schema>,
     ) -> Result<ApplyStats, LakehouseError> {
         let table_name = self.table.identifier().to_string();
         let rows: Vec<usize> = (0..batch.num_rows()).filter(|&i| fresh[i]).collect();
         let changes = changelog_rows(batch, &rows, &table_name)?;
-        let (rows, written, _) = self.write_new_rows(&changes).await?;
+        let rows = table_rows(&changes, schema, &table_name)?;
+        self.commits += 1;
+        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
+        let written = write_rows_as(&self.table, schema, &rows, &prefix).await?;
         stats.rows_written = rows.num_rows();
-        self.commit(batch, written.files, Vec::new(), false).await?;
+        self.commit(
+            batch,
+            written.files,
+            Vec::new(),
+            Removal::Nothing,
+            new_schema,
+        )
+        .await?;
         Ok(stats)
     }
 
-    /// Writes `rows` (a batch's row images) as data files, evolving the
-    /// table's schema first where the rows have new or wider columns.
-    /// Returns the rows in the table's schema, the files, and the name
-    /// prefix of this commit's files.
-    async fn write_new_rows(
-        &mut self,
-        rows: &StructArray,
-    ) -> Result<(RecordBatch, crate::write::WrittenRows, String), LakehouseError> {
-        self.widen_columns(rows.fields()).await?;
-        self.add_new_columns(rows.fields()).await?;
-        let schema = self.table.metadata().current_schema().clone();
-        let table_name = self.table.identifier().to_string();
-        let rows = table_rows(rows, &schema, &table_name)?;
-        self.commits += 1;
-        let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
-        let written = write_rows(&self.table, &rows, &prefix).await?;
-        Ok((rows, written, prefix))
-    }
-
-    /// Widens columns whose source type grew (int to long, float to double,
-    /// decimal precision up), committing the new schema (same field ids)
-    /// itself, since iceberg's schema update cannot widen. Any other type
-    /// change is refused before anything is written.
-    async fn widen_columns(&mut self, fields: &Fields) -> Result<(), LakehouseError> {
-        let table_name = self.table.identifier().to_string();
-        let schema = self.table.metadata().current_schema().clone();
-        let mut widened: HashMap<i32, iceberg::spec::Type> = HashMap::new();
-        for field in fields.iter() {
-            let Some(current) = schema.field_by_name(field.name()) else {
-                continue;
-            };
-            let incoming =
-                crate::schema::iceberg_type(field).map_err(|source| LakehouseError::Schema {
-                    table: table_name.clone(),
-                    source,
-                })?;
-            if incoming == *current.field_type {
-                continue;
-            }
-            if crate::schema::is_widening(&current.field_type, &incoming) {
-                widened.insert(current.id, incoming);
-            } else if !crate::schema::is_widening(&incoming, &current.field_type) {
-                // (a narrower batch, from before a widening, is cast up on write)
-                return Err(LakehouseError::SchemaMismatch {
-                    table: table_name,
-                    reason: format!(
-                        "column {:?} changed type from {} to {}; only int to long, float to double and a larger decimal precision are supported",
-                        field.name(),
-                        current.field_type,
-                        incoming
-                    ),
-                });
-            }
-        }
-        if widened.is_empty() {
-            return Ok(());
-        }
-        let fields: Vec<_> = schema
-            .as_struct()
-            .fields()
-            .iter()
-            .map(|f| match widened.get(&f.id) {
-                Some(ty) => Arc::new(iceberg::spec::NestedField {
-                    field_type: Box::new(ty.clone()),
-                    ..f.as_ref().clone()
-                }),
-                None => f.clone(),
-            })
-            .collect();
-        let new_schema = iceberg::spec::Schema::builder()
-            .with_fields(fields)
-            .with_identifier_field_ids(schema.identifier_field_ids())
-            .build()
-            .map_err(|e| iceberg_error("widen columns", &self.table, e))?;
-        let current_location = self.table.metadata_location().map(str::to_string);
-        let next = self
-            .table
-            .metadata()
-            .clone()
-            .into_builder(current_location)
-            .add_current_schema(new_schema)
-            .and_then(|b| b.build())
-            .map_err(|e| iceberg_error("widen columns", &self.table, e))?;
-        self.table = crate::commit::commit_metadata(&self.pointer, &self.table, next)
-            .await
-            .map_err(|source| LakehouseError::Commit {
-                table: table_name.clone(),
-                source,
-            })?;
-        tracing::info!(table = %table_name, columns = widened.len(), "widened column types from a new source schema");
-        Ok(())
-    }
-
-    /// Adds the batch's columns the table does not have yet (a column added
-    /// in Postgres) as optional columns, through the catalog's own commit.
-    /// A column whose type changed is refused before anything is written.
-    async fn add_new_columns(&mut self, fields: &Fields) -> Result<(), LakehouseError> {
-        let table_name = self.table.identifier().to_string();
-        let schema = self.table.metadata().current_schema().clone();
-        let mut added = Vec::new();
-        for field in fields.iter() {
-            if schema.field_by_name(field.name()).is_some() {
-                continue;
-            }
-            let ty =
-                crate::schema::iceberg_type(field).map_err(|source| LakehouseError::Schema {
-                    table: table_name.clone(),
-                    source,
-                })?;
-            added.push(AddColumn::optional(field.name(), ty));
-        }
-        if added.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<String> = fields
-            .iter()
-            .filter(|f| schema.field_by_name(f.name()).is_none())
-            .map(|f| f.name().clone())
-            .collect();
-        let tx = Transaction::new(&self.table);
-        let mut action = tx.update_schema();
-        for column in added {
-            action = action.add_column(column);
-        }
-        let tx = action
-            .apply(tx)
-            .map_err(|e| iceberg_error("add columns", &self.table, e))?;
-        self.table = tx
-            .commit(self.catalog.as_ref())
-            .await
-            .map_err(|e| iceberg_error("add columns", &self.table, e))?;
-        tracing::info!(table = %table_name, columns = ?names, "added columns from a new source schema");
-        Ok(())
-    }
-
-    /// Commits the files with the batch's offsets (and every offset the
-    /// table already carried) in the snapshot summary.
+    /// Commits the files (and a new schema) with the batch's offsets (and
+    /// every offset the table already carried) in the snapshot summary.
     async fn commit(
         &mut self,
         batch: &ChangeBatch,
-        data_files: Vec<iceberg::spec::DataFile>,
-        delete_files: Vec<iceberg::spec::DataFile>,
-        truncate: bool,
+        data_files: Vec<DataFile>,
+        delete_files: Vec<DataFile>,
+        remove: Removal,
+        schema: Option<Schema>,
     ) -> Result<(), LakehouseError> {
         let mut properties: HashMap<String, String> = applied_offsets(&self.table)
             .into_iter()
@@ -618,11 +957,8 @@ impl TableWriter {
             data_files,
             delete_files,
             properties,
-            remove: if truncate {
-                Removal::All
-            } else {
-                Removal::Nothing
-            },
+            remove,
+            schema,
         };
         let table = self.table.identifier().to_string();
         self.table = commit_row_delta(&self.pointer, &self.table, delta)
@@ -630,106 +966,43 @@ impl TableWriter {
             .map_err(|source| LakehouseError::Commit { table, source })?;
         Ok(())
     }
+}
 
-    /// Fills the unchanged (TOAST) columns of the picked rows: from the
-    /// key's latest earlier row in this batch that carried the column, else
-    /// from the table's current row for the key.
-    async fn fill_unchanged(
-        &self,
-        batch: &ChangeBatch,
-        picked: &StructArray,
-        upsert_rows: &[u32],
-        upsert_keys: &[Key<'_>],
-        rows_of: &HashMap<Key<'_>, Vec<usize>>,
-    ) -> Result<StructArray, LakehouseError> {
-        let table_name = self.table.identifier().to_string();
-        let Some(after) = batch.after() else {
-            return Ok(picked.clone());
-        };
-        let mut columns: Vec<ArrayRef> = picked.columns().to_vec();
-        let names: Vec<String> = picked.fields().iter().map(|f| f.name().clone()).collect();
-        for (c, name) in names.iter().enumerate() {
-            // (output row, source) where source is a batch row or a table location
-            let mut from_batch: Vec<(usize, usize)> = Vec::new();
-            let mut from_table: Vec<(usize, Arc<str>, u32)> = Vec::new();
-            for (out, (&row, key)) in upsert_rows.iter().zip(upsert_keys).enumerate() {
-                if !batch.unchanged(row as usize).iter().any(|n| n == name) {
-                    continue;
-                }
-                let earlier = rows_of[key]
-                    .iter()
-                    .rev()
-                    .copied()
-                    .filter(|&r| r < row as usize)
-                    .find(|&r| {
-                        matches!(batch.op(r), Some(Op::Create | Op::Update | Op::Read))
-                            && !batch.unchanged(r).iter().any(|n| n == name)
-                    });
-                match earlier {
-                    Some(r) => from_batch.push((out, r)),
-                    // no previous value anywhere: the column stays null
-                    None => {
-                        if let Some((file, pos)) = self.index.get(*key) {
-                            from_table.push((out, file, pos));
-                        }
-                    }
-                }
-            }
-            if from_batch.is_empty() && from_table.is_empty() {
-                continue;
-            }
-            // gather the previous values into one array aligned with the output
-            let mut sources: Vec<ArrayRef> = vec![columns[c].clone(), after.column(c).clone()];
-            let mut picks: Vec<(usize, usize)> = (0..picked.len()).map(|i| (0, i)).collect();
-            for (out, r) in from_batch {
-                picks[out] = (1, r);
-            }
-            let mut by_file: HashMap<Arc<str>, Vec<(usize, u32)>> = HashMap::new();
-            for (out, file, pos) in from_table {
-                by_file.entry(file).or_default().push((out, pos));
-            }
-            for (file, mut wanted) in by_file {
-                wanted.sort_by_key(|(_, pos)| *pos);
-                let positions: Vec<u32> = wanted.iter().map(|(_, p)| *p).collect();
-                let read = read_columns(
-                    &self.table,
-                    &file,
-                    Some(std::slice::from_ref(name)),
-                    Some(&positions),
-                )
-                .await?;
-                if read.num_columns() == 0 {
-                    // an older file without the column: no previous value, stays null
-                    continue;
-                }
-                let values =
-                    arrow_cast::cast(read.column(0), columns[c].data_type()).map_err(|e| {
-                        LakehouseError::Arrow {
-                            context: format!("previous {name} of {table_name}"),
-                            source: e,
-                        }
-                    })?;
-                let source = sources.len();
-                sources.push(values);
-                for (i, (out, _)) in wanted.iter().enumerate() {
-                    picks[*out] = (source, i);
-                }
-            }
-            let refs: Vec<&dyn Array> = sources.iter().map(|a| a.as_ref()).collect();
-            columns[c] = arrow_select::interleave::interleave(&refs, &picks).map_err(|e| {
-                LakehouseError::Arrow {
-                    context: format!("previous {name} of {table_name}"),
-                    source: e,
-                }
-            })?;
-        }
-        StructArray::try_new(picked.fields().clone(), columns, None).map_err(|e| {
-            LakehouseError::Arrow {
-                context: format!("rows for {table_name}"),
-                source: e,
-            }
+/// The primary-key column names of `schema` (its identifier fields), in
+/// the schema's column order: Iceberg keeps identifier fields as a set, and
+/// a source's key may list its columns in another order, so keys are
+/// always encoded in this one.
+fn key_names(schema: &Schema) -> Vec<String> {
+    key_ids(schema)
+        .into_iter()
+        .filter_map(|id| schema.name_by_field_id(id).map(str::to_string))
+        .collect()
+}
+
+/// The identifier field ids of `schema`, in column order.
+fn key_ids(schema: &Schema) -> Vec<i32> {
+    let identifier: Vec<i32> = schema.identifier_field_ids().collect();
+    schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| f.id)
+        .filter(|id| identifier.contains(id))
+        .collect()
+}
+
+/// A batch's `_key` struct with its columns in `names`' order.
+fn key_in_order(key: &StructArray, names: &[String]) -> Option<StructArray> {
+    let (fields, columns): (Vec<_>, Vec<_>) = names
+        .iter()
+        .map(|n| {
+            let at = key.fields().iter().position(|f| f.name() == n)?;
+            Some((key.fields()[at].clone(), key.column(at).clone()))
         })
-    }
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    StructArray::try_new(fields.into(), columns, key.nulls().cloned()).ok()
 }
 
 /// The Kafka offsets `table`'s current snapshot has applied, from its

@@ -84,9 +84,27 @@ impl Lake {
     }
 
     /// The writer for the source table of `first`, creating its Iceberg
-    /// table from `first` if it does not exist yet.
+    /// table from `first` if it does not exist yet. A batch of truncates
+    /// alone creates nothing ([`LakehouseError::NoTableYet`]): there is
+    /// nothing to truncate, and it cannot say whether the table has a key.
     pub async fn writer(&self, first: &ChangeBatch) -> Result<TableWriter, LakehouseError> {
         let target = TableTarget::for_batch(first, &self.config.tables)?;
+        if !first.has_row_events() {
+            let exists = self
+                .catalog
+                .table_exists(&target.ident)
+                .await
+                .map_err(|source| LakehouseError::Iceberg {
+                    operation: "look up table",
+                    table: target.ident.to_string(),
+                    source: Box::new(source),
+                })?;
+            if !exists {
+                return Err(LakehouseError::NoTableYet {
+                    table: target.ident.to_string(),
+                });
+            }
+        }
         let table = ensure_table(self.catalog.as_ref(), &target, first).await?;
         TableWriter::open(self.catalog.clone(), table, self.pointer.clone()).await
     }

@@ -33,8 +33,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, ManifestContentType, ManifestEntryRef, ManifestFile,
-    ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Struct, Summary,
-    TableMetadata, TableMetadataBuildResult,
+    ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Schema, SchemaRef,
+    Snapshot, Struct, Summary, TableMetadata, TableMetadataBuildResult,
 };
 use iceberg::table::Table;
 use iceberg::{MetadataLocation, TableRequirement, TableUpdate};
@@ -238,6 +238,9 @@ pub struct RowDelta {
     pub properties: HashMap<String, String>,
     /// Which of the parent snapshot's live files this snapshot removes.
     pub remove: Removal,
+    /// A new current schema, committed with the snapshot in the same
+    /// metadata swap (the data files are written in it).
+    pub schema: Option<Schema>,
 }
 
 /// Live files a snapshot removes (lists as deleted, carrying their
@@ -393,6 +396,14 @@ pub async fn commit_row_delta_retrying(
     };
     let commit_id = uuid::Uuid::new_v4();
     let metadata_dir = format!("{}/metadata", metadata.location().trim_end_matches('/'));
+    // the schema the snapshot's files are written in
+    let (schema, schema_id): (SchemaRef, i32) = match &delta.schema {
+        Some(s) => (Arc::new(s.clone()), schema_id_for(metadata, s)),
+        None => (
+            metadata.current_schema().clone(),
+            metadata.current_schema_id(),
+        ),
+    };
 
     let mut manifests: Vec<ManifestFile> = Vec::new();
     for (content, files) in [
@@ -404,7 +415,7 @@ pub async fn commit_row_delta_retrying(
         }
         let path = format!("{metadata_dir}/{commit_id}-m{}.avro", manifests.len());
         let entries = Entries::Added(files);
-        manifests.push(write_manifest(table, &path, snapshot_id, content, entries).await?);
+        manifests.push(write_manifest(table, &schema, &path, snapshot_id, content, entries).await?);
     }
     let mut removed = Removed::default();
     if let Some(parent) = &parent {
@@ -467,7 +478,8 @@ pub async fn commit_row_delta_retrying(
                     kept: &kept,
                     removed: &gone,
                 };
-                let rewritten = write_manifest(table, &path, snapshot_id, content, entries).await?;
+                let rewritten =
+                    write_manifest(table, &schema, &path, snapshot_id, content, entries).await?;
                 manifests.push(rewritten.clone());
                 cache.manifests.insert(
                     manifest.manifest_path.clone(),
@@ -509,11 +521,17 @@ pub async fn commit_row_delta_retrying(
         .with_timestamp_ms(now_ms().max(metadata.last_updated_ms() + 1))
         .with_manifest_list(list_path)
         .with_summary(summary)
-        .with_schema_id(metadata.current_schema_id())
+        .with_schema_id(schema_id)
         .build();
-    let next = metadata
+    let mut builder = metadata
         .clone()
-        .into_builder(Some(current_location.clone()))
+        .into_builder(Some(current_location.clone()));
+    if let Some(new_schema) = delta.schema {
+        builder = builder
+            .add_current_schema(new_schema)
+            .map_err(step("add schema"))?;
+    }
+    let next = builder
         .set_branch_snapshot(snapshot, "main")
         .and_then(|b| b.build())
         .map_err(step("build metadata"))?;
@@ -618,9 +636,33 @@ enum Entries<'a> {
     },
 }
 
+/// The id `schema` has, or will have once added, in `metadata`: that of an
+/// identical schema the table already has, else the next free one (as
+/// iceberg's metadata builder assigns it).
+fn schema_id_for(metadata: &TableMetadata, schema: &Schema) -> i32 {
+    let same = |s: &SchemaRef| {
+        s.as_struct() == schema.as_struct()
+            && s.identifier_field_ids().collect::<HashSet<_>>()
+                == schema.identifier_field_ids().collect::<HashSet<_>>()
+    };
+    metadata
+        .schemas_iter()
+        .find(|s| same(s))
+        .map(|s| s.schema_id())
+        .unwrap_or_else(|| {
+            metadata
+                .schemas_iter()
+                .map(|s| s.schema_id())
+                .max()
+                .unwrap_or(0)
+                + 1
+        })
+}
+
 /// Writes one data or delete manifest of snapshot `snapshot_id` at `path`.
 async fn write_manifest(
     table: &Table,
+    schema: &SchemaRef,
     path: &str,
     snapshot_id: i64,
     content: DataContentType,
@@ -636,7 +678,7 @@ async fn write_manifest(
     let builder = ManifestWriterBuilder::new(
         output,
         Some(snapshot_id),
-        metadata.current_schema().clone(),
+        schema.clone(),
         metadata.default_partition_spec().as_ref().clone(),
     );
     let mut writer = match content {

@@ -27,11 +27,10 @@ pub enum LakehouseError {
     },
     #[error("partition field {field:?}: {reason}")]
     PartitionSpec { field: String, reason: String },
-    #[error(
-        "source table {source_table} has no primary key: floe cannot apply updates and deletes to it; \
-         set `mode = \"append\"` for it to keep every change as a row"
-    )]
-    NoPrimaryKey { source_table: String },
+    /// Only truncates arrived for a table the lake does not have: nothing
+    /// to do (see [`crate::Lake::writer`]).
+    #[error("table {table} does not exist yet and the changes are truncates only")]
+    NoTableYet { table: String },
     #[error("table {table}: {source}")]
     Schema { table: String, source: SchemaError },
     #[error("Iceberg operation {operation} on {table} failed: {source}")]

@@ -174,6 +174,16 @@ impl<V: Copy + Default> I64Map<V> {
             .map(|s| (self.keys[s], self.values[s]))
     }
 
+    /// Every value, to change in place (keys stay).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
+        let occupied = &self.occupied;
+        self.values
+            .iter_mut()
+            .enumerate()
+            .filter(move |(s, _)| occupied[s / 64] & (1 << (s % 64)) != 0)
+            .map(|(_, v)| v)
+    }
+
     pub fn clear(&mut self) {
         self.occupied.iter_mut().for_each(|w| *w = 0);
         self.len = 0;

@@ -56,6 +56,8 @@ pub mod commit;
 pub mod config;
 pub mod dead_letter;
 pub mod error;
+pub mod evolve;
+mod fill;
 pub mod i64_map;
 pub mod maintain;
 pub mod partition;

@@ -6,6 +6,12 @@
 //! Tables keyed by one integer column use [`I64Map`] (19–28 bytes per live
 //! row); other keys (text, composite) are encoded with Arrow's row format
 //! and kept in a `HashMap`.
+//!
+//! A table without a primary key is keyed by the whole row
+//! ([`PrimaryKeyIndex::whole_rows`]): each distinct row's 128-bit hash maps
+//! to the places of its copies (a keyless table may hold duplicates), and a
+//! delete or update removes one copy, as PostgreSQL's logical replication
+//! does with `REPLICA IDENTITY FULL`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,12 +38,19 @@ enum Keys {
         converter: arrow_row::RowConverter,
         map: HashMap<Box<[u8]>, RowLocation>,
     },
+    /// Whole rows (tables without a key): a row's hash to its copies.
+    Rows {
+        converter: arrow_row::RowConverter,
+        map: HashMap<u128, Vec<RowLocation>>,
+        len: usize,
+    },
 }
 
 /// The keys of a batch's rows, in the index's representation.
 pub enum BatchKeys {
     Int(Vec<Option<i64>>),
     Encoded(arrow_row::Rows, Vec<bool>),
+    Rows(Vec<Option<u128>>),
     /// A batch with no key column at all (e.g. only a truncate): `n` rows,
     /// none with a key.
     Absent(usize),
@@ -48,6 +61,7 @@ impl BatchKeys {
         match self {
             BatchKeys::Int(v) => v.len(),
             BatchKeys::Encoded(_, valid) => valid.len(),
+            BatchKeys::Rows(hashes) => hashes.len(),
             BatchKeys::Absent(n) => *n,
         }
     }
@@ -61,6 +75,7 @@ impl BatchKeys {
         match self {
             BatchKeys::Int(v) => v[i].map(Key::Int),
             BatchKeys::Encoded(rows, valid) => valid[i].then(|| Key::Encoded(rows.row(i).data())),
+            BatchKeys::Rows(hashes) => hashes[i].map(Key::Row),
             BatchKeys::Absent(_) => None,
         }
     }
@@ -71,6 +86,8 @@ impl BatchKeys {
 pub enum Key<'a> {
     Int(i64),
     Encoded(&'a [u8]),
+    /// A whole row's hash.
+    Row(u128),
 }
 
 /// Every live key of a table and where its row is.
@@ -112,10 +129,39 @@ impl PrimaryKeyIndex {
         })
     }
 
+    /// An empty index of whole rows of these column types (a table without
+    /// a primary key).
+    pub fn whole_rows(column_types: &[DataType]) -> Result<Self, LakehouseError> {
+        let fields = column_types
+            .iter()
+            .map(|t| SortField::new(t.clone()))
+            .collect();
+        let converter =
+            arrow_row::RowConverter::new(fields).map_err(|e| LakehouseError::Arrow {
+                context: "whole-row keys (a table without a primary key)".into(),
+                source: e,
+            })?;
+        Ok(Self {
+            files: Vec::new(),
+            file_ids: HashMap::new(),
+            keys: Keys::Rows {
+                converter,
+                map: HashMap::new(),
+                len: 0,
+            },
+        })
+    }
+
+    /// Whether rows are keyed by their whole value (no primary key).
+    pub fn is_whole_rows(&self) -> bool {
+        matches!(self.keys, Keys::Rows { .. })
+    }
+
     pub fn len(&self) -> usize {
         match &self.keys {
             Keys::Int(m) => m.len(),
             Keys::Encoded { map, .. } => map.len(),
+            Keys::Rows { len, .. } => *len,
         }
     }
 
@@ -130,6 +176,13 @@ impl PrimaryKeyIndex {
             Keys::Encoded { map, .. } => {
                 map.capacity() * (std::mem::size_of::<(Box<[u8]>, RowLocation)>() + 1)
                     + map.keys().map(|k| k.len()).sum::<usize>()
+            }
+            Keys::Rows { map, .. } => {
+                map.capacity() * (std::mem::size_of::<(u128, Vec<RowLocation>)>() + 1)
+                    + map
+                        .values()
+                        .map(|v| v.capacity() * std::mem::size_of::<RowLocation>())
+                        .sum::<usize>()
             }
         };
         keys + self.files.iter().map(|p| p.len() * 2 + 48).sum::<usize>()
@@ -195,7 +248,66 @@ impl PrimaryKeyIndex {
                 let valid = (0..key.len()).map(|i| key.is_valid(i)).collect();
                 Ok(BatchKeys::Encoded(rows, valid))
             }
+            Keys::Rows { converter, .. } => {
+                let columns: Vec<ArrayRef> = key.columns().to_vec();
+                let rows =
+                    converter
+                        .convert_columns(&columns)
+                        .map_err(|e| LakehouseError::Arrow {
+                            context: "whole-row keys".into(),
+                            source: e,
+                        })?;
+                Ok(BatchKeys::Rows(
+                    (0..key.len())
+                        .map(|i| key.is_valid(i).then(|| row_hash(rows.row(i).data())))
+                        .collect(),
+                ))
+            }
         }
+    }
+
+    /// Adds one copy of a whole row (a table without a key).
+    pub fn insert_copy(&mut self, key: Key<'_>, loc: RowLocation) {
+        if let (Keys::Rows { map, len, .. }, Key::Row(hash)) = (&mut self.keys, key) {
+            map.entry(hash).or_default().push(loc);
+            *len += 1;
+        }
+    }
+
+    /// Removes one copy of a whole row; returns its position delete, if
+    /// the table held one.
+    pub fn remove_copy(&mut self, key: Key<'_>) -> Option<PositionDelete> {
+        let (Keys::Rows { map, len, .. }, Key::Row(hash)) = (&mut self.keys, key) else {
+            return None;
+        };
+        let copies = map.get_mut(&hash)?;
+        let loc = copies.pop()?;
+        if copies.is_empty() {
+            map.remove(&hash);
+        }
+        *len -= 1;
+        Some(self.delete_of(loc))
+    }
+
+    /// Moves every row to where `moved` says it is now (its file rewritten:
+    /// `moved(file id, position)` gives the new place, or None when the
+    /// row's file was not rewritten).
+    pub fn relocate(&mut self, mut moved: impl FnMut(RowLocation) -> Option<RowLocation>) {
+        let mut apply = |loc: &mut RowLocation| {
+            if let Some(to) = moved(*loc) {
+                *loc = to;
+            }
+        };
+        match &mut self.keys {
+            Keys::Int(m) => m.values_mut().for_each(&mut apply),
+            Keys::Encoded { map, .. } => map.values_mut().for_each(&mut apply),
+            Keys::Rows { map, .. } => map.values_mut().flatten().for_each(&mut apply),
+        }
+    }
+
+    /// The path of a registered data file.
+    pub fn file_path(&self, file: u32) -> Option<&Arc<str>> {
+        self.files.get(file as usize)
     }
 
     /// Points `key` at `loc`; returns the position delete of the row it
@@ -204,6 +316,10 @@ impl PrimaryKeyIndex {
         let previous = match (&mut self.keys, key) {
             (Keys::Int(m), Key::Int(k)) => m.insert(k, loc),
             (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.insert(Box::from(bytes), loc),
+            (Keys::Rows { .. }, key @ Key::Row(_)) => {
+                self.insert_copy(key, loc);
+                None
+            }
             _ => None,
         };
         previous.map(|p| self.delete_of(p))
@@ -214,6 +330,7 @@ impl PrimaryKeyIndex {
         let previous = match (&mut self.keys, key) {
             (Keys::Int(m), Key::Int(k)) => m.remove(k),
             (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.remove(bytes),
+            (Keys::Rows { .. }, key @ Key::Row(_)) => return self.remove_copy(key),
             _ => None,
         };
         previous.map(|p| self.delete_of(p))
@@ -224,6 +341,7 @@ impl PrimaryKeyIndex {
         let loc = match (&self.keys, key) {
             (Keys::Int(m), Key::Int(k)) => m.get(k),
             (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.get(bytes).copied(),
+            (Keys::Rows { map, .. }, Key::Row(hash)) => map.get(&hash)?.last().copied(),
             _ => None,
         }?;
         Some((self.files[loc.file as usize].clone(), loc.pos))
@@ -234,6 +352,11 @@ impl PrimaryKeyIndex {
         match &self.keys {
             Keys::Int(m) => m.iter().map(|(_, loc)| self.delete_of(loc)).collect(),
             Keys::Encoded { map, .. } => map.values().map(|loc| self.delete_of(*loc)).collect(),
+            Keys::Rows { map, .. } => map
+                .values()
+                .flatten()
+                .map(|loc| self.delete_of(*loc))
+                .collect(),
         }
     }
 
@@ -242,6 +365,24 @@ impl PrimaryKeyIndex {
         match &mut self.keys {
             Keys::Int(m) => m.clear(),
             Keys::Encoded { map, .. } => map.clear(),
+            Keys::Rows { map, len, .. } => {
+                map.clear();
+                *len = 0;
+            }
         }
     }
+}
+
+/// A 128-bit hash of a row's encoding: two SipHash passes seeded apart
+/// (the standard library's hasher with its fixed keys; the index is built
+/// again whenever a writer opens, so the hash is never stored). Two
+/// different rows colliding is a 2^-128 event.
+fn row_hash(bytes: &[u8]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let mut a = std::hash::DefaultHasher::new();
+    bytes.hash(&mut a);
+    let mut b = std::hash::DefaultHasher::new();
+    0x5f1b_e6c4_u32.hash(&mut b);
+    bytes.hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }

@@ -19,6 +19,17 @@ pub enum SchemaError {
     },
     #[error("invalid Iceberg schema: {0}")]
     Invalid(#[source] Box<iceberg::Error>),
+    #[error(
+        "column {column:?} changed type from {from} to {to}; Iceberg can only widen int to long, \
+         float to double and a decimal's precision (same scale)"
+    )]
+    Incompatible {
+        column: String,
+        from: String,
+        to: String,
+    },
+    #[error("{0}; floe cannot re-key a table")]
+    KeyChanged(String),
 }
 
 /// The Iceberg schema for a source table whose rows have `fields`, with
@@ -69,6 +80,31 @@ pub fn iceberg_type(field: &arrow_schema::Field) -> Result<iceberg::spec::Type, 
             reason,
         )))
     })
+}
+
+/// Whether two Iceberg types have the same shape: equal primitives, and
+/// nested types whose fields match by name and type. Field ids and
+/// nullability are ignored: a type built again from a batch has fresh ids.
+pub fn same_type(a: &iceberg::spec::Type, b: &iceberg::spec::Type) -> bool {
+    use iceberg::spec::Type;
+    match (a, b) {
+        (Type::Primitive(x), Type::Primitive(y)) => x == y,
+        (Type::List(x), Type::List(y)) => {
+            same_type(&x.element_field.field_type, &y.element_field.field_type)
+        }
+        (Type::Map(x), Type::Map(y)) => {
+            same_type(&x.key_field.field_type, &y.key_field.field_type)
+                && same_type(&x.value_field.field_type, &y.value_field.field_type)
+        }
+        (Type::Struct(x), Type::Struct(y)) => {
+            x.fields().len() == y.fields().len()
+                && x.fields()
+                    .iter()
+                    .zip(y.fields())
+                    .all(|(f, g)| f.name == g.name && same_type(&f.field_type, &g.field_type))
+        }
+        _ => false,
+    }
 }
 
 /// Whether values of type `from` can be read as `to` without loss, as the

@@ -203,6 +203,7 @@ pub async fn write_result(
             delete_files: Vec::new(),
             properties: properties.clone(),
             remove: remove.clone(),
+            schema: None,
         };
         match commit_row_delta(&lake.pointer, &table, delta).await {
             Ok(committed) => {

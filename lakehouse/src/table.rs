@@ -59,15 +59,9 @@ impl TableTarget {
     pub fn schema(&self, batch: &ChangeBatch) -> Result<Schema, LakehouseError> {
         let table = self.ident.to_string();
         match self.config.mode {
-            TableMode::Upsert => {
-                if batch.key_fields.is_empty() {
-                    return Err(LakehouseError::NoPrimaryKey {
-                        source_table: source_name(batch),
-                    });
-                }
-                table_schema(&batch.row_fields(), &batch.key_fields)
-                    .map_err(|source| LakehouseError::Schema { table, source })
-            }
+            // a source table without a primary key is keyed by whole rows
+            TableMode::Upsert => table_schema(&batch.row_fields(), &batch.key_fields)
+                .map_err(|source| LakehouseError::Schema { table, source }),
             TableMode::Append => {
                 let row = table_schema(&batch.row_fields(), &[]).map_err(|source| {
                     LakehouseError::Schema {
@@ -129,13 +123,6 @@ impl TableTarget {
                     })
             }
         }
-    }
-}
-
-fn source_name(batch: &ChangeBatch) -> String {
-    match &batch.source {
-        Some(s) => format!("{}.{}.{}", s.database, s.schema, s.table),
-        None => batch.topic.clone(),
     }
 }
 

@@ -45,40 +45,7 @@ pub fn table_rows(
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(arrow.fields().len());
     for field in arrow.fields() {
         let column = match after.column_by_name(field.name()) {
-            Some(c) if c.data_type() == field.data_type() => c.clone(),
-            // same type, other nested field names (`item` vs `element`) or
-            // missing field ids: a cast renames without touching the data
-            Some(c) if c.data_type().equals_datatype(field.data_type()) => {
-                arrow_cast::cast(c, field.data_type()).map_err(|e| LakehouseError::Arrow {
-                    context: format!("column {} of {table}", field.name()),
-                    source: e,
-                })?
-            }
-            // `UTC` and `+00:00` name the same zone (Arrow keeps the name)
-            Some(c) if is_utc_timestamp(c.data_type()) && is_utc_timestamp(field.data_type()) => {
-                arrow_cast::cast(c, field.data_type()).map_err(|e| LakehouseError::Arrow {
-                    context: format!("column {} of {table}", field.name()),
-                    source: e,
-                })?
-            }
-            // a batch from before a column was widened: cast up
-            Some(c) if is_arrow_widening(c.data_type(), field.data_type()) => {
-                arrow_cast::cast(c, field.data_type()).map_err(|e| LakehouseError::Arrow {
-                    context: format!("column {} of {table}", field.name()),
-                    source: e,
-                })?
-            }
-            Some(c) => {
-                return Err(LakehouseError::SchemaMismatch {
-                    table: table.to_string(),
-                    reason: format!(
-                        "column {:?} is {} in the batch but {} in the table",
-                        field.name(),
-                        c.data_type(),
-                        field.data_type()
-                    ),
-                })
-            }
+            Some(c) => conform_column(c, field, table)?,
             None => new_null_array(field.data_type(), after.len()),
         };
         columns.push(column);
@@ -98,6 +65,60 @@ pub fn table_rows(
     })
 }
 
+/// `column` as the table's `field` types it. The values must be the same
+/// (or widen without loss); only their Arrow layout may differ: nested
+/// field names (`item` vs `element`) and field ids, `Binary` vs Iceberg's
+/// `LargeBinary`, a UTC zone's name, a narrower type from before a column
+/// was widened. Anything else is a mismatch, which no retry fixes.
+pub(crate) fn conform_column(
+    column: &ArrayRef,
+    field: &arrow_schema::Field,
+    table: &str,
+) -> Result<ArrayRef, LakehouseError> {
+    if column.data_type() == field.data_type() {
+        return Ok(column.clone());
+    }
+    if !same_values(column.data_type(), field.data_type()) {
+        return Err(LakehouseError::SchemaMismatch {
+            table: table.to_string(),
+            reason: format!(
+                "column {:?} is {} in the batch but {} in the table",
+                field.name(),
+                column.data_type(),
+                field.data_type()
+            ),
+        });
+    }
+    arrow_cast::cast(column, field.data_type()).map_err(|e| LakehouseError::Arrow {
+        context: format!("column {} of {table}", field.name()),
+        source: e,
+    })
+}
+
+/// Whether values of Arrow type `from` are values of `to` (see
+/// [`conform_column`]).
+fn same_values(from: &arrow_schema::DataType, to: &arrow_schema::DataType) -> bool {
+    use arrow_schema::DataType as D;
+    match (from, to) {
+        _ if from.equals_datatype(to) => true,
+        (D::Binary | D::LargeBinary, D::Binary | D::LargeBinary)
+        | (D::Utf8 | D::LargeUtf8, D::Utf8 | D::LargeUtf8) => true,
+        _ if is_utc_timestamp(from) && is_utc_timestamp(to) => true,
+        _ if is_arrow_widening(from, to) => true,
+        (D::List(a) | D::LargeList(a), D::List(b) | D::LargeList(b)) => {
+            same_values(a.data_type(), b.data_type())
+        }
+        (D::Map(a, _), D::Map(b, _)) => same_values(a.data_type(), b.data_type()),
+        (D::Struct(a), D::Struct(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b.iter())
+                    .all(|(x, y)| x.name() == y.name() && same_values(x.data_type(), y.data_type()))
+        }
+        _ => false,
+    }
+}
+
 fn is_utc_timestamp(t: &arrow_schema::DataType) -> bool {
     matches!(
         t,
@@ -114,9 +135,21 @@ pub async fn write_rows(
     rows: &RecordBatch,
     file_prefix: &str,
 ) -> Result<WrittenRows, LakehouseError> {
+    let schema = table.metadata().current_schema().clone();
+    write_rows_as(table, &schema, rows, file_prefix).await
+}
+
+/// [`write_rows`] in `schema`, the schema the commit of these files makes
+/// current (a batch that changes the table's columns).
+pub async fn write_rows_as(
+    table: &Table,
+    schema: &Arc<Schema>,
+    rows: &RecordBatch,
+    file_prefix: &str,
+) -> Result<WrittenRows, LakehouseError> {
     let name = table.identifier().to_string();
     let metadata = table.metadata();
-    let schema = metadata.current_schema().clone();
+    let schema = schema.clone();
     let spec = metadata.default_partition_spec().clone();
     if rows.num_rows() == 0 {
         return Ok(WrittenRows {

@@ -425,6 +425,31 @@ async fn a_changed_primary_key_is_refused_and_commits_nothing() {
     let before = w.table().metadata_location().map(str::to_string);
     let mut rekeyed = vendors[0].clone();
     rekeyed.topic = trips[0].topic.clone();
+    // later in the topic than anything the table holds (an earlier offset
+    // would be skipped as already applied, whatever its schema)
+    let offsets = rekeyed
+        .records
+        .column_by_name(ingest::columns::OFFSET)
+        .unwrap();
+    let later: arrow_array::Int64Array = offsets
+        .as_any()
+        .downcast_ref::<arrow_array::Int64Array>()
+        .unwrap()
+        .iter()
+        .map(|o| o.map(|o| o + 1_000))
+        .collect();
+    let at = rekeyed
+        .records
+        .schema()
+        .index_of(ingest::columns::OFFSET)
+        .unwrap();
+    let mut columns = rekeyed.records.columns().to_vec();
+    columns[at] = std::sync::Arc::new(later);
+    rekeyed.records = arrow_array::RecordBatch::try_new(rekeyed.records.schema(), columns).unwrap();
+    for r in &mut rekeyed.offsets {
+        r.first += 1_000;
+        r.last += 1_000;
+    }
     let err = w.apply(&rekeyed).await.unwrap_err();
     assert!(err.to_string().contains("cannot re-key"), "{err}");
     assert_eq!(

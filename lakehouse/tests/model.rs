@@ -292,12 +292,14 @@ async fn run(
         }
         for batch in batches {
             if writer.is_none() {
+                // a truncate-only first batch creates nothing (Lake::writer)
+                if !batch.has_row_events() {
+                    continue;
+                }
                 let target = TableTarget::for_batch(&batch, &lake.tables).unwrap();
-                let table = match ensure_table(catalog.as_ref(), &target, &batch).await {
-                    Ok(t) => t,
-                    Err(lakehouse::LakehouseError::NoPrimaryKey { .. }) => continue, // a truncate-only first batch
-                    Err(e) => panic!("{e}"),
-                };
+                let table = ensure_table(catalog.as_ref(), &target, &batch)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
                 let pointer = SqlCatalogPointer::connect(&uri).await.unwrap();
                 writer = Some(
                     TableWriter::open(catalog.clone(), table, pointer)

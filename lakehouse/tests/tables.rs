@@ -136,24 +136,19 @@ async fn names_come_from_configuration_or_the_topic_prefix() {
 }
 
 #[tokio::test]
-async fn a_table_without_primary_key_needs_append_mode() {
+async fn a_table_without_primary_key_is_keyed_by_whole_rows_or_kept_as_a_changelog() {
     let batches = batches().await;
     let log = first(&batches, "taxi.public.event_log");
     let lake = lake("append");
     let catalog = open_catalog(&lake).await.unwrap();
+    // by default: the source table's own columns, no identifier fields
+    // (TableWriter keys its rows by their whole value)
     let target = TableTarget::for_batch(log, &lake.tables).unwrap();
-    let err = ensure_table(catalog.as_ref(), &target, log)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, LakehouseError::NoPrimaryKey { .. }), "{err}");
-    assert!(
-        err.to_string().contains("mode = \"append\""),
-        "says how to fix it: {err}"
-    );
-    assert!(
-        !catalog.table_exists(&target.ident).await.unwrap(),
-        "nothing was created"
-    );
+    let table = ensure_table(catalog.as_ref(), &target, log).await.unwrap();
+    let schema = table.metadata().current_schema();
+    assert_eq!(schema.identifier_field_ids().count(), 0);
+    assert!(schema.field_by_name("_op").is_none());
+    catalog.drop_table(&target.ident).await.unwrap();
 
     let lake = with_table(
         lake,

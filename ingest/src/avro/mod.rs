@@ -8,9 +8,11 @@
 //! writer schema into a column decoder instead (see [`crate::column`]).
 
 pub(crate) mod cursor;
+mod default;
 mod schema;
 mod skip;
 
 pub use cursor::{Cursor, CursorError};
+pub use default::encode_default;
 pub use schema::{AvroSchema, AvroType, Field, SchemaError};
 pub use skip::{skip, SkipPlan};

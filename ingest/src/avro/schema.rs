@@ -62,6 +62,9 @@ pub enum AvroType {
 pub struct Field {
     pub name: String,
     pub schema: AvroSchema,
+    /// The field's `default`, as JSON (Avro's default-value encoding).
+    /// Debezium sets it to the column's default in the source table.
+    pub default: Option<Value>,
 }
 
 impl AvroSchema {
@@ -342,6 +345,7 @@ impl Parser {
             fields.push(Field {
                 name: field_name,
                 schema: self.parse(ty, &inner_ns)?,
+                default: f.get("default").cloned(),
             });
         }
         self.in_progress.pop();

@@ -239,6 +239,7 @@ pub async fn compact(
                 delete_files: redeleted.clone(),
                 properties: carried_properties(&table),
                 remove: Removal::Files(rewrite.removed.clone()),
+                schema: None,
             };
             match commit_row_delta_retrying(&lake.pointer, &table, delta, &mut cache).await {
                 Ok(committed) => {
