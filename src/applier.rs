@@ -235,7 +235,7 @@ async fn apply_with_retry(
                     .unwrap_or_default();
                 return Ok((stats, table));
             }
-            Err(e) if is_permanent(&e) => {
+            Err(e) if !e.is_retryable() => {
                 return Err(e).with_context(|| {
                     format!(
                         "cannot apply {} ({} events at offsets {:?})",
@@ -283,16 +283,4 @@ fn record_batch(metrics: &Metrics, table: &str, batch: &ChangeBatch, took: Durat
                 .and_then(arrow::compute::max)
         });
     metrics.committed(took, newest);
-}
-
-/// Errors in the data or the configuration, which waiting cannot fix.
-fn is_permanent(e: &LakehouseError) -> bool {
-    matches!(
-        e,
-        LakehouseError::SchemaMismatch { .. }
-            | LakehouseError::Schema { .. }
-            | LakehouseError::PartitionSpec { .. }
-            | LakehouseError::CatalogPathNeeded
-            | LakehouseError::Arrow { .. }
-    )
 }

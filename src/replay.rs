@@ -80,12 +80,17 @@ pub async fn replay(
     let mut progress = Progress::start("replay");
     for slice in recording.messages.chunks(batch_messages.max(1)) {
         for message in slice {
-            decoder.push(&message.as_raw()).await.with_context(|| {
-                format!(
-                    "decoding {} partition {} offset {}",
-                    message.topic, message.partition, message.offset
-                )
-            })?;
+            if let Err(e) = decoder.push(&message.as_raw()).await {
+                // as ingest does: what precedes the message is committed
+                // (later runs resume after it), then floe stops at it
+                applier.apply_now(decoder.flush()).await?;
+                return Err(e).with_context(|| {
+                    format!(
+                        "decoding {} partition {} offset {}",
+                        message.topic, message.partition, message.offset
+                    )
+                });
+            }
         }
         let applied = applier.finished().await?;
         done.events += applied.events;

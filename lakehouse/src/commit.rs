@@ -66,7 +66,26 @@ pub enum CommitError {
     Catalog { table: String, source: sqlx::Error },
     /// The REST catalog could not be reached or refused the commit.
     #[error("REST catalog commit for {table} failed: {reason}")]
-    Rest { table: String, reason: String },
+    Rest {
+        table: String,
+        reason: String,
+        /// Not reached, or a server error (5xx); a 4xx refusal is not.
+        retryable: bool,
+    },
+}
+
+impl CommitError {
+    /// Whether the commit may succeed if tried again (on a reloaded table
+    /// for a conflict).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CommitError::Conflict { .. } => true,
+            CommitError::NoMetadataLocation(_) => false,
+            CommitError::Write { source, .. } => crate::error::iceberg_is_retryable(source),
+            CommitError::Catalog { source, .. } => crate::error::sqlx_is_retryable(source),
+            CommitError::Rest { retryable, .. } => *retryable,
+        }
+    }
 }
 
 /// Where floe swaps a table's metadata pointer: the catalog it opened.
@@ -180,11 +199,15 @@ impl RestCatalogPointer {
         if let Some(t) = &self.token {
             request = request.bearer_auth(t);
         }
-        let rest = |reason: String| CommitError::Rest {
+        let rest = |reason: String, retryable: bool| CommitError::Rest {
             table: name.clone(),
             reason,
+            retryable,
         };
-        let response = request.send().await.map_err(|e| rest(e.to_string()))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| rest(e.to_string(), true))?;
         let status = response.status();
         if status == reqwest::StatusCode::CONFLICT {
             return Err(CommitError::Conflict {
@@ -194,12 +217,15 @@ impl RestCatalogPointer {
         }
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(rest(format!("HTTP {status}: {text}")));
+            return Err(rest(
+                format!("HTTP {status}: {text}"),
+                status.is_server_error(),
+            ));
         }
         let committed: CommittedTable = response
             .json()
             .await
-            .map_err(|e| rest(format!("bad commit response: {e}")))?;
+            .map_err(|e| rest(format!("bad commit response: {e}"), false))?;
         Ok((committed.metadata_location, committed.metadata))
     }
 }

@@ -1,4 +1,12 @@
-//! The lakehouse's errors.
+//! The lakehouse's errors, and which of them waiting can fix.
+//!
+//! Only an outage is retried: the catalog database, the REST catalog or
+//! the object store not answering, timing out or failing inside. Every
+//! other error is permanent wherever it is raised, because retrying would
+//! only repeat it: data or a schema the table refuses, a configuration
+//! mistake, storage refusing the credentials, naming a bucket that does not
+//! exist or missing a file the table needs. [`LakehouseError::is_retryable`]
+//! says which is which; callers never match on messages.
 
 use thiserror::Error;
 
@@ -58,4 +66,179 @@ pub enum LakehouseError {
     },
     #[error("the writer of {table} failed during an earlier commit; open it again (its index may be ahead of the table)")]
     WriterPoisoned { table: String },
+}
+
+impl LakehouseError {
+    /// Whether waiting (and opening the table again) may fix this: an
+    /// outage. See the module's documentation.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LakehouseError::Catalog { source, .. } | LakehouseError::Iceberg { source, .. } => {
+                iceberg_is_retryable(source)
+            }
+            LakehouseError::RestCatalog { .. } => true,
+            LakehouseError::CatalogDatabase { source, .. } => sqlx_is_retryable(source),
+            LakehouseError::Commit { source, .. } => source.is_retryable(),
+            LakehouseError::Store { source, .. } => source.retryable,
+            // the writer is opened again, from the table as committed
+            LakehouseError::WriterPoisoned { .. } => true,
+            LakehouseError::CatalogPathNeeded
+            | LakehouseError::Warehouse { .. }
+            | LakehouseError::PartitionSpec { .. }
+            | LakehouseError::NoTableYet { .. }
+            | LakehouseError::Schema { .. }
+            | LakehouseError::Arrow { .. }
+            | LakehouseError::SchemaMismatch { .. } => false,
+        }
+    }
+}
+
+/// An iceberg error: an I/O failure is classified by its cause (the
+/// object store's, the catalog database's, the HTTP client's); data iceberg
+/// refuses (`DataInvalid`: a value its writer cannot hold, a corrupt file)
+/// and unsupported features are permanent, a lost commit race is not.
+pub(crate) fn iceberg_is_retryable(e: &iceberg::Error) -> bool {
+    use iceberg::ErrorKind;
+    match e.kind() {
+        ErrorKind::CatalogCommitConflicts => true,
+        ErrorKind::Unexpected => cause_is_retryable(e).unwrap_or(e.retryable()),
+        _ => false,
+    }
+}
+
+/// Walks `e`'s causes for one floe knows how to classify.
+fn cause_is_retryable(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = next {
+        if let Some(o) = cause.downcast_ref::<opendal::Error>() {
+            return Some(opendal_is_retryable(o));
+        }
+        if let Some(s) = cause.downcast_ref::<sqlx::Error>() {
+            return Some(sqlx_is_retryable(s));
+        }
+        if let Some(r) = cause.downcast_ref::<reqwest::Error>() {
+            return Some(
+                r.is_connect() || r.is_timeout() || r.status().is_some_and(|s| s.is_server_error()),
+            );
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io_is_retryable(io));
+        }
+        next = cause.source();
+    }
+    None
+}
+
+/// An object-store error: refusals (credentials, a missing bucket or
+/// file, a bad configuration) are permanent; failures to get an answer
+/// (connection refused or reset, timeouts, 5xx, throttling) are outages.
+pub(crate) fn opendal_is_retryable(e: &opendal::Error) -> bool {
+    use opendal::ErrorKind;
+    match e.kind() {
+        ErrorKind::PermissionDenied
+        | ErrorKind::ConfigInvalid
+        | ErrorKind::NotFound
+        | ErrorKind::Unsupported
+        | ErrorKind::IsADirectory
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsSameFile
+        | ErrorKind::RangeNotSatisfied => false,
+        // S3 answers an unknown bucket with 404 NoSuchBucket
+        _ if e.to_string().contains("NoSuchBucket") => false,
+        _ => true,
+    }
+}
+
+/// A catalog-database error: the database refusing (a wrong password, a
+/// missing database or table, a constraint) is permanent; not reaching it
+/// is an outage.
+pub(crate) fn sqlx_is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(io) => io_is_retryable(io),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+fn io_is_retryable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    !matches!(
+        e.kind(),
+        ErrorKind::PermissionDenied
+            | ErrorKind::NotFound
+            | ErrorKind::InvalidInput
+            | ErrorKind::InvalidData
+            | ErrorKind::AlreadyExists
+            | ErrorKind::Unsupported
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_failure(kind: opendal::ErrorKind, message: &str) -> iceberg::Error {
+        iceberg::Error::new(
+            iceberg::ErrorKind::Unexpected,
+            "Failure in doing io operation",
+        )
+        .with_source(opendal::Error::new(kind, message))
+    }
+
+    #[test]
+    fn only_outages_are_retried() {
+        let iceberg_error = |source| LakehouseError::Iceberg {
+            operation: "write data file",
+            table: "t".into(),
+            source: Box::new(source),
+        };
+        // the store refusing: credentials, a bucket, a file
+        for (kind, message) in [
+            (opendal::ErrorKind::PermissionDenied, "InvalidAccessKeyId"),
+            (opendal::ErrorKind::NotFound, "object not found"),
+            (
+                opendal::ErrorKind::Unexpected,
+                "S3Error { code: \"NoSuchBucket\" }",
+            ),
+            (opendal::ErrorKind::ConfigInvalid, "endpoint is not a URL"),
+        ] {
+            let e = iceberg_error(io_failure(kind, message));
+            assert!(!e.is_retryable(), "{kind:?} {message}: {e}");
+        }
+        // the store not answering
+        for kind in [
+            opendal::ErrorKind::Unexpected,
+            opendal::ErrorKind::RateLimited,
+        ] {
+            let e = iceberg_error(io_failure(kind, "connection refused"));
+            assert!(e.is_retryable(), "{kind:?}: {e}");
+        }
+        // a value iceberg's writer refuses (as 24:00:00 once was)
+        let refused = iceberg::Error::new(iceberg::ErrorKind::DataInvalid, "Invalid time");
+        assert!(!iceberg_error(refused).is_retryable());
+        // the catalog database: down is an outage, a refusal is not
+        let down = LakehouseError::CatalogDatabase {
+            uri: "postgres://db".into(),
+            source: sqlx::Error::PoolTimedOut,
+        };
+        assert!(down.is_retryable());
+        let gone = LakehouseError::CatalogDatabase {
+            uri: "postgres://db".into(),
+            source: sqlx::Error::RowNotFound,
+        };
+        assert!(!gone.is_retryable());
+        let schema = LakehouseError::Schema {
+            table: "t".into(),
+            source: SchemaError::Incompatible {
+                column: "v".into(),
+                from: "string".into(),
+                to: "int".into(),
+            },
+        };
+        assert!(!schema.is_retryable());
+    }
 }

@@ -18,6 +18,9 @@ use crate::config::ResolvedS3;
 pub struct StoreError {
     pub location: String,
     pub message: String,
+    /// An outage (waiting may fix it), not a refusal (see
+    /// [`crate::error::opendal_is_retryable`]).
+    pub retryable: bool,
 }
 
 /// One file a listing found.
@@ -47,6 +50,7 @@ impl Store {
         let location = location.trim_end_matches('/').to_string();
         let failed = |e: opendal::Error| StoreError {
             location: location.clone(),
+            retryable: crate::error::opendal_is_retryable(&e),
             message: e.to_string(),
         };
         let s3_rest = location
@@ -83,6 +87,7 @@ impl Store {
                     return Err(StoreError {
                         location,
                         message: "only file:// and s3:// locations can be listed".into(),
+                        retryable: false,
                     });
                 }
                 let dir = location.trim_start_matches("file://");
@@ -158,6 +163,7 @@ impl Store {
     fn error(&self, name: &str, e: opendal::Error) -> StoreError {
         StoreError {
             location: format!("{}/{}", self.location, name.trim_start_matches('/')),
+            retryable: crate::error::opendal_is_retryable(&e),
             message: e.to_string(),
         }
     }

@@ -8,3 +8,4 @@ mod sql;
 mod stack;
 mod taxi_cdc;
 mod taxi_jobs;
+mod types;

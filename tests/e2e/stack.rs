@@ -74,6 +74,38 @@ impl Stack {
         }
     }
 
+    /// Only the given services of the stack (`scripts/stack.sh start
+    /// SERVICE` each), in a private directory; down on drop. Files placed in
+    /// `dir` first are used (e.g. `registry.json`, the registry's state).
+    pub(crate) fn only(dir: &Path, services: &[&str]) -> Self {
+        for service in services {
+            let o = Command::new("bash")
+                .arg(repo().join("scripts/stack.sh"))
+                .args(["start", service, &dir.display().to_string()])
+                .output()
+                .expect("bash runs");
+            assert!(
+                o.status.success(),
+                "stack.sh start {service}:\n{}",
+                text(&o)
+            );
+        }
+        let o = Command::new("bash")
+            .arg(repo().join("scripts/stack.sh"))
+            .args(["env", &dir.display().to_string()])
+            .output()
+            .expect("bash runs");
+        let env = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self {
+            dir: dir.to_path_buf(),
+            env,
+        }
+    }
+
     /// `scripts/stack.sh start|stop SERVICE` on this stack.
     pub(crate) fn service(&self, action: &str, name: &str) {
         let o = Command::new("bash")
