@@ -1,5 +1,6 @@
 //! The ingest crate's integration tests, in one binary.
 
+mod edge_values;
 mod errors;
 mod fixtures;
 mod fuzz;

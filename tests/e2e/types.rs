@@ -198,7 +198,7 @@ fn what_the_lake_cannot_take_stops_replay_at_it() {
 async fn kafka_with_recordings(dir: &Path) -> Stack {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(fixtures().join("schemas.json"), dir.join("registry.json")).unwrap();
-    let stack = Stack::only(dir, &["broker", "kafka", "registry"]);
+    let stack = Stack::only(dir, &["broker", "kafka", "registry", "s3"]);
     let bootstrap = stack.env["KAFKA_BOOTSTRAP"].clone();
     for recording in [fixtures(), fixtures().join("refused")] {
         produce(&bootstrap, &recording).await;
@@ -379,6 +379,47 @@ async fn every_type_lands_through_ingest_and_refusals_stop_or_are_dead_lettered(
         .await,
         ["1|2024-01-01T00:00:00", "2|2024-01-02T00:00:00"]
     );
+
+    // storage refusing floe (wrong keys, no such bucket): permanent in
+    // either mode, so floe stops within seconds instead of retrying
+    for (case, bucket, secret, reason) in [
+        ("keys", "lake", "0".repeat(64), "PermissionDenied"),
+        (
+            "bucket",
+            "no-such-bucket",
+            stack.env["AWS_SECRET_ACCESS_KEY"].clone(),
+            "no-such-bucket",
+        ),
+    ] {
+        for on_error in ["fail", "dead_letter"] {
+            let run = dir.join(format!("s3-{case}-{on_error}"));
+            std::fs::create_dir_all(&run).unwrap();
+            let config = run.join("floe.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "{}\n[lake]\nwarehouse = \"s3://{bucket}/wh\"\n[lake.catalog]\ntype = \"sqlite\"\npath = \"{}\"\n\
+                     [lake.s3]\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{secret}\"\n",
+                    ingest_settings(&stack, &format!("s3-{case}-{on_error}"), r"types\.public\.text_key", on_error),
+                    run.join("catalog.db").display(),
+                    stack.env["FLOE_S3_ENDPOINT"],
+                    stack.env["AWS_ACCESS_KEY_ID"],
+                ),
+            )
+            .unwrap();
+            let (out, took) = floe_ingest(&config);
+            assert!(!out.status.success(), "{case}, {on_error}: {}", text(&out));
+            assert!(
+                text(&out).contains(reason),
+                "{case}, {on_error}: {}",
+                text(&out)
+            );
+            assert!(
+                took < Duration::from_secs(30),
+                "{case}, {on_error} took {took:?}"
+            );
+        }
+    }
     drop(stack);
     std::fs::remove_dir_all(&dir).ok();
 }
