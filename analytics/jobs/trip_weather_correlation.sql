@@ -4,7 +4,7 @@
 WITH hourly_trips AS (
     SELECT date_trunc('hour', pickup_datetime) AS hour,
            count(*) AS trips,
-           sum(CAST(fare_amount AS DOUBLE)) AS fares
+           sum(fare_amount) AS fares
     FROM taxi_cdc.trips
     GROUP BY 1
 ),
@@ -26,7 +26,7 @@ SELECT hour_of_day,
        condition,
        count(*) AS hours,
        CAST(sum(trips) AS BIGINT) AS trips,
-       sum(fares) / nullif(sum(trips), 0) AS avg_fare,
+       round(sum(fares) / nullif(CAST(sum(trips) AS BIGINT), 0), 2) AS avg_fare,
        avg(temperature_c) AS avg_temperature_c,
        corr(temperature_c, trips) AS temperature_trips_correlation
 FROM hours

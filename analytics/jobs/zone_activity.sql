@@ -8,17 +8,18 @@ WITH clock AS (
 ),
 events AS (
     SELECT pickup_zone_id AS zone_id, pickup_datetime AS at, 1 AS pickup, 0 AS dropoff,
-           CAST(total_amount AS DOUBLE) AS revenue
+           total_amount AS revenue
     FROM taxi_cdc.trips
     UNION ALL
-    SELECT dropoff_zone_id, dropoff_datetime, 0, 1, 0.0
+    SELECT dropoff_zone_id, dropoff_datetime, 0 AS pickup, 1 AS dropoff,
+           CAST(0 AS DECIMAL(10, 2)) AS revenue
     FROM taxi_cdc.trips
 ),
 per_zone AS (
     SELECT e.zone_id,
            sum(CASE WHEN e.at > c.now - INTERVAL '1 hour' THEN e.pickup ELSE 0 END) AS pickups,
            sum(CASE WHEN e.at > c.now - INTERVAL '1 hour' THEN e.dropoff ELSE 0 END) AS dropoffs,
-           sum(CASE WHEN e.at > c.now - INTERVAL '1 hour' THEN e.revenue ELSE 0.0 END) AS revenue,
+           sum(CASE WHEN e.at > c.now - INTERVAL '1 hour' THEN e.revenue ELSE 0 END) AS revenue,
            sum(CASE WHEN e.at <= c.now - INTERVAL '1 hour' THEN 1 ELSE 0 END) / 24.0
                AS baseline_hourly_trips
     FROM events e

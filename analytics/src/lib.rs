@@ -6,16 +6,22 @@
 //! analytics and ML feature tables back into Iceberg: manifests, the inputs
 //! a query reads (files, generated weather, the changes feed of
 //! incremental jobs), batch loads of trip files, the run record and the
-//! scheduler. [`progress`] reports long work.
+//! scheduler. [`progress`] reports long work. The session corrects two
+//! ways the pinned DataFusion and iceberg-datafusion get answers wrong:
+//! [`dialect`] (where DataFusion's SQL answers differently from
+//! PostgreSQL's) and [`pushdown`] (filters the Iceberg scan would convert
+//! wrongly).
 //!
 //! Not here: Kafka and decoding (`ingest`), and writing Iceberg metadata:
 //! anything this crate writes goes through `lakehouse`'s commit path.
 
+pub mod dialect;
 pub mod error;
 pub mod format;
 pub mod jobs;
 pub mod meta;
 pub mod progress;
+pub mod pushdown;
 pub mod session;
 pub mod shell;
 pub mod statements;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 use iceberg_datafusion::IcebergCatalogProvider;
 use lakehouse::{Lake, LakeConfig};
@@ -29,11 +30,17 @@ impl LakeSession {
 
     /// A session over an opened lake.
     pub async fn over(lake: Arc<Lake>) -> Result<Self, AnalyticsError> {
-        let ctx = SessionContext::new_with_config(
-            SessionConfig::new()
-                .with_default_catalog_and_schema(LAKE_CATALOG, "public")
-                .with_information_schema(true),
-        );
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(LAKE_CATALOG, "public")
+            .with_information_schema(true);
+        // DataFusion's analyzer rules, with floe's around them: SQL answers
+        // as PostgreSQL gives them (crate::dialect)
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_analyzer_rules(crate::dialect::analyzer_rules())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.register_udtf(
             "as_of",
             Arc::new(crate::time_travel::AsOf::new(lake.catalog.clone())),
@@ -47,7 +54,9 @@ impl LakeSession {
     /// per refresh; each table's snapshot is read at every query).
     pub async fn refresh(&self) -> Result<(), AnalyticsError> {
         let provider = IcebergCatalogProvider::try_new(self.lake.catalog.clone()).await?;
-        self.ctx.register_catalog(LAKE_CATALOG, Arc::new(provider));
+        // the Iceberg scan gets only the filters it converts exactly
+        let provider = crate::pushdown::ExactFiltersCatalog::wrap(Arc::new(provider));
+        self.ctx.register_catalog(LAKE_CATALOG, provider);
         Ok(())
     }
 

@@ -132,6 +132,6 @@ impl TableFunctionImpl for AsOf {
                 .map_err(|e| DataFusionError::External(Box::new(e)))
         };
         let provider = tokio::task::block_in_place(|| handle.block_on(load))?;
-        Ok(Arc::new(provider))
+        Ok(crate::pushdown::ExactFilters::wrap(Arc::new(provider)))
     }
 }

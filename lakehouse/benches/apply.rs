@@ -19,6 +19,10 @@
 //! `FLOE_BENCH_MAINTAIN_SECONDS` (default 10), as `floe jobs schedule`
 //! would, ingest committing at most every `FLOE_BENCH_COMMIT_MS` (default
 //! 250), sampling the live file count every 100 commits.
+//! `-- add_default` loads FLOE_BENCH_EVENTS trips, then applies one update
+//! whose schema adds a column with a `DEFAULT`: floe rewrites every live
+//! row with the default in that commit (issue 14), timed against the same
+//! update without a schema change.
 //! `scripts/bench-apply.sh` runs all of them; `scripts/bench-maintain.sh`
 //! the maintenance one.
 
@@ -548,6 +552,95 @@ async fn maintain_run(n: usize, with_maintenance: bool) {
     std::fs::remove_dir_all(&warehouse).ok();
 }
 
+/// One update of trip 1, in the trips schema with `rate_code text DEFAULT
+/// 'standard'` added when `with_column`, at `offset`.
+fn one_update(offset: i64, with_column: bool) -> ChangeBatch {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let mut schemas = rec.schemas.clone();
+    let id = if with_column {
+        let mut json: serde_json::Value =
+            serde_json::from_str(rec.schemas.get(value_id).unwrap()).unwrap();
+        // as Debezium and the Confluent converter write a column with a default
+        json["fields"][0]["type"][1]["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "name": "rate_code",
+                "type": [{"type": "string", "connect.default": "standard"}, "null"],
+                "default": "standard"
+            }));
+        schemas.insert(9_001, &json.to_string());
+        9_001
+    } else {
+        value_id
+    };
+    let enc = EventEncoder::new(&schemas, id, key_id).unwrap();
+    let mut row = HashMap::from([
+        ("trip_id", Value::Long(1)),
+        ("vendor_id", Value::Int(2)),
+        ("pickup_datetime", Value::Long(MARCH_1)),
+        ("dropoff_datetime", Value::Long(MARCH_1 + 600_000_000)),
+        ("pickup_zone_id", Value::Int(1)),
+        ("dropoff_zone_id", Value::Int(2)),
+    ]);
+    if with_column {
+        row.insert("rate_code", Value::String("express".into()));
+    }
+    let key = HashMap::from([("trip_id", Value::Long(1))]);
+    let (k, v) = enc
+        .event(Op::Update, Some(&key), None, Some(&row), offset)
+        .unwrap();
+    let msg = RecordedMessage {
+        topic: "taxi.public.trips".into(),
+        partition: 0,
+        offset,
+        timestamp_ms: None,
+        key: k,
+        value: Some(v),
+    };
+    let mut decoder = ChangeDecoder::new(schemas);
+    ready(decoder.push(&msg.as_raw())).unwrap();
+    decoder.flush().remove(0)
+}
+
+/// The cost of `ADD COLUMN ... DEFAULT` on a table of `n` rows.
+async fn add_default_run(n: usize) {
+    let inserts = events(n, n, 0, 0);
+    let (mut w, warehouse) = writer("adddefault", &inserts[0]).await;
+    let t = Instant::now();
+    w.apply(&inserts[0]).await.unwrap();
+    let load = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    w.apply(&one_update(n as i64, false)).await.unwrap();
+    let plain = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let stats = w.apply(&one_update(n as i64 + 1, true)).await.unwrap();
+    let filled = t.elapsed().as_secs_f64();
+    assert!(
+        stats.schema_changed && stats.rows_filled == n as u64,
+        "{stats:?}"
+    );
+    let files = w.table().metadata().current_snapshot().map_or(0, |s| {
+        s.summary()
+            .additional_properties
+            .get("added-data-files")
+            .cloned()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+    println!(
+        "add column with default: {n} rows (loaded in {load:.1} s) filled in {filled:.2} s = {:.0} rows/s, {files} files written; the same update without the column {:.3} s; peak RSS {:.0} MB",
+        n as f64 / filled,
+        plain,
+        peak_rss_mb()
+    );
+    std::fs::remove_dir_all(&warehouse).ok();
+}
+
 fn main() {
     let n: usize = std::env::var("FLOE_BENCH_EVENTS")
         .ok()
@@ -586,6 +679,7 @@ fn main() {
         .unwrap();
     match arg.as_str() {
         "read" => rt.block_on(read_run(n)),
+        "add_default" => rt.block_on(add_default_run(n)),
         size => rt.block_on(apply_run(n, size.parse().expect("batch size or `read`"))),
     }
 }

@@ -155,14 +155,15 @@ async fn jobs_build_reference_and_analytics_tables() {
     );
     // by hand: zone 132 on 03-01 has 3 pickups (two at 08:xx, one at 17:00),
     // revenue 60 + 50 + 35, fares (50 + 40 + 30) / 3, distance
-    // (15 + 14 + 10) / 3, busiest hour 2 over an average hour of 3/24
+    // (15 + 14 + 10) / 3, busiest hour 2 over an average hour of 3/24;
+    // money and distances in decimals, to the cent
     assert_eq!(
         sql("SELECT zone_id, CAST(day AS VARCHAR) AS day, borough, zone, pickups, revenue, avg_fare, avg_distance, peak_hour_factor \
              FROM analytics.zone_performance_metrics ORDER BY day, zone_id"),
         "zone_id,day,borough,zone,pickups,revenue,avg_fare,avg_distance,peak_hour_factor\n\
-         132,2024-03-01,Queens,JFK Airport,3,145.0,40.0,13.0,16.0\n\
-         161,2024-03-01,Manhattan,Midtown Center,1,12.0,10.0,1.5,24.0\n\
-         161,2024-03-02,Manhattan,Midtown Center,1,25.0,20.0,3.0,24.0\n"
+         132,2024-03-01,Queens,JFK Airport,3,145.00,40.00,13.00,16.0\n\
+         161,2024-03-01,Manhattan,Midtown Center,1,12.00,10.00,1.50,24.0\n\
+         161,2024-03-02,Manhattan,Midtown Center,1,25.00,20.00,3.00,24.0\n"
     );
     let described = sql("\\d analytics.zone_performance_metrics");
     assert!(described.contains("day_month,month(day)"), "{described}");

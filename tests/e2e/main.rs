@@ -5,6 +5,7 @@ mod ingest;
 mod jobs;
 mod quickstart;
 mod sql;
+mod sql_differential;
 mod stack;
 mod taxi_cdc;
 mod taxi_jobs;

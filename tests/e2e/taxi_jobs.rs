@@ -251,15 +251,16 @@ async fn the_taxi_jobs_on_a_known_lake() {
     assert!(first.contains("all of taxi_cdc.trips"), "{first}");
     let windows = "SELECT CAST(window_start AS VARCHAR) AS w, CAST(window_end AS VARCHAR) AS e, \
                    trips, revenue, avg_fare, avg_distance FROM realtime.trip_aggregations ORDER BY 1";
+    // money in decimals, to the cent (sums exact, averages rounded).
     // 08:00 has trips 1 and 2 (revenue 50 + 15, fares 40 and 12,
     // distances 10 and 2); 08:05 trip 3; 09:30 trip 4; 02-20 08:00 trip 5
     assert_eq!(
         env.sql(windows),
         "w,e,trips,revenue,avg_fare,avg_distance\n\
-         2024-02-19T08:00:00,2024-02-19T08:05:00,2,65.0,26.0,6.0\n\
-         2024-02-19T08:05:00,2024-02-19T08:10:00,1,65.0,60.0,15.0\n\
-         2024-02-19T09:30:00,2024-02-19T09:35:00,1,20.0,15.0,3.0\n\
-         2024-02-20T08:00:00,2024-02-20T08:05:00,1,25.0,20.0,4.0\n"
+         2024-02-19T08:00:00,2024-02-19T08:05:00,2,65.00,26.00,6.00\n\
+         2024-02-19T08:05:00,2024-02-19T08:10:00,1,65.00,60.00,15.00\n\
+         2024-02-19T09:30:00,2024-02-19T09:35:00,1,20.00,15.00,3.00\n\
+         2024-02-20T08:00:00,2024-02-20T08:05:00,1,25.00,20.00,4.00\n"
     );
     cdc.apply(&late_changes()).await;
     let second = env.run("trip_aggregations");
@@ -274,10 +275,10 @@ async fn the_taxi_jobs_on_a_known_lake() {
     // 08:05: trips 3 and 2 (65 + 15; fares 60, 14; distances 15, 2);
     // 09:30 emptied by the delete
     let after = "w,e,trips,revenue,avg_fare,avg_distance\n\
-                 2024-02-19T08:00:00,2024-02-19T08:05:00,2,62.0,25.0,5.5\n\
-                 2024-02-19T08:05:00,2024-02-19T08:10:00,2,80.0,37.0,8.5\n\
-                 2024-02-19T09:30:00,2024-02-19T09:35:00,0,0.0,,\n\
-                 2024-02-20T08:00:00,2024-02-20T08:05:00,1,25.0,20.0,4.0\n";
+                 2024-02-19T08:00:00,2024-02-19T08:05:00,2,62.00,25.00,5.50\n\
+                 2024-02-19T08:05:00,2024-02-19T08:10:00,2,80.00,37.00,8.50\n\
+                 2024-02-19T09:30:00,2024-02-19T09:35:00,0,0.00,,\n\
+                 2024-02-20T08:00:00,2024-02-20T08:05:00,1,25.00,20.00,4.00\n";
     assert_eq!(env.sql(windows), after);
     let third = env.run("trip_aggregations");
     assert!(third.contains("incremental: 0 changed rows"), "{third}");
@@ -311,7 +312,7 @@ async fn the_taxi_jobs_on_a_known_lake() {
                  FROM analytics.trip_weather_correlation WHERE hour_of_day IN (8, 9) ORDER BY 1, 2"
         ),
         "hour_of_day,condition,hours,trips,avg_fare,avg_temperature_c,r\n\
-         8,cloudy,2,5,28.8,8.5,-1.0\n\
+         8,cloudy,2,5,28.80,8.5,-1.0\n\
          9,rain,1,0,,10.0,\n"
     );
     assert_eq!(
@@ -362,9 +363,9 @@ async fn the_taxi_jobs_on_a_known_lake() {
         env.sql("SELECT zone_id, zone, CAST(window_end AS VARCHAR) AS now, pickups, dropoffs, revenue, \
                  round(baseline_hourly_trips, 4) AS baseline, activity_score FROM realtime.zone_activity"),
         "zone_id,zone,now,pickups,dropoffs,revenue,baseline,activity_score\n\
-         132,JFK Airport,2024-02-20T08:02:00,1,0,25.0,0.1667,1.0\n\
-         161,Midtown Center,2024-02-20T08:02:00,0,0,0.0,0.125,0.0\n\
-         236,Upper East Side North,2024-02-20T08:02:00,0,0,0.0,0.0417,0.0\n"
+         132,JFK Airport,2024-02-20T08:02:00,1,0,25.00,0.1667,1.0\n\
+         161,Midtown Center,2024-02-20T08:02:00,0,0,0.00,0.125,0.0\n\
+         236,Upper East Side North,2024-02-20T08:02:00,0,0,0.00,0.0417,0.0\n"
     );
 
     // --- quality.check_results ---------------------------------------------

@@ -66,9 +66,14 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
     config
 }
 
+/// The python with pyiceberg and DuckDB (`scripts/lib/common.sh`).
+pub(crate) fn lake_readers_python() -> String {
+    bash("lake_readers_python").trim().to_string()
+}
+
 /// `scripts/compare-types.py` on the lake in `dir`: the JSON report.
 fn compare(dir: &Path, namespace: &str, tables: &str) -> serde_json::Value {
-    let python = bash("lake_readers_python").trim().to_string();
+    let python = lake_readers_python();
     let warehouse = dir.join("lake");
     let out = Command::new(python)
         .arg(repo().join("scripts/compare-types.py"))
