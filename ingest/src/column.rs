@@ -61,12 +61,8 @@ pub enum ValueErrorKind {
     /// A real value the lake cannot hold (e.g. a timestamp past what 64-bit
     /// microseconds reach): permanent, so the message is dead-lettered or
     /// floe stops, never retried.
-    #[error("{semantic} value {value} cannot be stored: {reason}")]
-    Unrepresentable {
-        semantic: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Unrepresentable(Box<Unrepresentable>),
     #[error("column buffer exceeds 2 GiB; flush batches sooner")]
     BufferFull,
 }
@@ -89,6 +85,25 @@ impl ValueError {
 impl From<CursorError> for ValueError {
     fn from(e: CursorError) -> Self {
         Self::new(e)
+    }
+}
+
+/// See [`ValueErrorKind::Unrepresentable`].
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("{semantic} value {value} cannot be stored: {reason}")]
+pub struct Unrepresentable {
+    pub semantic: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl ValueErrorKind {
+    fn unrepresentable(semantic: &'static str, value: String, reason: &'static str) -> Self {
+        Self::Unrepresentable(Box::new(Unrepresentable {
+            semantic,
+            value,
+            reason,
+        }))
     }
 }
 
@@ -782,11 +797,11 @@ impl Column {
                     return Err(ValueError::new(e));
                 }
                 let micros = semantic::debezium_timestamp(raw, micros.ok()).map_err(|_| {
-                    ValueError::new(ValueErrorKind::Unrepresentable {
-                        semantic: "timestamp",
-                        value: raw.to_string(),
-                        reason: TIMESTAMP_RANGE,
-                    })
+                    ValueError::new(ValueErrorKind::unrepresentable(
+                        "timestamp",
+                        raw.to_string(),
+                        TIMESTAMP_RANGE,
+                    ))
                 })?;
                 values.push(micros);
             }
@@ -798,11 +813,11 @@ impl Column {
                             semantic: "io.debezium.time.ZonedTimestamp",
                             value: text.to_string(),
                         },
-                        semantic::TimestampError::OutOfRange => ValueErrorKind::Unrepresentable {
-                            semantic: "io.debezium.time.ZonedTimestamp",
-                            value: text.to_string(),
-                            reason: TIMESTAMP_RANGE,
-                        },
+                        semantic::TimestampError::OutOfRange => ValueErrorKind::unrepresentable(
+                            "io.debezium.time.ZonedTimestamp",
+                            text.to_string(),
+                            TIMESTAMP_RANGE,
+                        ),
                     })
                 })?;
                 v.push(micros);
