@@ -23,6 +23,11 @@
 //! whose schema adds a column with a `DEFAULT`: floe rewrites every live
 //! row with the default in that commit (issue 14), timed against the same
 //! update without a schema change.
+//! `-- conflict` loads FLOE_BENCH_EVENTS trips (in batches of 500,000),
+//! then opens two writers on the table; one commits an update, and the
+//! other, whose table is now stale, applies another: the time it takes to
+//! recover from the lost race and commit is what a conflict costs at that
+//! table size (issue 15), with the table's bytes per live row.
 //! `scripts/bench-apply.sh` runs all of them; `scripts/bench-maintain.sh`
 //! the maintenance one.
 
@@ -40,16 +45,28 @@ const MARCH_1: i64 = 1_709_251_200_000_000;
 
 /// The benchmark's events, decoded into batches of `batch` messages.
 fn events(n: usize, batch: usize, deletes_percent: i64, updates_percent: i64) -> Vec<ChangeBatch> {
+    events_from(0, n, batch, deletes_percent, updates_percent)
+}
+
+/// [`events`], as if `start` inserts had come before (trip ids and Kafka
+/// offsets continue from there).
+fn events_from(
+    start: usize,
+    n: usize,
+    batch: usize,
+    deletes_percent: i64,
+    updates_percent: i64,
+) -> Vec<ChangeBatch> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
     let rec = Recording::load(&dir).unwrap();
     let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
     let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
     let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
-    let mut rng = Rng(7);
-    let mut next_id = 0i64;
+    let mut rng = Rng(7 + start as u64);
+    let mut next_id = start as i64;
     let mut decoder = ChangeDecoder::new(rec.schemas.clone());
     let mut out = Vec::new();
-    for i in 0..n {
+    for i in start..start + n {
         let roll = rng.range(0, 100);
         let (op, id) = if roll >= updates_percent + deletes_percent || next_id < 100 {
             next_id += 1;
@@ -93,7 +110,7 @@ fn events(n: usize, batch: usize, deletes_percent: i64, updates_percent: i64) ->
             value: Some(v),
         };
         ready(decoder.push(&msg.as_raw())).unwrap();
-        if (i + 1) % batch == 0 {
+        if (i - start + 1) % batch == 0 {
             out.extend(decoder.flush());
         }
     }
@@ -552,6 +569,67 @@ async fn maintain_run(n: usize, with_maintenance: bool) {
     std::fs::remove_dir_all(&warehouse).ok();
 }
 
+/// The cost of a lost commit race on a table of `n` rows.
+async fn conflict_run(n: usize) {
+    const LOAD: usize = 500_000;
+    let t = Instant::now();
+    let mut first: Option<(TableWriter, PathBuf)> = None;
+    let mut loaded = 0;
+    while loaded < n {
+        let chunk = LOAD.min(n - loaded);
+        // inserts only, ids continuing from the chunks before
+        let mut batches = events_from(loaded, chunk, chunk, 0, 0);
+        let batch = batches.remove(0);
+        if first.is_none() {
+            first = Some(writer("conflict", &batch).await);
+        }
+        let (w, _) = first.as_mut().unwrap();
+        w.apply(&batch).await.unwrap();
+        loaded += chunk;
+    }
+    let (w, warehouse) = first.unwrap();
+    let load = t.elapsed().as_secs_f64();
+    let table_bytes: u64 = w
+        .table()
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get("total-files-size").cloned())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let lake = Lake::open(&LakeConfig {
+        warehouse: warehouse.clone().into(),
+        ..LakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let ident = w.table().identifier().clone();
+    drop(w);
+    // two writers on the same snapshot
+    let open = || async {
+        let table = lake.catalog.load_table(&ident).await.unwrap();
+        let t = Instant::now();
+        let w = TableWriter::open(lake.catalog.clone(), table, lake.pointer.clone())
+            .await
+            .unwrap();
+        (w, t.elapsed().as_secs_f64())
+    };
+    let (mut a, open_secs) = open().await;
+    let (mut b, _) = open().await;
+    a.apply(&one_update(n as i64, false)).await.unwrap();
+    let t = Instant::now();
+    b.apply(&one_update(n as i64 + 1, false)).await.unwrap();
+    let recovered = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    b.apply(&one_update(n as i64 + 2, false)).await.unwrap();
+    let plain = t.elapsed().as_secs_f64();
+    println!(
+        "conflict at {n} live rows (loaded in {load:.1} s, {:.1} bytes/row on disk): a writer that lost the race committed in {recovered:.3} s (an uncontended commit: {plain:.3} s; opening a writer, index built: {open_secs:.2} s); peak RSS {:.0} MB",
+        table_bytes as f64 / n as f64,
+        peak_rss_mb()
+    );
+    std::fs::remove_dir_all(&warehouse).ok();
+}
+
 /// One update of trip 1, in the trips schema with `rate_code text DEFAULT
 /// 'standard'` added when `with_column`, at `offset`.
 fn one_update(offset: i64, with_column: bool) -> ChangeBatch {
@@ -680,6 +758,7 @@ fn main() {
     match arg.as_str() {
         "read" => rt.block_on(read_run(n)),
         "add_default" => rt.block_on(add_default_run(n)),
+        "conflict" => rt.block_on(conflict_run(n)),
         size => rt.block_on(apply_run(n, size.parse().expect("batch size or `read`"))),
     }
 }
