@@ -171,7 +171,7 @@ async fn watch(
             return Err("the lake did not catch up within 120 s of the last write".into());
         }
         // the table appears with floe's first commit
-        let Ok(table) = session.lake.catalog.load_table(&ident).await else {
+        let Ok(table) = session.lake.catalog().load_table(&ident).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -317,7 +317,7 @@ async fn main() {
     };
     let files = session
         .lake
-        .catalog
+        .catalog()
         .load_table(&TableIdent::from_strs(["taxi_cdc", "trips"]).unwrap())
         .await
         .ok()

@@ -296,8 +296,8 @@ async fn tables(lake: &Lake, only: Option<&str>) -> Result<Vec<TableIdent>> {
         return Ok(vec![TableIdent::from_strs([namespace, table])?]);
     }
     let mut out = Vec::new();
-    for namespace in lake.catalog.list_namespaces(None).await? {
-        out.extend(lake.catalog.list_tables(&namespace).await?);
+    for namespace in lake.catalog().list_namespaces(None).await? {
+        out.extend(lake.catalog().list_tables(&namespace).await?);
     }
     Ok(out)
 }

@@ -177,7 +177,7 @@ async fn run_jobs(session: &LakeSession, dir: &Path) -> Result<()> {
 
 async fn print_tables(session: &LakeSession) -> Result<()> {
     session.refresh().await?;
-    let catalog = session.lake.catalog.as_ref();
+    let catalog = session.lake.catalog().as_ref();
     println!("\n{:<40} {:>9} {:>10}", "table", "rows", "snapshots");
     for namespace in catalog.list_namespaces(None).await? {
         for ident in catalog.list_tables(&namespace).await? {

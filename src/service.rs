@@ -211,7 +211,7 @@ async fn check(config: &FloeConfig) -> Result<()> {
     report("schema registry", reg);
     let lake = async {
         let lake = Lake::open(&config.lake).await?;
-        let namespaces = lake.catalog.list_namespaces(None).await?;
+        let namespaces = lake.catalog().list_namespaces(None).await?;
         Ok(format!(
             "warehouse {} ({} namespaces)",
             config.lake.warehouse,
@@ -229,10 +229,12 @@ async fn check(config: &FloeConfig) -> Result<()> {
 /// The offsets every table in the lake holds, as next offsets to read.
 async fn stored_offsets(lake: &Lake) -> Result<HashMap<(String, i32), i64>> {
     let mut out = HashMap::new();
-    for ns in lake.catalog.list_namespaces(None).await? {
-        for ident in lake.catalog.list_tables(&ns).await? {
-            let table = lake.catalog.load_table(&ident).await?;
-            for ((topic, partition), last) in lakehouse::apply::applied_offsets(&table) {
+    for ns in lake.catalog().list_namespaces(None).await? {
+        for ident in lake.catalog().list_tables(&ns).await? {
+            let table = lake.catalog().load_table(&ident).await?;
+            for ((topic, partition), last) in
+                lakehouse::transaction::KafkaOffsets::of(&table).into_map()
+            {
                 let next = out.entry((topic, partition)).or_insert(last + 1);
                 *next = (*next).max(last + 1);
             }

@@ -43,7 +43,7 @@ impl LakeSession {
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udtf(
             "as_of",
-            Arc::new(crate::time_travel::AsOf::new(lake.catalog.clone())),
+            Arc::new(crate::time_travel::AsOf::new(lake.catalog().clone())),
         );
         let session = Self { lake, ctx };
         session.refresh().await?;
@@ -53,7 +53,7 @@ impl LakeSession {
     /// Lists the lake's namespaces and tables again (they are listed once
     /// per refresh; each table's snapshot is read at every query).
     pub async fn refresh(&self) -> Result<(), AnalyticsError> {
-        let provider = IcebergCatalogProvider::try_new(self.lake.catalog.clone()).await?;
+        let provider = IcebergCatalogProvider::try_new(self.lake.catalog().clone()).await?;
         // the Iceberg scan gets only the filters it converts exactly
         let provider = crate::pushdown::ExactFiltersCatalog::wrap(Arc::new(provider));
         self.ctx.register_catalog(LAKE_CATALOG, provider);

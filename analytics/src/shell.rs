@@ -114,7 +114,7 @@ impl Shell {
             .split_once(char::is_whitespace)
             .map(|(n, a)| (n, a.trim()))
             .unwrap_or((command, ""));
-        let catalog = self.session.lake.catalog.as_ref();
+        let catalog = self.session.lake.catalog().as_ref();
         match name {
             "q" | "quit" => return Ok(Next::Quit),
             "?" | "h" | "help" => writeln!(out, "{HELP}")?,

@@ -372,7 +372,7 @@ fn live_files(table: &iceberg::table::Table) -> (u64, u64, u64) {
 
 /// Best of three full scans (after one to warm the page cache).
 async fn best_scan(lake: &Lake, ident: &iceberg::TableIdent) -> (f64, usize) {
-    let table = lake.catalog.load_table(ident).await.unwrap();
+    let table = lake.catalog().load_table(ident).await.unwrap();
     let _ = scan_seconds(&table).await;
     let mut best = (f64::MAX, 0);
     for _ in 0..3 {
@@ -478,7 +478,7 @@ async fn maintain_run(n: usize, with_maintenance: bool) {
             tokio::time::sleep(pace.saturating_sub(t.elapsed())).await;
         }
         if (i + 1) % 100 == 0 || i + 1 == batches.len() {
-            let table = lake.catalog.load_table(&ident).await.unwrap();
+            let table = lake.catalog().load_table(&ident).await.unwrap();
             let (data, deletes, bytes) = live_files(&table);
             let (files, disk) = on_disk(&table_dir);
             println!(
@@ -521,7 +521,7 @@ async fn maintain_run(n: usize, with_maintenance: bool) {
             report.rows_written,
             mib(report.bytes_before) / took
         );
-        let table = lake.catalog.load_table(&ident).await.unwrap();
+        let table = lake.catalog().load_table(&ident).await.unwrap();
         let (data, deletes, bytes) = live_files(&table);
         let (scan, rows) = best_scan(&lake, &ident).await;
         println!(
@@ -593,7 +593,12 @@ async fn conflict_run(n: usize) {
         .table()
         .metadata()
         .current_snapshot()
-        .and_then(|s| s.summary().additional_properties.get("total-files-size").cloned())
+        .and_then(|s| {
+            s.summary()
+                .additional_properties
+                .get("total-files-size")
+                .cloned()
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let lake = Lake::open(&LakeConfig {
@@ -606,9 +611,9 @@ async fn conflict_run(n: usize) {
     drop(w);
     // two writers on the same snapshot
     let open = || async {
-        let table = lake.catalog.load_table(&ident).await.unwrap();
+        let table = lake.catalog().load_table(&ident).await.unwrap();
         let t = Instant::now();
-        let w = TableWriter::open(lake.catalog.clone(), table, lake.pointer.clone())
+        let w = TableWriter::open(lake.catalog().clone(), table, lake.pointer().clone())
             .await
             .unwrap();
         (w, t.elapsed().as_secs_f64())

@@ -18,23 +18,25 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalStorageFactory;
 use ingest::ChangeBatch;
 
-use crate::apply::TableWriter;
-use crate::commit::{CatalogPointer, RestCatalogPointer, SqlCatalogPointer};
 use crate::config::{CatalogConfig, LakeConfig, Warehouse};
 use crate::error::LakehouseError;
+use crate::operations::apply::TableWriter;
 use crate::table::{ensure_table, TableTarget};
+use crate::transaction::{CatalogPointer, RestCatalogPointer, SqlCatalogPointer};
 
 /// The name floe registers its catalog under (the `catalog_name` column of
 /// the JDBC schema; pyiceberg's `SqlCatalog(name, ...)` must use the same).
 pub const CATALOG_NAME: &str = "floe";
 
 /// An open lake: its catalog, and the compare-and-swap pointer that floe's
-/// own commits go through (the same catalog database).
+/// own commits go through (the same catalog database). Every write goes
+/// through the operations (`crate::operations`) and the transaction layer;
+/// the catalog is handed out for reading.
 #[derive(Clone)]
 pub struct Lake {
-    pub config: LakeConfig,
-    pub catalog: Arc<dyn Catalog>,
-    pub pointer: CatalogPointer,
+    config: LakeConfig,
+    catalog: Arc<dyn Catalog>,
+    pointer: CatalogPointer,
 }
 
 impl std::fmt::Debug for Lake {
@@ -81,6 +83,20 @@ impl Lake {
             catalog,
             pointer,
         })
+    }
+
+    pub fn config(&self) -> &LakeConfig {
+        &self.config
+    }
+
+    /// The catalog, to read tables (writes go through floe's operations).
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    /// Where floe's commits swap a table's metadata pointer.
+    pub fn pointer(&self) -> &CatalogPointer {
+        &self.pointer
     }
 
     /// The writer for the source table of `first`, creating its Iceberg

@@ -10,7 +10,7 @@
 
 use thiserror::Error;
 
-use crate::schema::SchemaError;
+use crate::spec::schema::SchemaError;
 
 #[derive(Debug, Error)]
 pub enum LakehouseError {
@@ -57,18 +57,37 @@ pub enum LakehouseError {
     #[error("commit to {table} failed: {source}")]
     Commit {
         table: String,
-        source: crate::commit::CommitError,
+        source: crate::transaction::CommitError,
     },
     #[error("table {table}: {source}")]
     Store {
         table: String,
-        source: crate::store::StoreError,
+        source: crate::spec::store::StoreError,
     },
     #[error("the writer of {table} failed during an earlier commit; open it again (its index may be ahead of the table)")]
     WriterPoisoned { table: String },
 }
 
+/// Maps an iceberg error of `operation` on table `table`.
+pub(crate) fn iceberg_error(
+    operation: &'static str,
+    table: &iceberg::TableIdent,
+) -> impl FnOnce(iceberg::Error) -> LakehouseError {
+    let table = table.to_string();
+    move |source| LakehouseError::Iceberg {
+        operation,
+        table,
+        source: Box::new(source),
+    }
+}
+
 impl LakehouseError {
+    /// Whether another writer committed first: the table moved on, and the
+    /// work is planned again on it.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, LakehouseError::Commit { source, .. } if source.is_conflict())
+    }
+
     /// Whether waiting (and opening the table again) may fix this: an
     /// outage. See the module's documentation.
     pub fn is_retryable(&self) -> bool {

@@ -48,32 +48,20 @@
 //! change batches, whatever produced them (it depends on `ingest` without
 //! its `kafka` feature). Queries over the lake belong to `analytics`.
 
-pub mod append;
-pub mod apply;
 pub mod catalog;
-pub mod changes;
-pub mod commit;
 pub mod config;
-pub mod dead_letter;
 pub mod error;
-pub mod evolve;
-mod fill;
-pub mod i64_map;
-pub mod maintain;
-pub mod partition;
-pub mod pk_index;
-pub mod position_delete;
-mod read;
-pub mod schema;
-pub mod sink;
-pub mod store;
+pub mod index;
+pub mod operations;
+pub mod spec;
 pub mod table;
-pub mod write;
+pub mod transaction;
 
 pub use catalog::{open_catalog, Lake};
 pub use config::{
     CatalogConfig, LakeConfig, S3Config, TableConfig, TableMode, TablesConfig, Warehouse,
 };
 pub use error::LakehouseError;
-pub use schema::{table_schema, SchemaError};
+pub use operations::{apply, changes, dead_letter, maintain, sink};
+pub use spec::schema::{table_schema, SchemaError};
 pub use table::{ensure_table, TableTarget};

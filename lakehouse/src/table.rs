@@ -1,16 +1,18 @@
 //! Iceberg tables for source tables: named from configuration and created
 //! from the first change batch that arrives for them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use ingest::ChangeBatch;
 
 use crate::config::{TableConfig, TableMode, TablesConfig};
 use crate::error::LakehouseError;
-use crate::schema::table_schema;
+use crate::spec::partition::partition_spec;
+use crate::spec::schema::table_schema;
 
 /// Columns an `append`-mode table adds to the source row.
 pub mod append_columns {
@@ -135,5 +137,49 @@ pub async fn ensure_table(
     batch: &ChangeBatch,
 ) -> Result<Table, LakehouseError> {
     let schema = || target.schema(batch);
-    crate::sink::load_or_create(catalog, &target.ident, schema, &target.config.partition).await
+    load_or_create(catalog, &target.ident, schema, &target.config.partition).await
+}
+
+/// Loads `ident`, creating it (and its namespace) with the schema `schema`
+/// makes and the partition fields `partition` (as in
+/// [`crate::TableConfig::partition`]) if it does not exist.
+pub async fn load_or_create(
+    catalog: &dyn Catalog,
+    ident: &TableIdent,
+    schema: impl FnOnce() -> Result<Schema, LakehouseError>,
+    partition: &[String],
+) -> Result<Table, LakehouseError> {
+    if catalog
+        .table_exists(ident)
+        .await
+        .map_err(crate::error::iceberg_error("check table", ident))?
+    {
+        return catalog
+            .load_table(ident)
+            .await
+            .map_err(crate::error::iceberg_error("load table", ident));
+    }
+    let namespace: &NamespaceIdent = ident.namespace();
+    if !catalog
+        .namespace_exists(namespace)
+        .await
+        .map_err(crate::error::iceberg_error("check namespace", ident))?
+    {
+        catalog
+            .create_namespace(namespace, HashMap::new())
+            .await
+            .map_err(crate::error::iceberg_error("create namespace", ident))?;
+    }
+    let schema = schema()?;
+    let spec = partition_spec(&schema, partition)?;
+    let creation = TableCreation::builder()
+        .name(ident.name().to_string())
+        .schema(schema)
+        .partition_spec(spec)
+        .properties([("write.format.default".to_string(), "parquet".to_string())])
+        .build();
+    catalog
+        .create_table(namespace, creation)
+        .await
+        .map_err(crate::error::iceberg_error("create table", ident))
 }

@@ -10,7 +10,7 @@ use arrow_array::{
 };
 use ingest::{ChangeBatch, ChangeDecoder, Recording};
 use lakehouse::apply::TableWriter;
-use lakehouse::commit::SqlCatalogPointer;
+use lakehouse::transaction::SqlCatalogPointer;
 use lakehouse::{ensure_table, open_catalog, LakeConfig, TableConfig, TableTarget};
 
 use crate::support::{by_trip, scan_all};

@@ -133,11 +133,11 @@ async fn race(seed: u64) -> u64 {
         "nothing was compacted"
     );
 
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     assert_eq!(table_state(&scan_all(&table).await), model, "seed {seed}");
     // the stored offsets survived the compactions
     assert_eq!(
-        lakehouse::apply::applied_offsets(&table),
+        lakehouse::transaction::KafkaOffsets::of(&table).into_map(),
         writer.unwrap().applied_offsets(),
         "seed {seed}"
     );
@@ -156,7 +156,7 @@ async fn race(seed: u64) -> u64 {
         })
         .collect();
     apply(&lake, &mut fresh, &rec, &tail).await;
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     assert_eq!(
         table_state(&scan_all(&table).await),
         model,
@@ -200,7 +200,7 @@ async fn compaction_writes_files_near_the_target_size() {
         crate::expire::write(&lake, WriteMode::Append, &values).await;
     }
     let ident = iceberg::TableIdent::from_strs(["results", "history"]).unwrap();
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     let before = plan(&table, &CompactPolicy::default()).await.unwrap();
     assert_eq!(before.len(), 1);
     assert_eq!(before[0].data_files.len(), 8);
@@ -213,7 +213,7 @@ async fn compaction_writes_files_near_the_target_size() {
     // a file is closed once it holds a third of the rows: after 3, 6, 8
     assert_eq!(report.files_added, 3);
     assert_eq!(report.rows_written, 8000);
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     let after = plan(&table, &CompactPolicy::default()).await.unwrap();
     assert_eq!(after[0].data_files.len(), 3);
     let mut values: Vec<i64> = Vec::new();

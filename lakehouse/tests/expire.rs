@@ -4,7 +4,7 @@
 //! folder then holds exactly the current snapshot's data files, and the
 //! rows read are the same.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +24,17 @@ pub(crate) async fn write(lake: &Lake, mode: WriteMode, values: &[i64]) {
     )
     .unwrap();
     let ident = TableIdent::from_strs(["results", "history"]).unwrap();
-    write_result(lake, &ident, &[], mode, &schema, &[batch], HashMap::new())
-        .await
-        .unwrap();
+    write_result(
+        lake,
+        &ident,
+        &[],
+        mode,
+        &schema,
+        &[batch],
+        Default::default(),
+    )
+    .await
+    .unwrap();
 }
 
 fn listing(dir: &Path) -> BTreeSet<String> {
@@ -89,7 +97,7 @@ async fn expiry_deletes_exactly_the_files_only_expired_snapshots_reached() {
     assert!(after.iter().any(|f| f.ends_with(".metadata.json")));
 
     // the data folder holds exactly what the current snapshot reads
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     assert_eq!(table.metadata().snapshots().count(), 1);
     let tasks = crate::support::scan_tasks(&table).await;
     let live: BTreeSet<String> = tasks

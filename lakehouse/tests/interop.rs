@@ -23,7 +23,7 @@ use iceberg::TableIdent;
 use ingest::testing::{decimal, EventEncoder, Value};
 use ingest::{ChangeBatch, ChangeDecoder, Op, RecordedMessage, Recording};
 use lakehouse::maintain::{compact, expire, orphans, CompactPolicy, ExpirePolicy, OrphanPolicy};
-use lakehouse::store::Store;
+use lakehouse::spec::store::Store;
 use lakehouse::{CatalogConfig, Lake, LakeConfig, S3Config};
 
 use crate::support::{repo, scan_all, scan_arrow, Postgres};
@@ -282,8 +282,8 @@ async fn write_and_read(
 /// and the planted one. Returns the new metadata location and floe's rows.
 async fn maintain(lake: &Lake) -> (String, Vec<Row>) {
     let ident = TableIdent::from_strs(["taxi_cdc", "trips"]).unwrap();
-    let table = lake.catalog.load_table(&ident).await.unwrap();
-    let s3 = lake.config.s3.resolve(|_| None);
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    let s3 = lake.config().s3.resolve(|_| None);
     let store = Store::open(table.metadata().location(), &s3).unwrap();
     let planted = format!("{}/data/00000-0-crashed-writer.parquet", store.location());
     table
@@ -293,7 +293,7 @@ async fn maintain(lake: &Lake) -> (String, Vec<Row>) {
         .write(bytes::Bytes::from_static(b"never committed"))
         .await
         .unwrap();
-    let listing = |files: Vec<lakehouse::store::ListedFile>| -> BTreeSet<String> {
+    let listing = |files: Vec<lakehouse::spec::store::ListedFile>| -> BTreeSet<String> {
         files.into_iter().map(|f| f.location).collect()
     };
     let before = listing(store.list("", true).await.unwrap());
@@ -314,7 +314,7 @@ async fn maintain(lake: &Lake) -> (String, Vec<Row>) {
         .partitions
         .iter()
         .any(|p| !p.delete_files.is_empty()));
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     let summary = table.metadata().current_snapshot().unwrap().summary();
     assert_eq!(
         summary.additional_properties["total-position-deletes"], "0",
@@ -353,7 +353,7 @@ async fn maintain(lake: &Lake) -> (String, Vec<Row>) {
         "exactly the expired files and the orphan left the bucket"
     );
 
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     let location = table.metadata_location().unwrap().to_string();
     (location, canonical(&scan_all(&table).await))
 }

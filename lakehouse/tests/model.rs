@@ -14,7 +14,7 @@ use arrow_array::{
 use ingest::testing::{decimal, EventEncoder, Value};
 use ingest::{ChangeDecoder, Op, RecordedMessage, Recording, DEFAULT_UNAVAILABLE_PLACEHOLDER};
 use lakehouse::apply::TableWriter;
-use lakehouse::commit::SqlCatalogPointer;
+use lakehouse::transaction::SqlCatalogPointer;
 use lakehouse::{ensure_table, open_catalog, LakeConfig, TableTarget};
 use proptest::prelude::*;
 

@@ -50,7 +50,7 @@ fn plant(dir: &Path, name: &str, old: bool) -> String {
 }
 
 async fn values(lake: &lakehouse::Lake, ident: &TableIdent) -> Vec<i64> {
-    let table = lake.catalog.load_table(ident).await.unwrap();
+    let table = lake.catalog().load_table(ident).await.unwrap();
     let mut out = Vec::new();
     for b in crate::support::scan_all(&table).await {
         let c = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -109,7 +109,7 @@ async fn orphan_cleanup_deletes_exactly_the_old_unreferenced_files() {
 
     let dry = orphans(&lake, &ident, &policy, true).await.unwrap();
     assert_eq!(walk(&table_dir), before, "a dry run deletes nothing");
-    let names = |files: &[lakehouse::store::ListedFile]| -> BTreeSet<String> {
+    let names = |files: &[lakehouse::spec::store::ListedFile]| -> BTreeSet<String> {
         files.iter().map(|f| f.name.clone()).collect()
     };
     assert_eq!(names(&dry.orphans), planted_old);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, StringArray, StructArray};
 use arrow_schema::{DataType, Field};
-use lakehouse::pk_index::{PrimaryKeyIndex, RowLocation};
-use lakehouse::position_delete::PositionDelete;
+use lakehouse::index::pk_index::{PrimaryKeyIndex, RowLocation};
+use lakehouse::spec::position_delete::PositionDelete;
 
 fn del(path: &str, pos: i64) -> Option<PositionDelete> {
     Some(PositionDelete {
@@ -126,7 +126,7 @@ fn a_million_bigint_keys_take_at_most_32_bytes_each() {
             file: files[(k % 100) as usize],
             pos: (k / 100) as u32,
         };
-        index.upsert(lakehouse::pk_index::Key::Int(k * 31 + 7), loc);
+        index.upsert(lakehouse::index::pk_index::Key::Int(k * 31 + 7), loc);
     }
     assert_eq!(index.len(), n as usize);
     let per_row = index.heap_bytes() as f64 / n as f64;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::{Array, Int64Array, StringArray};
 use iceberg::io::FileIO;
 use iceberg::spec::{DataContentType, DataFileFormat, Datum, Literal, Struct};
-use lakehouse::position_delete::{
+use lakehouse::spec::position_delete::{
     write_position_deletes, PositionDelete, FILE_PATH_FIELD_ID, POS_FIELD_ID,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;

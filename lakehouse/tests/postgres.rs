@@ -4,7 +4,7 @@
 
 use arrow_array::Int64Array;
 use lakehouse::apply::TableWriter;
-use lakehouse::commit::SqlCatalogPointer;
+use lakehouse::transaction::SqlCatalogPointer;
 use lakehouse::{ensure_table, open_catalog, CatalogConfig, LakeConfig, TableTarget};
 
 use crate::support::{recorded_batches, scan_all, Postgres};

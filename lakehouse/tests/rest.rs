@@ -96,7 +96,7 @@ async fn a_rest_catalog_takes_floes_commits_and_rejects_a_stale_one() {
 
     // the table as the catalog has it now, read through a fresh load
     let table = lake
-        .catalog
+        .catalog()
         .load_table(first.table().identifier())
         .await
         .unwrap();

@@ -40,7 +40,7 @@ async fn write(lake: &Lake, mode: WriteMode, rows: &[Row]) {
         mode,
         &schema,
         &[batch],
-        HashMap::new(),
+        Default::default(),
     )
     .await
     .unwrap();
@@ -48,7 +48,7 @@ async fn write(lake: &Lake, mode: WriteMode, rows: &[Row]) {
 
 async fn read(lake: &Lake) -> (BTreeSet<Row>, HashMap<String, String>) {
     let ident = TableIdent::from_strs(["results", "daily"]).unwrap();
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     let mut rows = BTreeSet::new();
     for b in crate::support::scan_all(&table).await {
         let days = b.column(0).as_any().downcast_ref::<Date32Array>().unwrap();

@@ -6,9 +6,12 @@ use std::fs::File;
 
 use arrow_array::{Array, Int64Array, RecordBatch, StructArray, UInt32Array};
 use iceberg::spec::Literal;
+use iceberg::spec::Operation;
 use ingest::{ChangeBatch, Op};
-use lakehouse::commit::{commit_row_delta, RowDelta, SqlCatalogPointer};
-use lakehouse::write::{table_rows, write_rows};
+use lakehouse::spec::write::{table_rows, write_rows};
+use lakehouse::transaction::{
+    CatalogPointer, Rebasable, SnapshotUpdate, SqlCatalogPointer, Transaction,
+};
 use lakehouse::{ensure_table, open_catalog, LakeConfig, LakehouseError, TableTarget};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -120,17 +123,13 @@ async fn rows_land_in_one_file_per_day_and_their_positions_are_known() {
             .join("catalog.db")
             .display()
     );
-    let pointer = SqlCatalogPointer::connect(&uri).await.unwrap();
-    let table = commit_row_delta(
-        &pointer.clone().into(),
-        &table,
-        RowDelta {
-            data_files: written.files,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let pointer = CatalogPointer::from(SqlCatalogPointer::connect(&uri).await.unwrap());
+    let update = SnapshotUpdate::new(Operation::Append, written.files);
+    let table = Transaction::new(catalog.as_ref(), &pointer, table, Rebasable(update))
+        .commit()
+        .await
+        .unwrap()
+        .table;
     let scanned = crate::support::scan_all(&table).await;
     let mut got: Vec<i64> = scanned.iter().flat_map(ids).collect();
     got.sort();

@@ -132,7 +132,7 @@ url = "{registry}"
 [lake]
 warehouse = "{warehouse}"
 
-[lake.catalog]
+[lake.catalog()]
 type = "sqlite"
 path = "{catalog}"
 
@@ -266,7 +266,7 @@ async fn lake_sql(
     sql: &str,
 ) -> Result<Vec<arrow::array::RecordBatch>, String> {
     let table = lake
-        .catalog
+        .catalog()
         .load_table(ident)
         .await
         .map_err(|e| e.to_string())?;

@@ -91,7 +91,7 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
     let now_sql = state.replace("{t}", "taxi_cdc.trips");
     let then = stdout(&floe_sql(&config, &["--format", "csv", "-e", &now_sql]));
     let trips = lake
-        .catalog
+        .catalog()
         .load_table(&iceberg::TableIdent::from_strs(["taxi_cdc", "trips"]).unwrap())
         .await
         .unwrap();

@@ -57,7 +57,7 @@ async fn substitutions(session: &LakeSession) -> BTreeMap<String, String> {
             continue;
         };
         let ident = TableIdent::from_strs(table.split('.')).unwrap();
-        let t = session.lake.catalog.load_table(&ident).await.unwrap();
+        let t = session.lake.catalog().load_table(&ident).await.unwrap();
         let value = match kind {
             "metadata" => t.metadata_location().unwrap().to_string(),
             "first_snapshot" => t

@@ -192,7 +192,7 @@ pub async fn seed_reference(lake: &Lake) {
             WriteMode::Overwrite,
             &schema,
             &[batch],
-            HashMap::new(),
+            Default::default(),
         )
         .await
         .unwrap();

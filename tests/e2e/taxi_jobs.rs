@@ -514,7 +514,7 @@ async fn the_batch_load_resumes_after_an_interruption() {
     // the control table lost (as after a crash between the target's commit
     // and the control row): rebuilt from the target, nothing loaded twice
     let lake = Lake::open(&lake_config).await.unwrap();
-    lake.catalog
+    lake.catalog()
         .drop_table(&iceberg::TableIdent::from_strs(["floe_meta", "loaded_files"]).unwrap())
         .await
         .unwrap();

@@ -271,7 +271,7 @@ fn floe_ingest(config: &Path) -> (std::process::Output, Duration) {
 async fn rows(config: &LakeConfig, table: &str, sql: &str) -> Vec<String> {
     let lake = Lake::open(config).await.unwrap();
     let ident = TableIdent::from_strs(table.split('.')).unwrap();
-    let table = lake.catalog.load_table(&ident).await.unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
     let ctx = datafusion::prelude::SessionContext::new();
     let provider = iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table(table)
         .await
@@ -403,7 +403,7 @@ async fn every_type_lands_through_ingest_and_refusals_stop_or_are_dead_lettered(
             std::fs::write(
                 &config,
                 format!(
-                    "{}\n[lake]\nwarehouse = \"s3://{bucket}/wh\"\n[lake.catalog]\ntype = \"sqlite\"\npath = \"{}\"\n\
+                    "{}\n[lake]\nwarehouse = \"s3://{bucket}/wh\"\n[lake.catalog()]\ntype = \"sqlite\"\npath = \"{}\"\n\
                      [lake.s3]\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{secret}\"\n",
                     ingest_settings(&stack, &format!("s3-{case}-{on_error}"), r"types\.public\.text_key", on_error),
                     run.join("catalog.db").display(),

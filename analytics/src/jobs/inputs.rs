@@ -22,6 +22,7 @@ use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
 use datafusion::scalar::ScalarValue;
 use iceberg::TableIdent;
 use lakehouse::changes::{changes_since, CHANGE_COLUMN};
+use lakehouse::transaction::JobLineage;
 
 use crate::error::AnalyticsError;
 use crate::jobs::manifest::{Job, Source};
@@ -30,10 +31,6 @@ use crate::session::LakeSession;
 
 /// The catalog a job's inputs are registered in.
 pub const JOB_CATALOG: &str = "job";
-
-/// The snapshot summary property naming the source snapshots a job's
-/// result was computed from (a JSON object, `namespace.table` to id).
-pub const SOURCES_PROPERTY: &str = "floe.job.sources";
 
 /// How much of each incremental input a run read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +73,7 @@ pub async fn register_inputs(
     let previous = previous_sources(session, job).await?;
     for name in &incremental.tables {
         let ident = table_ident(name)?;
-        let table = session.lake.catalog.load_table(&ident).await?;
+        let table = session.lake.catalog().load_table(&ident).await?;
         let short = ident.name();
         let found = match previous.get(name) {
             Some(&since) => changes_since(&table, since).await?,
@@ -115,20 +112,14 @@ async fn previous_sources(
     job: &Job,
 ) -> Result<BTreeMap<String, i64>, AnalyticsError> {
     let ident = table_ident(&job.manifest.target)?;
-    if !session.lake.catalog.table_exists(&ident).await? {
+    if !session.lake.catalog().table_exists(&ident).await? {
         return Ok(BTreeMap::new());
     }
-    let table = session.lake.catalog.load_table(&ident).await?;
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return Ok(BTreeMap::new());
-    };
-    let properties = &snapshot.summary().additional_properties;
-    if properties.get("floe.job") != Some(&job.name) {
-        return Ok(BTreeMap::new());
-    }
-    Ok(properties
-        .get(SOURCES_PROPERTY)
-        .and_then(|s| serde_json::from_str(s).ok())
+    let table = session.lake.catalog().load_table(&ident).await?;
+    // carried through snapshots that are not the job's (a compaction)
+    Ok(JobLineage::of(&table)
+        .filter(|lineage| lineage.job == job.name)
+        .map(|lineage| lineage.sources)
         .unwrap_or_default())
 }
 

@@ -10,7 +10,7 @@
 //!   target; a crash in between is repaired on the next run from the
 //!   target's summaries, without loading the file again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +21,8 @@ use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
 use futures::StreamExt;
 use iceberg::TableIdent;
 use lakehouse::sink::{write_result, WriteMode};
+use lakehouse::transaction::state::loaded_file;
+use lakehouse::transaction::{JobLineage, StateChange};
 use serde::Deserialize;
 
 use crate::error::AnalyticsError;
@@ -32,8 +34,6 @@ use crate::session::LakeSession;
 
 /// The control table of batch loads.
 pub const LOADED_FILES: (&str, &str) = ("floe_meta", "loaded_files");
-/// The snapshot summary property naming the file a snapshot loaded.
-pub const FILE_PROPERTY: &str = "floe.load.file";
 
 /// A manifest's `[load]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,7 +62,7 @@ struct LoadFile {
 
 enum Store {
     Local(PathBuf),
-    S3(lakehouse::store::Store),
+    S3(lakehouse::spec::store::Store),
 }
 
 impl Store {
@@ -70,8 +70,8 @@ impl Store {
         if !spec.path.starts_with("s3://") {
             return Ok(Store::Local(job.path(Path::new(&spec.path))));
         }
-        let s3 = session.lake.config.s3.resolve(|k| std::env::var(k).ok());
-        lakehouse::store::Store::open(&spec.path, &s3)
+        let s3 = session.lake.config().s3.resolve(|k| std::env::var(k).ok());
+        lakehouse::spec::store::Store::open(&spec.path, &s3)
             .map(Store::S3)
             .map_err(|e| AnalyticsError::Source(e.to_string()))
     }
@@ -238,11 +238,15 @@ async fn load_file(
         progress.add_rows(batch.num_rows() as u64);
         batches.push(batch);
     }
-    let properties = HashMap::from([
-        ("floe.job".to_string(), job.name.clone()),
-        ("floe.job.run-id".to_string(), run_id.to_string()),
-        (FILE_PROPERTY.to_string(), file.name.clone()),
-    ]);
+    let state = StateChange {
+        lineage: Some(JobLineage {
+            job: job.name.clone(),
+            run_id: run_id.to_string(),
+            sources: BTreeMap::new(),
+        }),
+        loaded_file: Some(file.name.clone()),
+        ..StateChange::default()
+    };
     let written = write_result(
         &session.lake,
         target,
@@ -250,7 +254,7 @@ async fn load_file(
         WriteMode::Append,
         &schema,
         &batches,
-        properties,
+        state,
     )
     .await?;
     Ok((written.rows as u64, written.snapshot_id))
@@ -262,7 +266,7 @@ async fn loaded_in_target(
     session: &LakeSession,
     target: &TableIdent,
 ) -> Result<HashMap<String, (Option<i64>, u64)>, AnalyticsError> {
-    let catalog = &session.lake.catalog;
+    let catalog = &session.lake.catalog();
     if !catalog.table_exists(target).await? {
         return Ok(HashMap::new());
     }
@@ -271,13 +275,14 @@ async fn loaded_in_target(
     let mut out = HashMap::new();
     let mut cursor = metadata.current_snapshot().cloned();
     while let Some(snapshot) = cursor {
-        let properties = &snapshot.summary().additional_properties;
-        if let Some(file) = properties.get(FILE_PROPERTY) {
-            let rows = properties
+        if let Some(file) = loaded_file(&snapshot) {
+            let rows = snapshot
+                .summary()
+                .additional_properties
                 .get("added-records")
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(0);
-            out.insert(file.clone(), (Some(snapshot.snapshot_id()), rows));
+            out.insert(file.to_string(), (Some(snapshot.snapshot_id()), rows));
         }
         cursor = snapshot
             .parent_snapshot_id()
@@ -293,7 +298,7 @@ async fn control_rows(
 ) -> Result<BTreeSet<String>, AnalyticsError> {
     let ident = TableIdent::from_strs([LOADED_FILES.0, LOADED_FILES.1])
         .map_err(|e| AnalyticsError::Usage(e.to_string()))?;
-    if !session.lake.catalog.table_exists(&ident).await? {
+    if !session.lake.catalog().table_exists(&ident).await? {
         return Ok(BTreeSet::new());
     }
     session.refresh().await?;

@@ -1,7 +1,7 @@
 //! Running one job: register its files, run its query over the lake,
 //! write the result through `lakehouse::sink`, record the run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,9 +9,10 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
 use futures::StreamExt;
 use lakehouse::sink::write_result;
+use lakehouse::transaction::{JobLineage, StateChange};
 
 use crate::error::AnalyticsError;
-use crate::jobs::inputs::{register_inputs, table_ident, ChangesRead, SOURCES_PROPERTY};
+use crate::jobs::inputs::{register_inputs, table_ident, ChangesRead};
 use crate::jobs::load::run_load;
 use crate::jobs::manifest::Job;
 use crate::jobs::runs::record_run;
@@ -142,14 +143,14 @@ async fn execute(
     }
     progress.finish();
     let ident = table_ident(&job.manifest.target)?;
-    let properties = HashMap::from([
-        ("floe.job".to_string(), job.name.clone()),
-        ("floe.job.run-id".to_string(), record.run_id.clone()),
-        (
-            SOURCES_PROPERTY.to_string(),
-            serde_json::to_string(&record.source_snapshots).unwrap_or_default(),
-        ),
-    ]);
+    let state = StateChange {
+        lineage: Some(JobLineage {
+            job: job.name.clone(),
+            run_id: record.run_id.clone(),
+            sources: record.source_snapshots.clone(),
+        }),
+        ..StateChange::default()
+    };
     let written = write_result(
         &session.lake,
         &ident,
@@ -157,7 +158,7 @@ async fn execute(
         job.manifest.mode,
         &schema,
         &batches,
-        properties,
+        state,
     )
     .await?;
     record.rows_written = written.rows as i64;
@@ -195,7 +196,7 @@ async fn source_snapshots(
     session: &LakeSession,
     sql: &str,
 ) -> Result<BTreeMap<String, i64>, AnalyticsError> {
-    let catalog = session.lake.catalog.as_ref();
+    let catalog = session.lake.catalog().as_ref();
     let lowered = sql.to_lowercase();
     let mut out = BTreeMap::new();
     for ns in catalog.list_namespaces(None).await? {

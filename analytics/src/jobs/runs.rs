@@ -1,7 +1,6 @@
 //! `floe_meta.job_runs`: one row per job run, appended through the same
 //! commit path as every table floe writes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -10,6 +9,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use iceberg::TableIdent;
 use lakehouse::sink::{write_result, WriteMode};
+use lakehouse::transaction::StateChange;
 use lakehouse::Lake;
 
 use crate::error::AnalyticsError;
@@ -73,7 +73,7 @@ pub(crate) async fn append_row(
         WriteMode::Append,
         &schema,
         &[batch],
-        HashMap::new(),
+        StateChange::default(),
     )
     .await?;
     Ok(())

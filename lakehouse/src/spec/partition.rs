@@ -264,7 +264,7 @@ mod tests {
             arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None),
             true,
         )]);
-        let schema = crate::schema::table_schema(&fields, &[]).unwrap();
+        let schema = crate::spec::schema::table_schema(&fields, &[]).unwrap();
         let arrow = iceberg::arrow::schema_to_arrow_schema(&schema).unwrap();
         // infinity, -infinity (as floe stores them), an ordinary hour, null
         let t = TimestampMicrosecondArray::from(vec![

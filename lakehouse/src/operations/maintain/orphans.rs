@@ -17,10 +17,10 @@ use iceberg::table::Table;
 use iceberg::TableIdent;
 
 use crate::catalog::Lake;
+use crate::error::iceberg_error;
 use crate::error::LakehouseError;
-use crate::maintain::expire::reachable;
-use crate::sink::iceberg_error;
-use crate::store::{normalized, ListedFile, Store};
+use crate::operations::maintain::expire::reachable;
+use crate::spec::store::{normalized, ListedFile, Store};
 
 /// Which unreferenced files are deleted.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub async fn orphans(
     dry_run: bool,
 ) -> Result<OrphanReport, LakehouseError> {
     let table = load(lake, ident).await?;
-    let s3 = lake.config.s3.resolve(|k| std::env::var(k).ok());
+    let s3 = lake.config().s3.resolve(|k| std::env::var(k).ok());
     let store = Store::open(table.metadata().location(), &s3).map_err(|e| store_error(ident, e))?;
     let mut listed = Vec::new();
     for folder in ["data", "metadata"] {
@@ -106,13 +106,13 @@ pub async fn orphans(
 }
 
 async fn load(lake: &Lake, ident: &TableIdent) -> Result<Table, LakehouseError> {
-    lake.catalog
+    lake.catalog()
         .load_table(ident)
         .await
         .map_err(iceberg_error("load table", ident))
 }
 
-fn store_error(ident: &TableIdent, e: crate::store::StoreError) -> LakehouseError {
+fn store_error(ident: &TableIdent, e: crate::spec::store::StoreError) -> LakehouseError {
     LakehouseError::Store {
         table: ident.to_string(),
         source: e,

@@ -1,33 +1,24 @@
-//! floe's snapshot commit: one Iceberg snapshot that adds data files and
-//! position-delete files together (a "row delta"), swapped in through the
-//! catalog's compare-and-swap.
-//!
-//! Apache iceberg 0.10.1 can only fast-append data files, and its commit
-//! type cannot be built outside the crate, so floe writes the snapshot with
-//! the crate's public file-level API and swaps the metadata pointer itself:
+//! One snapshot, written: the manifests of the files it adds and removes,
+//! the parent's other manifests carried over, the manifest list, the
+//! summary (what it added and removed, the table's totals carried forward,
+//! floe's state) and the next metadata. Nothing is visible until the
+//! pointer swaps ([`super::pointer`]).
 //!
 //! ```text
-//!  RowDelta (data files, delete files, summary properties)
+//!  SnapshotUpdate (operation, data files, delete files, removal, schema)
 //!    │ write a data manifest and a delete manifest (entries inherit the
 //!    │ snapshot's sequence number)
-//!    │ carry every manifest of the parent snapshot over (a truncate
-//!    │ instead lists every live file of the parent as deleted)
-//!    │ write the manifest list, the snapshot (summary totals carried
-//!    │ forward) and the next metadata file
+//!    │ carry every manifest of the parent over; a manifest holding a file
+//!    │ this snapshot removes is rewritten with it as deleted
+//!    │ write the manifest list, the snapshot and the next metadata
 //!    ▼
-//!  compare-and-swap the catalog's metadata pointer (SQL: write the
-//!  metadata file, then a conditional UPDATE that must change exactly one
-//!  row; REST: post the snapshot as updates with requirements on the
-//!  table's uuid, current snapshot and schema, and the catalog writes it)
-//!    ├─ swapped: the new table
-//!    └─ not swapped: CommitError::Conflict; the table is unchanged and the
-//!       files written are orphans for `floe maintain orphans`
+//!  the next metadata, for the pointer swap
 //! ```
 //!
-//! A crash anywhere before the swap leaves the table as it was.
+//! A crash anywhere here leaves the table as it was; the files written are
+//! orphans for `floe maintain orphans`.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,236 +28,54 @@ use iceberg::spec::{
     Snapshot, Struct, Summary, TableMetadata, TableMetadataBuildResult,
 };
 use iceberg::table::Table;
-use iceberg::{MetadataLocation, TableRequirement, TableUpdate};
-use sqlx::any::{install_default_drivers, AnyPoolOptions};
-use sqlx::AnyPool;
-use thiserror::Error;
 
-use crate::catalog::CATALOG_NAME;
+use super::pointer::current_location;
+use super::{write_error, CommitError};
 
-/// Why a commit did not happen.
-#[derive(Debug, Error)]
-pub enum CommitError {
-    /// Another writer changed the table since it was read: reload and retry
-    /// (the table is unchanged).
-    #[error("commit conflict on {table}: its metadata is no longer {expected}; reload and retry")]
-    Conflict { table: String, expected: String },
-    /// The table has no metadata location to swap from.
-    #[error("table {0} has no metadata location")]
-    NoMetadataLocation(String),
-    /// Writing manifests, the manifest list or metadata failed.
-    #[error("writing the commit of {table} failed at {step}: {source}")]
-    Write {
-        table: String,
-        step: &'static str,
-        source: Box<iceberg::Error>,
-    },
-    /// The catalog database could not be reached or refused the update.
-    #[error("catalog update for {table} failed: {source}")]
-    Catalog { table: String, source: sqlx::Error },
-    /// The REST catalog could not be reached or refused the commit.
-    #[error("REST catalog commit for {table} failed: {reason}")]
-    Rest {
-        table: String,
-        reason: String,
-        /// Not reached, or a server error (5xx); a 4xx refusal is not.
-        retryable: bool,
-    },
-}
-
-impl CommitError {
-    /// Whether the commit may succeed if tried again (on a reloaded table
-    /// for a conflict).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            CommitError::Conflict { .. } => true,
-            CommitError::NoMetadataLocation(_) => false,
-            CommitError::Write { source, .. } => crate::error::iceberg_is_retryable(source),
-            CommitError::Catalog { source, .. } => crate::error::sqlx_is_retryable(source),
-            CommitError::Rest { retryable, .. } => *retryable,
-        }
-    }
-}
-
-/// Where floe swaps a table's metadata pointer: the catalog it opened.
+/// What one snapshot does: the files it adds and removes, its operation,
+/// a new schema, extra summary properties.
 #[derive(Debug, Clone)]
-pub enum CatalogPointer {
-    Sql(SqlCatalogPointer),
-    Rest(RestCatalogPointer),
-}
-
-impl From<SqlCatalogPointer> for CatalogPointer {
-    fn from(value: SqlCatalogPointer) -> Self {
-        Self::Sql(value)
-    }
-}
-
-impl From<RestCatalogPointer> for CatalogPointer {
-    fn from(value: RestCatalogPointer) -> Self {
-        Self::Rest(value)
-    }
-}
-
-/// Commits to a REST catalog: `POST .../namespaces/{ns}/tables/{table}`
-/// with the metadata changes and the requirements that make it a
-/// compare-and-swap (HTTP 409 when another writer got there first).
-#[derive(Debug, Clone)]
-pub struct RestCatalogPointer {
-    client: reqwest::Client,
-    /// `{uri}/v1` plus the catalog's `prefix`, if its config sets one.
-    base: String,
-    token: Option<String>,
-}
-
-impl RestCatalogPointer {
-    /// Reads the catalog's config (`GET {uri}/v1/config`) for its prefix.
-    pub async fn connect(
-        uri: &str,
-        warehouse: Option<&str>,
-        token: Option<&str>,
-    ) -> Result<Self, String> {
-        let client = reqwest::Client::new();
-        let uri = uri.trim_end_matches('/');
-        let mut request = client.get(format!("{uri}/v1/config"));
-        if let Some(w) = warehouse {
-            request = request.query(&[("warehouse", w)]);
-        }
-        if let Some(t) = token {
-            request = request.bearer_auth(t);
-        }
-        let config: serde_json::Value = request
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| format!("bad config response: {e}"))?;
-        let prefix = ["overrides", "defaults"]
-            .iter()
-            .find_map(|k| config[k]["prefix"].as_str())
-            .map(str::to_string);
-        let base = match prefix {
-            Some(p) => format!("{uri}/v1/{p}"),
-            None => format!("{uri}/v1"),
-        };
-        Ok(Self {
-            client,
-            base,
-            token: token.map(str::to_string),
-        })
-    }
-
-    /// Posts `changes` on top of `table` as it was read; returns the new
-    /// metadata location and metadata.
-    async fn commit(
-        &self,
-        table: &Table,
-        changes: Vec<TableUpdate>,
-    ) -> Result<(String, TableMetadata), CommitError> {
-        let name = table.identifier().to_string();
-        let metadata = table.metadata();
-        let requirements = vec![
-            TableRequirement::UuidMatch {
-                uuid: metadata.uuid(),
-            },
-            TableRequirement::RefSnapshotIdMatch {
-                r#ref: "main".to_string(),
-                snapshot_id: metadata.current_snapshot_id(),
-            },
-            TableRequirement::CurrentSchemaIdMatch {
-                current_schema_id: metadata.current_schema_id(),
-            },
-            TableRequirement::LastAssignedFieldIdMatch {
-                last_assigned_field_id: metadata.last_column_id(),
-            },
-        ];
-        let ident = table.identifier();
-        // namespace levels are joined with the unit separator (REST spec)
-        let namespace = ident.namespace().join("\u{1f}");
-        let url = format!(
-            "{}/namespaces/{}/tables/{}",
-            self.base,
-            encode(&namespace),
-            encode(ident.name())
-        );
-        let body = serde_json::json!({
-            "identifier": { "namespace": ident.namespace().as_ref(), "name": ident.name() },
-            "requirements": requirements,
-            "updates": changes,
-        });
-        let mut request = self.client.post(&url).json(&body);
-        if let Some(t) = &self.token {
-            request = request.bearer_auth(t);
-        }
-        let rest = |reason: String, retryable: bool| CommitError::Rest {
-            table: name.clone(),
-            reason,
-            retryable,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| rest(e.to_string(), true))?;
-        let status = response.status();
-        if status == reqwest::StatusCode::CONFLICT {
-            return Err(CommitError::Conflict {
-                table: name.clone(),
-                expected: metadata_location_or_empty(table),
-            });
-        }
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(rest(
-                format!("HTTP {status}: {text}"),
-                status.is_server_error(),
-            ));
-        }
-        let committed: CommittedTable = response
-            .json()
-            .await
-            .map_err(|e| rest(format!("bad commit response: {e}"), false))?;
-        Ok((committed.metadata_location, committed.metadata))
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct CommittedTable {
-    #[serde(rename = "metadata-location")]
-    metadata_location: String,
-    metadata: TableMetadata,
-}
-
-fn metadata_location_or_empty(table: &Table) -> String {
-    table.metadata_location().unwrap_or_default().to_string()
-}
-
-/// Percent-encodes a URL path segment.
-fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// The files and summary properties of one snapshot.
-#[derive(Debug, Default, Clone)]
-pub struct RowDelta {
+pub struct SnapshotUpdate {
+    /// Iceberg's name for what the snapshot does: `append` (only adds
+    /// data), `overwrite` (adds and removes or deletes rows), `delete`
+    /// (only removes or deletes), `replace` (rewrites rows without changing
+    /// them: compaction).
+    pub operation: Operation,
     pub data_files: Vec<DataFile>,
     pub delete_files: Vec<DataFile>,
-    /// Extra snapshot-summary properties (e.g. the Kafka offsets covered).
+    /// Summary properties: floe's state (set by the transaction).
     pub properties: HashMap<String, String>,
     /// Which of the parent snapshot's live files this snapshot removes.
     pub remove: Removal,
     /// A new current schema, committed with the snapshot in the same
     /// metadata swap (the data files are written in it).
     pub schema: Option<Schema>,
+}
+
+impl SnapshotUpdate {
+    /// An update of `operation` that adds `data_files`.
+    pub fn new(operation: Operation, data_files: Vec<DataFile>) -> Self {
+        Self {
+            operation,
+            data_files,
+            delete_files: Vec::new(),
+            properties: HashMap::new(),
+            remove: Removal::Nothing,
+            schema: None,
+        }
+    }
+
+    /// The operation a change of table data is, by what it adds and
+    /// removes (compaction says `replace` itself).
+    pub fn operation_of(data_added: bool, rows_removed: bool) -> Operation {
+        match (data_added, rows_removed) {
+            // nothing removed: an append (of nothing, for a commit that
+            // only records offsets or a schema)
+            (_, false) => Operation::Append,
+            (false, true) => Operation::Delete,
+            (true, true) => Operation::Overwrite,
+        }
+    }
 }
 
 /// Live files a snapshot removes (lists as deleted, carrying their
@@ -307,76 +116,6 @@ impl std::fmt::Debug for Removal {
     }
 }
 
-/// Swaps metadata pointers in a SQL catalog (the JDBC catalog schema)
-/// with a conditional update.
-#[derive(Debug, Clone)]
-pub struct SqlCatalogPointer {
-    pool: AnyPool,
-    postgres: bool,
-}
-
-impl SqlCatalogPointer {
-    /// Connects to the catalog database at `uri` (as in [`crate::catalog::open_catalog`]).
-    pub async fn connect(uri: &str) -> Result<Self, sqlx::Error> {
-        install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(2)
-            .connect(uri)
-            .await?;
-        Ok(Self {
-            pool,
-            postgres: uri.starts_with("postgres"),
-        })
-    }
-
-    /// Points `table` at `new` if and only if it still points at `old`.
-    async fn swap(&self, table: &Table, old: &str, new: &str) -> Result<bool, sqlx::Error> {
-        let sql = "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
-                   WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?";
-        let sql = if self.postgres {
-            numbered_placeholders(sql)
-        } else {
-            sql.to_string()
-        };
-        let ident = table.identifier();
-        let namespace = ident.namespace().join(".");
-        let result = sqlx::query(&sql)
-            .bind(new)
-            .bind(old)
-            .bind(CATALOG_NAME)
-            .bind(namespace)
-            .bind(ident.name())
-            .bind(old)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
-    }
-}
-
-fn numbered_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push_str(&format!("${n}"));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Commits `delta` on top of `table`'s current snapshot. On success returns
-/// the table as committed.
-pub async fn commit_row_delta(
-    pointer: &CatalogPointer,
-    table: &Table,
-    delta: RowDelta,
-) -> Result<Table, CommitError> {
-    commit_row_delta_retrying(pointer, table, delta, &mut RetryCache::default()).await
-}
-
 /// What one commit attempt that removes files worked out, for the next
 /// attempt of the same delta after a lost race: the parent's manifests it
 /// already read (rewritten without the removed files, or left as they
@@ -395,14 +134,14 @@ struct CachedManifest {
     gone: Vec<ManifestEntryRef>,
 }
 
-/// [`commit_row_delta`] for a delta that may be retried: pass the same
-/// `cache` to every attempt of the same delta (its removal must not change).
-pub async fn commit_row_delta_retrying(
-    pointer: &CatalogPointer,
+/// Writes the snapshot `delta` makes on `table`'s current one and returns
+/// the next metadata. Pass the same `cache` to every attempt of the same
+/// update (its removal must not change).
+pub(crate) async fn produce(
     table: &Table,
-    delta: RowDelta,
+    delta: &SnapshotUpdate,
     cache: &mut RetryCache,
-) -> Result<Table, CommitError> {
+) -> Result<TableMetadataBuildResult, CommitError> {
     let name = table.identifier().to_string();
     let step = |step: &'static str| write_error(&name, step);
     let current_location = current_location(table)?;
@@ -552,95 +291,15 @@ pub async fn commit_row_delta_retrying(
     let mut builder = metadata
         .clone()
         .into_builder(Some(current_location.clone()));
-    if let Some(new_schema) = delta.schema {
+    if let Some(new_schema) = delta.schema.clone() {
         builder = builder
             .add_current_schema(new_schema)
             .map_err(step("add schema"))?;
     }
-    let next = builder
+    builder
         .set_branch_snapshot(snapshot, "main")
         .and_then(|b| b.build())
-        .map_err(step("build metadata"))?;
-    commit_metadata(pointer, table, next).await
-}
-
-/// Makes `next` the table's metadata if the table is still as `table` was
-/// read: SQL catalogs get the next metadata file and a pointer swap, REST
-/// catalogs the changes with requirements. Used for snapshots and for
-/// schema changes floe makes itself.
-pub async fn commit_metadata(
-    pointer: &CatalogPointer,
-    table: &Table,
-    next: TableMetadataBuildResult,
-) -> Result<Table, CommitError> {
-    let name = table.identifier().to_string();
-    let step = |step: &'static str| write_error(&name, step);
-    let file_io = table.file_io();
-    let pointer = match pointer {
-        CatalogPointer::Sql(sql) => sql,
-        CatalogPointer::Rest(rest) => {
-            let (location, metadata) = rest.commit(table, next.changes).await?;
-            let runtime = iceberg::Runtime::try_current().map_err(step("reload table"))?;
-            return Table::builder()
-                .runtime(runtime)
-                .identifier(table.identifier().clone())
-                .file_io(file_io.clone())
-                .metadata(metadata)
-                .metadata_location(location)
-                .build()
-                .map_err(step("reload table"));
-        }
-    };
-    let next = next.metadata;
-    let current_location = current_location(table)?;
-    let next_location = MetadataLocation::from_str(&current_location)
-        .map_err(step("metadata location"))?
-        .with_next_version();
-    next.write_to(file_io, &next_location)
-        .await
-        .map_err(step("write metadata"))?;
-
-    let next_location = next_location.to_string();
-    let swapped = pointer
-        .swap(table, &current_location, &next_location)
-        .await
-        .map_err(|source| CommitError::Catalog {
-            table: name.clone(),
-            source,
-        })?;
-    if !swapped {
-        return Err(CommitError::Conflict {
-            table: name,
-            expected: current_location,
-        });
-    }
-    let runtime = iceberg::Runtime::try_current().map_err(step("reload table"))?;
-    Table::builder()
-        .runtime(runtime)
-        .identifier(table.identifier().clone())
-        .file_io(file_io.clone())
-        .metadata(next)
-        .metadata_location(next_location)
-        .build()
-        .map_err(step("reload table"))
-}
-
-/// Where `table`'s metadata pointer is now: the expected side of the swap.
-fn current_location(table: &Table) -> Result<String, CommitError> {
-    table
-        .metadata_location()
-        .map(str::to_string)
-        .ok_or_else(|| CommitError::NoMetadataLocation(table.identifier().to_string()))
-}
-
-/// Maps an iceberg error at `step` of writing `table`'s commit.
-fn write_error(table: &str, step: &'static str) -> impl FnOnce(iceberg::Error) -> CommitError {
-    let table = table.to_string();
-    move |source| CommitError::Write {
-        table,
-        step,
-        source: Box::new(source),
-    }
+        .map_err(step("build metadata"))
 }
 
 fn now_ms() -> i64 {
@@ -791,7 +450,7 @@ fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
 /// The snapshot summary: what this commit added, and table totals carried
 /// forward from the parent (a later writer reads them, so they must stay
 /// right).
-fn summary(parent: Option<&Summary>, delta: &RowDelta, removed: &Removed) -> Summary {
+fn summary(parent: Option<&Summary>, delta: &SnapshotUpdate, removed: &Removed) -> Summary {
     // after a truncate the totals start again from what this commit adds
     let parent_total = |key: &str| -> u64 {
         if matches!(delta.remove, Removal::All) {
@@ -857,24 +516,8 @@ fn summary(parent: Option<&Summary>, delta: &RowDelta, removed: &Removed) -> Sum
         set("removed-files-size", removed_size);
     }
     props.extend(delta.properties.clone());
-    let operation = match (delta.data_files.is_empty(), delta.delete_files.is_empty()) {
-        (false, true) if !removes => Operation::Append,
-        (true, _) if removes || !delta.delete_files.is_empty() => Operation::Delete,
-        _ => Operation::Overwrite,
-    };
     Summary {
-        operation,
+        operation: delta.operation.clone(),
         additional_properties: props,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn postgres_placeholders_are_numbered() {
-        assert_eq!(
-            super::numbered_placeholders("a = ? AND b = ?"),
-            "a = $1 AND b = $2"
-        );
     }
 }

@@ -18,26 +18,26 @@
 //! thrown away and planned again. A running `floe ingest` loses its next
 //! commit race to the compaction, reopens its writer, rebuilds its
 //! primary-key index from the new snapshot and applies its batch again, so
-//! its index never names a removed file. The Kafka offsets of the snapshot
-//! compacted are carried into the compaction's snapshot, so ingest resumes
-//! where it was.
+//! its index never names a removed file. The transaction carries floe's
+//! state (Kafka offsets, job lineage) into the compaction's snapshot, so
+//! ingest resumes where it was.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::{RecordBatch, StructArray, UInt32Array};
-use iceberg::spec::{DataContentType, DataFile, ManifestStatus, Struct};
+use iceberg::spec::{DataContentType, DataFile, ManifestStatus, Operation, Struct};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
-use crate::apply::OFFSET_PROPERTY_PREFIX;
 use crate::catalog::Lake;
-use crate::commit::{commit_row_delta_retrying, CommitError, Removal, RetryCache, RowDelta};
-use crate::error::LakehouseError;
-use crate::position_delete::{write_position_deletes, PositionDelete};
-use crate::read::{manifest_list, read_columns, read_position_deletes};
-use crate::sink::iceberg_error;
-use crate::write::{table_rows, write_rows};
+use crate::error::{iceberg_error, LakehouseError};
+use crate::spec::position_delete::{write_position_deletes, PositionDelete};
+use crate::spec::read::{manifest_list, read_columns, read_position_deletes};
+use crate::spec::write::{table_rows, write_rows};
+use crate::transaction::{
+    Action, CommitError, Removal, RetryPolicy, SnapshotUpdate, StateChange, Transaction, Update,
+};
 
 /// When a partition is worth rewriting.
 #[derive(Debug, Clone)]
@@ -207,9 +207,9 @@ pub async fn compact(
     dry_run: bool,
 ) -> Result<CompactReport, LakehouseError> {
     let mut report = CompactReport::default();
-    'replan: for _ in 0..policy.max_attempts {
-        let mut table = lake
-            .catalog
+    for _ in 0..policy.max_attempts.max(1) {
+        let table = lake
+            .catalog()
             .load_table(ident)
             .await
             .map_err(iceberg_error("load table", ident))?;
@@ -229,58 +229,33 @@ pub async fn compact(
         report.files_added = rewrite.added.len();
         report.bytes_after = rewrite.added.iter().map(DataFile::file_size_in_bytes).sum();
         report.rows_written = rewrite.rows;
-        let mut redeleted = Vec::new();
-        let mut seen = HashMap::new();
-        let mut cache = RetryCache::default();
-        loop {
-            report.attempts += 1;
-            let delta = RowDelta {
-                data_files: rewrite.added.clone(),
-                delete_files: redeleted.clone(),
-                properties: carried_properties(&table),
-                remove: Removal::Files(rewrite.removed.clone()),
-                schema: None,
-            };
-            match commit_row_delta_retrying(&lake.pointer, &table, delta, &mut cache).await {
-                Ok(committed) => {
-                    report.snapshot_id = committed.metadata().current_snapshot_id();
-                    return Ok(report);
-                }
-                Err(CommitError::Conflict { .. }) if report.attempts < policy.max_attempts => {
-                    table = lake
-                        .catalog
-                        .load_table(ident)
-                        .await
-                        .map_err(iceberg_error("reload table", ident))?;
-                    match since(&table, &rewrite, &mut seen).await? {
-                        Since::Replan => {
-                            tracing::info!(table = %ident, "files compacted were removed meanwhile; planning again");
-                            continue 'replan;
-                        }
-                        Since::Untouched => {
-                            redeleted.clear();
-                            report.rows_deleted_again = 0;
-                            tracing::info!(table = %ident, "lost a commit race; committing on top of it");
-                        }
-                        Since::Deleted(rows) => {
-                            redeleted = delete_again(&table, &rewrite, &rows).await?;
-                            report.rows_deleted_again =
-                                redeleted.iter().map(DataFile::record_count).sum();
-                            tracing::info!(
-                                table = %ident,
-                                "lost a commit race to a commit that deleted {} compacted rows; deleting them from the new files too",
-                                rows.len()
-                            );
-                        }
-                    }
-                }
-                Err(source) => {
-                    return Err(LakehouseError::Commit {
-                        table: ident.to_string(),
-                        source,
-                    })
-                }
+        let mut action = Replace {
+            rewrite,
+            seen: HashMap::new(),
+            rows_deleted_again: 0,
+        };
+        let retry = RetryPolicy {
+            conflicts: policy.max_attempts.saturating_sub(1) as u32,
+            ..RetryPolicy::default()
+        };
+        let committed =
+            Transaction::new(lake.catalog().as_ref(), lake.pointer(), table, &mut action)
+                .state(StateChange::maintenance("compact"))
+                .retry(retry)
+                .commit()
+                .await;
+        match committed {
+            Ok(committed) => {
+                report.attempts += committed.attempts as usize;
+                report.rows_deleted_again = action.rows_deleted_again;
+                report.snapshot_id = committed.table.metadata().current_snapshot_id();
+                return Ok(report);
             }
+            Err(LakehouseError::Commit { source, .. }) if source.is_conflict() => {
+                report.attempts += 1;
+                tracing::info!(table = %ident, "files compacted were removed meanwhile; planning again");
+            }
+            Err(e) => return Err(e),
         }
     }
     Err(LakehouseError::Commit {
@@ -295,23 +270,54 @@ pub async fn compact(
     })
 }
 
-/// The snapshot summary properties the compaction carries over: the
-/// Kafka offsets ingest resumes from.
-fn carried_properties(table: &Table) -> HashMap<String, String> {
-    let mut out: HashMap<String, String> = table
-        .metadata()
-        .current_snapshot()
-        .map(|s| {
-            s.summary()
-                .additional_properties
-                .iter()
-                .filter(|(k, _)| k.starts_with(OFFSET_PROPERTY_PREFIX))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.insert("floe.maintenance".into(), "compact".into());
-    out
+/// The compaction's commit: the rewrite's files replace the old ones.
+/// After a lost race it reads what was committed since its base: rows
+/// deleted from rewritten files are deleted again from the new files; a
+/// rewritten file removed means planning again.
+struct Replace {
+    rewrite: Rewrite,
+    /// What each snapshot since the base did, across attempts.
+    seen: HashMap<i64, Option<Vec<(String, i64)>>>,
+    rows_deleted_again: u64,
+}
+
+impl Action for &mut Replace {
+    async fn update(
+        &mut self,
+        base: &Table,
+        lost_to: Option<&Table>,
+    ) -> Result<Update, LakehouseError> {
+        let mut redeleted = Vec::new();
+        if lost_to.is_some() {
+            match since(base, &self.rewrite, &mut self.seen).await? {
+                Since::Replan => {
+                    return Err(LakehouseError::Commit {
+                        table: base.identifier().to_string(),
+                        source: CommitError::Conflict {
+                            table: base.identifier().to_string(),
+                            expected: "a table still holding the files compacted".into(),
+                        },
+                    })
+                }
+                Since::Untouched => {}
+                Since::Deleted(rows) => {
+                    redeleted = delete_again(base, &self.rewrite, &rows).await?;
+                    tracing::info!(
+                        table = %base.identifier(),
+                        "a racing commit deleted {} compacted rows; deleting them from the new files too",
+                        rows.len()
+                    );
+                }
+            }
+        }
+        self.rows_deleted_again = redeleted.iter().map(DataFile::record_count).sum();
+        // rows deleted again were deleted already: the table's rows stay
+        // as they are, which is what `replace` says
+        let mut update = SnapshotUpdate::new(Operation::Replace, self.rewrite.added.clone());
+        update.delete_files = redeleted;
+        update.remove = Removal::Files(self.rewrite.removed.clone());
+        Ok(Update::Snapshot(update))
+    }
 }
 
 /// Reads the live rows of `partitions` and writes them again, in files

@@ -18,8 +18,8 @@ use iceberg::spec::{DataContentType, DataFile, Schema};
 use iceberg::table::Table;
 
 use crate::error::LakehouseError;
-use crate::read::{read_fields, read_position_deletes};
-use crate::write::{conform_column, write_rows_as};
+use crate::spec::read::{read_fields, read_position_deletes};
+use crate::spec::write::{conform_column, write_rows_as};
 
 /// The table's live rows, rewritten.
 pub(crate) struct Refilled {

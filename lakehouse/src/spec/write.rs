@@ -168,7 +168,7 @@ pub async fn write_rows_as(
         let values = calculator
             .calculate(rows)
             .map_err(|e| iceberg_error("partition values", &name, e))?;
-        let values = crate::partition::clamp_hours(&spec, &schema, rows, &values)
+        let values = crate::spec::partition::clamp_hours(&spec, &schema, rows, &values)
             .map_err(|e| iceberg_error("partition values", &name, e))?;
         let partition_type = spec
             .partition_type(&schema)
@@ -210,7 +210,7 @@ pub async fn write_rows_as(
         } else {
             format!(
                 "{data_dir}/{}",
-                crate::partition::partition_path(&spec, &partition, &schema)?
+                crate::spec::partition::partition_path(&spec, &partition, &schema)?
             )
         };
         let location = format!("{dir}/{file_prefix}-{n:05}.parquet");

@@ -12,6 +12,12 @@
 //! to the places of its copies (a keyless table may hold duplicates), and a
 //! delete or update removes one copy, as PostgreSQL's logical replication
 //! does with `REPLICA IDENTITY FULL`.
+//!
+//! A batch changes the index before its commit (each upsert yields the
+//! delete of the row it replaces). Between [`PrimaryKeyIndex::begin`] and
+//! [`PrimaryKeyIndex::keep`] every change is journaled, so a commit that
+//! does not happen is undone ([`PrimaryKeyIndex::rollback`]) in the
+//! batch's time, never by building the index again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,12 +27,12 @@ use arrow_row::SortField;
 use arrow_schema::DataType;
 
 use crate::error::LakehouseError;
-use crate::i64_map::I64Map;
-use crate::position_delete::PositionDelete;
+use crate::index::i64_map::I64Map;
+use crate::spec::position_delete::PositionDelete;
 
 /// Where a live row is: a data file (by id, see
 /// [`PrimaryKeyIndex::register_file`]) and the row's position in it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct RowLocation {
     pub file: u32,
     pub pos: u32,
@@ -95,6 +101,35 @@ pub struct PrimaryKeyIndex {
     files: Vec<Arc<str>>,
     file_ids: HashMap<Arc<str>, u32>,
     keys: Keys,
+    /// While a batch runs: how to undo each change, oldest first.
+    journal: Option<Vec<Undo>>,
+}
+
+/// A key as the journal keeps it.
+enum OwnedKey {
+    Int(i64),
+    Encoded(Box<[u8]>),
+}
+
+/// One change of the index, as its undoing needs it.
+enum Undo {
+    /// `key` pointed at the location (None: it was absent).
+    Key(OwnedKey, Option<RowLocation>),
+    /// A copy of a whole row was added at the location.
+    CopyInserted(u128, RowLocation),
+    /// A copy of a whole row was removed from the location.
+    CopyRemoved(u128, RowLocation),
+    /// Every key was forgotten (a truncate): the map as it was.
+    Cleared(SavedKeys),
+    /// Rows moved (a fill rewrote their files): new place to old.
+    Relocated(HashMap<RowLocation, RowLocation>),
+}
+
+/// The map of [`Keys`] without its encoder.
+enum SavedKeys {
+    Int(I64Map<RowLocation>),
+    Encoded(HashMap<Box<[u8]>, RowLocation>),
+    Rows(HashMap<u128, Vec<RowLocation>>, usize),
 }
 
 fn is_integer(t: &DataType) -> bool {
@@ -126,6 +161,7 @@ impl PrimaryKeyIndex {
             files: Vec::new(),
             file_ids: HashMap::new(),
             keys,
+            journal: None,
         })
     }
 
@@ -149,6 +185,7 @@ impl PrimaryKeyIndex {
                 map: HashMap::new(),
                 len: 0,
             },
+            journal: None,
         })
     }
 
@@ -271,6 +308,7 @@ impl PrimaryKeyIndex {
         if let (Keys::Rows { map, len, .. }, Key::Row(hash)) = (&mut self.keys, key) {
             map.entry(hash).or_default().push(loc);
             *len += 1;
+            self.record(|| Undo::CopyInserted(hash, loc));
         }
     }
 
@@ -286,13 +324,136 @@ impl PrimaryKeyIndex {
             map.remove(&hash);
         }
         *len -= 1;
+        self.record(|| Undo::CopyRemoved(hash, loc));
         Some(self.delete_of(loc))
+    }
+
+    /// Forgets `key` if its row (or, for whole rows, one of its copies) is
+    /// at `loc`: a row another writer deleted or rewrote away. Returns
+    /// whether it did.
+    pub fn remove_at(&mut self, key: Key<'_>, loc: RowLocation) -> bool {
+        match (&mut self.keys, key) {
+            (Keys::Int(m), Key::Int(k)) if m.get(k) == Some(loc) => {
+                m.remove(k);
+                self.record(|| Undo::Key(OwnedKey::Int(k), Some(loc)));
+                true
+            }
+            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) if map.get(bytes) == Some(&loc) => {
+                map.remove(bytes);
+                self.record(|| Undo::Key(OwnedKey::Encoded(Box::from(bytes)), Some(loc)));
+                true
+            }
+            (Keys::Rows { map, len, .. }, Key::Row(hash)) => {
+                let Some(copies) = map.get_mut(&hash) else {
+                    return false;
+                };
+                let Some(at) = copies.iter().position(|c| *c == loc) else {
+                    return false;
+                };
+                copies.remove(at);
+                if copies.is_empty() {
+                    map.remove(&hash);
+                }
+                *len -= 1;
+                self.record(|| Undo::CopyRemoved(hash, loc));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The id of a registered data file.
+    pub fn file_id(&self, path: &str) -> Option<u32> {
+        self.file_ids.get(path).copied()
+    }
+
+    /// Starts journaling changes (a batch begins).
+    pub fn begin(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// Keeps the changes since [`begin`](Self::begin) (the batch committed).
+    pub fn keep(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes every change since [`begin`](Self::begin): the index is as
+    /// it was when the batch began.
+    pub fn rollback(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for undo in journal.into_iter().rev() {
+            match (undo, &mut self.keys) {
+                (Undo::Key(OwnedKey::Int(k), before), Keys::Int(m)) => {
+                    match before {
+                        Some(loc) => m.insert(k, loc),
+                        None => m.remove(k),
+                    };
+                }
+                (Undo::Key(OwnedKey::Encoded(k), before), Keys::Encoded { map, .. }) => {
+                    match before {
+                        Some(loc) => map.insert(k, loc),
+                        None => map.remove(&k),
+                    };
+                }
+                (Undo::CopyInserted(hash, loc), Keys::Rows { map, len, .. }) => {
+                    if let Some(copies) = map.get_mut(&hash) {
+                        if let Some(at) = copies.iter().rposition(|c| *c == loc) {
+                            copies.remove(at);
+                            *len -= 1;
+                        }
+                        if copies.is_empty() {
+                            map.remove(&hash);
+                        }
+                    }
+                }
+                (Undo::CopyRemoved(hash, loc), Keys::Rows { map, len, .. }) => {
+                    map.entry(hash).or_default().push(loc);
+                    *len += 1;
+                }
+                (Undo::Cleared(saved), keys) => match (saved, keys) {
+                    (SavedKeys::Int(saved), Keys::Int(m)) => *m = saved,
+                    (SavedKeys::Encoded(saved), Keys::Encoded { map, .. }) => *map = saved,
+                    (SavedKeys::Rows(saved, n), Keys::Rows { map, len, .. }) => {
+                        *map = saved;
+                        *len = n;
+                    }
+                    _ => {}
+                },
+                (Undo::Relocated(back), _) => {
+                    self.move_rows(|loc| back.get(&loc).copied());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Adds an undo step while journaling.
+    fn record(&mut self, undo: impl FnOnce() -> Undo) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(undo());
+        }
     }
 
     /// Moves every row to where `moved` says it is now (its file rewritten:
     /// `moved(file id, position)` gives the new place, or None when the
     /// row's file was not rewritten).
     pub fn relocate(&mut self, mut moved: impl FnMut(RowLocation) -> Option<RowLocation>) {
+        if self.journal.is_none() {
+            self.move_rows(moved);
+            return;
+        }
+        let mut back = HashMap::new();
+        self.move_rows(|loc| {
+            let to = moved(loc)?;
+            back.insert(to, loc);
+            Some(to)
+        });
+        self.record(|| Undo::Relocated(back));
+    }
+
+    fn move_rows(&mut self, mut moved: impl FnMut(RowLocation) -> Option<RowLocation>) {
         let mut apply = |loc: &mut RowLocation| {
             if let Some(to) = moved(*loc) {
                 *loc = to;
@@ -314,8 +475,16 @@ impl PrimaryKeyIndex {
     /// pointed at before, if the key was live.
     pub fn upsert(&mut self, key: Key<'_>, loc: RowLocation) -> Option<PositionDelete> {
         let previous = match (&mut self.keys, key) {
-            (Keys::Int(m), Key::Int(k)) => m.insert(k, loc),
-            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.insert(Box::from(bytes), loc),
+            (Keys::Int(m), Key::Int(k)) => {
+                let previous = m.insert(k, loc);
+                self.record(|| Undo::Key(OwnedKey::Int(k), previous));
+                previous
+            }
+            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => {
+                let previous = map.insert(Box::from(bytes), loc);
+                self.record(|| Undo::Key(OwnedKey::Encoded(Box::from(bytes)), previous));
+                previous
+            }
             (Keys::Rows { .. }, key @ Key::Row(_)) => {
                 self.insert_copy(key, loc);
                 None
@@ -328,8 +497,20 @@ impl PrimaryKeyIndex {
     /// Forgets `key`; returns the position delete of its row, if it was live.
     pub fn remove(&mut self, key: Key<'_>) -> Option<PositionDelete> {
         let previous = match (&mut self.keys, key) {
-            (Keys::Int(m), Key::Int(k)) => m.remove(k),
-            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.remove(bytes),
+            (Keys::Int(m), Key::Int(k)) => {
+                let previous = m.remove(k);
+                if previous.is_some() {
+                    self.record(|| Undo::Key(OwnedKey::Int(k), previous));
+                }
+                previous
+            }
+            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => {
+                let previous = map.remove(bytes);
+                if previous.is_some() {
+                    self.record(|| Undo::Key(OwnedKey::Encoded(Box::from(bytes)), previous));
+                }
+                previous
+            }
             (Keys::Rows { .. }, key @ Key::Row(_)) => return self.remove_copy(key),
             _ => None,
         };
@@ -362,6 +543,18 @@ impl PrimaryKeyIndex {
 
     /// Forgets every key (a truncate).
     pub fn clear(&mut self) {
+        if self.journal.is_some() {
+            // the map moves into the journal whole: undoing is a move back
+            let saved = match &mut self.keys {
+                Keys::Int(m) => SavedKeys::Int(std::mem::take(m)),
+                Keys::Encoded { map, .. } => SavedKeys::Encoded(std::mem::take(map)),
+                Keys::Rows { map, len, .. } => {
+                    SavedKeys::Rows(std::mem::take(map), std::mem::take(len))
+                }
+            };
+            self.record(|| Undo::Cleared(saved));
+            return;
+        }
         match &mut self.keys {
             Keys::Int(m) => m.clear(),
             Keys::Encoded { map, .. } => map.clear(),
@@ -369,6 +562,16 @@ impl PrimaryKeyIndex {
                 map.clear();
                 *len = 0;
             }
+        }
+    }
+
+    /// Where `key`'s row is, as a location, if live.
+    pub fn location(&self, key: Key<'_>) -> Option<RowLocation> {
+        match (&self.keys, key) {
+            (Keys::Int(m), Key::Int(k)) => m.get(k),
+            (Keys::Encoded { map, .. }, Key::Encoded(bytes)) => map.get(bytes).copied(),
+            (Keys::Rows { map, .. }, Key::Row(hash)) => map.get(&hash)?.last().copied(),
+            _ => None,
         }
     }
 }
@@ -385,4 +588,107 @@ fn row_hash(bytes: &[u8]) -> u128 {
     0x5f1b_e6c4_u32.hash(&mut b);
     bytes.hash(&mut b);
     (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Upsert(i64, u32),
+        Remove(i64),
+        RemoveAt(i64, u32),
+        Clear,
+        Shift,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0..40i64, 0..50u32).prop_map(|(k, p)| Step::Upsert(k, p)),
+            3 => (0..40i64).prop_map(Step::Remove),
+            2 => (0..40i64, 0..50u32).prop_map(|(k, p)| Step::RemoveAt(k, p)),
+            1 => Just(Step::Clear),
+            1 => Just(Step::Shift),
+        ]
+    }
+
+    /// Every (key, file, position) of the index, in order.
+    fn contents(index: &PrimaryKeyIndex) -> Vec<(String, i64)> {
+        let mut all: Vec<(String, i64)> = index
+            .locations()
+            .into_iter()
+            .map(|d| (d.file_path.to_string(), d.pos))
+            .collect();
+        all.sort();
+        all
+    }
+
+    fn run(index: &mut PrimaryKeyIndex, steps: &[Step], key: impl Fn(i64) -> Vec<u8>) {
+        let file = index.register_file("f");
+        for s in steps {
+            match *s {
+                Step::Upsert(k, p) => {
+                    let bytes = key(k);
+                    index.upsert(key_of(index, &bytes, k), RowLocation { file, pos: p });
+                }
+                Step::Remove(k) => {
+                    let bytes = key(k);
+                    index.remove(key_of(index, &bytes, k));
+                }
+                Step::RemoveAt(k, p) => {
+                    let bytes = key(k);
+                    index.remove_at(key_of(index, &bytes, k), RowLocation { file, pos: p });
+                }
+                Step::Clear => index.clear(),
+                Step::Shift => index.relocate(|l| {
+                    Some(RowLocation {
+                        pos: l.pos + 100,
+                        ..l
+                    })
+                }),
+            }
+        }
+    }
+
+    fn key_of<'a>(index: &PrimaryKeyIndex, bytes: &'a [u8], k: i64) -> Key<'a> {
+        match index.keys {
+            Keys::Int(_) => Key::Int(k),
+            Keys::Encoded { .. } => Key::Encoded(bytes),
+            Keys::Rows { .. } => Key::Row(k as u128),
+        }
+    }
+
+    proptest! {
+        /// Whatever a batch did, rolling it back leaves the index as the
+        /// batch found it, for every kind of key.
+        #[test]
+        fn a_rolled_back_batch_leaves_the_index_as_it_was(
+            before in proptest::collection::vec(step(), 0..60),
+            batch in proptest::collection::vec(step(), 0..60),
+        ) {
+            let kinds = [
+                PrimaryKeyIndex::new(&[DataType::Int64]).unwrap(),
+                PrimaryKeyIndex::new(&[DataType::Utf8]).unwrap(),
+                PrimaryKeyIndex::whole_rows(&[DataType::Int64]).unwrap(),
+            ];
+            for mut index in kinds {
+                let key = |k: i64| format!("k{k}").into_bytes();
+                run(&mut index, &before, key);
+                let expected = (contents(&index), index.len());
+                index.begin();
+                run(&mut index, &batch, key);
+                index.rollback();
+                prop_assert_eq!((contents(&index), index.len()), expected.clone());
+                // and a kept batch stays
+                index.begin();
+                run(&mut index, &batch, key);
+                let after = (contents(&index), index.len());
+                index.keep();
+                index.rollback();
+                prop_assert_eq!((contents(&index), index.len()), after);
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ProjectionMask, PARQUET_FIELD_ID_META_KEY};
 
 use crate::error::LakehouseError;
-use crate::write::conform_column;
+use crate::spec::write::conform_column;
 
 fn arrow_error(path: &str) -> impl Fn(ArrowError) -> LakehouseError + '_ {
     move |source| LakehouseError::Arrow {

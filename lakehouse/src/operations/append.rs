@@ -17,7 +17,7 @@ use crate::table::append_columns;
 
 /// The changelog rows of `batch`'s changes at `rows` (offset order), as a
 /// struct of the row image's columns and the append columns, ready for
-/// [`crate::write::table_rows`].
+/// [`crate::spec::write::table_rows`].
 pub fn changelog_rows(
     batch: &ChangeBatch,
     rows: &[usize],

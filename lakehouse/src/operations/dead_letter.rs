@@ -2,8 +2,11 @@
 //! with their raw key and value bytes and the reason, so that skipping a
 //! bad message never means losing it silently.
 //!
-//! Each commit records the Kafka offsets of its letters in the snapshot
-//! summary like any floe table, so a restart resumes after them.
+//! Each commit records the Kafka offsets of its letters like any floe
+//! commit (`crate::transaction::state`), so a restart resumes after them;
+//! a letter the table already holds is not recorded twice. Compaction and
+//! expiry of the table (scheduled maintenance runs on it too) only make a
+//! commit try again on top of them.
 
 use std::sync::Arc;
 
@@ -12,16 +15,15 @@ use arrow_array::{
     TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
-use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use iceberg::spec::{NestedField, Operation, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
-use crate::apply::{applied_offsets, OFFSET_PROPERTY_PREFIX};
 use crate::catalog::Lake;
-use crate::commit::{commit_row_delta, RowDelta};
-use crate::error::LakehouseError;
-use crate::sink::{iceberg_error, load_or_create};
-use crate::write::{table_rows, write_rows};
+use crate::error::{iceberg_error, LakehouseError};
+use crate::spec::write::{table_rows, write_rows};
+use crate::table::load_or_create;
+use crate::transaction::{KafkaOffsets, Rebasable, SnapshotUpdate, StateChange, Transaction};
 
 /// One message floe could not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +49,7 @@ impl DeadLetterTable {
     /// Opens `ident` (e.g. `floe.dead_letters`), creating it if needed.
     pub async fn open(lake: &Lake, ident: TableIdent) -> Result<Self, LakehouseError> {
         let make = || schema().map_err(iceberg_error("dead-letter schema", &ident));
-        let table = load_or_create(lake.catalog.as_ref(), &ident, make, &[]).await?;
+        let table = load_or_create(lake.catalog().as_ref(), &ident, make, &[]).await?;
         Ok(Self {
             lake: lake.clone(),
             table,
@@ -61,12 +63,21 @@ impl DeadLetterTable {
 
     /// Appends `letters` in one commit that also records their offsets.
     pub async fn record(&mut self, letters: &[DeadLetter]) -> Result<(), LakehouseError> {
+        // letters the table already holds (a restart read them again)
+        let held = KafkaOffsets::of(&self.table);
+        let letters: Vec<&DeadLetter> = letters
+            .iter()
+            .filter(|l| {
+                held.get(&l.topic, l.partition)
+                    .is_none_or(|done| l.offset > done)
+            })
+            .collect();
         if letters.is_empty() {
             return Ok(());
         }
         let name = self.table.identifier().to_string();
         let bytes = |pick: fn(&DeadLetter) -> Option<&[u8]>| -> ArrayRef {
-            Arc::new(letters.iter().map(pick).collect::<BinaryArray>())
+            Arc::new(letters.iter().map(|l| pick(l)).collect::<BinaryArray>())
         };
         let columns: Vec<(&str, ArrayRef)> = vec![
             (
@@ -144,33 +155,25 @@ impl DeadLetterTable {
         let prefix = format!("{}-dead-{}", uuid::Uuid::new_v4(), self.commits);
         let written = write_rows(&self.table, &rows, &prefix).await?;
 
-        let mut offsets = applied_offsets(&self.table);
-        for l in letters {
-            let last = offsets
-                .entry((l.topic.clone(), l.partition))
-                .or_insert(l.offset);
-            *last = (*last).max(l.offset);
-        }
-        let properties = offsets
-            .into_iter()
-            .map(|((topic, partition), offset)| {
-                (
-                    format!("{OFFSET_PROPERTY_PREFIX}{topic}.{partition}"),
-                    offset.to_string(),
-                )
-            })
-            .collect();
-        let delta = RowDelta {
-            data_files: written.files,
-            properties,
-            ..Default::default()
+        let state = StateChange {
+            ranges: letters
+                .iter()
+                .map(|l| (l.topic.clone(), l.partition, l.offset, l.offset))
+                .collect(),
+            ..StateChange::default()
         };
-        self.table = commit_row_delta(&self.lake.pointer, &self.table, delta)
-            .await
-            .map_err(|source| LakehouseError::Commit {
-                table: name,
-                source,
-            })?;
+        // an append stays right on whatever another writer (compaction,
+        // expiry) commits meanwhile: a lost race commits it again on top
+        let committed = Transaction::new(
+            self.lake.catalog().as_ref(),
+            self.lake.pointer(),
+            self.table.clone(),
+            Rebasable(SnapshotUpdate::new(Operation::Append, written.files)),
+        )
+        .state(state)
+        .commit()
+        .await?;
+        self.table = committed.table;
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! Snapshot expiry: snapshots older than a threshold, beyond the newest
 //! few of the table's history and not named by a branch or tag, leave the
 //! metadata; then the files only they reached (manifest lists, manifests,
-//! data and delete files) are deleted. The current snapshot, which carries
-//! the Kafka offsets ingest resumes from, is always kept.
+//! data and delete files) are deleted. The current snapshot is always
+//! kept, and so is the newest that records floe's state (the Kafka offsets
+//! ingest resumes from, a job's lineage).
 //!
 //! The metadata commit comes first: a crash before the deletions leaves
 //! unreferenced files (orphans), never a reference to a missing file.
@@ -15,10 +16,9 @@ use iceberg::table::Table;
 use iceberg::TableIdent;
 
 use crate::catalog::Lake;
-use crate::commit::{commit_metadata, CommitError};
-use crate::error::LakehouseError;
-use crate::read::manifest_list;
-use crate::sink::iceberg_error;
+use crate::error::{iceberg_error, LakehouseError};
+use crate::spec::read::manifest_list;
+use crate::transaction::{reload, Action, CommitError, Transaction, Update};
 
 /// Which snapshots expire.
 #[derive(Debug, Clone)]
@@ -45,12 +45,9 @@ pub async fn expire(
     policy: &ExpirePolicy,
     dry_run: bool,
 ) -> Result<ExpireReport, LakehouseError> {
-    for _ in 0..5 {
-        let table = lake
-            .catalog
-            .load_table(ident)
-            .await
-            .map_err(iceberg_error("load table", ident))?;
+    let mut replans = 0;
+    loop {
+        let table = reload(lake.catalog().as_ref(), ident).await?;
         let metadata = table.metadata();
         let keep = kept(&table, policy);
         let (kept_snapshots, expired): (Vec<SnapshotRef>, Vec<SnapshotRef>) = metadata
@@ -78,58 +75,22 @@ pub async fn expire(
         if dry_run {
             return Ok(report);
         }
-        // a lost race is retried on the newer metadata without reading
-        // the manifests again: commits after the plan only add snapshots
-        // (kept, being younger) or remove files from the live set (files
-        // the plan keeps), so the files to delete stay right as long as the
-        // policy still expires the same snapshots
-        let mut table = table;
-        let mut committed = false;
-        for _ in 0..20 {
-            let location = table
-                .metadata_location()
-                .map(str::to_string)
-                .ok_or_else(|| LakehouseError::Commit {
-                    table: ident.to_string(),
-                    source: CommitError::NoMetadataLocation(ident.to_string()),
-                })?;
-            let next = table
-                .metadata()
-                .clone()
-                .into_builder(Some(location))
-                .remove_snapshots(&report.expired)
-                .build()
-                .map_err(iceberg_error("expire snapshots", ident))?;
-            match commit_metadata(&lake.pointer, &table, next).await {
-                Ok(_) => {
-                    committed = true;
-                    break;
-                }
-                Err(CommitError::Conflict { .. }) => {}
-                Err(source) => {
-                    return Err(LakehouseError::Commit {
-                        table: ident.to_string(),
-                        source,
-                    })
-                }
+        let action = Expire {
+            policy: policy.clone(),
+            expired: report.expired.clone(),
+        };
+        let committed = Transaction::new(lake.catalog().as_ref(), lake.pointer(), table, action)
+            .commit()
+            .await;
+        let table = match committed {
+            Ok(c) => c.table,
+            // the plan no longer holds: plan again, a few times
+            Err(LakehouseError::Commit { source, .. }) if source.is_conflict() && replans < 5 => {
+                replans += 1;
+                continue;
             }
-            table = lake
-                .catalog
-                .load_table(ident)
-                .await
-                .map_err(iceberg_error("reload table", ident))?;
-            let keep = kept(&table, policy);
-            let still_expired = report
-                .expired
-                .iter()
-                .all(|id| !keep.contains(id) && table.metadata().snapshot_by_id(*id).is_some());
-            if !still_expired {
-                break;
-            }
-        }
-        if !committed {
-            continue;
-        }
+            Err(e) => return Err(e),
+        };
         for file in &report.files {
             // a file that cannot be deleted is an orphan, not an error
             if let Err(e) = table.file_io().delete(file).await {
@@ -138,21 +99,54 @@ pub async fn expire(
         }
         return Ok(report);
     }
-    Err(LakehouseError::Commit {
-        table: ident.to_string(),
-        source: CommitError::Conflict {
-            table: ident.to_string(),
-            expected: "a table no other writer changes for five attempts".into(),
-        },
-    })
+}
+
+/// The expiry's metadata change. A lost race is committed again on the
+/// newer metadata without reading the manifests again: commits after the
+/// plan only add snapshots (kept, being younger) or remove files from the
+/// live set (files the plan keeps), so the files to delete stay right as
+/// long as the policy still expires the same snapshots; otherwise the
+/// expiry is planned again.
+struct Expire {
+    policy: ExpirePolicy,
+    expired: Vec<i64>,
+}
+
+impl Action for Expire {
+    async fn update(
+        &mut self,
+        base: &Table,
+        lost_to: Option<&Table>,
+    ) -> Result<Update, LakehouseError> {
+        if lost_to.is_some() {
+            let keep = kept(base, &self.policy);
+            let same = self
+                .expired
+                .iter()
+                .all(|id| !keep.contains(id) && base.metadata().snapshot_by_id(*id).is_some());
+            if !same {
+                return Err(LakehouseError::Commit {
+                    table: base.identifier().to_string(),
+                    source: CommitError::Conflict {
+                        table: base.identifier().to_string(),
+                        expected: "the snapshots the expiry planned on".into(),
+                    },
+                });
+            }
+        }
+        Ok(Update::RemoveSnapshots(self.expired.clone()))
+    }
 }
 
 /// The snapshots `policy` keeps: the current one and the newest
-/// `retain_last` of its history, every one younger than `older_than`, and
-/// every one a branch or tag names.
+/// `retain_last` of its history, every one younger than `older_than`, every
+/// one a branch or tag names, and the newest that records floe's state
+/// (Kafka offsets, a job's lineage), which a later commit by another
+/// engine may not carry.
 fn kept(table: &Table, policy: &ExpirePolicy) -> HashSet<i64> {
     let metadata = table.metadata();
     let mut keep = HashSet::new();
+    keep.extend(crate::transaction::state::state_snapshot(metadata));
     let mut cursor = metadata.current_snapshot().cloned();
     let mut n = 0;
     while let Some(s) = cursor {

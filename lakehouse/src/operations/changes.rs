@@ -5,7 +5,8 @@
 //! The feed is a superset of the net change: a row added and removed again
 //! in between appears twice, once each way, and a removed file lists all of
 //! its rows. That is what recomputation needs (every key that may have
-//! changed), not a diff to apply.
+//! changed), not a diff to apply. Compaction's `replace` snapshots move
+//! rows without changing them and are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,11 +14,11 @@ use std::sync::Arc;
 use arrow_array::{new_null_array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use iceberg::arrow::schema_to_arrow_schema;
-use iceberg::spec::{DataContentType, ManifestStatus};
+use iceberg::spec::{DataContentType, ManifestStatus, Operation};
 use iceberg::table::Table;
 
 use crate::error::LakehouseError;
-use crate::read::{manifest_list, read_columns, read_position_deletes};
+use crate::spec::read::{manifest_list, read_fields, read_position_deletes};
 
 /// The column naming which way a row changed: `added` or `removed`.
 pub const CHANGE_COLUMN: &str = "_change";
@@ -90,7 +91,11 @@ pub async fn changes_since(
     let schema = Arc::new(ArrowSchema::new(fields));
 
     let mut files = ChangedFiles::default();
-    for snapshot in &later {
+    // a replace (compaction) moves rows without changing them
+    for snapshot in later
+        .iter()
+        .filter(|s| s.summary().operation != Operation::Replace)
+    {
         let list = manifest_list(table, snapshot).await?;
         let id = snapshot.snapshot_id();
         for manifest in list.entries().iter().filter(|m| m.added_snapshot_id == id) {
@@ -123,11 +128,11 @@ pub async fn changes_since(
 
     let mut batches = Vec::new();
     for path in &files.added_data {
-        let rows = read_columns(table, path, None, None).await?;
+        let rows = read_fields(table, path, iceberg_schema, None, None).await?;
         batches.push(conform(&schema, &rows, "added", path)?);
     }
     for path in &files.removed_data {
-        let rows = read_columns(table, path, None, None).await?;
+        let rows = read_fields(table, path, iceberg_schema, None, None).await?;
         batches.push(conform(&schema, &rows, "removed", path)?);
     }
     let mut deleted: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
@@ -142,7 +147,7 @@ pub async fn changes_since(
     }
     for (file, positions) in deleted {
         let positions: Vec<u32> = positions.into_iter().collect();
-        let rows = read_columns(table, &file, None, Some(&positions)).await?;
+        let rows = read_fields(table, &file, iceberg_schema, None, Some(&positions)).await?;
         batches.push(conform(&schema, &rows, "removed", &file)?);
     }
     Ok(Some(TableChanges {

@@ -22,11 +22,17 @@
 //! not at all for a changelog (`append` mode), where every change is a row.
 //!
 //! The [`TableWriter`] owns the table's index, built from the current
-//! snapshot when it opens. If a commit fails, the writer refuses further
-//! work until it is opened again (its index may be ahead of the table).
+//! snapshot when it opens and only then. A batch's changes to the index are
+//! journaled: a commit lost to another writer (a compaction, another
+//! instance) rolls them back, catches the index up with the snapshots
+//! committed since ([`catch_up`]) and plans the batch again on the newer
+//! table, skipping what it already holds by its Kafka offsets. An outage
+//! is waited out by the writer's [`RetryPolicy`]. Any other failure leaves
+//! the writer refusing further work until it is opened again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
 use arrow_schema::DataType;
@@ -36,23 +42,23 @@ use iceberg::table::Table;
 use iceberg::Catalog;
 use ingest::{ChangeBatch, Op};
 
-use crate::append::changelog_rows;
-use crate::commit::{commit_row_delta, CatalogPointer, CommitError, Removal, RowDelta};
 use crate::error::LakehouseError;
-use crate::evolve::{self, Evolution};
-use crate::fill::{fill_defaults, is_set};
-use crate::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
-use crate::position_delete::{write_position_deletes, PositionDelete};
-use crate::read::{read_fields, read_position_deletes};
+use crate::index::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
+use crate::operations::append::changelog_rows;
+use crate::operations::fill::{fill_defaults, is_set};
+use crate::spec::evolve::{self, Evolution};
+use crate::spec::position_delete::{write_position_deletes, PositionDelete};
+use crate::spec::read::{read_fields, read_position_deletes};
+use crate::spec::write::{table_rows, write_rows_as, WrittenRows};
 use crate::table::append_columns;
-use crate::write::{table_rows, write_rows_as, WrittenRows};
+use crate::transaction::{
+    reload, CatalogPointer, KafkaOffsets, OnThisTable, Removal, RetryPolicy, SnapshotUpdate,
+    StateChange, Transaction,
+};
 
-/// Snapshot-summary property prefix of the Kafka offsets a table has
-/// applied: `floe.offset.<topic>.<partition>` = last applied offset.
-pub const OFFSET_PROPERTY_PREFIX: &str = "floe.offset.";
+mod catch_up;
 
-/// How often a batch is retried after losing the commit race.
-pub const MAX_CONFLICT_RETRIES: u32 = 5;
+use catch_up::CaughtUp;
 
 /// What one batch did to the table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -88,11 +94,21 @@ pub struct TableWriter {
     table: Table,
     pointer: CatalogPointer,
     index: PrimaryKeyIndex,
+    /// The index as the batch found it, when the batch replaced it whole
+    /// (a fill of a keyless table, its columns changed): a rollback puts
+    /// it back.
+    replaced_index: Option<PrimaryKeyIndex>,
     keying: Keying,
-    /// Partition of each data file the index points into.
+    /// Partition of each data file the index points into (entries of
+    /// files since removed are never looked up again).
     partitions: HashMap<Arc<str>, Struct>,
+    retry: RetryPolicy,
     commits: u64,
+    /// A batch is running (its index changes are journaled).
+    batch: bool,
     poisoned: bool,
+    full_builds: u64,
+    caught_up: u64,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -128,19 +144,44 @@ impl TableWriter {
         let mut writer = Self {
             catalog,
             index: PrimaryKeyIndex::new(&[])?,
+            replaced_index: None,
             keying,
             table,
             pointer: pointer.into(),
             partitions: HashMap::new(),
+            retry: RetryPolicy::default(),
             commits: 0,
+            batch: false,
             poisoned: false,
+            full_builds: 0,
+            caught_up: 0,
         };
         writer.load_index(&schema).await?;
         Ok(writer)
     }
 
+    /// How the writer waits out lost races and outages (default:
+    /// [`RetryPolicy::default`]).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    /// How often the index was built by reading the whole table: once on
+    /// open, and again only when history could not say what another
+    /// writer did.
+    pub fn full_index_builds(&self) -> u64 {
+        self.full_builds
+    }
+
+    /// How often the index was caught up with other writers' snapshots
+    /// after a lost race.
+    pub fn index_catch_ups(&self) -> u64 {
+        self.caught_up
     }
 
     pub fn live_rows(&self) -> usize {
@@ -176,14 +217,15 @@ impl TableWriter {
     /// current).
     async fn load_index(&mut self, schema: &Schema) -> Result<(), LakehouseError> {
         let (ids, types) = self.index_columns(schema)?;
-        self.index = match self.keying {
+        let empty = match self.keying {
             Keying::WholeRow => PrimaryKeyIndex::whole_rows(&types)?,
             _ => PrimaryKeyIndex::new(&types)?,
         };
-        self.partitions.clear();
+        self.replace_index(empty);
         if self.keying == Keying::Changelog || self.table.metadata().current_snapshot().is_none() {
             return Ok(());
         }
+        self.full_builds += 1;
         let scan = self
             .table
             .scan()
@@ -255,9 +297,22 @@ impl TableWriter {
         Ok(())
     }
 
-    /// The Kafka offsets the table's current snapshot has applied.
+    /// The Kafka offsets the table has applied.
     pub fn applied_offsets(&self) -> BTreeMap<(String, i32), i64> {
-        applied_offsets(&self.table)
+        KafkaOffsets::of(&self.table).into_map()
+    }
+
+    /// Puts `index` in place of the current one; the first replacement in
+    /// a batch keeps the old one for a rollback.
+    fn replace_index(&mut self, index: PrimaryKeyIndex) {
+        let old = std::mem::replace(&mut self.index, index);
+        if self.batch_running() && self.replaced_index.is_none() {
+            self.replaced_index = Some(old);
+        }
+    }
+
+    fn batch_running(&self) -> bool {
+        self.batch
     }
 
     /// Applies one change batch as one snapshot.
@@ -267,38 +322,91 @@ impl TableWriter {
                 table: self.table.identifier().to_string(),
             });
         }
-        self.poisoned = true;
-        let mut attempt = 0;
-        let stats = loop {
-            match self.apply_inner(batch).await {
-                // Another writer committed first. Starting again from its
-                // snapshot is always safe: the index is rebuilt from it,
-                // every delete is derived again, and events it already
-                // holds are skipped by their offsets.
-                Err(LakehouseError::Commit {
-                    source: CommitError::Conflict { .. },
-                    ..
-                }) if attempt < MAX_CONFLICT_RETRIES => {
-                    attempt += 1;
-                    tracing::warn!(table = %self.table.identifier(), attempt, "commit conflict; reloading the table and retrying");
-                    self.reload().await?;
+        let mut schedule = self.retry.schedule();
+        let mut stale = false;
+        loop {
+            let result = if stale {
+                self.refresh().await.map(|()| None)
+            } else {
+                self.begin();
+                let result = self.apply_inner(batch).await;
+                match &result {
+                    Ok(_) => self.keep(),
+                    Err(_) => self.rollback(),
                 }
-                other => break other?,
-            }
-        };
-        self.poisoned = false;
-        Ok(stats)
+                result.map(Some)
+            };
+            let error = match result {
+                Ok(Some(stats)) => return Ok(stats),
+                Ok(None) => {
+                    stale = false;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            // Another writer committed first, or the catalog or the store
+            // did not answer: the index is back where the batch found it;
+            // after a wait it follows the table as it is now and the batch
+            // is planned again, skipping what the table already holds.
+            let wait = if error.is_conflict() {
+                schedule.after_conflict()
+            } else if error.is_retryable() {
+                schedule.after_outage()
+            } else {
+                None
+            };
+            let Some(wait) = wait else {
+                self.poisoned = true;
+                return Err(error);
+            };
+            tracing::warn!(table = %self.table.identifier(), wait_ms = wait.as_millis() as u64, "cannot commit yet: {error}");
+            tokio::time::sleep(wait).await;
+            stale = true;
+        }
     }
 
-    /// Reloads the table from the catalog and rebuilds the index from it.
-    async fn reload(&mut self) -> Result<(), LakehouseError> {
-        let table = self
-            .catalog
-            .load_table(self.table.identifier())
-            .await
-            .map_err(|e| iceberg_error("reload table", &self.table, e))?;
-        let fresh = TableWriter::open(self.catalog.clone(), table, self.pointer.clone()).await?;
-        *self = fresh;
+    /// Starts a batch: its index changes are journaled.
+    fn begin(&mut self) {
+        self.batch = true;
+        self.replaced_index = None;
+        self.index.begin();
+    }
+
+    /// The batch committed: its index changes stay.
+    fn keep(&mut self) {
+        self.batch = false;
+        self.replaced_index = None;
+        self.index.keep();
+    }
+
+    /// The batch did not commit: the index is as the batch found it.
+    fn rollback(&mut self) {
+        self.batch = false;
+        match self.replaced_index.take() {
+            Some(before) => self.index = before,
+            None => self.index.rollback(),
+        }
+    }
+
+    /// Follows the table as the catalog has it now: the index catches up
+    /// with the snapshots committed since its own, or is built again when
+    /// history cannot say what they did.
+    async fn refresh(&mut self) -> Result<(), LakehouseError> {
+        let started = Instant::now();
+        let newer = reload(self.catalog.as_ref(), self.table.identifier()).await?;
+        match self.catch_up(&newer).await? {
+            CaughtUp::Snapshots(n) => {
+                self.caught_up += 1;
+                tracing::info!(table = %self.table.identifier(), snapshots = n, live_rows = self.index.len(), ms = started.elapsed().as_millis() as u64, "key index caught up with the commits it lost to");
+                self.table = newer;
+            }
+            CaughtUp::Rebuild(why) => {
+                tracing::warn!(table = %self.table.identifier(), "building the key index again from the table: {why}");
+                self.table = newer;
+                let schema = self.table.metadata().current_schema().clone();
+                self.load_index(&schema).await?;
+            }
+        }
         Ok(())
     }
 
@@ -307,21 +415,21 @@ impl TableWriter {
         let mut stats = ApplyStats::default();
 
         // a replay: events the table already holds are skipped
-        let applied = applied_offsets(&self.table);
+        let applied = KafkaOffsets::of(&self.table);
         let fresh: Vec<bool> = (0..batch.num_rows())
             .map(|i| {
                 let (partition, offset) = batch.position(i);
                 applied
-                    .get(&(batch.topic.clone(), partition))
-                    .is_none_or(|&done| offset > done)
+                    .get(&batch.topic, partition)
+                    .is_none_or(|done| offset > done)
             })
             .collect();
         stats.already_applied = fresh.iter().filter(|f| !**f).count();
         if stats.already_applied == batch.num_rows()
             && batch.offsets.iter().all(|r| {
                 applied
-                    .get(&(batch.topic.clone(), r.partition))
-                    .is_some_and(|&d| r.last <= d)
+                    .get(&batch.topic, r.partition)
+                    .is_some_and(|d| r.last <= d)
             })
         {
             return Ok(stats);
@@ -329,8 +437,15 @@ impl TableWriter {
         // nothing new, but Kafka moved on (tombstones only): record the offsets
         // with an empty commit
         if stats.already_applied == batch.num_rows() {
-            self.commit(batch, Vec::new(), Vec::new(), Removal::Nothing, None)
-                .await?;
+            self.commit(
+                batch,
+                &applied,
+                Vec::new(),
+                Vec::new(),
+                Removal::Nothing,
+                None,
+            )
+            .await?;
             return Ok(stats);
         }
 
@@ -372,7 +487,9 @@ impl TableWriter {
         }
         let new_schema = stats.schema_changed.then(|| next.as_ref().clone());
         if self.keying == Keying::Changelog {
-            return self.append(batch, &fresh, stats, &next, new_schema).await;
+            return self
+                .append(batch, &applied, &fresh, stats, &next, new_schema)
+                .await;
         }
 
         // everything before the last truncate is gone
@@ -386,7 +503,6 @@ impl TableWriter {
             stats.truncated = true;
             // every file goes: the commit removes them all, no deletes needed
             self.index.clear();
-            self.partitions.clear();
             removal = Removal::All;
         } else if stats.schema_changed {
             let defaults: Vec<(&str, &ArrayRef)> =
@@ -415,8 +531,15 @@ impl TableWriter {
         stats.rows_written = table_rows.num_rows();
         let delete_files = self.write_deletes(deletes, &prefix).await?;
         data_files.extend(written.files);
-        self.commit(batch, data_files, delete_files, removal, new_schema)
-            .await?;
+        self.commit(
+            batch,
+            &applied,
+            data_files,
+            delete_files,
+            removal,
+            new_schema,
+        )
+        .await?;
         Ok(stats)
     }
 
@@ -858,7 +981,7 @@ impl TableWriter {
         if whole_rows {
             // whole-row keys include the new column: key every row again
             let (_, types) = self.index_columns(schema)?;
-            self.index = PrimaryKeyIndex::whole_rows(&types)?;
+            self.replace_index(PrimaryKeyIndex::whole_rows(&types)?);
             let new_ids: Vec<u32> = refilled
                 .files
                 .iter()
@@ -887,7 +1010,6 @@ impl TableWriter {
                 })
             });
         }
-        self.partitions.clear();
         for f in &refilled.files {
             self.partitions
                 .insert(Arc::from(f.file_path()), f.partition().clone());
@@ -901,6 +1023,7 @@ impl TableWriter {
     async fn append(
         &mut self,
         batch: &ChangeBatch,
+        applied: &KafkaOffsets,
         fresh: &[bool],
         mut stats: ApplyStats,
         schema: &Arc<Schema>,
@@ -916,6 +1039,7 @@ impl TableWriter {
         stats.rows_written = rows.num_rows();
         self.commit(
             batch,
+            applied,
             written.files,
             Vec::new(),
             Removal::Nothing,
@@ -925,45 +1049,50 @@ impl TableWriter {
         Ok(stats)
     }
 
-    /// Commits the files (and a new schema) with the batch's offsets (and
-    /// every offset the table already carried) in the snapshot summary.
+    /// Commits the files (and a new schema) with the batch's offsets (the
+    /// ones the table did not hold yet) in one metadata swap.
     async fn commit(
         &mut self,
         batch: &ChangeBatch,
+        applied: &KafkaOffsets,
         data_files: Vec<DataFile>,
         delete_files: Vec<DataFile>,
         remove: Removal,
         schema: Option<Schema>,
     ) -> Result<(), LakehouseError> {
-        let mut properties: HashMap<String, String> = applied_offsets(&self.table)
-            .into_iter()
-            .map(|((topic, partition), offset)| {
-                (
-                    format!("{OFFSET_PROPERTY_PREFIX}{topic}.{partition}"),
-                    offset.to_string(),
-                )
-            })
-            .collect();
-        for range in &batch.offsets {
-            properties.insert(
-                format!(
-                    "{OFFSET_PROPERTY_PREFIX}{}.{}",
-                    batch.topic, range.partition
-                ),
-                range.last.to_string(),
-            );
-        }
-        let delta = RowDelta {
+        let removes = !delete_files.is_empty() || !matches!(remove, Removal::Nothing);
+        let mut update = SnapshotUpdate::new(
+            SnapshotUpdate::operation_of(!data_files.is_empty(), removes),
             data_files,
-            delete_files,
-            properties,
-            remove,
-            schema,
+        );
+        update.delete_files = delete_files;
+        update.remove = remove;
+        update.schema = schema;
+        let ranges = batch.offsets.iter().filter_map(|r| {
+            let first = match applied.get(&batch.topic, r.partition) {
+                Some(done) => r.first.max(done + 1),
+                None => r.first,
+            };
+            (first <= r.last).then_some((r.partition, first, r.last))
+        });
+        let state = StateChange::offsets(&batch.topic, ranges);
+        // a lost race comes back here at once: the writer catches its
+        // index up and plans the batch again (see `apply`)
+        let policy = RetryPolicy {
+            conflicts: 0,
+            ..self.retry.clone()
         };
-        let table = self.table.identifier().to_string();
-        self.table = commit_row_delta(&self.pointer, &self.table, delta)
-            .await
-            .map_err(|source| LakehouseError::Commit { table, source })?;
+        let committed = Transaction::new(
+            self.catalog.as_ref(),
+            &self.pointer,
+            self.table.clone(),
+            OnThisTable(update),
+        )
+        .state(state)
+        .retry(policy)
+        .commit()
+        .await?;
+        self.table = committed.table;
         Ok(())
     }
 }
@@ -1003,25 +1132,4 @@ fn key_in_order(key: &StructArray, names: &[String]) -> Option<StructArray> {
         .into_iter()
         .unzip();
     StructArray::try_new(fields.into(), columns, key.nulls().cloned()).ok()
-}
-
-/// The Kafka offsets `table`'s current snapshot has applied, from its
-/// summary: where ingest resumes.
-pub fn applied_offsets(table: &Table) -> BTreeMap<(String, i32), i64> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return BTreeMap::new();
-    };
-    snapshot
-        .summary()
-        .additional_properties
-        .iter()
-        .filter_map(|(k, v)| {
-            let rest = k.strip_prefix(OFFSET_PROPERTY_PREFIX)?;
-            let (topic, partition) = rest.rsplit_once('.')?;
-            Some((
-                (topic.to_string(), partition.parse().ok()?),
-                v.parse().ok()?,
-            ))
-        })
-        .collect()
 }

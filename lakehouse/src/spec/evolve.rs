@@ -30,7 +30,7 @@ use arrow_array::ArrayRef;
 use arrow_schema::{Field, Fields};
 use iceberg::spec::{ListType, MapType, NestedField, NestedFieldRef, Schema, StructType, Type};
 
-use crate::schema::{iceberg_type, is_widening, same_type, SchemaError};
+use crate::spec::schema::{iceberg_type, is_widening, same_type, SchemaError};
 
 /// A column new to the table.
 #[derive(Debug, Clone)]
@@ -309,7 +309,7 @@ mod tests {
     use iceberg::spec::PrimitiveType;
 
     use super::*;
-    use crate::schema::table_schema;
+    use crate::spec::schema::table_schema;
 
     fn fields(cols: &[(&str, DataType, bool)]) -> Fields {
         cols.iter()

@@ -1,0 +1,272 @@
+//! floe's own durable state, carried in snapshot summaries and typed here
+//! (the only module that knows its `floe.*` keys):
+//!
+//! * [`KafkaOffsets`]: per topic and partition, the last offset a table
+//!   has applied; where ingest resumes (exactly once);
+//! * [`JobLineage`]: the job run that computed a result table and the
+//!   source snapshots it read; where an incremental job starts;
+//! * the file a batch load's snapshot loaded, and a maintenance marker on
+//!   floe's maintenance snapshots.
+//!
+//! Every floe snapshot carries the offsets and lineage of the snapshot it
+//! follows, with its own changes ([`StateChange`]). Reading walks the
+//! snapshot ancestry from the current snapshot back to the first that
+//! carries them, the way Iceberg's streaming committers find their last
+//! checkpoint, so a commit by another engine (pyiceberg, Spark's
+//! `rewrite_data_files`, Trino's `OPTIMIZE`), which carries none, loses
+//! nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use iceberg::spec::{Snapshot, TableMetadata};
+use iceberg::table::Table;
+
+/// Snapshot-summary key prefix of the Kafka offsets:
+/// `floe.offset.<topic>.<partition>` = last applied offset.
+const OFFSET_PREFIX: &str = "floe.offset.";
+const JOB: &str = "floe.job";
+const JOB_RUN_ID: &str = "floe.job.run-id";
+const JOB_SOURCES: &str = "floe.job.sources";
+const LOADED_FILE: &str = "floe.load.file";
+const MAINTENANCE: &str = "floe.maintenance";
+
+/// Per (topic, partition), the last Kafka offset a table holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaOffsets(BTreeMap<(String, i32), i64>);
+
+impl KafkaOffsets {
+    /// The offsets of `table`: those of the newest snapshot in its
+    /// current ancestry that carries any.
+    pub fn of(table: &Table) -> Self {
+        carried(table.metadata(), Self::from_summary).unwrap_or_default()
+    }
+
+    fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
+        let offsets: BTreeMap<(String, i32), i64> = properties
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(OFFSET_PREFIX)?;
+                let (topic, partition) = rest.rsplit_once('.')?;
+                Some((
+                    (topic.to_string(), partition.parse().ok()?),
+                    v.parse().ok()?,
+                ))
+            })
+            .collect();
+        (!offsets.is_empty()).then_some(Self(offsets))
+    }
+
+    /// The last applied offset of a topic partition.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0.get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// Records `last` as applied for the partition (never moving back).
+    pub fn advance(&mut self, topic: &str, partition: i32, last: i64) {
+        let slot = self.0.entry((topic.to_string(), partition)).or_insert(last);
+        *slot = (*slot).max(last);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&(String, i32), &i64)> {
+        self.0.iter()
+    }
+
+    /// As the map ingest and the tests use.
+    pub fn into_map(self) -> BTreeMap<(String, i32), i64> {
+        self.0
+    }
+
+    fn write(&self, properties: &mut HashMap<String, String>) {
+        for ((topic, partition), offset) in &self.0 {
+            properties.insert(
+                format!("{OFFSET_PREFIX}{topic}.{partition}"),
+                offset.to_string(),
+            );
+        }
+    }
+}
+
+/// The job run that computed a table's current result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLineage {
+    pub job: String,
+    pub run_id: String,
+    /// Per source table (`ns.name`), the snapshot the run read.
+    pub sources: BTreeMap<String, i64>,
+}
+
+impl JobLineage {
+    /// The lineage of `table`'s current result: that of the newest
+    /// snapshot in its ancestry that carries one.
+    pub fn of(table: &Table) -> Option<Self> {
+        carried(table.metadata(), Self::from_summary)
+    }
+
+    fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
+        Some(Self {
+            job: properties.get(JOB)?.clone(),
+            run_id: properties.get(JOB_RUN_ID).cloned().unwrap_or_default(),
+            sources: properties
+                .get(JOB_SOURCES)
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn write(&self, properties: &mut HashMap<String, String>) {
+        properties.insert(JOB.into(), self.job.clone());
+        properties.insert(JOB_RUN_ID.into(), self.run_id.clone());
+        properties.insert(
+            JOB_SOURCES.into(),
+            serde_json::to_string(&self.sources).unwrap_or_default(),
+        );
+    }
+}
+
+/// The file a batch load's snapshot loaded (named in its summary).
+pub fn loaded_file(snapshot: &Snapshot) -> Option<&str> {
+    snapshot
+        .summary()
+        .additional_properties
+        .get(LOADED_FILE)
+        .map(String::as_str)
+}
+
+/// Whether a snapshot is one of floe's maintenance snapshots (compaction).
+pub fn is_maintenance(snapshot: &Snapshot) -> bool {
+    snapshot
+        .summary()
+        .additional_properties
+        .contains_key(MAINTENANCE)
+}
+
+/// What a floe commit changes in the state it carries forward.
+#[derive(Debug, Clone, Default)]
+pub struct StateChange {
+    /// Kafka offsets this commit applies, (topic, partition, first, last):
+    /// the carried offsets advance to `last`, and a table that already
+    /// holds `first` is not committed to again.
+    pub ranges: Vec<(String, i32, i64, i64)>,
+    /// A new job result's lineage (replaces the carried one).
+    pub lineage: Option<JobLineage>,
+    /// The file a batch load's snapshot loaded.
+    pub loaded_file: Option<String>,
+    /// Marks a maintenance snapshot (its operation's name).
+    pub maintenance: Option<&'static str>,
+}
+
+impl StateChange {
+    /// Records the offsets of a batch applied: per partition, the first
+    /// and last offset.
+    pub fn offsets(topic: &str, ranges: impl IntoIterator<Item = (i32, i64, i64)>) -> Self {
+        Self {
+            ranges: ranges
+                .into_iter()
+                .map(|(p, first, last)| (topic.to_string(), p, first, last))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Marks a maintenance snapshot: `op` names the operation.
+    pub fn maintenance(op: &'static str) -> Self {
+        Self {
+            maintenance: Some(op),
+            ..Self::default()
+        }
+    }
+
+    /// The summary properties of a commit on `base`: the state `base`
+    /// carries, with this change.
+    pub fn properties(&self, base: &TableMetadata) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        let mut offsets = carried(base, KafkaOffsets::from_summary).unwrap_or_default();
+        for (topic, partition, _, last) in &self.ranges {
+            offsets.advance(topic, *partition, *last);
+        }
+        offsets.write(&mut out);
+        let lineage = self
+            .lineage
+            .clone()
+            .or_else(|| carried(base, JobLineage::from_summary));
+        if let Some(lineage) = lineage {
+            lineage.write(&mut out);
+        }
+        if let Some(file) = &self.loaded_file {
+            out.insert(LOADED_FILE.into(), file.clone());
+        }
+        if let Some(op) = self.maintenance {
+            out.insert(MAINTENANCE.into(), op.into());
+        }
+        out
+    }
+}
+
+/// The newest state `read` finds along the current snapshot's ancestry.
+fn carried<T>(
+    metadata: &TableMetadata,
+    read: impl Fn(&HashMap<String, String>) -> Option<T>,
+) -> Option<T> {
+    let mut cursor = metadata.current_snapshot();
+    while let Some(snapshot) = cursor {
+        if let Some(found) = read(&snapshot.summary().additional_properties) {
+            return Some(found);
+        }
+        cursor = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id));
+    }
+    None
+}
+
+/// The snapshot of `metadata` that last recorded floe state (offsets or
+/// lineage) along the current ancestry: expiry keeps it.
+pub(crate) fn state_snapshot(metadata: &TableMetadata) -> Option<i64> {
+    let mut cursor = metadata.current_snapshot();
+    while let Some(snapshot) = cursor {
+        let p = &snapshot.summary().additional_properties;
+        if KafkaOffsets::from_summary(p).is_some() || JobLineage::from_summary(p).is_some() {
+            return Some(snapshot.snapshot_id());
+        }
+        cursor = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip_and_only_advance() {
+        let mut p = HashMap::new();
+        let mut o = KafkaOffsets::default();
+        o.advance("taxi.public.trips", 0, 41);
+        o.advance("taxi.public.trips", 0, 7);
+        o.advance("a.b.c", 2, 3);
+        o.write(&mut p);
+        assert_eq!(p["floe.offset.taxi.public.trips.0"], "41");
+        let back = KafkaOffsets::from_summary(&p).unwrap();
+        assert_eq!(back, o);
+        assert_eq!(back.get("a.b.c", 2), Some(3));
+        assert!(KafkaOffsets::from_summary(&HashMap::new()).is_none());
+    }
+
+    #[test]
+    fn lineage_round_trips() {
+        let lineage = JobLineage {
+            job: "trip_aggregations".into(),
+            run_id: "r1".into(),
+            sources: BTreeMap::from([("taxi_cdc.trips".to_string(), 42)]),
+        };
+        let mut p = HashMap::new();
+        lineage.write(&mut p);
+        assert_eq!(JobLineage::from_summary(&p), Some(lineage));
+    }
+}
