@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ingest::ChangeBatch;
 use lakehouse::apply::{ApplyStats, TableWriter};
+use lakehouse::transaction::RetryPolicy;
 use lakehouse::{Lake, LakehouseError};
 use tokio::task::JoinHandle;
 
@@ -206,7 +207,9 @@ async fn apply_with_retry(
     batch: &ChangeBatch,
     metrics: &Metrics,
 ) -> Result<(ApplyStats, String)> {
-    let mut backoff = Duration::from_millis(500);
+    // the same policy as every commit's, waiting outages out for as long
+    // as they last: ingest's job is to resume when the lake is back
+    let mut schedule = RetryPolicy::default().patient().schedule();
     loop {
         let result = match writers.entry(batch.topic.clone()) {
             Entry::Occupied(mut w) => w.get_mut().apply(batch).await,
@@ -246,11 +249,13 @@ async fn apply_with_retry(
                 });
             }
             Err(e) => {
+                let wait = schedule
+                    .after_outage()
+                    .unwrap_or(Duration::from_secs(30));
                 metrics.error("apply_retry");
-                tracing::warn!(topic = %batch.topic, retry_in_ms = backoff.as_millis() as u64, "cannot apply yet: {e}");
+                tracing::warn!(topic = %batch.topic, retry_in_ms = wait.as_millis() as u64, "cannot apply yet: {e}");
                 writers.remove(&batch.topic);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(wait).await;
             }
         }
     }

@@ -16,17 +16,12 @@ use iceberg_catalog_rest::{
 };
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalStorageFactory;
-use ingest::ChangeBatch;
 
 use crate::config::{CatalogConfig, LakeConfig, Warehouse};
 use crate::error::LakehouseError;
-use crate::operations::apply::TableWriter;
-use crate::table::{ensure_table, TableTarget};
 use crate::transaction::{CatalogPointer, RestCatalogPointer, SqlCatalogPointer};
 
-/// The name floe registers its catalog under (the `catalog_name` column of
-/// the JDBC schema; pyiceberg's `SqlCatalog(name, ...)` must use the same).
-pub const CATALOG_NAME: &str = "floe";
+pub use crate::config::CATALOG_NAME;
 
 /// An open lake: its catalog, and the compare-and-swap pointer that floe's
 /// own commits go through (the same catalog database). Every write goes
@@ -97,32 +92,6 @@ impl Lake {
     /// Where floe's commits swap a table's metadata pointer.
     pub fn pointer(&self) -> &CatalogPointer {
         &self.pointer
-    }
-
-    /// The writer for the source table of `first`, creating its Iceberg
-    /// table from `first` if it does not exist yet. A batch of truncates
-    /// alone creates nothing ([`LakehouseError::NoTableYet`]): there is
-    /// nothing to truncate, and it cannot say whether the table has a key.
-    pub async fn writer(&self, first: &ChangeBatch) -> Result<TableWriter, LakehouseError> {
-        let target = TableTarget::for_batch(first, &self.config.tables)?;
-        if !first.has_row_events() {
-            let exists = self
-                .catalog
-                .table_exists(&target.ident)
-                .await
-                .map_err(|source| LakehouseError::Iceberg {
-                    operation: "look up table",
-                    table: target.ident.to_string(),
-                    source: Box::new(source),
-                })?;
-            if !exists {
-                return Err(LakehouseError::NoTableYet {
-                    table: target.ident.to_string(),
-                });
-            }
-        }
-        let table = ensure_table(self.catalog.as_ref(), &target, first).await?;
-        TableWriter::open(self.catalog.clone(), table, self.pointer.clone()).await
     }
 }
 

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The name floe registers its catalog under (the `catalog_name` column of
+/// the JDBC schema; pyiceberg's `SqlCatalog(name, ...)` must use the same).
+pub const CATALOG_NAME: &str = "floe";
+
 /// Where tables live.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

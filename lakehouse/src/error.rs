@@ -64,6 +64,9 @@ pub enum LakehouseError {
         table: String,
         source: crate::spec::store::StoreError,
     },
+    /// A table property floe cannot honour (a codec it cannot write).
+    #[error("table {table}: {reason}")]
+    TableProperty { table: String, reason: String },
     #[error("the writer of {table} failed during an earlier commit; open it again (its index may be ahead of the table)")]
     WriterPoisoned { table: String },
 }
@@ -107,7 +110,8 @@ impl LakehouseError {
             | LakehouseError::NoTableYet { .. }
             | LakehouseError::Schema { .. }
             | LakehouseError::Arrow { .. }
-            | LakehouseError::SchemaMismatch { .. } => false,
+            | LakehouseError::SchemaMismatch { .. }
+            | LakehouseError::TableProperty { .. } => false,
         }
     }
 }

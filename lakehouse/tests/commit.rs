@@ -135,6 +135,7 @@ async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
     // 2: update vendor 2 = delete its row by position + add the new row, in one snapshot
     let deletes = write_position_deletes(
         v1.file_io(),
+        v1.metadata().properties(),
         &format!("{}/data/deletes-1.parquet", v1.metadata().location()),
         vec![PositionDelete {
             file_path: Arc::from(first_path.as_str()),

@@ -229,3 +229,116 @@ async fn compaction_writes_files_near_the_target_size() {
     assert_eq!(values, (0..8000).collect::<Vec<i64>>());
     let _ = std::fs::remove_dir_all(&warehouse);
 }
+
+/// The compression codec of every column chunk in the data files `table`'s
+/// current snapshot reads (a file does not record zstd's level).
+async fn codecs(table: &iceberg::table::Table) -> Vec<&'static str> {
+    use parquet::basic::Compression;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut out = Vec::new();
+    for task in crate::support::scan_tasks(table).await {
+        let bytes = table
+            .file_io()
+            .new_input(&task.data_file_path)
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        for rg in reader.metadata().row_groups() {
+            out.extend(rg.columns().iter().map(|c| match c.compression() {
+                Compression::ZSTD(_) => "zstd",
+                Compression::UNCOMPRESSED => "uncompressed",
+                _ => "other",
+            }));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// New files are zstd unless the table's `write.parquet.compression-codec`
+/// says otherwise; files written under another codec stay readable, and
+/// compaction rewrites them in the table's codec. The compaction commits
+/// Iceberg's `replace`, which the changes feed does not report as rows.
+#[tokio::test]
+async fn compaction_rewrites_old_files_in_the_tables_codec_as_a_replace() {
+    use iceberg::spec::Operation;
+    use lakehouse::changes::changes_since;
+    use lakehouse::sink::WriteMode;
+    use lakehouse::spec::parquet::COMPRESSION_CODEC;
+    use lakehouse::transaction::{SetProperties, Transaction};
+
+    let (warehouse, lake) = crate::support::temp_lake("compact-codec").await;
+    let ident = iceberg::TableIdent::from_strs(["results", "history"]).unwrap();
+    let set_codec = |codec: &'static str| {
+        let lake = &lake;
+        let ident = &ident;
+        async move {
+            let table = lake.catalog().load_table(ident).await.unwrap();
+            let props = [(COMPRESSION_CODEC.to_string(), codec.to_string())].into();
+            Transaction::new(
+                lake.catalog().as_ref(),
+                lake.pointer(),
+                table,
+                SetProperties(props),
+            )
+            .commit()
+            .await
+            .unwrap();
+        }
+    };
+
+    crate::expire::write(&lake, WriteMode::Append, &[0, 1, 2]).await;
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    assert_eq!(codecs(&table).await, vec!["zstd"], "zstd by default");
+
+    set_codec("uncompressed").await;
+    for i in 1..4i64 {
+        crate::expire::write(&lake, WriteMode::Append, &[i * 10, i * 10 + 1]).await;
+    }
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    assert_eq!(
+        codecs(&table).await,
+        ["uncompressed", "uncompressed", "uncompressed", "zstd"]
+    );
+    let rows_before = crate::support::scan_all(&table).await;
+
+    set_codec("zstd").await;
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    let since = table.metadata().current_snapshot_id().unwrap();
+    let policy = CompactPolicy {
+        min_small_files: 2,
+        ..CompactPolicy::default()
+    };
+    let report = compact(&lake, &ident, &policy, false).await.unwrap();
+    assert_eq!(report.files_added, 1);
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    assert_eq!(codecs(&table).await, ["zstd"], "rewritten compressed");
+    assert_eq!(
+        table.metadata().current_snapshot().unwrap().summary().operation,
+        Operation::Replace
+    );
+    let sorted = |batches: Vec<arrow_array::RecordBatch>| {
+        let mut v: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(crate::support::scan_all(&table).await),
+        sorted(rows_before)
+    );
+    let changes = changes_since(&table, since).await.unwrap().unwrap();
+    assert_eq!(changes.rows(), 0, "a compaction changes no rows");
+    let _ = std::fs::remove_dir_all(&warehouse);
+}

@@ -40,6 +40,7 @@ async fn sorted_deduplicated_with_reserved_ids_and_exact_bounds() {
     let partition = Struct::from_iter([Some(Literal::int(19_783))]);
     let file = write_position_deletes(
         &FileIO::new_with_fs(),
+        &Default::default(),
         &location,
         deletes,
         partition.clone(),
@@ -124,6 +125,7 @@ async fn no_deletes_no_file() {
     let location = format!("file://{}/empty.parquet", dir.display());
     let file = write_position_deletes(
         &FileIO::new_with_fs(),
+        &Default::default(),
         &location,
         vec![],
         Struct::empty(),

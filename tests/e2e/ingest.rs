@@ -132,7 +132,7 @@ url = "{registry}"
 [lake]
 warehouse = "{warehouse}"
 
-[lake.catalog()]
+[lake.catalog]
 type = "sqlite"
 path = "{catalog}"
 

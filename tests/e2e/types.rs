@@ -403,7 +403,7 @@ async fn every_type_lands_through_ingest_and_refusals_stop_or_are_dead_lettered(
             std::fs::write(
                 &config,
                 format!(
-                    "{}\n[lake]\nwarehouse = \"s3://{bucket}/wh\"\n[lake.catalog()]\ntype = \"sqlite\"\npath = \"{}\"\n\
+                    "{}\n[lake]\nwarehouse = \"s3://{bucket}/wh\"\n[lake.catalog]\ntype = \"sqlite\"\npath = \"{}\"\n\
                      [lake.s3]\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{secret}\"\n",
                     ingest_settings(&stack, &format!("s3-{case}-{on_error}"), r"types\.public\.text_key", on_error),
                     run.join("catalog.db").display(),

@@ -6,6 +6,7 @@
 //! path then position. Its statistics keep `file_path` bounds exact (no
 //! truncation), so readers can tell which data files a delete file touches.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -13,9 +14,9 @@ use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::io::FileIO;
 use iceberg::spec::{DataContentType, DataFile, NestedField, PrimitiveType, Schema, Struct, Type};
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
-use parquet::file::properties::WriterProperties;
 
 use crate::error::LakehouseError;
+use crate::spec::parquet::writer_properties;
 
 /// Reserved field id of `file_path` in position-delete files.
 pub const FILE_PATH_FIELD_ID: i32 = 2_147_483_546;
@@ -49,10 +50,12 @@ pub fn position_delete_schema() -> Schema {
 }
 
 /// Writes `deletes` (in any order, duplicates allowed) as one sorted
-/// position-delete file at `location`, for a partition of spec `spec_id`.
+/// position-delete file at `location`, for a partition of spec `spec_id`,
+/// with the Parquet settings of `table_properties` (see [`super::parquet`]).
 /// Returns the file's manifest entry; nothing is written for no deletes.
 pub async fn write_position_deletes(
     file_io: &FileIO,
+    table_properties: &HashMap<String, String>,
     location: &str,
     mut deletes: Vec<PositionDelete>,
     partition: Struct,
@@ -85,7 +88,7 @@ pub async fn write_position_deletes(
         }
     })?;
 
-    let props = WriterProperties::builder()
+    let props = writer_properties(table_properties, location)?
         .set_statistics_truncate_length(None)
         .build();
     let output = file_io

@@ -11,9 +11,9 @@ use iceberg::arrow::{arrow_struct_to_literal, schema_to_arrow_schema, PartitionV
 use iceberg::spec::{DataContentType, DataFile, Literal, Schema, Struct};
 use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
-use parquet::file::properties::WriterProperties;
 
 use crate::error::LakehouseError;
+use crate::spec::parquet::writer_properties;
 
 /// Data files written for a set of rows, and where each row is.
 #[derive(Debug, Clone)]
@@ -198,6 +198,7 @@ pub async fn write_rows_as(
     let mut files = Vec::with_capacity(groups.len());
     let mut locations = vec![(0u32, 0u32); rows.num_rows()];
     let data_dir = format!("{}/data", metadata.location().trim_end_matches('/'));
+    let props = writer_properties(metadata.properties(), &name)?.build();
     for (n, (partition, indices)) in groups.into_iter().enumerate() {
         let part_rows =
             arrow_select::take::take_record_batch(rows, &UInt32Array::from(indices.clone()))
@@ -218,7 +219,7 @@ pub async fn write_rows_as(
             .file_io()
             .new_output(&location)
             .map_err(|e| iceberg_error("open data file", &name, e))?;
-        let mut writer = ParquetWriterBuilder::new(WriterProperties::default(), schema.clone())
+        let mut writer = ParquetWriterBuilder::new(props.clone(), schema.clone())
             .build(output)
             .await
             .map_err(|e| iceberg_error("open data file", &name, e))?;

@@ -8,7 +8,8 @@
 //!  Transaction::commit, under one RetryPolicy:
 //!    │ action.update(base, lost_to)  → a snapshot (files added and
 //!    │                                  removed, its operation, a schema)
-//!    │                                  or snapshots removed (expiry)
+//!    │                                  or snapshots removed (expiry),
+//!    │                                  or table properties set
 //!    │ snapshot::produce             → manifests, list, next metadata,
 //!    │                                  floe's state in the summary
 //!    │ pointer                       → the catalog's compare-and-swap
@@ -26,6 +27,7 @@
 //! ships row-delta, rewrite and overwrite actions, they can replace floe's
 //! one by one. [`state`] holds floe's own durable state.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use iceberg::spec::TableMetadataBuildResult;
@@ -41,7 +43,7 @@ mod snapshot;
 pub mod state;
 
 pub use pointer::{CatalogPointer, RestCatalogPointer, SqlCatalogPointer};
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, Schedule};
 pub use snapshot::{Removal, RetryCache, SnapshotUpdate};
 pub use state::{JobLineage, KafkaOffsets, StateChange};
 
@@ -129,6 +131,8 @@ pub enum Update {
     Snapshot(SnapshotUpdate),
     /// Snapshots taken out of the metadata (expiry); no new snapshot.
     RemoveSnapshots(Vec<i64>),
+    /// Table properties set (Parquet settings, ...); no new snapshot.
+    SetProperties(HashMap<String, String>),
 }
 
 /// One kind of write, as the transaction layer runs it.
@@ -179,6 +183,17 @@ impl Action for OnThisTable {
                 },
             }),
         }
+    }
+}
+
+/// Table properties set, whatever else was committed meanwhile: they
+/// apply to files written from then on (see [`crate::spec::parquet`]).
+#[derive(Debug, Clone)]
+pub struct SetProperties(pub HashMap<String, String>);
+
+impl Action for SetProperties {
+    async fn update(&mut self, _: &Table, _: Option<&Table>) -> Result<Update, LakehouseError> {
+        Ok(Update::SetProperties(self.0.clone()))
     }
 }
 
@@ -281,6 +296,7 @@ impl<'c, A: Action> Transaction<'c, A> {
     /// One attempt: the update on the current base, swapped in.
     async fn attempt(&self, update: Update, cache: &mut RetryCache) -> Result<Table, CommitError> {
         let metadata = self.base.metadata();
+        let name = self.base.identifier().to_string();
         let next: TableMetadataBuildResult = match update {
             Update::Snapshot(mut snapshot) => {
                 // streaming idempotency: what the table already holds is
@@ -308,10 +324,16 @@ impl<'c, A: Action> Transaction<'c, A> {
                     .into_builder(Some(location))
                     .remove_snapshots(&ids)
                     .build()
-                    .map_err(write_error(
-                        &self.base.identifier().to_string(),
-                        "build metadata",
-                    ))?
+                    .map_err(write_error(&name, "build metadata"))?
+            }
+            Update::SetProperties(properties) => {
+                let location = pointer::current_location(&self.base)?;
+                metadata
+                    .clone()
+                    .into_builder(Some(location))
+                    .set_properties(properties)
+                    .and_then(|b| b.build())
+                    .map_err(write_error(&name, "set properties"))?
             }
         };
         pointer::commit_metadata(self.pointer, &self.base, next).await

@@ -20,7 +20,7 @@ use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::AnyPool;
 
 use super::{write_error, CommitError};
-use crate::catalog::CATALOG_NAME;
+use crate::config::CATALOG_NAME;
 
 /// Where floe swaps a table's metadata pointer: the catalog it opened.
 #[derive(Debug, Clone)]

@@ -40,7 +40,7 @@ impl RetryPolicy {
     }
 
     /// A fresh schedule of delays for one write.
-    pub(crate) fn schedule(&self) -> Schedule {
+    pub fn schedule(&self) -> Schedule {
         Schedule {
             delays: ExponentialBuilder::default()
                 .with_min_delay(self.min_delay)
@@ -56,7 +56,7 @@ impl RetryPolicy {
 }
 
 /// The delays of one write's attempts.
-pub(crate) struct Schedule {
+pub struct Schedule {
     delays: backon::ExponentialBackoff,
     started: Instant,
     conflicts: u32,

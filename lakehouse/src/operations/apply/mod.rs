@@ -50,7 +50,8 @@ use crate::spec::evolve::{self, Evolution};
 use crate::spec::position_delete::{write_position_deletes, PositionDelete};
 use crate::spec::read::{read_fields, read_position_deletes};
 use crate::spec::write::{table_rows, write_rows_as, WrittenRows};
-use crate::table::append_columns;
+use crate::table::{append_columns, ensure_table, TableTarget};
+use crate::Lake;
 use crate::transaction::{
     reload, CatalogPointer, KafkaOffsets, OnThisTable, Removal, RetryPolicy, SnapshotUpdate,
     StateChange, Transaction,
@@ -121,6 +122,34 @@ fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error)
 
 fn arrow_error(context: String) -> impl FnOnce(arrow_schema::ArrowError) -> LakehouseError {
     move |source| LakehouseError::Arrow { context, source }
+}
+
+impl Lake {
+    /// The writer for the source table of `first`, creating its Iceberg
+    /// table from `first` if it does not exist yet. A batch of truncates
+    /// alone creates nothing ([`LakehouseError::NoTableYet`]): there is
+    /// nothing to truncate, and it cannot say whether the table has a key.
+    pub async fn writer(&self, first: &ChangeBatch) -> Result<TableWriter, LakehouseError> {
+        let target = TableTarget::for_batch(first, &self.config().tables)?;
+        if !first.has_row_events() {
+            let exists = self
+                .catalog()
+                .table_exists(&target.ident)
+                .await
+                .map_err(|source| LakehouseError::Iceberg {
+                    operation: "look up table",
+                    table: target.ident.to_string(),
+                    source: Box::new(source),
+                })?;
+            if !exists {
+                return Err(LakehouseError::NoTableYet {
+                    table: target.ident.to_string(),
+                });
+            }
+        }
+        let table = ensure_table(self.catalog().as_ref(), &target, first).await?;
+        TableWriter::open(self.catalog().clone(), table, self.pointer().clone()).await
+    }
 }
 
 impl TableWriter {
@@ -951,7 +980,10 @@ impl TableWriter {
         for (n, (partition, group)) in by_partition.into_iter().enumerate() {
             let location = format!("{data_dir}/{prefix}-deletes-{n:05}.parquet");
             if let Some(file) =
-                write_position_deletes(self.table.file_io(), &location, group, partition, spec_id)
+                write_position_deletes(
+                    self.table.file_io(),
+                    self.table.metadata().properties(),
+                    &location, group, partition, spec_id)
                     .await?
             {
                 delete_files.push(file);

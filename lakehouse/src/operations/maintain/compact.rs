@@ -480,7 +480,10 @@ async fn delete_again(
     for (n, (partition, deletes)) in by_partition.into_iter().enumerate() {
         let location = format!("{data_dir}/{prefix}-deletes-{n:05}.parquet");
         out.extend(
-            write_position_deletes(table.file_io(), &location, deletes, partition, spec_id).await?,
+            write_position_deletes(
+                table.file_io(),
+                table.metadata().properties(),
+                &location, deletes, partition, spec_id).await?,
         );
     }
     Ok(out)
