@@ -3,6 +3,7 @@
 mod apply;
 mod commit;
 mod compact;
+mod dead_letter;
 mod expire;
 mod interop;
 mod model;

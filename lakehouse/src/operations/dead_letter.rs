@@ -43,6 +43,7 @@ pub struct DeadLetterTable {
     lake: Lake,
     table: Table,
     commits: u64,
+    lost_races: u64,
 }
 
 impl DeadLetterTable {
@@ -54,11 +55,18 @@ impl DeadLetterTable {
             lake: lake.clone(),
             table,
             commits: 0,
+            lost_races: 0,
         })
     }
 
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    /// Commits that lost a race (to compaction or expiry of this table)
+    /// and were committed again on the newer table.
+    pub fn lost_races(&self) -> u64 {
+        self.lost_races
     }
 
     /// Appends `letters` in one commit that also records their offsets.
@@ -173,6 +181,7 @@ impl DeadLetterTable {
         .state(state)
         .commit()
         .await?;
+        self.lost_races += u64::from(committed.attempts - 1);
         self.table = committed.table;
         Ok(())
     }

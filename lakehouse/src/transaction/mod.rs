@@ -14,8 +14,9 @@
 //!    │                                  floe's state in the summary
 //!    │ pointer                       → the catalog's compare-and-swap
 //!    ├─ swapped: Committed
-//!    ├─ lost the race: reload, back off, and ask the action again with
-//!    │   what it lost to (it rebases, or says Conflict to be planned again)
+//!    ├─ lost the race (or the base's files are gone, expired by a newer
+//!    │   table): reload, back off, and ask the action again with what it
+//!    │   lost to (it rebases, or says Conflict to be planned again)
 //!    ├─ an outage: back off, the same attempt again
 //!    └─ anything else: the error, at once
 //! ```
@@ -264,6 +265,15 @@ impl<'c, A: Action> Transaction<'c, A> {
                 Ok(table) => return Ok(Committed { table, attempts }),
                 Err(e) => e,
             };
+            // a base whose files another writer's expiry deleted cannot be
+            // read: the table moved on, and that is a lost race
+            let error = match error {
+                CommitError::Write { .. } if self.moved_on().await? => CommitError::Conflict {
+                    table: name.clone(),
+                    expected: format!("{error}"),
+                },
+                e => e,
+            };
             if error.is_conflict() {
                 let Some(wait) = schedule.after_conflict() else {
                     return Err(LakehouseError::Commit {
@@ -291,6 +301,12 @@ impl<'c, A: Action> Transaction<'c, A> {
                 });
             }
         }
+    }
+
+    /// Whether the catalog's table is no longer the base.
+    async fn moved_on(&self) -> Result<bool, LakehouseError> {
+        let now = reload(self.catalog, self.base.identifier()).await?;
+        Ok(now.metadata_location() != self.base.metadata_location())
     }
 
     /// One attempt: the update on the current base, swapped in.

@@ -78,7 +78,7 @@ impl TableWriter {
                 Ok(t) => t,
                 Err(e) => {
                     self.index.rollback();
-                    return Err(e);
+                    return unreadable(e);
                 }
             };
             if touched.equality_deletes {
@@ -90,7 +90,7 @@ impl TableWriter {
             }
             if let Err(e) = self.replay(newer, &schema, &ids, touched).await {
                 self.index.rollback();
-                return Err(e);
+                return unreadable(e);
             }
             read += 1;
         }
@@ -156,6 +156,18 @@ impl TableWriter {
             }
         }
         Ok(())
+    }
+}
+
+/// A snapshot's files could not be read: an outage is the caller's to wait
+/// out; a file gone (an expiry deleted it meanwhile) leaves a full build.
+fn unreadable(e: LakehouseError) -> Result<CaughtUp, LakehouseError> {
+    if e.is_retryable() {
+        Err(e)
+    } else {
+        Ok(CaughtUp::Rebuild(format!(
+            "a file of the snapshots since could not be read: {e}"
+        )))
     }
 }
 
