@@ -1,6 +1,7 @@
 //! End-to-end tests of the `floe` binary, in one test binary.
 
 mod decode_cli;
+mod foreign;
 mod ingest;
 mod jobs;
 mod quickstart;

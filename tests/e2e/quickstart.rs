@@ -24,7 +24,7 @@ fn quickstart(dir: &Path) -> Output {
         .expect("floe runs")
 }
 
-fn sql(config: &Path, query: &str) -> String {
+pub(crate) fn sql(config: &Path, query: &str) -> String {
     ok(Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(["sql", "--quiet", "--format", "csv", "--config"])
         .arg(config)
@@ -34,7 +34,7 @@ fn sql(config: &Path, query: &str) -> String {
 }
 
 /// The lake's tables in the canonical text of `final_state.sql`.
-fn lake_state(config: &Path) -> [String; 3] {
+pub(crate) fn lake_state(config: &Path) -> [String; 3] {
     [
         sql(
             config,
@@ -56,7 +56,7 @@ fn lake_state(config: &Path) -> [String; 3] {
     ]
 }
 
-fn expected() -> [String; 3] {
+pub(crate) fn expected() -> [String; 3] {
     let dir = repo().join("tests/fixtures/quickstart/expected");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let mut trips = String::new();
