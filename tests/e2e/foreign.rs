@@ -71,7 +71,7 @@ fn config(dir: &Path, tables: &str) -> PathBuf {
 
 /// `scripts/foreign-commit.py` on `table` of the lake in `dir`: the
 /// operations it committed and the rows the table then holds.
-fn foreign_commit(dir: &Path, table: &str, args: &[String]) -> (Vec<String>, u64) {
+pub(crate) fn foreign_commit(dir: &Path, table: &str, args: &[String]) -> (Vec<String>, u64) {
     let warehouse = dir.join("lake");
     let out = Command::new(lake_readers_python())
         .arg(repo().join("scripts/foreign-commit.py"))
