@@ -2,8 +2,12 @@
 //! a model of the source table: inserts, updates that move rows between
 //! day partitions, deletes (with tombstones), primary-key changes, updates
 //! that leave the TOASTed `notes` unchanged, truncates; cut into random
-//! batches, with random crashes before the pointer swap after which the
-//! writer restarts and resumes from the offsets stored in the table.
+//! batches applied by two writers in random turns (each losing the commit
+//! race whenever the other or a compaction committed since it last did),
+//! with random compactions and random crashes before the pointer swap
+//! after which the writer restarts and resumes from the offsets stored in
+//! the table. A lost race must be recovered from the snapshots committed
+//! since, never by scanning the table: index builds are counted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,8 +18,9 @@ use arrow_array::{
 use ingest::testing::{decimal, EventEncoder, Value};
 use ingest::{ChangeDecoder, Op, RecordedMessage, Recording, DEFAULT_UNAVAILABLE_PLACEHOLDER};
 use lakehouse::apply::TableWriter;
-use lakehouse::transaction::SqlCatalogPointer;
-use lakehouse::{ensure_table, open_catalog, LakeConfig, TableTarget};
+use lakehouse::maintain::{compact, CompactPolicy};
+use lakehouse::transaction::{KafkaOffsets, RetryPolicy, SqlCatalogPointer};
+use lakehouse::{ensure_table, open_catalog, Lake, LakeConfig, TableTarget};
 use proptest::prelude::*;
 
 use crate::support::scan_all;
@@ -246,12 +251,57 @@ pub(crate) fn table_state(batches: &[RecordBatch]) -> BTreeMap<i64, Row> {
     out
 }
 
+/// What one run of a history did besides committing it.
+#[derive(Debug, Default)]
+struct RunStats {
+    /// Writers opened (each builds its index once, by scanning the table).
+    opens: u64,
+    /// Index builds by scanning the table, over all writers.
+    full_builds: u64,
+    /// Of those, builds after a lost race.
+    rebuilds: u64,
+    /// Lost races the writers recovered from by reading only the
+    /// snapshots committed since.
+    catch_ups: u64,
+    compactions: u64,
+}
+
+/// Opens a writer on the table of `batch`, creating it if needed.
+async fn open_writer(
+    catalog: &std::sync::Arc<dyn iceberg::Catalog>,
+    lake: &LakeConfig,
+    uri: &str,
+    batch: &ingest::ChangeBatch,
+) -> TableWriter {
+    let target = TableTarget::for_batch(batch, &lake.tables).unwrap();
+    let table = ensure_table(catalog.as_ref(), &target, batch)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pointer = SqlCatalogPointer::connect(uri).await.unwrap();
+    // lost races are retried at once: the races here are sequential
+    let fast = RetryPolicy {
+        min_delay: std::time::Duration::from_millis(1),
+        max_delay: std::time::Duration::from_millis(2),
+        ..RetryPolicy::default()
+    };
+    TableWriter::open(catalog.clone(), table, pointer)
+        .await
+        .unwrap()
+        .with_retry(fast)
+}
+
+/// Applies `actions` as a CDC history through two writers on the same
+/// table (each batch by the writer `who` picks), with compactions between
+/// batches where `compact` says and crashes before the pointer swap where
+/// `crashes` says.
 async fn run(
     actions: Vec<Action>,
     cuts: Vec<usize>,
     crashes: Vec<bool>,
+    who: Vec<usize>,
+    compactions: Vec<bool>,
     case: usize,
-) -> Result<(), TestCaseError> {
+) -> Result<RunStats, TestCaseError> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
     let rec = Recording::load(&dir).unwrap();
     let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
@@ -272,13 +322,28 @@ async fn run(
     );
     let dead_uri = format!("sqlite://{}?mode=rwc", warehouse.join("dead.db").display());
     let catalog = open_catalog(&lake).await.unwrap();
+    let handle = Lake::open(&lake).await.unwrap();
+    let policy = CompactPolicy {
+        min_small_files: 2,
+        max_deleted_ratio: 0.0,
+        ..CompactPolicy::default()
+    };
 
-    let mut writer: Option<TableWriter> = None;
+    let mut stats = RunStats::default();
+    let mut writers: [Option<TableWriter>; 2] = [None, None];
+    let mut ident = None;
     let mut next = 0usize;
     let mut step = 0usize;
     while next < messages.len() {
         let size = cuts[step % cuts.len()].max(1);
         let crash = crashes[step % crashes.len()];
+        let w = who[step % who.len()] % 2;
+        if compactions[step % compactions.len()] {
+            if let Some(ident) = &ident {
+                let report = compact(&handle, ident, &policy, false).await.unwrap();
+                stats.compactions += u64::from(report.snapshot_id.is_some());
+            }
+        }
         step += 1;
         let mut decoder = ChangeDecoder::new(rec.schemas.clone());
         let end = (next + size).min(messages.len());
@@ -291,60 +356,103 @@ async fn run(
             continue;
         }
         for batch in batches {
-            if writer.is_none() {
+            if writers[w].is_none() {
                 // a truncate-only first batch creates nothing (Lake::writer)
-                if !batch.has_row_events() {
+                if !batch.has_row_events() && ident.is_none() {
                     continue;
                 }
-                let target = TableTarget::for_batch(&batch, &lake.tables).unwrap();
-                let table = ensure_table(catalog.as_ref(), &target, &batch)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                let pointer = SqlCatalogPointer::connect(&uri).await.unwrap();
-                writer = Some(
-                    TableWriter::open(catalog.clone(), table, pointer)
-                        .await
-                        .unwrap(),
-                );
+                let opened = open_writer(&catalog, &lake, &uri, &batch).await;
+                ident = Some(opened.table().identifier().clone());
+                stats.opens += 1;
+                writers[w] = Some(opened);
             }
-            let w = writer.as_mut().unwrap();
+            let writer = writers[w].as_mut().unwrap();
             if crash {
                 // the same work, but the pointer swap never happens
-                let table = w.table().clone();
+                let table = writer.table().clone();
                 let dead = SqlCatalogPointer::connect(&dead_uri).await.unwrap();
                 let mut doomed = TableWriter::open(catalog.clone(), table, dead)
                     .await
                     .unwrap();
                 prop_assert!(doomed.apply(&batch).await.is_err());
                 // restart: reopen from the catalog and resume from the stored offsets
-                let target = TableTarget::for_batch(&batch, &lake.tables).unwrap();
-                let table = catalog.load_table(&target.ident).await.unwrap();
-                let pointer = SqlCatalogPointer::connect(&uri).await.unwrap();
-                *w = TableWriter::open(catalog.clone(), table, pointer)
-                    .await
-                    .unwrap();
+                stats.full_builds += writer.full_index_builds();
+                stats.rebuilds += writer.index_rebuilds_after_races();
+                stats.catch_ups += writer.index_catch_ups();
+                *writer = open_writer(&catalog, &lake, &uri, &batch).await;
+                stats.opens += 1;
             }
-            w.apply(&batch).await.unwrap();
+            writer.apply(&batch).await.unwrap();
         }
         next = end;
     }
-    let state = match &writer {
-        Some(w) => table_state(&scan_all(w.table()).await),
+    for writer in writers.iter().flatten() {
+        stats.full_builds += writer.full_index_builds();
+        stats.rebuilds += writer.index_rebuilds_after_races();
+        stats.catch_ups += writer.index_catch_ups();
+    }
+    let state = match &ident {
+        Some(ident) => table_state(&scan_all(&catalog.load_table(ident).await.unwrap()).await),
         None => BTreeMap::new(),
     };
     prop_assert_eq!(state, model);
-    if let Some(w) = &writer {
-        let applied = w.applied_offsets();
+    // a writer scans the table when it opens (not when it creates it)
+    // and never after a lost race
+    prop_assert_eq!(
+        stats.rebuilds,
+        0,
+        "a lost race was recovered by scanning the table: {:?}",
+        stats
+    );
+    prop_assert!(stats.full_builds <= stats.opens, "{:?}", stats);
+    if let Some(ident) = &ident {
+        let table = catalog.load_table(ident).await.unwrap();
+        let applied = KafkaOffsets::of(&table);
         let last = messages
             .iter()
             .rposition(|m| m.value.is_some() || m.key.is_some())
             .unwrap() as i64;
-        prop_assert!(applied
-            .get(&(TOPIC.to_string(), 0))
-            .is_some_and(|&o| o <= last));
+        prop_assert!(applied.get(TOPIC, 0).is_some_and(|o| o <= last));
     }
     std::fs::remove_dir_all(&warehouse).ok();
-    Ok(())
+    Ok(stats)
+}
+
+/// Two writers taking turns, compactions between most batches: every
+/// batch commits on a table another commit changed, and every one of
+/// those races is recovered from the snapshots since.
+#[tokio::test]
+async fn writers_taking_turns_with_compactions_never_rescan() {
+    let mut actions = Vec::new();
+    for round in 0..30i64 {
+        actions.push(Action::Upsert {
+            key: round % 12,
+            day: round % 3,
+            fare: 100 + round,
+            notes: Some(format!("n{round}")),
+            keep_notes: false,
+        });
+        actions.push(Action::Upsert {
+            key: (round * 7) % 12,
+            day: (round + 1) % 3,
+            fare: 500 + round,
+            notes: None,
+            keep_notes: round % 2 == 0,
+        });
+        if round % 4 == 3 {
+            actions.push(Action::Delete { key: round % 12 });
+        }
+        if round == 20 {
+            actions.push(Action::ChangeKey { from: 3, to: 40 });
+        }
+    }
+    let stats = run(actions, vec![3], vec![false], vec![0, 1], vec![true, true, false], 9_999)
+        .await
+        .unwrap();
+    assert_eq!((stats.opens, stats.full_builds), (2, 1), "{stats:?}");
+    assert!(stats.compactions >= 5, "{stats:?}");
+    assert!(stats.catch_ups >= 10, "{stats:?}");
+    eprintln!("{stats:?}");
 }
 
 proptest! {
@@ -359,10 +467,12 @@ proptest! {
         actions in proptest::collection::vec(action(), 1..40),
         cuts in proptest::collection::vec(1usize..12, 1..8),
         crashes in proptest::collection::vec(prop_oneof![5 => Just(false), 1 => Just(true)], 1..8),
+        who in proptest::collection::vec(0usize..2, 1..8),
+        compactions in proptest::collection::vec(prop_oneof![3 => Just(false), 1 => Just(true)], 1..8),
     ) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(actions, cuts, crashes, case))?;
+        rt.block_on(run(actions, cuts, crashes, who, compactions, case))?;
     }
 }

@@ -109,6 +109,7 @@ pub struct TableWriter {
     batch: bool,
     poisoned: bool,
     full_builds: u64,
+    rebuilt_after_race: u64,
     caught_up: u64,
 }
 
@@ -183,6 +184,7 @@ impl TableWriter {
             batch: false,
             poisoned: false,
             full_builds: 0,
+            rebuilt_after_race: 0,
             caught_up: 0,
         };
         writer.load_index(&schema).await?;
@@ -205,6 +207,12 @@ impl TableWriter {
     /// writer did.
     pub fn full_index_builds(&self) -> u64 {
         self.full_builds
+    }
+
+    /// Of those, the builds after a lost race (history could not say what
+    /// the other writer did: its snapshots expired, equality deletes).
+    pub fn index_rebuilds_after_races(&self) -> u64 {
+        self.rebuilt_after_race
     }
 
     /// How often the index was caught up with other writers' snapshots
@@ -432,6 +440,7 @@ impl TableWriter {
             CaughtUp::Rebuild(why) => {
                 tracing::warn!(table = %self.table.identifier(), "building the key index again from the table: {why}");
                 self.table = newer;
+                self.rebuilt_after_race += 1;
                 let schema = self.table.metadata().current_schema().clone();
                 self.load_index(&schema).await?;
             }
