@@ -24,10 +24,11 @@
 //! row with the default in that commit (issue 14), timed against the same
 //! update without a schema change.
 //! `-- conflict` loads FLOE_BENCH_EVENTS trips (in batches of 500,000),
-//! then opens two writers on the table; one commits an update, and the
-//! other, whose table is now stale, applies another: the time it takes to
-//! recover from the lost race and commit is what a conflict costs at that
-//! table size (issue 15), with the table's bytes per live row.
+//! then opens three writers on the table; one commits an update, and the
+//! others, whose table is now stale, apply another each: the time it
+//! takes to recover from the lost race and commit is what a conflict costs
+//! at that table size (issue 15), with the retry policy's backoff and
+//! without it, with the table's bytes per live row.
 //! `scripts/bench-apply.sh` runs all of them; `scripts/bench-maintain.sh`
 //! the maintenance one.
 
@@ -39,6 +40,7 @@ use futures::TryStreamExt;
 use ingest::testing::{decimal, EventEncoder, Rng, Value};
 use ingest::{ChangeBatch, ChangeDecoder, Op, RecordedMessage, Recording};
 use lakehouse::apply::TableWriter;
+use lakehouse::transaction::{RetryPolicy, SetProperties, Transaction};
 use lakehouse::{Lake, LakeConfig, TableConfig};
 
 const MARCH_1: i64 = 1_709_251_200_000_000;
@@ -110,7 +112,7 @@ fn events_from(
             value: Some(v),
         };
         ready(decoder.push(&msg.as_raw())).unwrap();
-        if (i - start + 1) % batch == 0 {
+        if (i - start + 1).is_multiple_of(batch) {
             out.extend(decoder.flush());
         }
     }
@@ -160,7 +162,39 @@ async fn writer(name: &str, first: &ChangeBatch) -> (TableWriter, PathBuf) {
         },
     );
     let lake = Lake::open(&lake).await.unwrap();
-    (lake.writer(first).await.unwrap(), warehouse)
+    let w = lake.writer(first).await.unwrap();
+    // FLOE_BENCH_CODEC: the table's write.parquet.compression-codec
+    // (default: none set, so zstd at floe's default level)
+    let Ok(codec) = std::env::var("FLOE_BENCH_CODEC") else {
+        return (w, warehouse);
+    };
+    // `zstd:LEVEL` sets the level too
+    let (codec, level) = codec.split_once(':').unwrap_or((codec.as_str(), ""));
+    let mut props: HashMap<String, String> = [(
+        lakehouse::spec::parquet::COMPRESSION_CODEC.to_string(),
+        codec.to_string(),
+    )]
+    .into();
+    if !level.is_empty() {
+        props.insert(
+            lakehouse::spec::parquet::COMPRESSION_LEVEL.to_string(),
+            level.to_string(),
+        );
+    }
+    let table = Transaction::new(
+        lake.catalog().as_ref(),
+        lake.pointer(),
+        w.table().clone(),
+        SetProperties(props),
+    )
+    .commit()
+    .await
+    .unwrap()
+    .table;
+    let w = TableWriter::open(lake.catalog().clone(), table, lake.pointer().clone())
+        .await
+        .unwrap();
+    (w, warehouse)
 }
 
 async fn apply_run(n: usize, batch: usize) {
@@ -619,17 +653,30 @@ async fn conflict_run(n: usize) {
         (w, t.elapsed().as_secs_f64())
     };
     let (mut a, open_secs) = open().await;
+    // the production retry policy (a lost race waits 100 ms to 200 ms
+    // with jitter before the next attempt), and one without the wait: the
+    // work of recovering alone
     let (mut b, _) = open().await;
+    let (c, _) = open().await;
+    let mut c = c.with_retry(RetryPolicy {
+        min_delay: std::time::Duration::ZERO,
+        max_delay: std::time::Duration::ZERO,
+        ..RetryPolicy::default()
+    });
     a.apply(&one_update(n as i64, false)).await.unwrap();
     let t = Instant::now();
     b.apply(&one_update(n as i64 + 1, false)).await.unwrap();
     let recovered = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    b.apply(&one_update(n as i64 + 2, false)).await.unwrap();
+    c.apply(&one_update(n as i64 + 2, false)).await.unwrap();
+    let work = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    c.apply(&one_update(n as i64 + 3, false)).await.unwrap();
     let plain = t.elapsed().as_secs_f64();
     println!(
-        "conflict at {n} live rows (loaded in {load:.1} s, {:.1} bytes/row on disk): a writer that lost the race committed in {recovered:.3} s (an uncontended commit: {plain:.3} s; opening a writer, index built: {open_secs:.2} s); peak RSS {:.0} MB",
+        "conflict at {n} live rows (loaded in {load:.1} s, {:.1} bytes/row on disk): a writer that lost the race committed in {recovered:.3} s with the retry policy's backoff, {work:.3} s without it (index rebuilds after the race: {}; an uncontended commit: {plain:.3} s; opening a writer, index built: {open_secs:.2} s); peak RSS {:.0} MB",
         table_bytes as f64 / n as f64,
+        b.index_rebuilds_after_races() + c.index_rebuilds_after_races(),
         peak_rss_mb()
     );
     std::fs::remove_dir_all(&warehouse).ok();

@@ -316,7 +316,12 @@ async fn compaction_rewrites_old_files_in_the_tables_codec_as_a_replace() {
     let table = lake.catalog().load_table(&ident).await.unwrap();
     assert_eq!(codecs(&table).await, ["zstd"], "rewritten compressed");
     assert_eq!(
-        table.metadata().current_snapshot().unwrap().summary().operation,
+        table
+            .metadata()
+            .current_snapshot()
+            .unwrap()
+            .summary()
+            .operation,
         Operation::Replace
     );
     let sorted = |batches: Vec<arrow_array::RecordBatch>| {

@@ -62,7 +62,9 @@ async fn dead_letters_keep_flowing_while_their_table_is_compacted_and_expired() 
     let (mut compactions, mut expiries) = (0, 0);
     while !done.load(std::sync::atomic::Ordering::SeqCst) {
         if lake.catalog().table_exists(&ident).await.unwrap() {
-            let c = compact(&lake, &ident, &compact_policy, false).await.unwrap();
+            let c = compact(&lake, &ident, &compact_policy, false)
+                .await
+                .unwrap();
             compactions += usize::from(c.snapshot_id.is_some());
             let e = expire(&lake, &ident, &expire_policy, false).await.unwrap();
             expiries += usize::from(!e.expired.is_empty());
@@ -75,12 +77,17 @@ async fn dead_letters_keep_flowing_while_their_table_is_compacted_and_expired() 
     // an expiry changed after the dead-letter writer last saw it
     for batch in BATCHES..BATCHES + LOCKSTEP {
         table.record(&letters(batch)).await.unwrap();
-        let c = compact(&lake, &ident, &compact_policy, false).await.unwrap();
+        let c = compact(&lake, &ident, &compact_policy, false)
+            .await
+            .unwrap();
         compactions += usize::from(c.snapshot_id.is_some());
         let e = expire(&lake, &ident, &expire_policy, false).await.unwrap();
         expiries += usize::from(!e.expired.is_empty());
     }
-    assert!(compactions > 0 && expiries > 0, "{compactions} compactions, {expiries} expiries");
+    assert!(
+        compactions > 0 && expiries > 0,
+        "{compactions} compactions, {expiries} expiries"
+    );
     assert!(
         table.lost_races() - raced_alongside >= (LOCKSTEP - 1) as u64,
         "{} lost races in lockstep: a commit on a table maintenance changed must lose and rebase",
@@ -91,7 +98,11 @@ async fn dead_letters_keep_flowing_while_their_table_is_compacted_and_expired() 
     let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
     for batch in crate::support::scan_all(&current).await {
         let i = batch.schema().index_of("offset").unwrap();
-        let offsets = batch.column(i).as_any().downcast_ref::<Int64Array>().unwrap();
+        let offsets = batch
+            .column(i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         for o in 0..offsets.len() {
             *seen.entry(offsets.value(o)).or_default() += 1;
         }

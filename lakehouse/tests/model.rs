@@ -446,9 +446,16 @@ async fn writers_taking_turns_with_compactions_never_rescan() {
             actions.push(Action::ChangeKey { from: 3, to: 40 });
         }
     }
-    let stats = run(actions, vec![3], vec![false], vec![0, 1], vec![true, true, false], 9_999)
-        .await
-        .unwrap();
+    let stats = run(
+        actions,
+        vec![3],
+        vec![false],
+        vec![0, 1],
+        vec![true, true, false],
+        9_999,
+    )
+    .await
+    .unwrap();
     assert_eq!((stats.opens, stats.full_builds), (2, 1), "{stats:?}");
     assert!(stats.compactions >= 5, "{stats:?}");
     assert!(stats.catch_ups >= 10, "{stats:?}");

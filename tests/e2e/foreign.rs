@@ -76,7 +76,10 @@ pub(crate) fn foreign_commit(dir: &Path, table: &str, args: &[String]) -> (Vec<S
     let out = Command::new(lake_readers_python())
         .arg(repo().join("scripts/foreign-commit.py"))
         .arg("--catalog-uri")
-        .arg(format!("sqlite:///{}", warehouse.join("catalog.db").display()))
+        .arg(format!(
+            "sqlite:///{}",
+            warehouse.join("catalog.db").display()
+        ))
         .arg("--warehouse")
         .arg(format!("file://{}", warehouse.display()))
         .args(["--table", table])
@@ -138,7 +141,11 @@ fn another_engines_commits_between_runs_lose_no_offsets_and_apply_nothing_twice(
         ALL_CHANGES,
         "the second run resumes where the first stopped ({applied_first} + {applied_rest})"
     );
-    assert_eq!(lake_state(&upsert), expected(), "the table equals the source");
+    assert_eq!(
+        lake_state(&upsert),
+        expected(),
+        "the table equals the source"
+    );
     std::fs::remove_dir_all(&dir).ok();
 
     // an append-mode (changelog) table: every change one row

@@ -300,11 +300,8 @@ async fn the_taxi_jobs_on_a_known_lake() {
         .await
         .unwrap();
     assert!(compacted.snapshot_id.is_some(), "{compacted:?}");
-    let (ops, _) = crate::foreign::foreign_commit(
-        &dir,
-        "realtime.trip_aggregations",
-        &["--rewrite".into()],
-    );
+    let (ops, _) =
+        crate::foreign::foreign_commit(&dir, "realtime.trip_aggregations", &["--rewrite".into()]);
     assert_eq!(ops, ["delete", "append"]);
     cdc.apply(&[Change::Upsert(trip(
         9,

@@ -110,6 +110,27 @@ impl CommitError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, CommitError::Conflict { .. })
     }
+
+    /// The table the commit was for.
+    pub fn table(&self) -> &str {
+        match self {
+            CommitError::Conflict { table, .. }
+            | CommitError::Write { table, .. }
+            | CommitError::Catalog { table, .. }
+            | CommitError::AlreadyApplied { table, .. }
+            | CommitError::Rest { table, .. } => table,
+            CommitError::NotInCatalog(table) | CommitError::NoMetadataLocation(table) => table,
+        }
+    }
+}
+
+impl From<CommitError> for LakehouseError {
+    fn from(source: CommitError) -> Self {
+        LakehouseError::Commit {
+            table: source.table().to_string(),
+            source,
+        }
+    }
 }
 
 /// Maps an iceberg error at `step` of writing `table`'s commit.
@@ -129,7 +150,7 @@ pub(crate) fn write_error(
 #[derive(Debug, Clone)]
 pub enum Update {
     /// A new snapshot on the current one.
-    Snapshot(SnapshotUpdate),
+    Snapshot(Box<SnapshotUpdate>),
     /// Snapshots taken out of the metadata (expiry); no new snapshot.
     RemoveSnapshots(Vec<i64>),
     /// Table properties set (Parquet settings, ...); no new snapshot.
@@ -159,7 +180,7 @@ pub struct Rebasable(pub SnapshotUpdate);
 
 impl Action for Rebasable {
     async fn update(&mut self, _: &Table, _: Option<&Table>) -> Result<Update, LakehouseError> {
-        Ok(Update::Snapshot(self.0.clone()))
+        Ok(Update::Snapshot(Box::new(self.0.clone())))
     }
 }
 
@@ -175,7 +196,7 @@ impl Action for OnThisTable {
         lost_to: Option<&Table>,
     ) -> Result<Update, LakehouseError> {
         match lost_to {
-            None => Ok(Update::Snapshot(self.0.clone())),
+            None => Ok(Update::Snapshot(Box::new(self.0.clone()))),
             Some(_) => Err(LakehouseError::Commit {
                 table: base.identifier().to_string(),
                 source: CommitError::Conflict {
@@ -276,10 +297,7 @@ impl<'c, A: Action> Transaction<'c, A> {
             };
             if error.is_conflict() {
                 let Some(wait) = schedule.after_conflict() else {
-                    return Err(LakehouseError::Commit {
-                        table: name,
-                        source: error,
-                    });
+                    return Err(error.into());
                 };
                 tracing::info!(table = %name, attempt = attempts, wait_ms = wait.as_millis() as u64, "lost a commit race; trying again on the newer table");
                 tokio::time::sleep(wait).await;
@@ -287,18 +305,12 @@ impl<'c, A: Action> Transaction<'c, A> {
                 lost_to = Some(std::mem::replace(&mut self.base, newer));
             } else if error.is_retryable() {
                 let Some(wait) = schedule.after_outage() else {
-                    return Err(LakehouseError::Commit {
-                        table: name,
-                        source: error,
-                    });
+                    return Err(error.into());
                 };
                 tracing::warn!(table = %name, wait_ms = wait.as_millis() as u64, "cannot commit yet: {error}");
                 tokio::time::sleep(wait).await;
             } else {
-                return Err(LakehouseError::Commit {
-                    table: name,
-                    source: error,
-                });
+                return Err(error.into());
             }
         }
     }

@@ -278,7 +278,7 @@ pub(crate) async fn produce(
         .await
         .map_err(step("write manifest list"))?;
 
-    let summary = summary(parent.as_deref().map(Snapshot::summary), &delta, &removed);
+    let summary = summary(parent.as_deref().map(Snapshot::summary), delta, &removed);
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(parent.as_ref().map(|p| p.snapshot_id()))

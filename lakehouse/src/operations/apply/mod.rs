@@ -51,11 +51,11 @@ use crate::spec::position_delete::{write_position_deletes, PositionDelete};
 use crate::spec::read::{read_fields, read_position_deletes};
 use crate::spec::write::{table_rows, write_rows_as, WrittenRows};
 use crate::table::{append_columns, ensure_table, TableTarget};
-use crate::Lake;
 use crate::transaction::{
     reload, CatalogPointer, KafkaOffsets, OnThisTable, Removal, RetryPolicy, SnapshotUpdate,
     StateChange, Transaction,
 };
+use crate::Lake;
 
 mod catch_up;
 
@@ -988,12 +988,15 @@ impl TableWriter {
         let mut delete_files = Vec::new();
         for (n, (partition, group)) in by_partition.into_iter().enumerate() {
             let location = format!("{data_dir}/{prefix}-deletes-{n:05}.parquet");
-            if let Some(file) =
-                write_position_deletes(
-                    self.table.file_io(),
-                    self.table.metadata().properties(),
-                    &location, group, partition, spec_id)
-                    .await?
+            if let Some(file) = write_position_deletes(
+                self.table.file_io(),
+                self.table.metadata().properties(),
+                &location,
+                group,
+                partition,
+                spec_id,
+            )
+            .await?
             {
                 delete_files.push(file);
             }

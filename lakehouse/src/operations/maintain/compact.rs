@@ -316,7 +316,7 @@ impl Action for &mut Replace {
         let mut update = SnapshotUpdate::new(Operation::Replace, self.rewrite.added.clone());
         update.delete_files = redeleted;
         update.remove = Removal::Files(self.rewrite.removed.clone());
-        Ok(Update::Snapshot(update))
+        Ok(Update::Snapshot(Box::new(update)))
     }
 }
 
@@ -483,7 +483,12 @@ async fn delete_again(
             write_position_deletes(
                 table.file_io(),
                 table.metadata().properties(),
-                &location, deletes, partition, spec_id).await?,
+                &location,
+                deletes,
+                partition,
+                spec_id,
+            )
+            .await?,
         );
     }
     Ok(out)
