@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Apply benchmark (issue 3): one million trips change events applied in
-# batches of 10k and 100k, then the read cost of 10% position deletes, then
+# batches of 10k and 100k, then the read cost of 10% position deletes and
+# the cost of a lost commit race (issue 15; FLOE_BENCH_CODEC=uncompressed
+# or zstd:1 sets the table's Parquet codec), then
 # the peer on the same events: pyiceberg's Table.upsert (and Table.delete),
 # which stops after FLOE_BENCH_PEER_SECONDS (default 300) per batch size
 # and reports its rate over the events it applied.
@@ -15,7 +17,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe/target}"
 only="${FLOE_BENCH_ONLY:-all}"
 cargo bench -p lakehouse --bench apply --no-run --locked >&2
 if [ "$only" != pyiceberg ]; then
-  for run in 10000 100000 read; do
+  for run in 10000 100000 read conflict; do
     cargo bench -p lakehouse --bench apply --locked -q -- "$run"
   done
 fi

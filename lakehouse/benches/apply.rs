@@ -29,6 +29,8 @@
 //! takes to recover from the lost race and commit is what a conflict costs
 //! at that table size (issue 15), with the retry policy's backoff and
 //! without it, with the table's bytes per live row.
+//! `FLOE_BENCH_CODEC` (`uncompressed`, `snappy`, `zstd:LEVEL`) sets the
+//! table's Parquet codec; default: none set, zstd level 3.
 //! `scripts/bench-apply.sh` runs all of them; `scripts/bench-maintain.sh`
 //! the maintenance one.
 
