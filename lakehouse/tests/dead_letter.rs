@@ -34,6 +34,28 @@ fn letters(batch: i64) -> Vec<DeadLetter> {
         .collect()
 }
 
+/// One round of scheduled maintenance on `ident`, aggressive: compaction
+/// of any two small files, expiry of all but the current snapshot.
+async fn maintain(
+    lake: &lakehouse::Lake,
+    ident: &TableIdent,
+    compactions: &mut usize,
+    expiries: &mut usize,
+) {
+    let compact_policy = CompactPolicy {
+        min_small_files: 2,
+        ..CompactPolicy::default()
+    };
+    let expire_policy = ExpirePolicy {
+        older_than: std::time::Duration::ZERO,
+        retain_last: 1,
+    };
+    let c = compact(lake, ident, &compact_policy, false).await.unwrap();
+    *compactions += usize::from(c.snapshot_id.is_some());
+    let e = expire(lake, ident, &expire_policy, false).await.unwrap();
+    *expiries += usize::from(!e.expired.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_keep_flowing_while_their_table_is_compacted_and_expired() {
     let (warehouse, lake) = crate::support::temp_lake("dead-letters-maintained").await;
@@ -51,23 +73,10 @@ async fn dead_letters_keep_flowing_while_their_table_is_compacted_and_expired() 
             table
         })
     };
-    let compact_policy = CompactPolicy {
-        min_small_files: 2,
-        ..CompactPolicy::default()
-    };
-    let expire_policy = ExpirePolicy {
-        older_than: std::time::Duration::ZERO,
-        retain_last: 1,
-    };
     let (mut compactions, mut expiries) = (0, 0);
     while !done.load(std::sync::atomic::Ordering::SeqCst) {
         if lake.catalog().table_exists(&ident).await.unwrap() {
-            let c = compact(&lake, &ident, &compact_policy, false)
-                .await
-                .unwrap();
-            compactions += usize::from(c.snapshot_id.is_some());
-            let e = expire(&lake, &ident, &expire_policy, false).await.unwrap();
-            expiries += usize::from(!e.expired.is_empty());
+            maintain(&lake, &ident, &mut compactions, &mut expiries).await;
         }
         tokio::task::yield_now().await;
     }
@@ -77,12 +86,7 @@ async fn dead_letters_keep_flowing_while_their_table_is_compacted_and_expired() 
     // an expiry changed after the dead-letter writer last saw it
     for batch in BATCHES..BATCHES + LOCKSTEP {
         table.record(&letters(batch)).await.unwrap();
-        let c = compact(&lake, &ident, &compact_policy, false)
-            .await
-            .unwrap();
-        compactions += usize::from(c.snapshot_id.is_some());
-        let e = expire(&lake, &ident, &expire_policy, false).await.unwrap();
-        expiries += usize::from(!e.expired.is_empty());
+        maintain(&lake, &ident, &mut compactions, &mut expiries).await;
     }
     assert!(
         compactions > 0 && expiries > 0,

@@ -56,12 +56,15 @@ fn replay(input: &Path, config: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no count of changes applied in {out:?}"))
 }
 
-fn config(dir: &Path, tables: &str) -> PathBuf {
+/// `floe.toml` in `dir`: `before` (other sections), then a local lake
+/// in `dir/lake` with `tables` (lines of the `[lake]` section and its
+/// subsections).
+pub(crate) fn config(dir: &Path, tables: &str, before: &str) -> PathBuf {
     let config = dir.join("floe.toml");
     std::fs::write(
         &config,
         format!(
-            "[lake]\nwarehouse = \"{}\"\n{tables}",
+            "{before}\n[lake]\nwarehouse = \"{}\"\n{tables}",
             dir.join("lake").display()
         ),
     )
@@ -110,7 +113,7 @@ fn another_engines_commits_between_runs_lose_no_offsets_and_apply_nothing_twice(
     // then rewrites the table
     let dir = fresh_dir("foreign-upsert");
     let first = first_messages(&dir, FIRST_RUN);
-    let upsert = config(&dir, "");
+    let upsert = config(&dir, "", "");
     let applied_first = replay(&first, &upsert);
     let live = trip_ids(&sql(&upsert, "SELECT trip_id FROM taxi_cdc.trips"));
     let [_, _, want_trips] = expected();
@@ -151,7 +154,11 @@ fn another_engines_commits_between_runs_lose_no_offsets_and_apply_nothing_twice(
     // an append-mode (changelog) table: every change one row
     let dir = fresh_dir("foreign-append");
     let first = first_messages(&dir, FIRST_RUN);
-    let append = config(&dir, "[lake.tables.\"public.trips\"]\nmode = \"append\"\n");
+    let append = config(
+        &dir,
+        "[lake.tables.\"public.trips\"]\nmode = \"append\"\n",
+        "",
+    );
     let applied_first = replay(&first, &append);
     let (ops, rows) = foreign_commit(&dir, "taxi_cdc.trips", &["--rewrite".into()]);
     // pyiceberg's overwrite: a delete of every file, then an append

@@ -54,16 +54,7 @@ fn bash(script: &str) -> String {
 /// A local lake in `dir` with the type test's table settings and `extra`
 /// configuration; returns the config file.
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let config = dir.join("floe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{extra}\n[lake]\nwarehouse = \"{}\"\n{TABLES}",
-            dir.join("lake").display()
-        ),
-    )
-    .unwrap();
-    config
+    crate::foreign::config(dir, TABLES, extra)
 }
 
 /// The python with pyiceberg and DuckDB (`scripts/lib/common.sh`).
