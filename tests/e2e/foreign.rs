@@ -15,7 +15,7 @@ use std::process::Command;
 use crate::jobs::ok;
 use crate::quickstart::{expected, lake_state, sql};
 use crate::stack::{fresh_dir, repo, text};
-use crate::types::lake_readers_python;
+use crate::types::lake_script;
 
 /// Messages of the quickstart recording the first run replays (of 26910).
 const FIRST_RUN: usize = 13_455;
@@ -75,16 +75,7 @@ pub(crate) fn config(dir: &Path, tables: &str, before: &str) -> PathBuf {
 /// `scripts/foreign-commit.py` on `table` of the lake in `dir`: the
 /// operations it committed and the rows the table then holds.
 pub(crate) fn foreign_commit(dir: &Path, table: &str, args: &[String]) -> (Vec<String>, u64) {
-    let warehouse = dir.join("lake");
-    let out = Command::new(lake_readers_python())
-        .arg(repo().join("scripts/foreign-commit.py"))
-        .arg("--catalog-uri")
-        .arg(format!(
-            "sqlite:///{}",
-            warehouse.join("catalog.db").display()
-        ))
-        .arg("--warehouse")
-        .arg(format!("file://{}", warehouse.display()))
+    let out = lake_script("foreign-commit.py", &dir.join("lake"))
         .args(["--table", table])
         .args(args)
         .output()

@@ -140,23 +140,13 @@ async fn analyst_queries_answer_as_duckdb_does() {
     let values_file = dir.join("substitutions.json");
     std::fs::write(&values_file, serde_json::to_string(&values).unwrap()).unwrap();
 
-    let python = crate::types::lake_readers_python();
-    let warehouse = dir.join("warehouse");
-    let out = Command::new(python)
-        .arg(repo().join("scripts/differential-sql.py"))
+    let out = crate::types::lake_script("differential-sql.py", &dir.join("warehouse"))
         .arg("--corpus")
         .arg(repo().join("tests/fixtures/queries/corpus.sql"))
         .arg("--results")
         .arg(&results)
         .arg("--substitutions")
         .arg(&values_file)
-        .arg("--catalog-uri")
-        .arg(format!(
-            "sqlite:///{}",
-            warehouse.join("catalog.db").display()
-        ))
-        .arg("--warehouse")
-        .arg(format!("file://{}", warehouse.display()))
         .output()
         .expect("the comparison runs");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)

@@ -62,21 +62,28 @@ pub(crate) fn lake_readers_python() -> String {
     bash("lake_readers_python").trim().to_string()
 }
 
-/// `scripts/compare-types.py` on the lake in `dir`: the JSON report.
-fn compare(dir: &Path, namespace: &str, tables: &str) -> serde_json::Value {
-    let python = lake_readers_python();
-    let warehouse = dir.join("lake");
-    let out = Command::new(python)
-        .arg(repo().join("scripts/compare-types.py"))
-        .arg("--expected")
-        .arg(fixtures().join("final_state.json"))
+/// `scripts/{script}` run by the lake readers' python on the local lake
+/// whose warehouse is `warehouse` (its SQLite catalog and files); the
+/// caller adds the script's own arguments.
+pub(crate) fn lake_script(script: &str, warehouse: &Path) -> Command {
+    let mut command = Command::new(lake_readers_python());
+    command
+        .arg(repo().join("scripts").join(script))
         .arg("--catalog-uri")
         .arg(format!(
             "sqlite:///{}",
             warehouse.join("catalog.db").display()
         ))
         .arg("--warehouse")
-        .arg(format!("file://{}", warehouse.display()))
+        .arg(format!("file://{}", warehouse.display()));
+    command
+}
+
+/// `scripts/compare-types.py` on the lake in `dir`: the JSON report.
+fn compare(dir: &Path, namespace: &str, tables: &str) -> serde_json::Value {
+    let out = lake_script("compare-types.py", &dir.join("lake"))
+        .arg("--expected")
+        .arg(fixtures().join("final_state.json"))
         .args(["--namespace", namespace, "--tables", tables])
         .output()
         .expect("the comparison runs");
