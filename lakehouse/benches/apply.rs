@@ -6,7 +6,8 @@
 //! far; pickups over 30 days; the table partitioned by day) in batches of
 //! BATCH events through the real decoder and `TableWriter`, on the local
 //! filesystem with a SQLite catalog, and prints events/s, commit latency,
-//! files per commit, index bytes per live row and peak memory.
+//! files per commit, the table's and the index's bytes per live row and
+//! peak memory.
 //! `-- read` measures the scan cost of 10% position-deleted rows instead.
 //! `-- export BATCH DIR` writes the same events, batch by batch, as the
 //! Parquet files `scripts/bench-pyiceberg.py` feeds to pyiceberg's
@@ -228,12 +229,21 @@ async fn apply_run(n: usize, batch: usize) {
             get("added-data-files") + get("added-delete-files")
         })
         .sum();
+    // data and delete files as ingest left them, before any compaction
+    let table_bytes = w
+        .table()
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get("total-files-size"))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
     println!(
-        "apply batch={batch}: {n} events in {total:.1} s = {:.0} events/s; commit p50 {:.0} ms, p99 {:.0} ms; {:.1} files/commit; index {:.1} bytes/live row ({} live); peak RSS {:.0} MB",
+        "apply batch={batch}: {n} events in {total:.1} s = {:.0} events/s; commit p50 {:.0} ms, p99 {:.0} ms; {:.1} files/commit; table {:.1} bytes/live row; index {:.1} bytes/live row ({} live); peak RSS {:.0} MB",
         n as f64 / total,
         pct(0.5),
         pct(0.99),
         files as f64 / batches.len() as f64,
+        table_bytes / w.live_rows().max(1) as f64,
         w.index_heap_bytes() as f64 / w.live_rows().max(1) as f64,
         w.live_rows(),
         peak_rss_mb()

@@ -69,6 +69,10 @@ pub enum LakehouseError {
     TableProperty { table: String, reason: String },
     #[error("the writer of {table} failed during an earlier commit; open it again (its index may be ahead of the table)")]
     WriterPoisoned { table: String },
+    /// The runtime shut down while files were being written on its
+    /// blocking pool (see [`crate::spec::parallel`]); nothing was committed.
+    #[error("{operation} was cut short: the runtime is shutting down")]
+    ShuttingDown { operation: &'static str },
 }
 
 /// Maps an iceberg error of `operation` on table `table`.
@@ -104,6 +108,8 @@ impl LakehouseError {
             LakehouseError::Store { source, .. } => source.retryable,
             // the writer is opened again, from the table as committed
             LakehouseError::WriterPoisoned { .. } => true,
+            // a process that starts again writes the files again
+            LakehouseError::ShuttingDown { .. } => true,
             LakehouseError::CatalogPathNeeded
             | LakehouseError::Warehouse { .. }
             | LakehouseError::PartitionSpec { .. }

@@ -11,6 +11,7 @@ use iceberg::spec::{DataContentType, DataFile, Struct};
 use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 use iceberg::Catalog;
+use lakehouse::spec::parquet::FileTier;
 use lakehouse::spec::position_delete::{write_position_deletes, PositionDelete};
 use lakehouse::transaction::{
     CatalogPointer, KafkaOffsets, OnThisTable, Rebasable, RetryPolicy, SnapshotUpdate,
@@ -143,6 +144,7 @@ async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
         }],
         Struct::empty(),
         0,
+        FileTier::Settled,
     )
     .await
     .unwrap()

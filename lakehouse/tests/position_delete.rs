@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow_array::{Array, Int64Array, StringArray};
 use iceberg::io::FileIO;
 use iceberg::spec::{DataContentType, DataFileFormat, Datum, Literal, Struct};
+use lakehouse::spec::parquet::FileTier;
 use lakehouse::spec::position_delete::{
     write_position_deletes, PositionDelete, FILE_PATH_FIELD_ID, POS_FIELD_ID,
 };
@@ -45,6 +46,7 @@ async fn sorted_deduplicated_with_reserved_ids_and_exact_bounds() {
         deletes,
         partition.clone(),
         3,
+        FileTier::Settled,
     )
     .await
     .unwrap()
@@ -130,6 +132,7 @@ async fn no_deletes_no_file() {
         vec![],
         Struct::empty(),
         0,
+        FileTier::Settled,
     )
     .await
     .unwrap();

@@ -18,6 +18,7 @@ use iceberg::spec::{DataContentType, DataFile, Schema};
 use iceberg::table::Table;
 
 use crate::error::LakehouseError;
+use crate::spec::parquet::FileTier;
 use crate::spec::read::{read_fields, read_position_deletes};
 use crate::spec::write::{conform_column, write_rows_as};
 
@@ -99,8 +100,14 @@ pub(crate) async fn fill_defaults(
         let live = arrow_select::take::take_record_batch(&all, &UInt32Array::from(keep.clone()))
             .map_err(arrow_error)?;
         let rows = with_defaults(&live, defaults, &name)?;
-        let written =
-            write_rows_as(table, schema, &rows, &format!("{file_prefix}-fill-{n}")).await?;
+        let written = write_rows_as(
+            table,
+            schema,
+            &rows,
+            &format!("{file_prefix}-fill-{n}"),
+            FileTier::Settled,
+        )
+        .await?;
         let first = out.files.len() as u32;
         let mut moved = vec![None; all.num_rows()];
         for (k, &old) in keep.iter().enumerate() {

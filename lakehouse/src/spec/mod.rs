@@ -6,6 +6,7 @@
 //! * [`write`]: rows as Parquet data files, each row's place known;
 //! * [`position_delete`]: position-delete files (iceberg 0.10.1 has no
 //!   writer for them);
+//! * [`parallel`]: a commit's files written on every core;
 //! * [`parquet`]: Parquet writer settings from a table's properties
 //!   (zstd unless it says otherwise);
 //! * [`read`]: data-file columns by field id, position-delete rows,
@@ -13,6 +14,7 @@
 //! * [`store`]: listing storage, which iceberg's FileIO cannot do.
 
 pub mod evolve;
+pub(crate) mod parallel;
 pub mod parquet;
 pub mod partition;
 pub mod position_delete;

@@ -13,10 +13,12 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::io::FileIO;
 use iceberg::spec::{DataContentType, DataFile, NestedField, PrimitiveType, Schema, Struct, Type};
+use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 
 use crate::error::LakehouseError;
-use crate::spec::parquet::writer_properties;
+use crate::spec::parallel;
+use crate::spec::parquet::{writer_properties, FileTier};
 
 /// Reserved field id of `file_path` in position-delete files.
 pub const FILE_PATH_FIELD_ID: i32 = 2_147_483_546;
@@ -49,9 +51,49 @@ pub fn position_delete_schema() -> Schema {
         .unwrap_or_else(|e| unreachable!("the position-delete schema is fixed and valid: {e}"))
 }
 
+/// Writes one position-delete file per partition of `table` that
+/// `by_partition` deletes from, named `{prefix}-deletes-{n}.parquet` under
+/// its `data/` folder, side by side (see [`super::parallel`]), as files of
+/// `tier`.
+pub async fn write_partitioned_deletes(
+    table: &Table,
+    by_partition: impl IntoIterator<Item = (Struct, Vec<PositionDelete>)>,
+    prefix: &str,
+    tier: FileTier,
+) -> Result<Vec<DataFile>, LakehouseError> {
+    let metadata = table.metadata();
+    let spec_id = metadata.default_partition_spec_id();
+    let data_dir = format!("{}/data", metadata.location().trim_end_matches('/'));
+    let properties = Arc::new(metadata.properties().clone());
+    let writes: Vec<_> = by_partition
+        .into_iter()
+        .enumerate()
+        .map(|(n, (partition, deletes))| {
+            let location = format!("{data_dir}/{prefix}-deletes-{n:05}.parquet");
+            let file_io = table.file_io().clone();
+            let properties = properties.clone();
+            async move {
+                write_position_deletes(
+                    &file_io,
+                    &properties,
+                    &location,
+                    deletes,
+                    partition,
+                    spec_id,
+                    tier,
+                )
+                .await
+            }
+        })
+        .collect();
+    let written = parallel::write_each("write position deletes", writes).await?;
+    Ok(written.into_iter().flatten().collect())
+}
+
 /// Writes `deletes` (in any order, duplicates allowed) as one sorted
 /// position-delete file at `location`, for a partition of spec `spec_id`,
-/// with the Parquet settings of `table_properties` (see [`super::parquet`]).
+/// with the Parquet settings of `table_properties` for a file of `tier`
+/// (see [`super::parquet`]).
 /// Returns the file's manifest entry; nothing is written for no deletes.
 pub async fn write_position_deletes(
     file_io: &FileIO,
@@ -60,6 +102,7 @@ pub async fn write_position_deletes(
     mut deletes: Vec<PositionDelete>,
     partition: Struct,
     spec_id: i32,
+    tier: FileTier,
 ) -> Result<Option<DataFile>, LakehouseError> {
     let fail = |operation: &'static str| {
         let table = location.to_string();
@@ -88,7 +131,7 @@ pub async fn write_position_deletes(
         }
     })?;
 
-    let props = writer_properties(table_properties, location)?
+    let props = writer_properties(table_properties, location, tier, deletes.len())?
         .set_statistics_truncate_length(None)
         .build();
     let output = file_io

@@ -1,6 +1,7 @@
-//! Writing rows as Parquet data files, one file per partition, while
-//! remembering where each input row landed (data file and position), which
-//! the primary-key index needs to delete it later.
+//! Writing rows as Parquet data files, one file per partition (written side
+//! by side, see [`super::parallel`]), while remembering where each input row
+//! landed (data file and position), which the primary-key index needs to
+//! delete it later.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,12 +9,14 @@ use std::sync::Arc;
 use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
 use arrow_schema::Schema as ArrowSchema;
 use iceberg::arrow::{arrow_struct_to_literal, schema_to_arrow_schema, PartitionValueCalculator};
+use iceberg::io::FileIO;
 use iceberg::spec::{DataContentType, DataFile, Literal, Schema, Struct};
 use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 
 use crate::error::LakehouseError;
-use crate::spec::parquet::writer_properties;
+use crate::spec::parallel;
+use crate::spec::parquet::{writer_properties, FileTier};
 
 /// Data files written for a set of rows, and where each row is.
 #[derive(Debug, Clone)]
@@ -129,23 +132,24 @@ fn is_utc_timestamp(t: &arrow_schema::DataType) -> bool {
 
 /// Writes `rows` (in the table's schema, as from [`table_rows`]) to one
 /// Parquet file per partition under the table's `data/` directory, named
-/// `{file_prefix}-{n}.parquet`.
+/// `{file_prefix}-{n}.parquet`, as files that stay ([`FileTier::Settled`]).
 pub async fn write_rows(
     table: &Table,
     rows: &RecordBatch,
     file_prefix: &str,
 ) -> Result<WrittenRows, LakehouseError> {
     let schema = table.metadata().current_schema().clone();
-    write_rows_as(table, &schema, rows, file_prefix).await
+    write_rows_as(table, &schema, rows, file_prefix, FileTier::Settled).await
 }
 
 /// [`write_rows`] in `schema`, the schema the commit of these files makes
-/// current (a batch that changes the table's columns).
+/// current (a batch that changes the table's columns), as files of `tier`.
 pub async fn write_rows_as(
     table: &Table,
     schema: &Arc<Schema>,
     rows: &RecordBatch,
     file_prefix: &str,
+    tier: FileTier,
 ) -> Result<WrittenRows, LakehouseError> {
     let name = table.identifier().to_string();
     let metadata = table.metadata();
@@ -195,17 +199,13 @@ pub async fn write_rows_as(
         }
     }
 
-    let mut files = Vec::with_capacity(groups.len());
-    let mut locations = vec![(0u32, 0u32); rows.num_rows()];
     let data_dir = format!("{}/data", metadata.location().trim_end_matches('/'));
-    let props = writer_properties(metadata.properties(), &name)?.build();
+    let table_properties = Arc::new(metadata.properties().clone());
+    // a codec the table names that floe cannot write fails here, not per file
+    writer_properties(&table_properties, &name, tier, 0)?;
+    let mut writes = Vec::with_capacity(groups.len());
+    let mut row_groups = Vec::with_capacity(groups.len());
     for (n, (partition, indices)) in groups.into_iter().enumerate() {
-        let part_rows =
-            arrow_select::take::take_record_batch(rows, &UInt32Array::from(indices.clone()))
-                .map_err(|e| LakehouseError::Arrow {
-                    context: format!("partition rows for {name}"),
-                    source: e,
-                })?;
         let dir = if spec.is_unpartitioned() {
             data_dir.clone()
         } else {
@@ -214,45 +214,106 @@ pub async fn write_rows_as(
                 crate::spec::partition::partition_path(&spec, &partition, &schema)?
             )
         };
-        let location = format!("{dir}/{file_prefix}-{n:05}.parquet");
-        let output = table
-            .file_io()
-            .new_output(&location)
-            .map_err(|e| iceberg_error("open data file", &name, e))?;
-        let mut writer = ParquetWriterBuilder::new(props.clone(), schema.clone())
-            .build(output)
-            .await
-            .map_err(|e| iceberg_error("open data file", &name, e))?;
-        writer
-            .write(&part_rows)
-            .await
-            .map_err(|e| iceberg_error("write data file", &name, e))?;
-        let mut built = writer
-            .close()
-            .await
-            .map_err(|e| iceberg_error("close data file", &name, e))?;
-        let Some(mut builder) = built.pop() else {
+        let file = DataFileWrite {
+            file_io: table.file_io().clone(),
+            location: format!("{dir}/{file_prefix}-{n:05}.parquet"),
+            table_properties: table_properties.clone(),
+            tier,
+            schema: schema.clone(),
+            partition,
+            spec_id: spec.spec_id(),
+            table: name.clone(),
+        };
+        let indices = UInt32Array::from(indices);
+        row_groups.push(indices.clone());
+        let rows = rows.clone();
+        writes.push(async move { file.write(&rows, &indices).await });
+    }
+    let written = parallel::write_each("write data files", writes).await?;
+
+    let mut files = Vec::with_capacity(written.len());
+    let mut locations = vec![(0u32, 0u32); rows.num_rows()];
+    for (file, indices) in written.into_iter().zip(row_groups) {
+        let Some(file) = file else {
             continue;
         };
-        let file = builder
-            .content(DataContentType::Data)
-            .partition(partition)
-            .partition_spec_id(spec.spec_id())
-            .build()
-            .map_err(|e| {
-                iceberg_error(
-                    "describe data file",
-                    &name,
-                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
-                )
-            })?;
         let file_index = files.len() as u32;
-        for (pos, row) in indices.into_iter().enumerate() {
-            locations[row as usize] = (file_index, pos as u32);
+        for (pos, row) in indices.values().iter().enumerate() {
+            locations[*row as usize] = (file_index, pos as u32);
         }
         files.push(file);
     }
     Ok(WrittenRows { files, locations })
+}
+
+/// One data file to write: the rows of one partition.
+struct DataFileWrite {
+    file_io: FileIO,
+    location: String,
+    table_properties: Arc<HashMap<String, String>>,
+    tier: FileTier,
+    schema: Arc<Schema>,
+    partition: Struct,
+    spec_id: i32,
+    /// The table's name, for errors.
+    table: String,
+}
+
+impl DataFileWrite {
+    /// Writes rows `indices` of `rows`; `None` if the writer produced no
+    /// file.
+    async fn write(
+        self,
+        rows: &RecordBatch,
+        indices: &UInt32Array,
+    ) -> Result<Option<DataFile>, LakehouseError> {
+        let name = &self.table;
+        let part_rows = arrow_select::take::take_record_batch(rows, indices).map_err(|e| {
+            LakehouseError::Arrow {
+                context: format!("partition rows for {name}"),
+                source: e,
+            }
+        })?;
+        let output = self
+            .file_io
+            .new_output(&self.location)
+            .map_err(|e| iceberg_error("open data file", name, e))?;
+        let props = writer_properties(
+            &self.table_properties,
+            name,
+            self.tier,
+            part_rows.num_rows(),
+        )?
+        .build();
+        let mut writer = ParquetWriterBuilder::new(props, self.schema)
+            .build(output)
+            .await
+            .map_err(|e| iceberg_error("open data file", name, e))?;
+        writer
+            .write(&part_rows)
+            .await
+            .map_err(|e| iceberg_error("write data file", name, e))?;
+        let mut built = writer
+            .close()
+            .await
+            .map_err(|e| iceberg_error("close data file", name, e))?;
+        let Some(mut builder) = built.pop() else {
+            return Ok(None);
+        };
+        builder
+            .content(DataContentType::Data)
+            .partition(self.partition)
+            .partition_spec_id(self.spec_id)
+            .build()
+            .map(Some)
+            .map_err(|e| {
+                iceberg_error(
+                    "describe data file",
+                    name,
+                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
+                )
+            })
+    }
 }
 
 fn iceberg_error(operation: &'static str, table: &str, source: iceberg::Error) -> LakehouseError {

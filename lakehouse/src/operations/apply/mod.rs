@@ -47,7 +47,8 @@ use crate::index::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
 use crate::operations::append::changelog_rows;
 use crate::operations::fill::{fill_defaults, is_set};
 use crate::spec::evolve::{self, Evolution};
-use crate::spec::position_delete::{write_position_deletes, PositionDelete};
+use crate::spec::parquet::FileTier;
+use crate::spec::position_delete::{write_partitioned_deletes, PositionDelete};
 use crate::spec::read::{read_fields, read_position_deletes};
 use crate::spec::write::{table_rows, write_rows_as, WrittenRows};
 use crate::table::{append_columns, ensure_table, TableTarget};
@@ -564,7 +565,8 @@ impl TableWriter {
         self.commits += 1;
         let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
         let table_rows = table_rows(&picked, &next, &table_name)?;
-        let written = write_rows_as(&self.table, &next, &table_rows, &prefix).await?;
+        let written =
+            write_rows_as(&self.table, &next, &table_rows, &prefix, FileTier::Fresh).await?;
         deletes.extend(self.index_written(&planned, &written));
         stats.rows_written = table_rows.num_rows();
         let delete_files = self.write_deletes(deletes, &prefix).await?;
@@ -980,28 +982,7 @@ impl TableWriter {
                 .unwrap_or(Struct::empty());
             by_partition.entry(partition).or_default().push(d);
         }
-        let spec_id = self.table.metadata().default_partition_spec_id();
-        let data_dir = format!(
-            "{}/data",
-            self.table.metadata().location().trim_end_matches('/')
-        );
-        let mut delete_files = Vec::new();
-        for (n, (partition, group)) in by_partition.into_iter().enumerate() {
-            let location = format!("{data_dir}/{prefix}-deletes-{n:05}.parquet");
-            if let Some(file) = write_position_deletes(
-                self.table.file_io(),
-                self.table.metadata().properties(),
-                &location,
-                group,
-                partition,
-                spec_id,
-            )
-            .await?
-            {
-                delete_files.push(file);
-            }
-        }
-        Ok(delete_files)
+        write_partitioned_deletes(&self.table, by_partition, prefix, FileTier::Fresh).await
     }
 
     /// Rewrites the table's live rows with the new columns' defaults
@@ -1079,7 +1060,7 @@ impl TableWriter {
         let rows = table_rows(&changes, schema, &table_name)?;
         self.commits += 1;
         let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
-        let written = write_rows_as(&self.table, schema, &rows, &prefix).await?;
+        let written = write_rows_as(&self.table, schema, &rows, &prefix, FileTier::Fresh).await?;
         stats.rows_written = rows.num_rows();
         self.commit(
             batch,

@@ -32,7 +32,8 @@ use iceberg::TableIdent;
 
 use crate::catalog::Lake;
 use crate::error::{iceberg_error, LakehouseError};
-use crate::spec::position_delete::{write_position_deletes, PositionDelete};
+use crate::spec::parquet::FileTier;
+use crate::spec::position_delete::{write_partitioned_deletes, PositionDelete};
 use crate::spec::read::{manifest_list, read_columns, read_position_deletes};
 use crate::spec::write::{table_rows, write_rows};
 use crate::transaction::{
@@ -473,25 +474,8 @@ async fn delete_again(
         let partition = rewrite.added[file as usize].partition().clone();
         by_partition.entry(partition).or_default().extend(deletes);
     }
-    let spec_id = table.metadata().default_partition_spec_id();
-    let data_dir = format!("{}/data", table.metadata().location().trim_end_matches('/'));
     let prefix = format!("compact-{}", uuid::Uuid::new_v4());
-    let mut out = Vec::new();
-    for (n, (partition, deletes)) in by_partition.into_iter().enumerate() {
-        let location = format!("{data_dir}/{prefix}-deletes-{n:05}.parquet");
-        out.extend(
-            write_position_deletes(
-                table.file_io(),
-                table.metadata().properties(),
-                &location,
-                deletes,
-                partition,
-                spec_id,
-            )
-            .await?,
-        );
-    }
-    Ok(out)
+    write_partitioned_deletes(table, by_partition, &prefix, FileTier::Settled).await
 }
 
 /// What the commits after the rewrite's base did to what it read: every
