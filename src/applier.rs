@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use ingest::ChangeBatch;
 use lakehouse::apply::{ApplyStats, TableWriter};
 use lakehouse::transaction::RetryPolicy;
-use lakehouse::{Lake, LakehouseError};
+use lakehouse::{Lake, LakehouseError, TableFiles};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -171,6 +171,9 @@ async fn apply_all(
             Err(e) => return Err(e),
         };
         record_batch(metrics, &table, batch, started.elapsed());
+        if let Some(w) = writers.get(&batch.topic) {
+            metrics.table_files(&table, TableFiles::of(w.table().metadata()));
+        }
         tracing::info!(
             topic = %batch.topic,
             %table,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use lakehouse::TableFiles;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -38,6 +39,8 @@ pub struct Metrics {
     buffered_bytes: AtomicU64,
     /// 1 while partitions are paused because the buffers are full.
     paused: AtomicU64,
+    /// Each table's files after its last commit by this process.
+    tables: Mutex<BTreeMap<String, TableFiles>>,
 }
 
 fn now_us() -> i64 {
@@ -70,6 +73,14 @@ impl Metrics {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         if let Some(ts) = newest_source_us {
             self.newest_source_us.fetch_max(ts, Ordering::Relaxed);
+        }
+    }
+
+    /// What `table` holds after a commit: the files a reader opens and
+    /// the share of rows it reads only to drop, which compaction lowers.
+    pub fn table_files(&self, table: &str, files: TableFiles) {
+        if let Ok(mut m) = self.tables.lock() {
+            m.insert(table.to_string(), files);
         }
     }
 
@@ -182,6 +193,7 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE floe_paused gauge");
         let _ = writeln!(out, "floe_paused {}", self.paused.load(Ordering::Relaxed));
+        self.render_tables(&mut out);
         let _ = writeln!(out, "# HELP floe_errors_total Errors by kind.");
         let _ = writeln!(out, "# TYPE floe_errors_total counter");
         if let Ok(m) = self.errors.lock() {
@@ -190,6 +202,46 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// A per-table gauge: its name, help text and value.
+type TableGauge = (&'static str, &'static str, fn(&TableFiles) -> f64);
+
+impl Metrics {
+    fn render_tables(&self, out: &mut String) {
+        let Ok(tables) = self.tables.lock() else {
+            return;
+        };
+        let gauges: [TableGauge; 4] = [
+            (
+                "floe_table_data_files",
+                "Live data files of each table after its last commit.",
+                |f| f.data_files as f64,
+            ),
+            (
+                "floe_table_delete_files",
+                "Live position-delete files of each table after its last commit.",
+                |f| f.delete_files as f64,
+            ),
+            (
+                "floe_table_live_rows",
+                "Rows a reader of each table sees after its last commit.",
+                |f| f.live_rows() as f64,
+            ),
+            (
+                "floe_table_deleted_row_share",
+                "Share of each table's stored rows that readers read only to drop (0 to 1).",
+                TableFiles::deleted_share,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (table, files) in tables.iter() {
+                let _ = writeln!(out, "{name}{{table=\"{table}\"}} {}", value(files));
+            }
+        }
     }
 }
 

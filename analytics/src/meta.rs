@@ -1,7 +1,8 @@
 //! The shell's meta commands, answered from the catalog and the tables'
 //! metadata (no data file is read):
 //!
-//! - `\dt`: every table, with its row count and last commit;
+//! - `\dt`: every table, with the rows a reader sees (position-deleted
+//!   ones not counted), its live data and delete files, and its last commit;
 //! - `\d namespace.table`: columns, types, the key, the partition spec;
 //! - `\snapshots namespace.table`: the table's snapshots, newest last, with
 //!   what each added and removed (ids usable with `as_of`).
@@ -10,8 +11,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use iceberg::spec::TableMetadata;
 use iceberg::{Catalog, TableIdent};
+use lakehouse::TableFiles;
 
 use crate::error::AnalyticsError;
 
@@ -39,13 +40,6 @@ fn time(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-fn summary_value(metadata: &TableMetadata, key: &str) -> String {
-    metadata
-        .current_snapshot()
-        .and_then(|s| s.summary().additional_properties.get(key).cloned())
-        .unwrap_or_else(|| "0".into())
-}
-
 /// `\dt`
 pub async fn list_tables(catalog: &dyn Catalog) -> Result<RecordBatch, AnalyticsError> {
     let mut rows = Vec::new();
@@ -57,10 +51,13 @@ pub async fn list_tables(catalog: &dyn Catalog) -> Result<RecordBatch, Analytics
         for ident in tables {
             let table = catalog.load_table(&ident).await?;
             let m = table.metadata();
+            let files = TableFiles::of(m);
             rows.push(vec![
                 ns.to_url_string(),
                 ident.name().to_string(),
-                summary_value(m, "total-records"),
+                files.live_rows().to_string(),
+                files.data_files.to_string(),
+                files.delete_files.to_string(),
                 m.snapshots().len().to_string(),
                 m.current_snapshot()
                     .map(|s| time(s.timestamp_ms()))
@@ -69,7 +66,15 @@ pub async fn list_tables(catalog: &dyn Catalog) -> Result<RecordBatch, Analytics
         }
     }
     text_batch(
-        &["schema", "table", "rows", "snapshots", "last_commit_utc"],
+        &[
+            "schema",
+            "table",
+            "rows",
+            "data_files",
+            "delete_files",
+            "snapshots",
+            "last_commit_utc",
+        ],
         rows,
     )
 }

@@ -53,4 +53,4 @@ pub use config::{
 pub use error::LakehouseError;
 pub use operations::{apply, changes, dead_letter, maintain, sink};
 pub use spec::schema::{table_schema, SchemaError};
-pub use table::{ensure_table, TableTarget};
+pub use table::{ensure_table, TableFiles, TableTarget};

@@ -176,10 +176,75 @@ pub async fn load_or_create(
         .name(ident.name().to_string())
         .schema(schema)
         .partition_spec(spec)
-        .properties([("write.format.default".to_string(), "parquet".to_string())])
+        .properties(created_table_properties())
         .build();
     catalog
         .create_table(namespace, creation)
         .await
         .map_err(crate::error::iceberg_error("create table", ident))
+}
+
+/// What floe sets on the tables it creates: Parquet, and old
+/// `metadata.json` files deleted as commits retire them from the metadata
+/// log (Iceberg keeps them by default, and at a commit a second they pile
+/// up by the thousand between orphan cleanups); time travel reads
+/// snapshots, which this does not touch.
+fn created_table_properties() -> HashMap<String, String> {
+    [
+        ("write.format.default", "parquet"),
+        (crate::transaction::METADATA_DELETE_AFTER_COMMIT, "true"),
+        (crate::transaction::METADATA_PREVIOUS_VERSIONS_MAX, "100"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// A table's files and rows as its current snapshot's summary counts them
+/// (Iceberg's `total-*` keys; all zero for a table without snapshots).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableFiles {
+    pub data_files: u64,
+    pub delete_files: u64,
+    /// Rows in the data files, deleted ones included.
+    pub records: u64,
+    /// Rows the delete files delete.
+    pub position_deletes: u64,
+}
+
+impl TableFiles {
+    pub fn of(metadata: &iceberg::spec::TableMetadata) -> Self {
+        let Some(snapshot) = metadata.current_snapshot() else {
+            return Self::default();
+        };
+        let summary = &snapshot.summary().additional_properties;
+        let get = |key: &str| {
+            summary
+                .get(key)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            data_files: get("total-data-files"),
+            delete_files: get("total-delete-files"),
+            records: get("total-records"),
+            position_deletes: get("total-position-deletes"),
+        }
+    }
+
+    /// Rows a reader sees: records less the ones deleted (floe never
+    /// deletes a row twice; another engine's equality deletes are not
+    /// counted).
+    pub fn live_rows(&self) -> u64 {
+        self.records.saturating_sub(self.position_deletes)
+    }
+
+    /// The share of records a reader reads only to drop, 0 to 1.
+    pub fn deleted_share(&self) -> f64 {
+        if self.records == 0 {
+            0.0
+        } else {
+            (self.position_deletes as f64 / self.records as f64).min(1.0)
+        }
+    }
 }

@@ -126,3 +126,64 @@ async fn expiry_deletes_exactly_the_files_only_expired_snapshots_reached() {
     assert!(again.expired.is_empty() && again.files.is_empty());
     let _ = std::fs::remove_dir_all(&warehouse);
 }
+
+/// Tables floe creates delete the `metadata.json` files their commits
+/// retire from the metadata log (`write.metadata.delete-after-commit.enabled`,
+/// `write.metadata.previous-versions-max`), so they do not pile up between
+/// orphan cleanups; every retained one is still in the log.
+#[tokio::test]
+async fn commits_delete_the_metadata_files_they_retire() {
+    use lakehouse::transaction::{
+        SetProperties, Transaction, METADATA_DELETE_AFTER_COMMIT, METADATA_PREVIOUS_VERSIONS_MAX,
+    };
+
+    let (warehouse, lake) = crate::support::temp_lake("metadata-retired").await;
+    write(&lake, WriteMode::Append, &[0]).await;
+    let ident = TableIdent::from_strs(["results", "history"]).unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    assert_eq!(
+        table
+            .metadata()
+            .properties()
+            .get(METADATA_DELETE_AFTER_COMMIT),
+        Some(&"true".to_string())
+    );
+    let props = [(METADATA_PREVIOUS_VERSIONS_MAX.to_string(), "2".to_string())].into();
+    Transaction::new(
+        lake.catalog().as_ref(),
+        lake.pointer(),
+        table,
+        SetProperties(props),
+    )
+    .commit()
+    .await
+    .unwrap();
+    for i in 1..8 {
+        write(&lake, WriteMode::Append, &[i]).await;
+    }
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    let dir = warehouse.join("results/history/metadata");
+    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".metadata.json"))
+        .collect();
+    let mut kept: BTreeSet<String> = table
+        .metadata()
+        .metadata_log()
+        .iter()
+        .map(|l| l.metadata_file.rsplit('/').next().unwrap().to_string())
+        .collect();
+    kept.insert(
+        table
+            .metadata_location()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string(),
+    );
+    assert_eq!(kept.len(), 3, "the current file and a log of two");
+    assert_eq!(on_disk, kept);
+    let _ = std::fs::remove_dir_all(&warehouse);
+}

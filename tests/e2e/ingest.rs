@@ -399,6 +399,20 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     );
     assert!(metrics.contains("floe_commit_seconds_count "), "{metrics}");
     assert!(metrics.contains("floe_freshness_seconds "), "{metrics}");
+    // the table's files after its last commit: the snapshot's 2,000 trips
+    assert!(
+        metrics.contains("floe_table_live_rows{table=\"taxi_cdc.trips\"} 2000\n"),
+        "{metrics}"
+    );
+    let data_files = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("floe_table_data_files{table=\"taxi_cdc.trips\"} "))
+        .unwrap_or_else(|| panic!("no data file gauge: {metrics}"));
+    assert!(data_files.parse::<u64>().unwrap() >= 1, "{metrics}");
+    assert!(
+        metrics.contains("floe_table_deleted_row_share{table=\"taxi_cdc.trips\"} 0\n"),
+        "{metrics}"
+    );
     // lag per partition, from librdkafka's statistics (every 5 s) against
     // the group offsets floe commits after each Iceberg commit
     let caught_up = "floe_consumer_lag{topic=\"taxi.public.trips\",partition=\"0\"} 0\n";

@@ -159,12 +159,43 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
     // meta commands
     let listed = stdout(&floe_sql(&config, &["--format", "csv", "-e", "\\dt"]));
     assert!(
-        listed.starts_with("schema,table,rows,snapshots,last_commit_utc\n"),
+        listed.starts_with("schema,table,rows,data_files,delete_files,snapshots,last_commit_utc\n"),
         "{listed}"
     );
     for t in ["payment_types", "trips", "vendors"] {
-        assert!(listed.contains(&format!("taxi_cdc,{t},")), "{listed}");
+        // rows are what a reader sees, position-deleted ones not counted
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(&format!("taxi_cdc,{t},")))
+            .unwrap_or_else(|| panic!("{t} not listed: {listed}"));
+        let cells: Vec<&str> = line.split(',').collect();
+        let count = stdout(&floe_sql(
+            &config,
+            &[
+                "--format",
+                "csv",
+                "-e",
+                &format!("SELECT count(*) AS n FROM taxi_cdc.{t}"),
+            ],
+        ));
+        assert_eq!(count, format!("n\n{}\n", cells[2]), "{line}");
+        assert!(cells[3].parse::<u64>().unwrap() >= 1, "data files: {line}");
+        cells[4].parse::<u64>().unwrap();
     }
+    let trips_line = listed
+        .lines()
+        .find(|l| l.starts_with("taxi_cdc,trips,"))
+        .unwrap();
+    assert!(
+        trips_line
+            .split(',')
+            .nth(4)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0,
+        "the recording updates and deletes trips: {trips_line}"
+    );
     let described = stdout(&floe_sql(
         &config,
         &["--format", "csv", "-e", "\\d taxi_cdc.trips"],

@@ -43,7 +43,10 @@ mod retry;
 mod snapshot;
 pub mod state;
 
-pub use pointer::{CatalogPointer, RestCatalogPointer, SqlCatalogPointer};
+pub use pointer::{
+    CatalogPointer, RestCatalogPointer, SqlCatalogPointer, METADATA_DELETE_AFTER_COMMIT,
+    METADATA_PREVIOUS_VERSIONS_MAX,
+};
 pub use retry::{RetryPolicy, Schedule};
 pub use snapshot::{Removal, RetryCache, SnapshotUpdate};
 pub use state::{JobLineage, KafkaOffsets, StateChange};

@@ -306,6 +306,7 @@ pub(crate) async fn commit_metadata(
                 .map_err(step("reload table"));
         }
     };
+    let retired = next.expired_metadata_logs;
     let next = next.metadata;
     let current_location = current_location(table)?;
     let next_location = MetadataLocation::from_str(&current_location)
@@ -333,6 +334,9 @@ pub(crate) async fn commit_metadata(
         }
         Swap::NoTable => return Err(CommitError::NotInCatalog(name)),
     }
+    if deletes_retired_metadata(next.properties()) {
+        delete_retired(file_io, &name, &retired).await;
+    }
     let runtime = iceberg::Runtime::try_current().map_err(step("reload table"))?;
     Table::builder()
         .runtime(runtime)
@@ -342,6 +346,33 @@ pub(crate) async fn commit_metadata(
         .metadata_location(next_location)
         .build()
         .map_err(step("reload table"))
+}
+
+/// The table property that has a commit delete the metadata files it
+/// retires from the metadata log (Iceberg's default: keep them).
+pub const METADATA_DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+/// The table property bounding the metadata log (Iceberg's default: 100).
+pub const METADATA_PREVIOUS_VERSIONS_MAX: &str = "write.metadata.previous-versions-max";
+
+fn deletes_retired_metadata(properties: &std::collections::HashMap<String, String>) -> bool {
+    properties
+        .get(METADATA_DELETE_AFTER_COMMIT)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Deletes the metadata files a commit retired from the log. The commit
+/// has happened: a file that cannot be deleted now is left for orphan
+/// cleanup, never an error.
+async fn delete_retired(
+    file_io: &iceberg::io::FileIO,
+    table: &str,
+    retired: &[iceberg::spec::MetadataLog],
+) {
+    for log in retired {
+        if let Err(e) = file_io.delete(&log.metadata_file).await {
+            tracing::debug!(%table, file = %log.metadata_file, "retired metadata file left for orphan cleanup: {e}");
+        }
+    }
 }
 
 /// Where `table`'s metadata pointer is now: the expected side of the swap.
@@ -354,6 +385,21 @@ pub(crate) fn current_location(table: &Table) -> Result<String, CommitError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_table_that_asks_deletes_retired_metadata() {
+        let props = |v: &str| {
+            [(
+                super::METADATA_DELETE_AFTER_COMMIT.to_string(),
+                v.to_string(),
+            )]
+            .into()
+        };
+        assert!(super::deletes_retired_metadata(&props("true")));
+        assert!(super::deletes_retired_metadata(&props(" TRUE")));
+        assert!(!super::deletes_retired_metadata(&props("false")));
+        assert!(!super::deletes_retired_metadata(&Default::default()));
+    }
+
     #[test]
     fn postgres_placeholders_are_numbered() {
         assert_eq!(
