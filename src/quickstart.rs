@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use analytics::jobs::{load_jobs, run_job};
 use analytics::LakeSession;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ingest::Recording;
 use lakehouse::Lake;
 
@@ -38,11 +38,13 @@ const JOBS: [&str; 10] = [
 #[derive(clap::Args, Debug)]
 pub struct QuickstartArgs {
     /// Where the lake and its floe.toml go. Run again, the quickstart
-    /// resumes the same lake (nothing is applied twice).
+    /// resumes the same lake (nothing is applied twice). A floe.toml there
+    /// that the quickstart did not write is never overwritten.
     #[arg(long, default_value = "floe-quickstart")]
     dir: PathBuf,
 
-    /// Start from an empty lake: delete DIR's warehouse first.
+    /// Start from an empty lake: delete DIR's warehouse first (only a
+    /// quickstart's: DIR/floe.toml must be one the quickstart wrote).
     #[arg(long)]
     fresh: bool,
 
@@ -58,11 +60,35 @@ pub fn run(args: QuickstartArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = std::path::absolute(&args.dir)?;
     let warehouse = dir.join("warehouse");
+    let config = dir.join("floe.toml");
+    // the folder may be someone's project: touch only what a quickstart
+    // made, which its floe.toml's first line says
+    let ours = match std::fs::read_to_string(&config) {
+        Ok(text) if text.starts_with(CONFIG_MARK) => true,
+        Ok(_) => bail!(
+            "{} exists and was not written by floe quickstart; the quickstart will not \
+             overwrite it. Run it in a folder of its own (--dir floe-quickstart), or move \
+             that file away.",
+            config.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", config.display())),
+    };
     if args.fresh && warehouse.exists() {
+        if !ours {
+            bail!(
+                "--fresh: {} has no floe.toml written by floe quickstart beside it, so it is \
+                 not the quickstart's lake; nothing deleted",
+                warehouse.display()
+            );
+        }
         std::fs::remove_dir_all(&warehouse)
             .with_context(|| format!("cannot delete {}", warehouse.display()))?;
+        println!(
+            "floe quickstart: --fresh deleted the quickstart's lake at {}",
+            warehouse.display()
+        );
     }
-    let config = dir.join("floe.toml");
     std::fs::write(&config, config_text(&warehouse))
         .with_context(|| format!("cannot write {}", config.display()))?;
     let lake_config = crate::config::load_lake(&config)?;
@@ -122,9 +148,13 @@ pub fn bundled_recording() -> Result<Recording> {
 
 /// The quickstart lake's configuration: local warehouse and SQLite
 /// catalog, trips partitioned by pickup day.
+/// The first line of the floe.toml a quickstart writes: how a later run
+/// knows the file (and the lake beside it) are the quickstart's.
+const CONFIG_MARK: &str = "# written by floe quickstart";
+
 fn config_text(warehouse: &Path) -> String {
     format!(
-        "# written by floe quickstart; usable with any floe command (--config)\n\
+        "{CONFIG_MARK}; usable with any floe command (--config)\n\
          [lake]\n\
          warehouse = {:?}\n\n\
          [lake.tables.\"public.trips\"]\n\

@@ -326,26 +326,13 @@ async fn compaction_rewrites_old_files_in_the_tables_codec_as_a_replace() {
     use lakehouse::changes::changes_since;
     use lakehouse::sink::WriteMode;
     use lakehouse::spec::parquet::COMPRESSION_CODEC;
-    use lakehouse::transaction::{SetProperties, Transaction};
 
     let (warehouse, lake) = crate::support::temp_lake("compact-codec").await;
     let ident = iceberg::TableIdent::from_strs(["results", "history"]).unwrap();
     let set_codec = |codec: &'static str| {
         let lake = &lake;
         let ident = &ident;
-        async move {
-            let table = lake.catalog().load_table(ident).await.unwrap();
-            let props = [(COMPRESSION_CODEC.to_string(), codec.to_string())].into();
-            Transaction::new(
-                lake.catalog().as_ref(),
-                lake.pointer(),
-                table,
-                SetProperties(props),
-            )
-            .commit()
-            .await
-            .unwrap();
-        }
+        async move { crate::support::set_properties(lake, ident, &[(COMPRESSION_CODEC, codec)]).await }
     };
 
     crate::expire::write(&lake, WriteMode::Append, &[0, 1, 2]).await;

@@ -133,9 +133,7 @@ async fn expiry_deletes_exactly_the_files_only_expired_snapshots_reached() {
 /// orphan cleanups; every retained one is still in the log.
 #[tokio::test]
 async fn commits_delete_the_metadata_files_they_retire() {
-    use lakehouse::transaction::{
-        SetProperties, Transaction, METADATA_DELETE_AFTER_COMMIT, METADATA_PREVIOUS_VERSIONS_MAX,
-    };
+    use lakehouse::transaction::{METADATA_DELETE_AFTER_COMMIT, METADATA_PREVIOUS_VERSIONS_MAX};
 
     let (warehouse, lake) = crate::support::temp_lake("metadata-retired").await;
     write(&lake, WriteMode::Append, &[0]).await;
@@ -148,16 +146,7 @@ async fn commits_delete_the_metadata_files_they_retire() {
             .get(METADATA_DELETE_AFTER_COMMIT),
         Some(&"true".to_string())
     );
-    let props = [(METADATA_PREVIOUS_VERSIONS_MAX.to_string(), "2".to_string())].into();
-    Transaction::new(
-        lake.catalog().as_ref(),
-        lake.pointer(),
-        table,
-        SetProperties(props),
-    )
-    .commit()
-    .await
-    .unwrap();
+    crate::support::set_properties(&lake, &ident, &[(METADATA_PREVIOUS_VERSIONS_MAX, "2")]).await;
     for i in 1..8 {
         write(&lake, WriteMode::Append, &[i]).await;
     }

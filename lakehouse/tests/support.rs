@@ -186,3 +186,26 @@ pub async fn scan_tasks(table: &Table) -> Vec<iceberg::scan::FileScanTask> {
         .await
         .unwrap()
 }
+
+/// Sets table properties `props` on `ident` through floe's transaction.
+pub async fn set_properties(
+    lake: &lakehouse::Lake,
+    ident: &iceberg::TableIdent,
+    props: &[(&str, &str)],
+) {
+    use lakehouse::transaction::{SetProperties, Transaction};
+    let table = lake.catalog().load_table(ident).await.unwrap();
+    let props = props
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Transaction::new(
+        lake.catalog().as_ref(),
+        lake.pointer(),
+        table,
+        SetProperties(props),
+    )
+    .commit()
+    .await
+    .unwrap();
+}

@@ -24,6 +24,48 @@ fn quickstart(dir: &Path) -> Output {
         .expect("floe runs")
 }
 
+/// A folder that is someone's project: its floe.toml, and a `warehouse`
+/// folder, are not the quickstart's, and neither a run nor `--fresh`
+/// touches them; both say why and exit non-zero at once.
+#[test]
+fn the_quickstart_never_overwrites_what_it_did_not_write() {
+    let dir = crate::stack::fresh_dir("quickstart-foreign");
+    let config = dir.join("floe.toml");
+    let theirs = "[lake]\nwarehouse = \"s3://their-bucket/lake\"\n";
+    std::fs::write(&config, theirs).unwrap();
+    let kept = dir.join("warehouse/keep.txt");
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    std::fs::write(&kept, "theirs").unwrap();
+    for fresh in [false, true] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_floe"));
+        command.args(["quickstart", "--dir", dir.to_str().unwrap()]);
+        if fresh {
+            command.arg("--fresh");
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "fresh={fresh}: {stderr}");
+        assert!(
+            stderr.contains("was not written by floe quickstart") && stderr.contains("--dir"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), theirs);
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "theirs");
+    }
+    // without their floe.toml, --fresh still leaves a warehouse it did
+    // not make
+    std::fs::remove_file(&config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["quickstart", "--fresh", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing deleted"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "theirs");
+    assert!(!config.exists(), "nothing written either");
+}
+
 pub(crate) fn sql(config: &Path, query: &str) -> String {
     ok(Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(["sql", "--quiet", "--format", "csv", "--config"])

@@ -208,6 +208,32 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
         described.contains("pickup_datetime_day,day(pickup_datetime)\n"),
         "{described}"
     );
+    // a reader that stops early (`| head -1`) ends any command quietly
+    let c = config.display().to_string();
+    let jobs = crate::stack::repo().join("analytics/jobs");
+    let j = jobs.display().to_string();
+    for args in [
+        vec!["sql", "--config", &c, "-e", "SELECT * FROM taxi_cdc.trips"],
+        vec!["sql", "--config", &c, "-e", "\\dt"],
+        vec!["maintain", "--config", &c, "run", "--dry-run"],
+        vec!["jobs", "--config", &c, "--jobs-dir", &j, "list"],
+        vec!["decode"],
+        vec!["--help"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+
     let snaps = stdout(&floe_sql(
         &config,
         &["--format", "csv", "-e", "\\snapshots taxi_cdc.trips"],
