@@ -10,7 +10,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::csv::WriterBuilder;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::arrow::json::LineDelimitedWriter;
+use datafusion::arrow::json::writer::LineDelimited;
+use datafusion::arrow::json::WriterBuilder as JsonWriterBuilder;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
@@ -70,7 +71,10 @@ pub fn write_batches(
             }
         }
         OutputFormat::Json => {
-            let mut writer = LineDelimitedWriter::new(&mut *out);
+            // a null is a value the reader should see, not a missing key
+            let mut writer = JsonWriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, LineDelimited>(&mut *out);
             for b in batches {
                 writer.write(b)?;
             }
@@ -200,7 +204,7 @@ mod tests {
         );
         assert_eq!(
             text(OutputFormat::Json),
-            "{\"zone\":\"JFK, Airport\",\"trips\":3}\n{\"trips\":4}\n"
+            "{\"zone\":\"JFK, Airport\",\"trips\":3}\n{\"zone\":null,\"trips\":4}\n"
         );
         let table = text(OutputFormat::Table);
         assert!(table.contains("| JFK, Airport | 3     |"), "{table}");

@@ -208,6 +208,23 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
         described.contains("pickup_datetime_day,day(pickup_datetime)\n"),
         "{described}"
     );
+    // logs written to a pipe carry no colour codes
+    let logged = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args([
+            "--log",
+            "debug",
+            "sql",
+            "--config",
+            &config.display().to_string(),
+        ])
+        .args(["-e", "SELECT 1"])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logged.stderr);
+    assert!(logged.status.success(), "{logs}");
+    assert!(logs.contains("DEBUG"), "{logs}");
+    assert!(!logs.contains('\x1b'), "colour codes in a pipe: {logs:?}");
+
     // a reader that stops early (`| head -1`) ends any command quietly
     let c = config.display().to_string();
     let jobs = crate::stack::repo().join("analytics/jobs");
