@@ -147,17 +147,20 @@ pub async fn snapshots(
                 s.summary()
                     .additional_properties
                     .get(k)
-                    .cloned()
-                    .unwrap_or_default()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
             };
+            // a row is removed by dropping its file or by a position delete
+            let removed = get("deleted-records") + get("added-position-deletes");
+            let live = get("total-records").saturating_sub(get("total-position-deletes"));
             vec![
                 s.snapshot_id().to_string(),
                 time(s.timestamp_ms()),
                 s.summary().operation.as_str().to_string(),
-                get("added-records"),
-                get("added-position-deletes"),
-                get("deleted-records"),
-                get("total-records"),
+                get("added-records").to_string(),
+                get("added-position-deletes").to_string(),
+                removed.to_string(),
+                live.to_string(),
                 if Some(s.snapshot_id()) == current {
                     "current"
                 } else {
@@ -175,7 +178,7 @@ pub async fn snapshots(
             "added_rows",
             "added_position_deletes",
             "removed_rows",
-            "total_rows",
+            "live_rows",
             "state",
         ],
         rows,

@@ -257,6 +257,38 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
     ));
     assert!(snaps.contains(&format!("{mid_snapshot},")), "{snaps}");
     assert_eq!(snaps.matches(",current").count(), 1, "{snaps}");
+    // rows removed by position deletes count as removed, and the current
+    // snapshot's live rows are what a reader counts
+    assert!(
+        snaps.starts_with(
+            "snapshot_id,committed_utc,operation,added_rows,added_position_deletes,removed_rows,live_rows,state\n"
+        ),
+        "{snaps}"
+    );
+    let cells = |l: &str| l.split(',').map(str::to_string).collect::<Vec<_>>();
+    assert!(
+        snaps
+            .lines()
+            .skip(1)
+            .map(cells)
+            .any(|c| c[4] != "0" && c[5] == c[4]),
+        "a snapshot that only position-deletes removes that many rows: {snaps}"
+    );
+    let current = snaps
+        .lines()
+        .find(|l| l.ends_with(",current"))
+        .map(cells)
+        .unwrap();
+    let count = stdout(&floe_sql(
+        &config,
+        &[
+            "--format",
+            "csv",
+            "-e",
+            "SELECT count(*) AS n FROM taxi_cdc.trips",
+        ],
+    ));
+    assert_eq!(count, format!("n\n{}\n", current[6]), "{snaps}");
 
     // a script file with comments, several statements, a meta command
     let script = dir.join("report.sql");
