@@ -184,6 +184,16 @@ impl FloeConfig {
         if config.ingest.max_rows == 0 || config.ingest.max_bytes == 0 {
             bail!("[ingest] max_rows and max_bytes must be positive");
         }
+        if let Some(listen) = &config.ingest.metrics_listen {
+            // found at load, not when ingest first binds it
+            use std::net::ToSocketAddrs;
+            if listen.to_socket_addrs().is_err() {
+                bail!(
+                    "[ingest] metrics_listen = {listen:?} is not an address to listen on: \
+                     use host:port, e.g. \"127.0.0.1:9464\""
+                );
+            }
+        }
         config.maintain.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
@@ -342,5 +352,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(fast.to_string().contains("at least 1000"), "{fast}");
+        for bad in ["9464", "localhost", "127.0.0.1:port", "nonsense:99999"] {
+            let text = format!("{MINIMAL}\n[ingest]\nmetrics_listen = {bad:?}\n");
+            let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();
+            assert!(err.to_string().contains("metrics_listen"), "{bad}: {err}");
+        }
+        for good in [
+            "127.0.0.1:9464",
+            "[::1]:9464",
+            "localhost:9464",
+            "0.0.0.0:0",
+        ] {
+            let text = format!("{MINIMAL}\n[ingest]\nmetrics_listen = {good:?}\n");
+            FloeConfig::parse(&text, std::iter::empty()).unwrap();
+        }
     }
 }
