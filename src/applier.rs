@@ -195,7 +195,36 @@ async fn apply_all(
                 .insert((batch.topic.clone(), r.partition), r.last + 1);
         }
     }
+    merge_touched(writers, batches, metrics).await;
     Ok(done)
+}
+
+/// One merge round on each table the batches committed to: the commits
+/// came first, and a merge that fails (an outage, a lost race) leaves
+/// the table as it was; the next round plans again.
+async fn merge_touched(writers: &mut Writers, batches: &[ChangeBatch], metrics: &Metrics) {
+    let mut topics: Vec<&str> = batches.iter().map(|b| b.topic.as_str()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    for topic in topics {
+        let Some(writer) = writers.get_mut(topic) else {
+            continue;
+        };
+        let table = writer.table().identifier().to_string();
+        let started = Instant::now();
+        match writer.merge().await {
+            Ok(report) if report.files_added > 0 || report.data_files_removed > 0 => {
+                metrics.merged(&table, &report, started.elapsed());
+                metrics.table_files(&table, TableFiles::of(writer.table().metadata()));
+            }
+            Ok(report) if report.lost_race => metrics.error("merge_lost_race"),
+            Ok(_) => {}
+            Err(e) => {
+                metrics.error("merge");
+                tracing::warn!(%table, "merging small files failed; the table is as it was, and the next round tries again: {e}");
+            }
+        }
+    }
 }
 
 /// Applies one batch, waiting out outages of the catalog or the object

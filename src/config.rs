@@ -195,6 +195,18 @@ impl FloeConfig {
             }
         }
         config.maintain.validate().map_err(anyhow::Error::msg)?;
+        let tables = &config.lake.tables;
+        tables
+            .merge
+            .check()
+            .map_err(|e| anyhow::anyhow!("[lake.tables.merge]: {e}"))?;
+        for (source, table) in &tables.by_source {
+            if let Some(merge) = &table.merge {
+                merge
+                    .check()
+                    .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\".merge]: {e}"))?;
+            }
+        }
         Ok(config)
     }
 }

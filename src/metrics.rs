@@ -41,6 +41,9 @@ pub struct Metrics {
     paused: AtomicU64,
     /// Each table's files after its last commit by this process.
     tables: Mutex<BTreeMap<String, TableFiles>>,
+    /// Per table: merge rounds that rewrote files, and bytes rewritten.
+    merges: Mutex<BTreeMap<String, (u64, u64)>>,
+    merge_seconds_us: AtomicU64,
 }
 
 fn now_us() -> i64 {
@@ -82,6 +85,17 @@ impl Metrics {
         if let Ok(mut m) = self.tables.lock() {
             m.insert(table.to_string(), files);
         }
+    }
+
+    /// A merge round on `table` rewrote files.
+    pub fn merged(&self, table: &str, report: &lakehouse::apply::MergeReport, took: Duration) {
+        if let Ok(mut m) = self.merges.lock() {
+            let entry = m.entry(table.to_string()).or_default();
+            entry.0 += 1;
+            entry.1 += report.bytes_rewritten;
+        }
+        self.merge_seconds_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn error(&self, kind: &'static str) {
@@ -208,6 +222,10 @@ impl Metrics {
 /// A per-table gauge: its name, help text and value.
 type TableGauge = (&'static str, &'static str, fn(&TableFiles) -> f64);
 
+/// A per-table merge counter: its name, help text and value from (merge
+/// rounds, bytes rewritten).
+type MergeCounter = (&'static str, &'static str, fn(&(u64, u64)) -> u64);
+
 impl Metrics {
     fn render_tables(&self, out: &mut String) {
         let Ok(tables) = self.tables.lock() else {
@@ -242,6 +260,38 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{table=\"{table}\"}} {}", value(files));
             }
         }
+        let Ok(merges) = self.merges.lock() else {
+            return;
+        };
+        let counters: [MergeCounter; 2] = [
+            (
+                "floe_merges_total",
+                "Merge rounds inside ingest that rewrote small files, per table.",
+                |m| m.0,
+            ),
+            (
+                "floe_merge_bytes_rewritten_total",
+                "Bytes of data files merges inside ingest rewrote, per table.",
+                |m| m.1,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (table, m) in merges.iter() {
+                let _ = writeln!(out, "{name}{{table=\"{table}\"}} {}", value(m));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP floe_merge_seconds_total Time spent merging small files inside ingest."
+        );
+        let _ = writeln!(out, "# TYPE floe_merge_seconds_total counter");
+        let _ = writeln!(
+            out,
+            "floe_merge_seconds_total {}",
+            self.merge_seconds_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
     }
 }
 

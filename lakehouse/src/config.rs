@@ -247,13 +247,28 @@ pub struct TablesConfig {
     /// topic prefix followed by `_cdc` (`taxi.public.trips` goes to
     /// `taxi_cdc.trips`).
     pub namespace: Option<String>,
+    /// How `floe ingest` merges the small files of the tables it writes
+    /// (`[lake.tables.merge]`); a source table's own `merge` section
+    /// replaces it whole.
+    #[serde(default)]
+    pub merge: MergePolicy,
     /// Per source table, keyed by `schema.table` (e.g. `public.trips`).
     #[serde(default, flatten)]
     pub by_source: BTreeMap<String, TableConfig>,
 }
 
+impl TablesConfig {
+    /// The merge policy of source table `schema.table`.
+    pub fn merge_policy(&self, source: &str) -> &MergePolicy {
+        self.by_source
+            .get(source)
+            .and_then(|t| t.merge.as_ref())
+            .unwrap_or(&self.merge)
+    }
+}
+
 /// One source table's Iceberg table.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
     /// Namespace; default as in [`TablesConfig::namespace`].
@@ -270,6 +285,72 @@ pub struct TableConfig {
     /// position); required for source tables without a primary key.
     #[serde(default)]
     pub mode: TableMode,
+    /// This table's merge policy, in place of `[lake.tables.merge]`.
+    #[serde(default)]
+    pub merge: Option<MergePolicy>,
+}
+
+/// When ingest merges a table's files (`[lake.tables.merge]`, and per
+/// source table `[lake.tables."schema.table".merge]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergePolicy {
+    /// Merge at all (default true). `floe maintain compact` still works
+    /// either way.
+    pub enabled: bool,
+    /// Data files below the target size a partition may hold after a
+    /// merge round (default 12).
+    pub max_files: usize,
+    /// Files of one size tier merged together; tiers grow by this factor
+    /// (default 4).
+    pub fanout: usize,
+    /// The upper bound of the smallest tier, bytes (default 1 MiB).
+    pub base_file_bytes: u64,
+    /// Files this large are full and left alone, unless their deleted
+    /// share says otherwise (default 128 MiB).
+    pub target_file_bytes: u64,
+    /// A file whose position deletes remove this share of its rows is
+    /// rewritten (default 0.2).
+    pub max_deleted_share: f64,
+    /// Rows rewritten per merge round at most (the partitions most over
+    /// their bounds first; the rest in later rounds), so a round never
+    /// holds up the next commit for long (default 2,000,000).
+    pub max_rows_per_round: u64,
+}
+
+impl Default for MergePolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_files: 12,
+            fanout: 4,
+            base_file_bytes: 1 << 20,
+            target_file_bytes: 128 << 20,
+            max_deleted_share: 0.2,
+            max_rows_per_round: 2_000_000,
+        }
+    }
+}
+
+impl MergePolicy {
+    /// A refused setting, named.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_files < 2 {
+            return Err("merge.max_files must be at least 2".into());
+        }
+        if self.fanout < 2 {
+            return Err("merge.fanout must be at least 2".into());
+        }
+        if !(self.max_deleted_share > 0.0 && self.max_deleted_share <= 1.0) {
+            return Err("merge.max_deleted_share must be above 0 and at most 1".into());
+        }
+        if self.base_file_bytes == 0 || self.target_file_bytes < self.base_file_bytes {
+            return Err(
+                "merge.base_file_bytes must be positive and at most merge.target_file_bytes".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

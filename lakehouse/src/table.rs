@@ -26,7 +26,7 @@ pub mod append_columns {
 }
 
 /// Where a source table's changes land and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TableTarget {
     pub ident: TableIdent,
     pub config: TableConfig,

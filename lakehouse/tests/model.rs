@@ -7,7 +7,9 @@
 //! with random compactions and random crashes before the pointer swap
 //! after which the writer restarts and resumes from the offsets stored in
 //! the table. A lost race must be recovered from the snapshots committed
-//! since, never by scanning the table: index builds are counted.
+//! since, never by scanning the table: index builds are counted. Writers
+//! merge their small files after commits where the history says, under a
+//! tight policy, and every partition must then be within its bound.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use ingest::{ChangeDecoder, Op, RecordedMessage, Recording, DEFAULT_UNAVAILABLE_
 use lakehouse::apply::TableWriter;
 use lakehouse::maintain::{compact, CompactPolicy};
 use lakehouse::transaction::{KafkaOffsets, RetryPolicy, SqlCatalogPointer};
-use lakehouse::{ensure_table, open_catalog, Lake, LakeConfig, TableTarget};
+use lakehouse::{ensure_table, open_catalog, Lake, LakeConfig, MergePolicy, TableTarget};
 use proptest::prelude::*;
 
 use crate::support::scan_all;
@@ -264,6 +266,22 @@ struct RunStats {
     /// snapshots committed since.
     catch_ups: u64,
     compactions: u64,
+    /// Merge rounds that rewrote files, and that lost a race.
+    merges: u64,
+    merges_lost: u64,
+}
+
+/// Merges after almost every commit of the small test tables: files of a
+/// few KiB, two per tier, three per partition at most.
+fn tight_merges() -> MergePolicy {
+    MergePolicy {
+        max_files: 3,
+        fanout: 2,
+        base_file_bytes: 4 << 10,
+        target_file_bytes: 1 << 20,
+        max_deleted_share: 0.3,
+        ..MergePolicy::default()
+    }
 }
 
 /// Opens a writer on the table of `batch`, creating it if needed.
@@ -288,18 +306,21 @@ async fn open_writer(
         .await
         .unwrap()
         .with_retry(fast)
+        .with_merge_policy(tight_merges())
 }
 
 /// Applies `actions` as a CDC history through two writers on the same
 /// table (each batch by the writer `who` picks), with compactions between
-/// batches where `compact` says and crashes before the pointer swap where
-/// `crashes` says.
+/// batches where `compact` says, crashes before the pointer swap where
+/// `crashes` says, and a merge round by the writer after its commit where
+/// `merges` says.
 async fn run(
     actions: Vec<Action>,
     cuts: Vec<usize>,
     crashes: Vec<bool>,
     who: Vec<usize>,
     compactions: Vec<bool>,
+    merges: Vec<bool>,
     case: usize,
 ) -> Result<RunStats, TestCaseError> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
@@ -338,6 +359,7 @@ async fn run(
         let size = cuts[step % cuts.len()].max(1);
         let crash = crashes[step % crashes.len()];
         let w = who[step % who.len()] % 2;
+        let merge = merges[step % merges.len()];
         if compactions[step % compactions.len()] {
             if let Some(ident) = &ident {
                 let report = compact(&handle, ident, &policy, false).await.unwrap();
@@ -383,6 +405,25 @@ async fn run(
                 stats.opens += 1;
             }
             writer.apply(&batch).await.unwrap();
+            if merge {
+                let report = writer.merge().await.unwrap();
+                stats.merges += u64::from(report.files_added + report.data_files_removed > 0);
+                stats.merges_lost += u64::from(report.lost_race);
+                // a merge that lost a race merged nothing (a batch the
+                // table already held commits nothing, leaving the writer
+                // behind another's commits)
+                if report.lost_race {
+                    continue;
+                }
+                let bound = tight_merges().max_files;
+                for (partition, files) in writer.files_by_partition().await.unwrap() {
+                    prop_assert!(
+                        files.len() <= bound,
+                        "partition {partition:?} holds {} files after a merge round: {files:?}",
+                        files.len()
+                    );
+                }
+            }
         }
         next = end;
     }
@@ -452,6 +493,7 @@ async fn writers_taking_turns_with_compactions_never_rescan() {
         vec![false],
         vec![0, 1],
         vec![true, true, false],
+        vec![false],
         9_999,
     )
     .await
@@ -459,6 +501,51 @@ async fn writers_taking_turns_with_compactions_never_rescan() {
     assert_eq!((stats.opens, stats.full_builds), (2, 1), "{stats:?}");
     assert!(stats.compactions >= 5, "{stats:?}");
     assert!(stats.catch_ups >= 10, "{stats:?}");
+    eprintln!("{stats:?}");
+}
+
+/// A long history in small batches, every commit followed by a merge
+/// round, compactions racing between some batches: every partition stays
+/// within its bound, the table equals the model, and a merge never makes
+/// a writer scan the table.
+#[tokio::test]
+async fn merges_inside_the_writer_keep_partitions_within_bounds_beside_compactions() {
+    let mut actions = Vec::new();
+    for round in 0..80i64 {
+        actions.push(Action::Upsert {
+            key: round % 23,
+            day: round % 4,
+            fare: 100 + round,
+            notes: Some(format!("n{round}")),
+            keep_notes: false,
+        });
+        actions.push(Action::Upsert {
+            key: (round * 7) % 23,
+            day: (round + 1) % 4,
+            fare: 500 + round,
+            notes: None,
+            keep_notes: round % 2 == 0,
+        });
+        if round % 3 == 2 {
+            actions.push(Action::Delete { key: round % 23 });
+        }
+        if round == 50 {
+            actions.push(Action::ChangeKey { from: 5, to: 60 });
+        }
+    }
+    let stats = run(
+        actions,
+        vec![2, 3],
+        vec![false, false, false, false, false, false, true],
+        vec![0, 0, 0, 1],
+        vec![false, false, false, false, true],
+        vec![true],
+        9_998,
+    )
+    .await
+    .unwrap();
+    assert!(stats.merges >= 20, "{stats:?}");
+    assert!(stats.compactions >= 1, "{stats:?}");
     eprintln!("{stats:?}");
 }
 
@@ -476,10 +563,11 @@ proptest! {
         crashes in proptest::collection::vec(prop_oneof![5 => Just(false), 1 => Just(true)], 1..8),
         who in proptest::collection::vec(0usize..2, 1..8),
         compactions in proptest::collection::vec(prop_oneof![3 => Just(false), 1 => Just(true)], 1..8),
+        merges in proptest::collection::vec(proptest::bool::ANY, 1..8),
     ) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(actions, cuts, crashes, who, compactions, case))?;
+        rt.block_on(run(actions, cuts, crashes, who, compactions, merges, case))?;
     }
 }

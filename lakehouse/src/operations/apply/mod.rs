@@ -59,8 +59,14 @@ use crate::transaction::{
 use crate::Lake;
 
 mod catch_up;
+mod ledger;
+mod merge;
 
 use catch_up::CaughtUp;
+use ledger::FileLedger;
+pub use merge::MergeReport;
+
+use crate::config::MergePolicy;
 
 /// What one batch did to the table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -112,6 +118,10 @@ pub struct TableWriter {
     full_builds: u64,
     rebuilt_after_race: u64,
     caught_up: u64,
+    /// The table's live files, for merging: `None` until read, and again
+    /// whenever the writer follows another writer's commits.
+    ledger: Option<FileLedger>,
+    merge_policy: MergePolicy,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -150,7 +160,14 @@ impl Lake {
             }
         }
         let table = ensure_table(self.catalog().as_ref(), &target, first).await?;
-        TableWriter::open(self.catalog().clone(), table, self.pointer().clone()).await
+        let merge = (target.config.merge.as_ref())
+            .unwrap_or(&self.config().tables.merge)
+            .clone();
+        Ok(
+            TableWriter::open(self.catalog().clone(), table, self.pointer().clone())
+                .await?
+                .with_merge_policy(merge),
+        )
     }
 }
 
@@ -187,6 +204,8 @@ impl TableWriter {
             full_builds: 0,
             rebuilt_after_race: 0,
             caught_up: 0,
+            ledger: None,
+            merge_policy: MergePolicy::default(),
         };
         writer.load_index(&schema).await?;
         Ok(writer)
@@ -260,6 +279,7 @@ impl TableWriter {
             _ => PrimaryKeyIndex::new(&types)?,
         };
         self.replace_index(empty);
+        self.ledger = None;
         if self.keying == Keying::Changelog || self.table.metadata().current_snapshot().is_none() {
             return Ok(());
         }
@@ -432,6 +452,7 @@ impl TableWriter {
     async fn refresh(&mut self) -> Result<(), LakehouseError> {
         let started = Instant::now();
         let newer = reload(self.catalog.as_ref(), self.table.identifier()).await?;
+        self.ledger = None;
         match self.catch_up(&newer).await? {
             CaughtUp::Snapshots(n) => {
                 self.caught_up += 1;
@@ -476,15 +497,8 @@ impl TableWriter {
         // nothing new, but Kafka moved on (tombstones only): record the offsets
         // with an empty commit
         if stats.already_applied == batch.num_rows() {
-            self.commit(
-                batch,
-                &applied,
-                Vec::new(),
-                Vec::new(),
-                Removal::Nothing,
-                None,
-            )
-            .await?;
+            self.commit(batch, &applied, Written::default(), Removal::Nothing, None)
+                .await?;
             return Ok(stats);
         }
 
@@ -569,17 +583,11 @@ impl TableWriter {
             write_rows_as(&self.table, &next, &table_rows, &prefix, FileTier::Fresh).await?;
         deletes.extend(self.index_written(&planned, &written));
         stats.rows_written = table_rows.num_rows();
-        let delete_files = self.write_deletes(deletes, &prefix).await?;
+        let mut files = self.write_deletes(deletes, &prefix).await?;
         data_files.extend(written.files);
-        self.commit(
-            batch,
-            &applied,
-            data_files,
-            delete_files,
-            removal,
-            new_schema,
-        )
-        .await?;
+        files.data = data_files;
+        self.commit(batch, &applied, files, removal, new_schema)
+            .await?;
         Ok(stats)
     }
 
@@ -972,9 +980,11 @@ impl TableWriter {
         &self,
         deletes: Vec<PositionDelete>,
         prefix: &str,
-    ) -> Result<Vec<DataFile>, LakehouseError> {
+    ) -> Result<Written, LakehouseError> {
         let mut by_partition: HashMap<Struct, Vec<PositionDelete>> = HashMap::new();
+        let mut hits: HashMap<Arc<str>, u64> = HashMap::new();
         for d in deletes {
+            *hits.entry(d.file_path.clone()).or_default() += 1;
             let partition = self
                 .partitions
                 .get(&d.file_path)
@@ -982,7 +992,13 @@ impl TableWriter {
                 .unwrap_or(Struct::empty());
             by_partition.entry(partition).or_default().push(d);
         }
-        write_partitioned_deletes(&self.table, by_partition, prefix, FileTier::Fresh).await
+        let deletes =
+            write_partitioned_deletes(&self.table, by_partition, prefix, FileTier::Fresh).await?;
+        Ok(Written {
+            data: Vec::new(),
+            deletes,
+            hits,
+        })
     }
 
     /// Rewrites the table's live rows with the new columns' defaults
@@ -1062,15 +1078,12 @@ impl TableWriter {
         let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
         let written = write_rows_as(&self.table, schema, &rows, &prefix, FileTier::Fresh).await?;
         stats.rows_written = rows.num_rows();
-        self.commit(
-            batch,
-            applied,
-            written.files,
-            Vec::new(),
-            Removal::Nothing,
-            new_schema,
-        )
-        .await?;
+        let files = Written {
+            data: written.files,
+            ..Written::default()
+        };
+        self.commit(batch, applied, files, Removal::Nothing, new_schema)
+            .await?;
         Ok(stats)
     }
 
@@ -1080,17 +1093,17 @@ impl TableWriter {
         &mut self,
         batch: &ChangeBatch,
         applied: &KafkaOffsets,
-        data_files: Vec<DataFile>,
-        delete_files: Vec<DataFile>,
+        files: Written,
         remove: Removal,
         schema: Option<Schema>,
     ) -> Result<(), LakehouseError> {
-        let removes = !delete_files.is_empty() || !matches!(remove, Removal::Nothing);
+        let removes = !files.deletes.is_empty() || !matches!(remove, Removal::Nothing);
+        let removes_all = matches!(remove, Removal::All);
         let mut update = SnapshotUpdate::new(
-            SnapshotUpdate::operation_of(!data_files.is_empty(), removes),
-            data_files,
+            SnapshotUpdate::operation_of(!files.data.is_empty(), removes),
+            files.data.clone(),
         );
-        update.delete_files = delete_files;
+        update.delete_files = files.deletes.clone();
         update.remove = remove;
         update.schema = schema;
         let ranges = batch.offsets.iter().filter_map(|r| {
@@ -1118,8 +1131,20 @@ impl TableWriter {
         .commit()
         .await?;
         self.table = committed.table;
+        if let Some(ledger) = &mut self.ledger {
+            ledger.committed(&files.data, &files.deletes, &files.hits, removes_all);
+        }
         Ok(())
     }
+}
+
+/// The files one commit adds: data, position deletes, and the rows the
+/// deletes remove from each data file (for the writer's [`FileLedger`]).
+#[derive(Default)]
+struct Written {
+    data: Vec<DataFile>,
+    deletes: Vec<DataFile>,
+    hits: HashMap<Arc<str>, u64>,
 }
 
 /// The primary-key column names of `schema` (its identifier fields), in

@@ -169,24 +169,63 @@ pub async fn plan(
     Ok(plans)
 }
 
-/// The rewrite of some partitions, ready to commit.
-struct Rewrite {
+/// Data files of one partition to rewrite as one run of output files.
+#[derive(Debug, Clone)]
+pub(crate) struct RewriteGroup {
+    pub(crate) partition: Struct,
+    pub(crate) data_files: Vec<String>,
+    /// The position-delete files that may name them (read).
+    pub(crate) delete_files: Vec<String>,
+    /// Of those, the ones the rewrite removes (every data file they name
+    /// is rewritten or gone); compaction removes them all.
+    pub(crate) remove_deletes: Vec<String>,
+    /// Rows and bytes of the data files (to size the output files).
+    pub(crate) rows: u64,
+    pub(crate) data_bytes: u64,
+}
+
+impl From<&PartitionPlan> for RewriteGroup {
+    fn from(p: &PartitionPlan) -> Self {
+        Self {
+            partition: p.partition.clone(),
+            data_files: p.data_files.clone(),
+            delete_files: p.delete_files.clone(),
+            remove_deletes: p.delete_files.clone(),
+            rows: p.rows,
+            data_bytes: p.data_bytes,
+        }
+    }
+}
+
+/// The rewrite of some files, ready to commit.
+pub(crate) struct Rewrite {
     base_snapshot: Option<i64>,
-    partitions: Vec<PartitionPlan>,
-    removed: Arc<HashSet<String>>,
+    partitions: Vec<Struct>,
+    /// Data and delete files the commit removes.
+    pub(crate) removed: Arc<HashSet<String>>,
     /// Each rewritten data file's live rows and where they went.
-    moved: HashMap<String, Moved>,
-    added: Vec<DataFile>,
-    rows: u64,
+    pub(crate) moved: HashMap<String, Moved>,
+    pub(crate) added: Vec<DataFile>,
+    pub(crate) rows: u64,
+    /// Bytes of the data and delete files read.
+    pub(crate) bytes_read: u64,
 }
 
 /// Where the live rows of one rewritten file went.
 #[derive(Default)]
-struct Moved {
+pub(crate) struct Moved {
     /// Old positions of the rows kept, ascending.
-    kept: Vec<u32>,
+    pub(crate) kept: Vec<u32>,
     /// For each kept row: (index into `Rewrite::added`, new position).
-    to: Vec<(u32, u32)>,
+    pub(crate) to: Vec<(u32, u32)>,
+}
+
+impl Moved {
+    /// Where the row at old position `pos` went, if kept.
+    pub(crate) fn to(&self, pos: u32) -> Option<(u32, u32)> {
+        let i = self.kept.binary_search(&pos).ok()?;
+        self.to.get(i).copied()
+    }
 }
 
 /// What the commits after a rewrite's base did to it.
@@ -224,17 +263,14 @@ pub async fn compact(
         if dry_run || due.is_empty() {
             return Ok(report);
         }
-        let rewrite = rewrite(&table, due, policy.target_file_bytes).await?;
+        let groups = due.iter().map(RewriteGroup::from).collect();
+        let rewrite = rewrite(&table, groups, policy.target_file_bytes).await?;
         report.data_files_removed = rewrite.moved.len();
         report.delete_files_removed = rewrite.removed.len() - rewrite.moved.len();
         report.files_added = rewrite.added.len();
         report.bytes_after = rewrite.added.iter().map(DataFile::file_size_in_bytes).sum();
         report.rows_written = rewrite.rows;
-        let mut action = Replace {
-            rewrite,
-            seen: HashMap::new(),
-            rows_deleted_again: 0,
-        };
+        let mut action = Replace::new(rewrite);
         let retry = RetryPolicy {
             conflicts: policy.max_attempts.saturating_sub(1) as u32,
             ..RetryPolicy::default()
@@ -275,11 +311,21 @@ pub async fn compact(
 /// After a lost race it reads what was committed since its base: rows
 /// deleted from rewritten files are deleted again from the new files; a
 /// rewritten file removed means planning again.
-struct Replace {
-    rewrite: Rewrite,
+pub(crate) struct Replace {
+    pub(crate) rewrite: Rewrite,
     /// What each snapshot since the base did, across attempts.
     seen: HashMap<i64, Option<Vec<(String, i64)>>>,
     rows_deleted_again: u64,
+}
+
+impl Replace {
+    pub(crate) fn new(rewrite: Rewrite) -> Self {
+        Self {
+            rewrite,
+            seen: HashMap::new(),
+            rows_deleted_again: 0,
+        }
+    }
 }
 
 impl Action for &mut Replace {
@@ -321,11 +367,11 @@ impl Action for &mut Replace {
     }
 }
 
-/// Reads the live rows of `partitions` and writes them again, in files
-/// of about `target_bytes`.
-async fn rewrite(
+/// Reads the live rows of each group's data files and writes them again,
+/// in files of about `target_bytes`.
+pub(crate) async fn rewrite(
     table: &Table,
-    partitions: Vec<PartitionPlan>,
+    groups: Vec<RewriteGroup>,
     target_bytes: u64,
 ) -> Result<Rewrite, LakehouseError> {
     let name = table.identifier().to_string();
@@ -334,25 +380,30 @@ async fn rewrite(
     let mut moved: HashMap<String, Moved> = HashMap::new();
     let mut added = Vec::new();
     let mut rows = 0u64;
+    let mut bytes_read = 0u64;
     let started = std::time::Instant::now();
     let mut last_progress = started;
-    let total = partitions.len();
-    for (n, partition) in partitions.iter().enumerate() {
+    let total = groups.len();
+    for (n, group) in groups.iter().enumerate() {
         let mut deleted: HashMap<String, HashSet<i64>> = HashMap::new();
-        for path in &partition.delete_files {
+        let rewritten: HashSet<&str> = group.data_files.iter().map(String::as_str).collect();
+        for path in &group.delete_files {
             for (file, pos) in read_position_deletes(table, path).await? {
-                deleted.entry(file).or_default().insert(pos);
+                if rewritten.contains(file.as_str()) {
+                    deleted.entry(file).or_default().insert(pos);
+                }
             }
-            removed.insert(path.clone());
         }
-        // the rows one output file holds, from the partition's bytes per row
-        let bytes_per_row = partition.data_bytes as f64 / partition.rows.max(1) as f64;
+        removed.extend(group.remove_deletes.iter().cloned());
+        bytes_read += group.data_bytes;
+        // the rows one output file holds, from the group's bytes per row
+        let bytes_per_row = group.data_bytes as f64 / group.rows.max(1) as f64;
         let rows_per_file = ((target_bytes as f64 / bytes_per_row.max(1.0)) as usize).max(1);
         // (old file, positions kept, its live rows) waiting for a file
         let mut pending: Vec<(String, Vec<u32>, RecordBatch)> = Vec::new();
         let mut pending_rows = 0usize;
         let first_new = added.len();
-        for (i, path) in partition.data_files.iter().enumerate() {
+        for (i, path) in group.data_files.iter().enumerate() {
             let batch = read_columns(table, path, None, None).await?;
             let gone = deleted.get(path);
             let keep: Vec<u32> = (0..batch.num_rows() as u32)
@@ -368,7 +419,7 @@ async fn rewrite(
             let live = table_rows(&StructArray::from(kept), schema, &name)?;
             pending.push((path.clone(), keep, live));
             removed.insert(path.clone());
-            let last = i + 1 == partition.data_files.len();
+            let last = i + 1 == group.data_files.len();
             if pending_rows >= rows_per_file || last {
                 rows += pending_rows as u64;
                 write_file(
@@ -387,9 +438,9 @@ async fn rewrite(
             table = %name,
             "compacting: partition {}/{total} ({} data and {} delete files, {:.1} MiB) into {written} files",
             n + 1,
-            partition.data_files.len(),
-            partition.delete_files.len(),
-            partition.bytes as f64 / (1024.0 * 1024.0),
+            group.data_files.len(),
+            group.delete_files.len(),
+            group.data_bytes as f64 / (1024.0 * 1024.0),
         );
         // a long rewrite says how far it got every ten seconds
         if last_progress.elapsed() >= std::time::Duration::from_secs(10) {
@@ -398,18 +449,19 @@ async fn rewrite(
                 table = %name,
                 "compacting: {}/{total} partitions rewritten, {:.1} MiB read, {:.0} s so far",
                 n + 1,
-                partitions[..=n].iter().map(|p| p.bytes).sum::<u64>() as f64 / (1024.0 * 1024.0),
+                bytes_read as f64 / (1024.0 * 1024.0),
                 started.elapsed().as_secs_f64()
             );
         }
     }
     Ok(Rewrite {
         base_snapshot: table.metadata().current_snapshot_id(),
-        partitions,
+        partitions: groups.into_iter().map(|g| g.partition).collect(),
         removed: Arc::new(removed),
         moved,
         added,
         rows,
+        bytes_read,
     })
 }
 
@@ -460,10 +512,9 @@ async fn delete_again(
             continue;
         };
         // a row the rewrite had already dropped is not in the new files
-        let Ok(i) = m.kept.binary_search(&(*pos as u32)) else {
+        let Some((file, new_pos)) = m.to(*pos as u32) else {
             continue;
         };
-        let (file, new_pos) = m.to[i];
         by_file.entry(file).or_default().push(PositionDelete {
             file_path: rewrite.added[file as usize].file_path().into(),
             pos: new_pos as i64,
@@ -488,7 +539,7 @@ async fn since(
     seen: &mut HashMap<i64, Option<Vec<(String, i64)>>>,
 ) -> Result<Since, LakehouseError> {
     let metadata = table.metadata();
-    let partitions: HashSet<&Struct> = rewrite.partitions.iter().map(|p| &p.partition).collect();
+    let partitions: HashSet<&Struct> = rewrite.partitions.iter().collect();
     let mut cursor = metadata.current_snapshot().cloned();
     let mut deleted = Vec::new();
     while let Some(snapshot) = cursor {

@@ -1,0 +1,498 @@
+//! Merging inside ingest: between commits, the writer rewrites a
+//! partition's small data files (with the rows its position deletes
+//! remove dropped) into larger ones, so a table committed every second
+//! stays a table readers scan at close to compacted speed, with nothing
+//! else running.
+//!
+//! ```text
+//!  file sizes in tiers, by powers of `fanout` above `base_file_bytes`
+//!  (1 MiB, 4 MiB, 16 MiB, ... up to `target_file_bytes`, then full)
+//!
+//!  per partition, in order:
+//!   a tier holds `fanout` files   → merge it with the tiers below it
+//!   over `max_files` small files  → merge the smallest ones
+//!   a file's deleted share above  → rewrite it (with its tier's files)
+//!   `max_deleted_share`
+//! ```
+//!
+//! Like an LSM tree's size tiers, a row is rewritten about once per tier
+//! (log_fanout(target / base) times), not once per merge. The merge is a
+//! `replace` through the transaction layer; the writer moves its own index
+//! entries to the new files (it owns the index, so it never races its own
+//! commits). A merge that loses to another writer (a `floe maintain`
+//! compaction, another instance) is dropped: the writer's next commit loses
+//! the same race and catches its index up, and the merge is planned again
+//! from the table as it then is. A crash before the merge's swap leaves
+//! only unreferenced files; after it, a finished merge.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use iceberg::spec::Struct;
+
+use super::ledger::{FileLedger, LiveFile};
+use super::TableWriter;
+use crate::config::MergePolicy;
+use crate::error::LakehouseError;
+use crate::index::pk_index::RowLocation;
+use crate::operations::maintain::compact::{rewrite, Replace, RewriteGroup};
+use crate::transaction::{RetryPolicy, StateChange, Transaction};
+
+impl MergePolicy {
+    /// The size tier of a file of `bytes`: 0 below `base_file_bytes`, one
+    /// more per `fanout` times larger.
+    pub fn tier(&self, bytes: u64) -> u32 {
+        let fanout = self.fanout.max(2) as u64;
+        let mut bound = self.base_file_bytes.max(1);
+        let mut tier = 0;
+        while bytes >= bound && tier < 32 {
+            bound = bound.saturating_mul(fanout);
+            tier += 1;
+        }
+        tier
+    }
+}
+
+/// The data files of one partition a merge rewrites together.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MergeGroup {
+    pub(crate) partition: Struct,
+    pub(crate) files: Vec<Arc<str>>,
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+}
+
+/// What one merge round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Partitions merged.
+    pub partitions: usize,
+    pub data_files_removed: usize,
+    pub delete_files_removed: usize,
+    pub files_added: usize,
+    pub rows_written: u64,
+    /// Bytes of the data files rewritten.
+    pub bytes_rewritten: u64,
+    /// The merge was dropped: another writer committed first.
+    pub lost_race: bool,
+}
+
+/// The merges `ledger` is due for under `policy`, most urgent first,
+/// within the round's row budget (at least one).
+pub(crate) fn plan(ledger: &FileLedger, policy: &MergePolicy) -> Vec<MergeGroup> {
+    let mut due: Vec<(usize, MergeGroup)> = Vec::new();
+    for (partition, files) in ledger.by_partition() {
+        if ledger.has_equality_deletes(partition) {
+            continue;
+        }
+        let small = files
+            .iter()
+            .filter(|(_, f)| f.bytes < policy.target_file_bytes)
+            .count();
+        let picked = pick(files, policy);
+        if picked.is_empty() {
+            continue;
+        }
+        let group = MergeGroup {
+            partition: partition.clone(),
+            rows: picked.iter().map(|(_, f)| f.records).sum(),
+            bytes: picked.iter().map(|(_, f)| f.bytes).sum(),
+            files: picked.into_iter().map(|(p, _)| p.clone()).collect(),
+        };
+        due.push((small, group));
+    }
+    // the partitions furthest over their bound first; ties by path, so a
+    // plan is the same for the same files
+    due.sort_by(|(a, x), (b, y)| b.cmp(a).then_with(|| x.files.cmp(&y.files)));
+    let mut budget = policy.max_rows_per_round;
+    let mut groups = Vec::new();
+    for (_, group) in due {
+        if !groups.is_empty() && group.rows > budget {
+            continue;
+        }
+        budget = budget.saturating_sub(group.rows);
+        groups.push(group);
+    }
+    groups
+}
+
+/// The files of one partition to rewrite together, smallest first; none
+/// when the partition is within its bounds.
+fn pick<'a>(
+    mut files: Vec<(&'a Arc<str>, &'a LiveFile)>,
+    policy: &MergePolicy,
+) -> Vec<(&'a Arc<str>, &'a LiveFile)> {
+    files.sort_by(|(p, a), (q, b)| a.bytes.cmp(&b.bytes).then_with(|| p.cmp(q)));
+    let small: Vec<_> = files
+        .iter()
+        .copied()
+        .filter(|(_, f)| f.bytes < policy.target_file_bytes)
+        .collect();
+    let mut picked: Vec<(&Arc<str>, &LiveFile)> = Vec::new();
+    // a tier with `fanout` files merges, with every tier below it
+    let mut per_tier: HashMap<u32, usize> = HashMap::new();
+    for (_, f) in &small {
+        *per_tier.entry(policy.tier(f.bytes)).or_default() += 1;
+    }
+    let full_tier = per_tier
+        .iter()
+        .filter(|(_, n)| **n >= policy.fanout.max(2))
+        .map(|(t, _)| *t)
+        .min();
+    if let Some(top) = full_tier {
+        picked.extend(
+            small
+                .iter()
+                .copied()
+                .filter(|(_, f)| policy.tier(f.bytes) <= top),
+        );
+    }
+    // still over the bound: the smallest files, enough to get within it
+    if small.len() > policy.max_files && picked.len() < small.len() - policy.max_files + 1 {
+        picked = small[..small.len() - policy.max_files + 1].to_vec();
+    }
+    // files whose deletes pass the share, full ones included
+    for (path, f) in &files {
+        if f.deleted_share() >= policy.max_deleted_share && !picked.iter().any(|(p, _)| p == path) {
+            picked.push((path, f));
+        }
+    }
+    // one small file alone gains nothing, unless it sheds deleted rows
+    if picked.len() == 1 && picked[0].1.deleted == 0 {
+        picked.clear();
+    }
+    picked
+}
+
+impl TableWriter {
+    /// How this writer merges its table's files (default:
+    /// [`MergePolicy::default`]).
+    pub fn with_merge_policy(mut self, policy: MergePolicy) -> Self {
+        self.merge_policy = policy;
+        self
+    }
+
+    /// Runs one merge round on the table, if any partition is past its
+    /// bounds. Call between commits; a lost race or an outage leaves the
+    /// table and the writer as they were (the writer follows on its next
+    /// commit).
+    pub async fn merge(&mut self) -> Result<MergeReport, LakehouseError> {
+        let mut report = MergeReport::default();
+        if !self.merge_policy.enabled || self.poisoned {
+            return Ok(report);
+        }
+        let started = Instant::now();
+        let ledger = match self.ledger.take() {
+            Some(l) => l,
+            None => FileLedger::read(&self.table).await?,
+        };
+        let groups = plan(&ledger, &self.merge_policy);
+        let dead = ledger.dead_deletes();
+        if groups.is_empty() && dead.is_empty() {
+            self.ledger = Some(ledger);
+            return Ok(report);
+        }
+        let mut rewrite_groups = Vec::new();
+        for group in &groups {
+            let files: HashSet<&str> = group.files.iter().map(|f| f.as_ref()).collect();
+            let (read, remove) = ledger.deletes_of(&files);
+            rewrite_groups.push(RewriteGroup {
+                partition: group.partition.clone(),
+                data_files: group.files.iter().map(|f| f.to_string()).collect(),
+                delete_files: read,
+                remove_deletes: remove,
+                rows: group.rows,
+                data_bytes: group.bytes,
+            });
+        }
+        // delete files naming only removed files go too (no group names them)
+        if let Some(first) = rewrite_groups.first_mut() {
+            first.remove_deletes.extend(dead.iter().cloned());
+        } else {
+            rewrite_groups.push(RewriteGroup {
+                partition: Struct::empty(),
+                data_files: Vec::new(),
+                delete_files: Vec::new(),
+                remove_deletes: dead.clone(),
+                rows: 0,
+                data_bytes: 0,
+            });
+        }
+        let rewritten = match rewrite(
+            &self.table,
+            rewrite_groups,
+            self.merge_policy.target_file_bytes,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.ledger = Some(ledger);
+                return Err(e);
+            }
+        };
+        report.partitions = groups.len();
+        report.data_files_removed = rewritten.moved.len();
+        report.delete_files_removed = rewritten.removed.len() - rewritten.moved.len();
+        report.files_added = rewritten.added.len();
+        report.rows_written = rewritten.rows;
+        report.bytes_rewritten = rewritten.bytes_read;
+        let mut action = Replace::new(rewritten);
+        // a lost race is not retried here: the next commit follows the
+        // table and the next round plans again
+        let policy = RetryPolicy {
+            conflicts: 0,
+            ..self.retry.clone()
+        };
+        let committed = Transaction::new(
+            self.catalog.as_ref(),
+            &self.pointer,
+            self.table.clone(),
+            &mut action,
+        )
+        .state(StateChange::maintenance("merge"))
+        .retry(policy)
+        .commit()
+        .await;
+        let committed = match committed {
+            Ok(c) => c,
+            Err(e) if e.is_conflict() => {
+                tracing::info!(table = %self.table.identifier(), "another writer committed during a merge; the merge is dropped and planned again later");
+                report.lost_race = true;
+                return Ok(report);
+            }
+            Err(e) => {
+                self.ledger = Some(ledger);
+                return Err(e);
+            }
+        };
+        self.table = committed.table;
+        let rewritten = action.rewrite;
+        self.move_index(&rewritten.moved, &rewritten.added);
+        let mut ledger = ledger;
+        ledger.replaced(&rewritten.removed, &rewritten.added);
+        self.ledger = Some(ledger);
+        tracing::info!(
+            table = %self.table.identifier(),
+            partitions = report.partitions,
+            files_in = report.data_files_removed,
+            deletes_in = report.delete_files_removed,
+            files_out = report.files_added,
+            rows = report.rows_written,
+            ms = started.elapsed().as_millis() as u64,
+            "merged small files"
+        );
+        Ok(report)
+    }
+
+    /// Points the index's rows of merged files at their new places.
+    fn move_index(
+        &mut self,
+        moved: &HashMap<String, crate::operations::maintain::compact::Moved>,
+        added: &[iceberg::spec::DataFile],
+    ) {
+        let new_ids: Vec<u32> = added
+            .iter()
+            .map(|f| self.index.register_file(f.file_path()))
+            .collect();
+        for f in added {
+            self.partitions
+                .insert(Arc::from(f.file_path()), f.partition().clone());
+        }
+        let by_id: HashMap<u32, &crate::operations::maintain::compact::Moved> = moved
+            .iter()
+            .filter_map(|(path, m)| Some((self.index.file_id(path)?, m)))
+            .collect();
+        if by_id.is_empty() {
+            return;
+        }
+        self.index.relocate(|loc| {
+            let (file, pos) = by_id.get(&loc.file)?.to(loc.pos)?;
+            Some(RowLocation {
+                file: *new_ids.get(file as usize)?,
+                pos,
+            })
+        });
+        for path in moved.keys() {
+            self.partitions.remove(path.as_str());
+        }
+    }
+
+    /// The live data files of each partition, as the writer knows them
+    /// (read from the table when it does not): paths and rows.
+    pub async fn files_by_partition(
+        &mut self,
+    ) -> Result<Vec<(Struct, Vec<(String, u64)>)>, LakehouseError> {
+        if self.ledger.is_none() {
+            self.ledger = Some(FileLedger::read(&self.table).await?);
+        }
+        let Some(ledger) = &self.ledger else {
+            return Ok(Vec::new());
+        };
+        let mut parts: Vec<(Struct, Vec<(String, u64)>)> = ledger
+            .by_partition()
+            .into_iter()
+            .map(|(p, files)| {
+                let mut files: Vec<(String, u64)> = files
+                    .into_iter()
+                    .map(|(path, f)| (path.to_string(), f.records))
+                    .collect();
+                files.sort();
+                (p.clone(), files)
+            })
+            .collect();
+        parts.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iceberg::spec::Literal;
+
+    fn part(day: i32) -> Struct {
+        Struct::from_iter([Some(Literal::int(day))])
+    }
+
+    fn ledger(files: &[(i32, &str, u64, u64)]) -> FileLedger {
+        let mut l = FileLedger::default();
+        for (day, path, bytes, deleted) in files {
+            l.data.insert(
+                Arc::from(*path),
+                LiveFile {
+                    partition: part(*day),
+                    records: 100,
+                    bytes: *bytes,
+                    deleted: *deleted,
+                },
+            );
+        }
+        l
+    }
+
+    fn names(groups: &[MergeGroup]) -> Vec<Vec<&str>> {
+        groups
+            .iter()
+            .map(|g| g.files.iter().map(|f| f.as_ref()).collect())
+            .collect()
+    }
+
+    const KB: u64 = 1024;
+    const MB: u64 = 1 << 20;
+
+    #[test]
+    fn tiers_grow_by_the_fanout() {
+        let p = MergePolicy::default();
+        assert_eq!(p.tier(10 * KB), 0);
+        assert_eq!(p.tier(MB - 1), 0);
+        assert_eq!(p.tier(MB), 1);
+        assert_eq!(p.tier(4 * MB - 1), 1);
+        assert_eq!(p.tier(4 * MB), 2);
+        assert_eq!(p.tier(100 * MB), 4);
+    }
+
+    #[test]
+    fn a_full_tier_merges_with_the_tiers_below() {
+        let p = MergePolicy::default();
+        // three tier-0 files: within bounds
+        let l = ledger(&[(1, "a", KB, 0), (1, "b", KB, 0), (1, "c", KB, 0)]);
+        assert!(plan(&l, &p).is_empty());
+        // a fourth: tier 0 merges
+        let l = ledger(&[
+            (1, "a", KB, 0),
+            (1, "b", 2 * KB, 0),
+            (1, "c", KB, 0),
+            (1, "d", 3 * KB, 0),
+            (1, "big", 2 * MB, 0),
+        ]);
+        assert_eq!(names(&plan(&l, &p)), vec![vec!["a", "c", "b", "d"]]);
+        // four tier-1 files merge with the tier-0 file below them
+        let l = ledger(&[
+            (1, "s", KB, 0),
+            (1, "m1", 2 * MB, 0),
+            (1, "m2", 2 * MB, 0),
+            (1, "m3", 3 * MB, 0),
+            (1, "m4", 2 * MB, 0),
+            (1, "full", 200 * MB, 0),
+        ]);
+        assert_eq!(
+            names(&plan(&l, &p)),
+            vec![vec!["s", "m1", "m2", "m4", "m3"]]
+        );
+    }
+
+    #[test]
+    fn over_the_bound_the_smallest_files_merge() {
+        let p = MergePolicy {
+            max_files: 4,
+            fanout: 8,
+            ..MergePolicy::default()
+        };
+        let l = ledger(&[
+            (1, "a", KB, 0),
+            (1, "b", 2 * KB, 0),
+            (1, "c", 3 * KB, 0),
+            (1, "d", 4 * KB, 0),
+            (1, "e", 5 * KB, 0),
+            (1, "f", 6 * KB, 0),
+        ]);
+        // six small files, bound four: the three smallest become one
+        assert_eq!(names(&plan(&l, &p)), vec![vec!["a", "b", "c"]]);
+    }
+
+    #[test]
+    fn deleted_rows_past_the_share_rewrite_a_file_even_a_full_one() {
+        let p = MergePolicy::default();
+        let l = ledger(&[(1, "full", 200 * MB, 30), (1, "ok", 200 * MB, 10)]);
+        assert_eq!(names(&plan(&l, &p)), vec![vec!["full"]]);
+        // a lone small file without deletes is left alone
+        let l = ledger(&[(1, "lone", KB, 0)]);
+        assert!(plan(&l, &p).is_empty());
+    }
+
+    #[test]
+    fn the_budget_takes_the_worst_partitions_first() {
+        let p = MergePolicy {
+            max_rows_per_round: 500,
+            ..MergePolicy::default()
+        };
+        let mut files = Vec::new();
+        let names_of: Vec<String> = (0..9).map(|i| format!("f{i}")).collect();
+        for (i, n) in names_of.iter().enumerate() {
+            // partition 1: 5 files, partition 2: 4 files
+            files.push((if i < 5 { 1 } else { 2 }, n.as_str(), KB, 0));
+        }
+        let l = ledger(&files);
+        let groups = plan(&l, &p);
+        // 500 rows: partition 1 (500 rows) fits, partition 2 waits
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].partition, part(1));
+        // a budget below any group still merges the worst one
+        let p = MergePolicy {
+            max_rows_per_round: 1,
+            ..p
+        };
+        assert_eq!(plan(&l, &p).len(), 1);
+    }
+
+    #[test]
+    fn partitions_with_equality_deletes_are_left_alone() {
+        let p = MergePolicy::default();
+        let mut l = ledger(&[
+            (1, "a", KB, 0),
+            (1, "b", KB, 0),
+            (1, "c", KB, 0),
+            (1, "d", KB, 0),
+        ]);
+        l.deletes.insert(
+            Arc::from("eq"),
+            super::super::ledger::LiveDeletes {
+                partition: part(1),
+                names: None,
+            },
+        );
+        assert!(plan(&l, &p).is_empty());
+    }
+}
