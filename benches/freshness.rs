@@ -271,7 +271,27 @@ async fn main() {
         )
         .await
     };
-    let ((changes, writing), caught_up) = tokio::join!(writer, reader);
+    // the table's live files every 10 s while the run goes on
+    let samples = Mutex::new(Vec::new());
+    let sampling = async {
+        let ident = TableIdent::from_strs(["taxi_cdc", "trips"]).expect("a table name");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(a.seconds) {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            if let Ok(table) = session.lake.catalog().load_table(&ident).await {
+                let files = lakehouse::TableFiles::of(table.metadata());
+                samples.lock().unwrap().push((
+                    started.elapsed().as_secs(),
+                    files.data_files,
+                    files.delete_files,
+                ));
+            }
+        }
+    };
+    let ((changes, writing), caught_up, ()) = tokio::join!(writer, reader, sampling);
+    for (at, data, deletes) in samples.into_inner().unwrap() {
+        println!("files at {at:>4} s: {data} data, {deletes} delete");
+    }
     let cpu_window = wall.elapsed().as_secs_f64();
     let seen = seen.into_inner().unwrap();
     let commits = commits.lock().unwrap().clone();

@@ -7,8 +7,13 @@
 #
 #   1. 2,000 row changes a second for 60 s: p50 / p99 / max latency
 #   2. the ceiling: 20 s runs at rising rates (FLOE_BENCH_RATES, default
-#      4000 8000 16000 32000) until the lake falls behind; CPU per process
-#      shows which part saturates first (2 cores in all)
+#      4000 8000 16000 32000; empty for none) until the lake falls behind;
+#      CPU per process shows which part saturates first (2 cores in all)
+#
+# FLOE_BENCH_SECONDS sets the length of run 1; FLOE_BENCH_MERGE=off turns
+# ingest's merging off (`[lake.tables.merge] enabled = false`) for the
+# side-by-side comparison. Run 1 prints the table's live files every 10 s
+# and times one full-table count(*) at its end.
 #
 # Builds floe and benches/freshness.rs in release mode (the first time, a
 # while), runs on a private stack in FLOE_BENCH_DIR (default a temporary
@@ -22,7 +27,9 @@ dir="${FLOE_BENCH_DIR:-$(mktemp -d /tmp/floe-freshness.XXXXXX)}"
 mkdir -p "$dir"
 chmod 755 "$dir"
 seconds="${FLOE_BENCH_SECONDS:-60}"
-rates="${FLOE_BENCH_RATES:-4000 8000 16000 32000}"
+rates="${FLOE_BENCH_RATES-4000 8000 16000 32000}"
+merge="${FLOE_BENCH_MERGE:-on}"
+case "$merge" in on) merge_enabled=true ;; off) merge_enabled=false ;; *) die "FLOE_BENCH_MERGE is on or off" ;; esac
 
 log "building floe and the freshness driver (release)"
 # one build: cargo builds the floe binary for the benchmark too
@@ -80,6 +87,9 @@ endpoint = "$FLOE_S3_ENDPOINT"
 
 [lake.tables]
 "public.trips" = { partition = ["day(pickup_datetime)"] }
+
+[lake.tables.merge]
+enabled = $merge_enabled
 
 [ingest]
 commit_interval_ms = 1000

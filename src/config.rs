@@ -195,18 +195,7 @@ impl FloeConfig {
             }
         }
         config.maintain.validate().map_err(anyhow::Error::msg)?;
-        let tables = &config.lake.tables;
-        tables
-            .merge
-            .check()
-            .map_err(|e| anyhow::anyhow!("[lake.tables.merge]: {e}"))?;
-        for (source, table) in &tables.by_source {
-            if let Some(merge) = &table.merge {
-                merge
-                    .check()
-                    .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\".merge]: {e}"))?;
-            }
-        }
+        check_merge(&config.lake)?;
         Ok(config)
     }
 }
@@ -228,8 +217,27 @@ fn document(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<t
 /// Only the `[lake]` section of a floe configuration file (with its
 /// environment overrides), for commands that read the lake and nothing else.
 pub fn load_lake(path: &Path) -> Result<LakeConfig> {
-    section(path, "lake")?
-        .with_context(|| format!("config file {}: no [lake] section", path.display()))
+    let lake: LakeConfig = section(path, "lake")?
+        .with_context(|| format!("config file {}: no [lake] section", path.display()))?;
+    check_merge(&lake).with_context(|| format!("config file {}", path.display()))?;
+    Ok(lake)
+}
+
+/// The merge policies, default and per table, each a usable one.
+fn check_merge(lake: &LakeConfig) -> Result<()> {
+    let tables = &lake.tables;
+    tables
+        .merge
+        .check()
+        .map_err(|e| anyhow::anyhow!("[lake.tables.merge]: {e}"))?;
+    for (source, table) in &tables.by_source {
+        if let Some(merge) = &table.merge {
+            merge
+                .check()
+                .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\".merge]: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The `[maintain]` section (defaults when there is none), checked.
@@ -377,6 +385,39 @@ mod tests {
         ] {
             let text = format!("{MINIMAL}\n[ingest]\nmetrics_listen = {good:?}\n");
             FloeConfig::parse(&text, std::iter::empty()).unwrap();
+        }
+    }
+
+    #[test]
+    fn merge_policies_by_default_and_per_table() {
+        let text = format!(
+            "{MINIMAL}\n[lake.tables.merge]\nmax_files = 8\n\
+             [lake.tables.\"public.trips\"]\npartition = [\"day(pickup_datetime)\"]\n\
+             merge = {{ enabled = false }}\n"
+        );
+        let c = FloeConfig::parse(&text, std::iter::empty()).unwrap();
+        let tables = &c.lake.tables;
+        assert_eq!(tables.merge_policy("public.zones").max_files, 8);
+        assert!(tables.merge_policy("public.zones").enabled);
+        assert!(!tables.merge_policy("public.trips").enabled);
+        // the table's section replaces the default whole
+        assert_eq!(tables.merge_policy("public.trips").max_files, 12);
+        for (bad, named) in [
+            ("[lake.tables.merge]\nmax_files = 1", "max_files"),
+            ("[lake.tables.merge]\nfanout = 1", "fanout"),
+            (
+                "[lake.tables.merge]\nmax_deleted_share = 0.0",
+                "max_deleted_share",
+            ),
+            (
+                "[lake.tables.\"public.trips\"]\nmerge = { target_file_bytes = 0 }",
+                "public.trips",
+            ),
+            ("[lake.tables.merge]\nmax_filez = 3", "max_filez"),
+        ] {
+            let text = format!("{MINIMAL}\n{bad}\n");
+            let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{bad}: {err:#}");
         }
     }
 }

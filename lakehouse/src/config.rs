@@ -301,11 +301,9 @@ pub struct MergePolicy {
     /// Data files below the target size a partition may hold after a
     /// merge round (default 12).
     pub max_files: usize,
-    /// Files of one size tier merged together; tiers grow by this factor
-    /// (default 4).
+    /// Files of one size tier merged together; a tier holds files of
+    /// up to this many times the rows of the tier below (default 4).
     pub fanout: usize,
-    /// The upper bound of the smallest tier, bytes (default 1 MiB).
-    pub base_file_bytes: u64,
     /// Files this large are full and left alone, unless their deleted
     /// share says otherwise (default 128 MiB).
     pub target_file_bytes: u64,
@@ -324,7 +322,6 @@ impl Default for MergePolicy {
             enabled: true,
             max_files: 12,
             fanout: 4,
-            base_file_bytes: 1 << 20,
             target_file_bytes: 128 << 20,
             max_deleted_share: 0.2,
             max_rows_per_round: 2_000_000,
@@ -344,10 +341,8 @@ impl MergePolicy {
         if !(self.max_deleted_share > 0.0 && self.max_deleted_share <= 1.0) {
             return Err("merge.max_deleted_share must be above 0 and at most 1".into());
         }
-        if self.base_file_bytes == 0 || self.target_file_bytes < self.base_file_bytes {
-            return Err(
-                "merge.base_file_bytes must be positive and at most merge.target_file_bytes".into(),
-            );
+        if self.target_file_bytes == 0 {
+            return Err("merge.target_file_bytes must be positive".into());
         }
         Ok(())
     }

@@ -271,13 +271,12 @@ struct RunStats {
     merges_lost: u64,
 }
 
-/// Merges after almost every commit of the small test tables: files of a
-/// few KiB, two per tier, three per partition at most.
+/// Merges after almost every commit of the small test tables: two files
+/// per tier, three per partition at most.
 fn tight_merges() -> MergePolicy {
     MergePolicy {
         max_files: 3,
         fanout: 2,
-        base_file_bytes: 4 << 10,
         target_file_bytes: 1 << 20,
         max_deleted_share: 0.3,
         ..MergePolicy::default()

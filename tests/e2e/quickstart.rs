@@ -309,22 +309,23 @@ orphans = { schedule = "*/2 * * * * *", older_than = "1d" }
 }
 
 /// `floe replay` of the same recording from disk into a lake of the
-/// user's configuration: the recorded end state, then nothing twice.
-#[test]
-fn replay_applies_a_recording_to_a_configured_lake() {
+/// user's configuration, in commits of 200 messages: the recorded end
+/// state, then nothing twice; and the trips table, 135 commits later,
+/// holds no more than the merge policy's 12 data files in any day
+/// partition (merging inside the apply; without it, up to 123).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_applies_a_recording_to_a_configured_lake() {
     let dir = crate::stack::fresh_dir("replay");
     let config = dir.join("floe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[lake]\nwarehouse = \"{}\"\n[lake.tables]\nnamespace = \"replayed\"\n",
-            dir.join("lake").display()
-        ),
-    )
-    .unwrap();
+    let text = format!(
+        "[lake]\nwarehouse = \"{}\"\n[lake.tables]\nnamespace = \"replayed\"\n\
+         \"public.trips\" = {{ partition = [\"day(pickup_datetime)\"] }}\n",
+        dir.join("lake").display()
+    );
+    std::fs::write(&config, &text).unwrap();
     let replay = || {
         ok(Command::new(env!("CARGO_BIN_EXE_floe"))
-            .args(["replay", "--input"])
+            .args(["replay", "--batch-messages", "200", "--input"])
             .arg(repo().join("tests/fixtures/quickstart"))
             .arg("--config")
             .arg(&config)
@@ -342,6 +343,19 @@ fn replay_applies_a_recording_to_a_configured_lake() {
         "SELECT count(*) AS n, sum(total_amount) AS revenue FROM replayed.trips",
     );
     assert_eq!(rows, "n,revenue\n19000,641885.00\n");
+    let lake_config: lakehouse::LakeConfig = toml::from_str::<toml::Table>(&text).unwrap()["lake"]
+        .clone()
+        .try_into()
+        .unwrap();
+    let lake = lakehouse::Lake::open(&lake_config).await.unwrap();
+    let ident = iceberg::TableIdent::from_strs(["replayed", "trips"]).unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    let partitions = lakehouse::maintain::plan(&table, &Default::default())
+        .await
+        .unwrap();
+    assert!(partitions.len() > 1, "{partitions:?}");
+    let most = partitions.iter().map(|p| p.data_files.len()).max().unwrap();
+    assert!(most <= 12, "a day partition holds {most} data files");
     let again = replay();
     assert!(
         again.contains("0 changes applied to 3 tables in 0 commits"),

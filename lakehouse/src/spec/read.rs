@@ -231,3 +231,27 @@ pub(crate) async fn manifest_list(
         }
     })
 }
+
+/// The live entries (data and delete files) of `table`'s current snapshot,
+/// read from every manifest it lists.
+pub(crate) async fn live_entries(
+    table: &Table,
+) -> Result<Vec<iceberg::spec::ManifestEntryRef>, LakehouseError> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let list = manifest_list(table, snapshot).await?;
+    let mut live = Vec::new();
+    for manifest in list.entries() {
+        let loaded = manifest
+            .load_manifest(table.file_io())
+            .await
+            .map_err(|source| LakehouseError::Iceberg {
+                operation: "read manifest",
+                table: table.identifier().to_string(),
+                source: Box::new(source),
+            })?;
+        live.extend(loaded.entries().iter().filter(|e| e.is_alive()).cloned());
+    }
+    Ok(live)
+}

@@ -22,6 +22,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, ManifestContentType, ManifestEntryRef, ManifestFile,
     ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Schema, SchemaRef,
@@ -31,6 +34,9 @@ use iceberg::table::Table;
 
 use super::pointer::current_location;
 use super::{write_error, CommitError};
+
+/// Parent manifests read at once when a snapshot removes files.
+const MANIFEST_READS_AT_ONCE: usize = 8;
 
 /// What one snapshot does: the files it adds and removes, its operation,
 /// a new schema, extra summary properties.
@@ -201,7 +207,25 @@ pub(crate) async fn produce(
         } else {
             // a manifest with a removed file is rewritten: its other live
             // files as existing, the removed ones as deleted, every entry
-            // keeping its sequence numbers (a spec rule)
+            // keeping its sequence numbers (a spec rule). The manifests not
+            // read before are fetched a few at a time: each is a request
+            // to the store, and a table committed every second has dozens.
+            let parents: Vec<&ManifestFile> = parents.collect();
+            let unread: Vec<BoxFuture<'_, _>> = parents
+                .iter()
+                .filter(|m| !cache.manifests.contains_key(&m.manifest_path))
+                .map(|m| {
+                    m.load_manifest(file_io)
+                        .map(move |loaded| (m.manifest_path.clone(), loaded))
+                        .boxed()
+                })
+                .collect();
+            let mut fetched: HashMap<String, _> = futures::stream::iter(unread)
+                .buffered(MANIFEST_READS_AT_ONCE)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect();
             for manifest in parents {
                 if let Some(cached) = cache.manifests.get(&manifest.manifest_path) {
                     for entry in &cached.gone {
@@ -210,10 +234,11 @@ pub(crate) async fn produce(
                     manifests.push(cached.rewritten.clone().unwrap_or_else(|| manifest.clone()));
                     continue;
                 }
-                let loaded = manifest
-                    .load_manifest(file_io)
-                    .await
-                    .map_err(step("read parent manifest"))?;
+                let loaded = match fetched.remove(&manifest.manifest_path) {
+                    Some(loaded) => loaded,
+                    None => manifest.load_manifest(file_io).await,
+                }
+                .map_err(step("read parent manifest"))?;
                 let (gone, kept): (Vec<_>, Vec<_>) = loaded
                     .entries()
                     .iter()

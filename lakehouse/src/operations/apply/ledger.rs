@@ -14,8 +14,8 @@ use std::sync::Arc;
 use iceberg::spec::{DataContentType, DataFile, Struct};
 use iceberg::table::Table;
 
-use crate::error::{iceberg_error, LakehouseError};
-use crate::spec::read::{manifest_list, read_position_deletes};
+use crate::error::LakehouseError;
+use crate::spec::read::{live_entries, read_position_deletes};
 
 /// One live data file.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,32 +58,22 @@ impl FileLedger {
     /// file is read once, to learn which files it names.
     pub(crate) async fn read(table: &Table) -> Result<Self, LakehouseError> {
         let mut ledger = Self::default();
-        let Some(snapshot) = table.metadata().current_snapshot() else {
-            return Ok(ledger);
-        };
-        let name = table.identifier().clone();
-        let list = manifest_list(table, snapshot).await?;
         let mut position_deletes = Vec::new();
-        for manifest in list.entries() {
-            let loaded = manifest
-                .load_manifest(table.file_io())
-                .await
-                .map_err(iceberg_error("read manifest", &name))?;
-            for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
-                let file = entry.data_file();
-                match entry.content_type() {
-                    DataContentType::Data => ledger.add_data(file),
-                    DataContentType::PositionDeletes => position_deletes
-                        .push((file.file_path().to_string(), file.partition().clone())),
-                    DataContentType::EqualityDeletes => {
-                        ledger.deletes.insert(
-                            Arc::from(file.file_path()),
-                            LiveDeletes {
-                                partition: file.partition().clone(),
-                                names: None,
-                            },
-                        );
-                    }
+        for entry in live_entries(table).await? {
+            let file = entry.data_file();
+            match entry.content_type() {
+                DataContentType::Data => ledger.add_data(file),
+                DataContentType::PositionDeletes => {
+                    position_deletes.push((file.file_path().to_string(), file.partition().clone()))
+                }
+                DataContentType::EqualityDeletes => {
+                    ledger.deletes.insert(
+                        Arc::from(file.file_path()),
+                        LiveDeletes {
+                            partition: file.partition().clone(),
+                            names: None,
+                        },
+                    );
                 }
             }
         }
@@ -92,7 +82,7 @@ impl FileLedger {
             for (file, _) in read_position_deletes(table, &path).await? {
                 *hits.entry(Arc::from(file.as_str())).or_default() += 1;
             }
-            ledger.add_deletes(&path, &partition, &hits);
+            ledger.add_deletes(&path, &partition, &hits, true);
         }
         Ok(ledger)
     }
@@ -109,14 +99,23 @@ impl FileLedger {
         );
     }
 
-    /// Notes a position-delete file removing `hits` rows from each data
-    /// file it names.
-    fn add_deletes(&mut self, path: &str, partition: &Struct, hits: &HashMap<Arc<str>, u64>) {
+    /// Notes a position-delete file naming the data files of `hits` (in
+    /// its partition), and with `new_rows`, that it removes that many more
+    /// rows from each (without: it carries deletes already counted).
+    fn add_deletes(
+        &mut self,
+        path: &str,
+        partition: &Struct,
+        hits: &HashMap<Arc<str>, u64>,
+        new_rows: bool,
+    ) {
         let mut names = HashSet::new();
         for (file, rows) in hits {
             if let Some(live) = self.data.get_mut(file) {
                 if live.partition == *partition {
-                    live.deleted += rows;
+                    if new_rows {
+                        live.deleted += rows;
+                    }
                     names.insert(file.clone());
                 }
             }
@@ -148,18 +147,28 @@ impl FileLedger {
             self.add_data(file);
         }
         for file in deletes {
-            self.add_deletes(file.file_path(), file.partition(), hits);
+            self.add_deletes(file.file_path(), file.partition(), hits, true);
         }
     }
 
     /// Follows a merge: `removed` data and delete files gone, `added`
-    /// (rows without deletes) in their place.
-    pub(crate) fn replaced(&mut self, removed: &HashSet<String>, added: &[DataFile]) {
+    /// (rows without deletes) in their place, and `carried` delete files
+    /// naming the data files of `carried_hits` again.
+    pub(crate) fn replaced(
+        &mut self,
+        removed: &HashSet<String>,
+        added: &[DataFile],
+        carried: &[DataFile],
+        carried_hits: &HashMap<Arc<str>, u64>,
+    ) {
         self.data.retain(|path, _| !removed.contains(path.as_ref()));
         self.deletes
             .retain(|path, _| !removed.contains(path.as_ref()));
         for file in added {
             self.add_data(file);
+        }
+        for file in carried {
+            self.add_deletes(file.file_path(), file.partition(), carried_hits, false);
         }
     }
 
@@ -181,29 +190,28 @@ impl FileLedger {
             .any(|d| d.names.is_none() && d.partition == *partition)
     }
 
-    /// The delete files naming any of `files`, and of those, the ones that
-    /// name nothing else still live (a merge of `files` removes them).
-    pub(crate) fn deletes_of(&self, files: &HashSet<&str>) -> (Vec<String>, Vec<String>) {
-        let mut read = Vec::new();
-        let mut remove = Vec::new();
-        for (path, deletes) in &self.deletes {
-            let Some(names) = &deletes.names else {
-                continue;
-            };
-            if !names.iter().any(|n| files.contains(n.as_ref())) {
-                continue;
-            }
-            read.push(path.to_string());
-            let rest_gone = names
-                .iter()
-                .all(|n| files.contains(n.as_ref()) || !self.data.contains_key(n));
-            if rest_gone {
-                remove.push(path.to_string());
-            }
-        }
-        read.sort();
-        remove.sort();
-        (read, remove)
+    /// The position-delete files of `partition`, and its live data files
+    /// other than `merged` (a merge of `merged` removes those delete files
+    /// and carries the deletes of the others into one new file).
+    pub(crate) fn partition_deletes(
+        &self,
+        partition: &Struct,
+        merged: &HashSet<&str>,
+    ) -> (Vec<String>, HashSet<String>) {
+        let mut deletes: Vec<String> = self
+            .deletes
+            .iter()
+            .filter(|(_, d)| d.names.is_some() && d.partition == *partition)
+            .map(|(p, _)| p.to_string())
+            .collect();
+        deletes.sort();
+        let kept = self
+            .data
+            .iter()
+            .filter(|(p, f)| f.partition == *partition && !merged.contains(p.as_ref()))
+            .map(|(p, _)| p.to_string())
+            .collect();
+        (deletes, kept)
     }
 
     /// Delete files all of whose data files are gone: they delete nothing

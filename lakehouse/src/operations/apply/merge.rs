@@ -5,8 +5,8 @@
 //! else running.
 //!
 //! ```text
-//!  file sizes in tiers, by powers of `fanout` above `base_file_bytes`
-//!  (1 MiB, 4 MiB, 16 MiB, ... up to `target_file_bytes`, then full)
+//!  files in tiers by rows, powers of `fanout` (fanout 4: 1-3 rows,
+//!  4-15, 16-63, ...); files of `target_file_bytes` and more are full
 //!
 //!  per partition, in order:
 //!   a tier holds `fanout` files   → merge it with the tiers below it
@@ -16,7 +16,10 @@
 //! ```
 //!
 //! Like an LSM tree's size tiers, a row is rewritten about once per tier
-//! (log_fanout(target / base) times), not once per merge. The merge is a
+//! (log_fanout of the rows of a full file, times), not once per merge.
+//! Tiers count rows, not bytes: a merged file is compressed better than
+//! the small files it came from (and sheds their per-file overhead), so
+//! by bytes it could stay in their tier and be rewritten again and again. The merge is a
 //! `replace` through the transaction layer; the writer moves its own index
 //! entries to the new files (it owns the index, so it never races its own
 //! commits). A merge that loses to another writer (a `floe maintain`
@@ -37,16 +40,15 @@ use crate::config::MergePolicy;
 use crate::error::LakehouseError;
 use crate::index::pk_index::RowLocation;
 use crate::operations::maintain::compact::{rewrite, Replace, RewriteGroup};
-use crate::transaction::{RetryPolicy, StateChange, Transaction};
+use crate::transaction::{StateChange, Transaction};
 
 impl MergePolicy {
-    /// The size tier of a file of `bytes`: 0 below `base_file_bytes`, one
-    /// more per `fanout` times larger.
-    pub fn tier(&self, bytes: u64) -> u32 {
+    /// The size tier of a file of `records` rows: floor(log_fanout).
+    pub fn tier(&self, records: u64) -> u32 {
         let fanout = self.fanout.max(2) as u64;
-        let mut bound = self.base_file_bytes.max(1);
+        let mut bound = fanout;
         let mut tier = 0;
-        while bytes >= bound && tier < 32 {
+        while records >= bound && tier < 64 {
             bound = bound.saturating_mul(fanout);
             tier += 1;
         }
@@ -70,6 +72,8 @@ pub struct MergeReport {
     pub partitions: usize,
     pub data_files_removed: usize,
     pub delete_files_removed: usize,
+    /// Delete files carrying the deletes of files left as they are.
+    pub delete_files_added: usize,
     pub files_added: usize,
     pub rows_written: u64,
     /// Bytes of the data files rewritten.
@@ -133,7 +137,7 @@ fn pick<'a>(
     // a tier with `fanout` files merges, with every tier below it
     let mut per_tier: HashMap<u32, usize> = HashMap::new();
     for (_, f) in &small {
-        *per_tier.entry(policy.tier(f.bytes)).or_default() += 1;
+        *per_tier.entry(policy.tier(f.records)).or_default() += 1;
     }
     let full_tier = per_tier
         .iter()
@@ -145,7 +149,7 @@ fn pick<'a>(
             small
                 .iter()
                 .copied()
-                .filter(|(_, f)| policy.tier(f.bytes) <= top),
+                .filter(|(_, f)| policy.tier(f.records) <= top),
         );
     }
     // still over the bound: the smallest files, enough to get within it
@@ -196,25 +200,34 @@ impl TableWriter {
         let mut rewrite_groups = Vec::new();
         for group in &groups {
             let files: HashSet<&str> = group.files.iter().map(|f| f.as_ref()).collect();
-            let (read, remove) = ledger.deletes_of(&files);
+            let (deletes, kept) = ledger.partition_deletes(&group.partition, &files);
             rewrite_groups.push(RewriteGroup {
                 partition: group.partition.clone(),
                 data_files: group.files.iter().map(|f| f.to_string()).collect(),
-                delete_files: read,
-                remove_deletes: remove,
+                delete_files: deletes,
+                kept_files: kept,
                 rows: group.rows,
                 data_bytes: group.bytes,
             });
         }
-        // delete files naming only removed files go too (no group names them)
-        if let Some(first) = rewrite_groups.first_mut() {
-            first.remove_deletes.extend(dead.iter().cloned());
-        } else {
+        // delete files of other partitions naming only removed files go too:
+        // read as deletes of a group without data files, they carry nothing
+        let merged: HashSet<&Struct> = groups.iter().map(|g| &g.partition).collect();
+        let dead: Vec<String> = dead
+            .into_iter()
+            .filter(|d| {
+                ledger
+                    .deletes
+                    .get(d.as_str())
+                    .is_some_and(|l| !merged.contains(&l.partition))
+            })
+            .collect();
+        if !dead.is_empty() {
             rewrite_groups.push(RewriteGroup {
                 partition: Struct::empty(),
                 data_files: Vec::new(),
-                delete_files: Vec::new(),
-                remove_deletes: dead.clone(),
+                delete_files: dead,
+                kept_files: HashSet::new(),
                 rows: 0,
                 data_bytes: 0,
             });
@@ -232,19 +245,17 @@ impl TableWriter {
                 return Err(e);
             }
         };
+        let rewrite_ms = started.elapsed().as_millis() as u64;
         report.partitions = groups.len();
         report.data_files_removed = rewritten.moved.len();
         report.delete_files_removed = rewritten.removed.len() - rewritten.moved.len();
+        report.delete_files_added = rewritten.carried.len();
         report.files_added = rewritten.added.len();
         report.rows_written = rewritten.rows;
         report.bytes_rewritten = rewritten.bytes_read;
         let mut action = Replace::new(rewritten);
         // a lost race is not retried here: the next commit follows the
         // table and the next round plans again
-        let policy = RetryPolicy {
-            conflicts: 0,
-            ..self.retry.clone()
-        };
         let committed = Transaction::new(
             self.catalog.as_ref(),
             &self.pointer,
@@ -252,7 +263,7 @@ impl TableWriter {
             &mut action,
         )
         .state(StateChange::maintenance("merge"))
-        .retry(policy)
+        .retry(self.outages_only())
         .commit()
         .await;
         let committed = match committed {
@@ -271,15 +282,22 @@ impl TableWriter {
         let rewritten = action.rewrite;
         self.move_index(&rewritten.moved, &rewritten.added);
         let mut ledger = ledger;
-        ledger.replaced(&rewritten.removed, &rewritten.added);
+        ledger.replaced(
+            &rewritten.removed,
+            &rewritten.added,
+            &rewritten.carried,
+            &rewritten.carried_hits,
+        );
         self.ledger = Some(ledger);
         tracing::info!(
             table = %self.table.identifier(),
             partitions = report.partitions,
             files_in = report.data_files_removed,
             deletes_in = report.delete_files_removed,
+            deletes_out = report.delete_files_added,
             files_out = report.files_added,
             rows = report.rows_written,
+            rewrite_ms,
             ms = started.elapsed().as_millis() as u64,
             "merged small files"
         );
@@ -356,15 +374,16 @@ mod tests {
         Struct::from_iter([Some(Literal::int(day))])
     }
 
+    /// Files as (day, path, rows, deleted rows); 100 bytes a row.
     fn ledger(files: &[(i32, &str, u64, u64)]) -> FileLedger {
         let mut l = FileLedger::default();
-        for (day, path, bytes, deleted) in files {
+        for (day, path, records, deleted) in files {
             l.data.insert(
                 Arc::from(*path),
                 LiveFile {
                     partition: part(*day),
-                    records: 100,
-                    bytes: *bytes,
+                    records: *records,
+                    bytes: records * 100,
                     deleted: *deleted,
                 },
             );
@@ -379,43 +398,46 @@ mod tests {
             .collect()
     }
 
-    const KB: u64 = 1024;
-    const MB: u64 = 1 << 20;
+    /// Rows of a full file at 100 bytes a row and the default target.
+    const FULL: u64 = (128 << 20) / 100;
 
     #[test]
     fn tiers_grow_by_the_fanout() {
         let p = MergePolicy::default();
-        assert_eq!(p.tier(10 * KB), 0);
-        assert_eq!(p.tier(MB - 1), 0);
-        assert_eq!(p.tier(MB), 1);
-        assert_eq!(p.tier(4 * MB - 1), 1);
-        assert_eq!(p.tier(4 * MB), 2);
-        assert_eq!(p.tier(100 * MB), 4);
+        assert_eq!(p.tier(0), 0);
+        assert_eq!(p.tier(3), 0);
+        assert_eq!(p.tier(4), 1);
+        assert_eq!(p.tier(15), 1);
+        assert_eq!(p.tier(16), 2);
+        assert_eq!(p.tier(1_000_000), 9);
     }
 
     #[test]
     fn a_full_tier_merges_with_the_tiers_below() {
         let p = MergePolicy::default();
-        // three tier-0 files: within bounds
-        let l = ledger(&[(1, "a", KB, 0), (1, "b", KB, 0), (1, "c", KB, 0)]);
+        // three files of tier 3 (64-255 rows): within bounds
+        let l = ledger(&[(1, "a", 100, 0), (1, "b", 100, 0), (1, "c", 100, 0)]);
         assert!(plan(&l, &p).is_empty());
-        // a fourth: tier 0 merges
+        // a fourth: tier 3 merges, the tier-5 file stays
         let l = ledger(&[
-            (1, "a", KB, 0),
-            (1, "b", 2 * KB, 0),
-            (1, "c", KB, 0),
-            (1, "d", 3 * KB, 0),
-            (1, "big", 2 * MB, 0),
+            (1, "a", 100, 0),
+            (1, "b", 200, 0),
+            (1, "c", 100, 0),
+            (1, "d", 250, 0),
+            (1, "big", 2000, 0),
         ]);
         assert_eq!(names(&plan(&l, &p)), vec![vec!["a", "c", "b", "d"]]);
-        // four tier-1 files merge with the tier-0 file below them
+        // their merge (650 rows, tier 4) is not merged again with them
+        let l = ledger(&[(1, "merged", 650, 0), (1, "e", 100, 0), (1, "big", 2000, 0)]);
+        assert!(plan(&l, &p).is_empty());
+        // four tier-5 files merge with the smaller file below them
         let l = ledger(&[
-            (1, "s", KB, 0),
-            (1, "m1", 2 * MB, 0),
-            (1, "m2", 2 * MB, 0),
-            (1, "m3", 3 * MB, 0),
-            (1, "m4", 2 * MB, 0),
-            (1, "full", 200 * MB, 0),
+            (1, "s", 10, 0),
+            (1, "m1", 2000, 0),
+            (1, "m2", 2000, 0),
+            (1, "m3", 3000, 0),
+            (1, "m4", 2000, 0),
+            (1, "full", 2 * FULL, 0),
         ]);
         assert_eq!(
             names(&plan(&l, &p)),
@@ -430,13 +452,14 @@ mod tests {
             fanout: 8,
             ..MergePolicy::default()
         };
+        // one file a tier (8-63, 64-511, ...): no tier fills
         let l = ledger(&[
-            (1, "a", KB, 0),
-            (1, "b", 2 * KB, 0),
-            (1, "c", 3 * KB, 0),
-            (1, "d", 4 * KB, 0),
-            (1, "e", 5 * KB, 0),
-            (1, "f", 6 * KB, 0),
+            (1, "a", 10, 0),
+            (1, "b", 100, 0),
+            (1, "c", 1000, 0),
+            (1, "d", 10_000, 0),
+            (1, "e", 100_000, 0),
+            (1, "f", 1_000_000, 0),
         ]);
         // six small files, bound four: the three smallest become one
         assert_eq!(names(&plan(&l, &p)), vec![vec!["a", "b", "c"]]);
@@ -445,10 +468,10 @@ mod tests {
     #[test]
     fn deleted_rows_past_the_share_rewrite_a_file_even_a_full_one() {
         let p = MergePolicy::default();
-        let l = ledger(&[(1, "full", 200 * MB, 30), (1, "ok", 200 * MB, 10)]);
+        let l = ledger(&[(1, "full", 2 * FULL, FULL), (1, "ok", 2 * FULL, FULL / 10)]);
         assert_eq!(names(&plan(&l, &p)), vec![vec!["full"]]);
         // a lone small file without deletes is left alone
-        let l = ledger(&[(1, "lone", KB, 0)]);
+        let l = ledger(&[(1, "lone", 10, 0)]);
         assert!(plan(&l, &p).is_empty());
     }
 
@@ -461,8 +484,8 @@ mod tests {
         let mut files = Vec::new();
         let names_of: Vec<String> = (0..9).map(|i| format!("f{i}")).collect();
         for (i, n) in names_of.iter().enumerate() {
-            // partition 1: 5 files, partition 2: 4 files
-            files.push((if i < 5 { 1 } else { 2 }, n.as_str(), KB, 0));
+            // partition 1: 5 files, partition 2: 4 files, 100 rows each
+            files.push((if i < 5 { 1 } else { 2 }, n.as_str(), 100, 0));
         }
         let l = ledger(&files);
         let groups = plan(&l, &p);
@@ -481,10 +504,10 @@ mod tests {
     fn partitions_with_equality_deletes_are_left_alone() {
         let p = MergePolicy::default();
         let mut l = ledger(&[
-            (1, "a", KB, 0),
-            (1, "b", KB, 0),
-            (1, "c", KB, 0),
-            (1, "d", KB, 0),
+            (1, "a", 100, 0),
+            (1, "b", 100, 0),
+            (1, "c", 100, 0),
+            (1, "d", 100, 0),
         ]);
         l.deletes.insert(
             Arc::from("eq"),

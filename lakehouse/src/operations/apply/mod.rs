@@ -373,6 +373,15 @@ impl TableWriter {
         self.batch
     }
 
+    /// The writer's retry policy for outages, with no retry of a lost
+    /// race: the writer follows the table itself and plans again.
+    fn outages_only(&self) -> RetryPolicy {
+        RetryPolicy {
+            conflicts: 0,
+            ..self.retry.clone()
+        }
+    }
+
     /// Applies one change batch as one snapshot.
     pub async fn apply(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
         if self.poisoned {
@@ -1116,10 +1125,6 @@ impl TableWriter {
         let state = StateChange::offsets(&batch.topic, ranges);
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
-        let policy = RetryPolicy {
-            conflicts: 0,
-            ..self.retry.clone()
-        };
         let committed = Transaction::new(
             self.catalog.as_ref(),
             &self.pointer,
@@ -1127,7 +1132,7 @@ impl TableWriter {
             OnThisTable(update),
         )
         .state(state)
-        .retry(policy)
+        .retry(self.outages_only())
         .commit()
         .await?;
         self.table = committed.table;

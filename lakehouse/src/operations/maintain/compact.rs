@@ -25,6 +25,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+
 use arrow_array::{RecordBatch, StructArray, UInt32Array};
 use iceberg::spec::{DataContentType, DataFile, ManifestStatus, Operation, Struct};
 use iceberg::table::Table;
@@ -34,7 +37,7 @@ use crate::catalog::Lake;
 use crate::error::{iceberg_error, LakehouseError};
 use crate::spec::parquet::FileTier;
 use crate::spec::position_delete::{write_partitioned_deletes, PositionDelete};
-use crate::spec::read::{manifest_list, read_columns, read_position_deletes};
+use crate::spec::read::{live_entries, manifest_list, read_columns, read_position_deletes};
 use crate::spec::write::{table_rows, write_rows};
 use crate::transaction::{
     Action, CommitError, Removal, RetryPolicy, SnapshotUpdate, StateChange, Transaction, Update,
@@ -122,45 +125,34 @@ pub async fn plan(
     table: &Table,
     policy: &CompactPolicy,
 ) -> Result<Vec<PartitionPlan>, LakehouseError> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return Ok(Vec::new());
-    };
-    let name = table.identifier().clone();
-    let list = manifest_list(table, snapshot).await?;
     let mut by_partition: HashMap<Struct, PartitionPlan> = HashMap::new();
-    for manifest in list.entries() {
-        let loaded = manifest
-            .load_manifest(table.file_io())
-            .await
-            .map_err(iceberg_error("read manifest", &name))?;
-        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
-            let file = entry.data_file();
-            let plan = by_partition
-                .entry(file.partition().clone())
-                .or_insert_with(|| PartitionPlan {
-                    partition: file.partition().clone(),
-                    data_files: Vec::new(),
-                    delete_files: Vec::new(),
-                    small_files: 0,
-                    rows: 0,
-                    deleted_rows: 0,
-                    bytes: 0,
-                    data_bytes: 0,
-                });
-            plan.bytes += file.file_size_in_bytes();
-            match entry.content_type() {
-                DataContentType::Data => {
-                    plan.data_files.push(file.file_path().to_string());
-                    plan.rows += file.record_count();
-                    plan.data_bytes += file.file_size_in_bytes();
-                    if file.file_size_in_bytes() < policy.small_file_bytes {
-                        plan.small_files += 1;
-                    }
+    for entry in live_entries(table).await? {
+        let file = entry.data_file();
+        let plan = by_partition
+            .entry(file.partition().clone())
+            .or_insert_with(|| PartitionPlan {
+                partition: file.partition().clone(),
+                data_files: Vec::new(),
+                delete_files: Vec::new(),
+                small_files: 0,
+                rows: 0,
+                deleted_rows: 0,
+                bytes: 0,
+                data_bytes: 0,
+            });
+        plan.bytes += file.file_size_in_bytes();
+        match entry.content_type() {
+            DataContentType::Data => {
+                plan.data_files.push(file.file_path().to_string());
+                plan.rows += file.record_count();
+                plan.data_bytes += file.file_size_in_bytes();
+                if file.file_size_in_bytes() < policy.small_file_bytes {
+                    plan.small_files += 1;
                 }
-                _ => {
-                    plan.delete_files.push(file.file_path().to_string());
-                    plan.deleted_rows += file.record_count();
-                }
+            }
+            _ => {
+                plan.delete_files.push(file.file_path().to_string());
+                plan.deleted_rows += file.record_count();
             }
         }
     }
@@ -174,11 +166,12 @@ pub async fn plan(
 pub(crate) struct RewriteGroup {
     pub(crate) partition: Struct,
     pub(crate) data_files: Vec<String>,
-    /// The position-delete files that may name them (read).
+    /// The position-delete files that may name them (read, and removed).
     pub(crate) delete_files: Vec<String>,
-    /// Of those, the ones the rewrite removes (every data file they name
-    /// is rewritten or gone); compaction removes them all.
-    pub(crate) remove_deletes: Vec<String>,
+    /// Live data files of the partition left as they are: the deletes
+    /// naming them are carried into one new delete file of the partition
+    /// (compaction rewrites whole partitions: none).
+    pub(crate) kept_files: HashSet<String>,
     /// Rows and bytes of the data files (to size the output files).
     pub(crate) rows: u64,
     pub(crate) data_bytes: u64,
@@ -190,7 +183,7 @@ impl From<&PartitionPlan> for RewriteGroup {
             partition: p.partition.clone(),
             data_files: p.data_files.clone(),
             delete_files: p.delete_files.clone(),
-            remove_deletes: p.delete_files.clone(),
+            kept_files: HashSet::new(),
             rows: p.rows,
             data_bytes: p.data_bytes,
         }
@@ -206,8 +199,12 @@ pub(crate) struct Rewrite {
     /// Each rewritten data file's live rows and where they went.
     pub(crate) moved: HashMap<String, Moved>,
     pub(crate) added: Vec<DataFile>,
+    /// Delete files carrying the deletes of files left as they are, and
+    /// the rows they name per data file.
+    pub(crate) carried: Vec<DataFile>,
+    pub(crate) carried_hits: HashMap<Arc<str>, u64>,
     pub(crate) rows: u64,
-    /// Bytes of the data and delete files read.
+    /// Bytes of the data files read.
     pub(crate) bytes_read: u64,
 }
 
@@ -362,107 +359,201 @@ impl Action for &mut Replace {
         // as they are, which is what `replace` says
         let mut update = SnapshotUpdate::new(Operation::Replace, self.rewrite.added.clone());
         update.delete_files = redeleted;
+        update
+            .delete_files
+            .extend(self.rewrite.carried.iter().cloned());
         update.remove = Removal::Files(self.rewrite.removed.clone());
         Ok(Update::Snapshot(Box::new(update)))
     }
 }
 
+/// Groups rewritten at once, and files of one group read ahead: the work
+/// is mostly waiting for the object store, one request per file.
+const GROUPS_AT_ONCE: usize = 4;
+const READS_AHEAD: usize = 4;
+
 /// Reads the live rows of each group's data files and writes them again,
-/// in files of about `target_bytes`.
+/// in files of about `target_bytes`, a few groups at a time.
 pub(crate) async fn rewrite(
     table: &Table,
     groups: Vec<RewriteGroup>,
     target_bytes: u64,
 ) -> Result<Rewrite, LakehouseError> {
     let name = table.identifier().to_string();
-    let schema = table.metadata().current_schema();
-    let mut removed = HashSet::new();
-    let mut moved: HashMap<String, Moved> = HashMap::new();
-    let mut added = Vec::new();
-    let mut rows = 0u64;
-    let mut bytes_read = 0u64;
     let started = std::time::Instant::now();
     let mut last_progress = started;
     let total = groups.len();
-    for (n, group) in groups.iter().enumerate() {
-        let mut deleted: HashMap<String, HashSet<i64>> = HashMap::new();
-        let rewritten: HashSet<&str> = group.data_files.iter().map(String::as_str).collect();
-        for path in &group.delete_files {
-            for (file, pos) in read_position_deletes(table, path).await? {
-                if rewritten.contains(file.as_str()) {
-                    deleted.entry(file).or_default().insert(pos);
-                }
-            }
+    let partitions: Vec<Struct> = groups.iter().map(|g| g.partition.clone()).collect();
+    let mut done = Rewrite {
+        base_snapshot: table.metadata().current_snapshot_id(),
+        partitions,
+        removed: Arc::new(HashSet::new()),
+        moved: HashMap::new(),
+        added: Vec::new(),
+        carried: Vec::new(),
+        carried_hits: HashMap::new(),
+        rows: 0,
+        bytes_read: 0,
+    };
+    let mut removed = HashSet::new();
+    // collected first: a closure held across the awaits below would make
+    // the future not `Send` for every lifetime
+    let work: Vec<BoxFuture<'_, Result<GroupRewrite, LakehouseError>>> = groups
+        .into_iter()
+        .map(|group| rewrite_group(table, group, target_bytes).boxed())
+        .collect();
+    let mut results = futures::stream::iter(work).buffered(GROUPS_AT_ONCE);
+    let mut n = 0;
+    while let Some(part) = results.try_next().await? {
+        n += 1;
+        // the group's file indices follow the files of the groups before it
+        let base = done.added.len() as u32;
+        for (path, mut m) in part.moved {
+            m.to.iter_mut().for_each(|(file, _)| *file += base);
+            done.moved.insert(path, m);
         }
-        removed.extend(group.remove_deletes.iter().cloned());
-        bytes_read += group.data_bytes;
-        // the rows one output file holds, from the group's bytes per row
-        let bytes_per_row = group.data_bytes as f64 / group.rows.max(1) as f64;
-        let rows_per_file = ((target_bytes as f64 / bytes_per_row.max(1.0)) as usize).max(1);
-        // (old file, positions kept, its live rows) waiting for a file
-        let mut pending: Vec<(String, Vec<u32>, RecordBatch)> = Vec::new();
-        let mut pending_rows = 0usize;
-        let first_new = added.len();
-        for (i, path) in group.data_files.iter().enumerate() {
-            let batch = read_columns(table, path, None, None).await?;
-            let gone = deleted.get(path);
-            let keep: Vec<u32> = (0..batch.num_rows() as u32)
-                .filter(|p| gone.is_none_or(|g| !g.contains(&(*p as i64))))
-                .collect();
-            let kept =
-                arrow_select::take::take_record_batch(&batch, &UInt32Array::from(keep.clone()))
-                    .map_err(|source| LakehouseError::Arrow {
-                        context: format!("compacting {path}"),
-                        source,
-                    })?;
-            pending_rows += kept.num_rows();
-            let live = table_rows(&StructArray::from(kept), schema, &name)?;
-            pending.push((path.clone(), keep, live));
-            removed.insert(path.clone());
-            let last = i + 1 == group.data_files.len();
-            if pending_rows >= rows_per_file || last {
-                rows += pending_rows as u64;
-                write_file(
-                    table,
-                    &name,
-                    std::mem::take(&mut pending),
-                    &mut added,
-                    &mut moved,
-                )
-                .await?;
-                pending_rows = 0;
-            }
+        done.added.extend(part.added);
+        done.carried.extend(part.carried);
+        for (file, hits) in part.carried_hits {
+            *done.carried_hits.entry(file).or_default() += hits;
         }
-        let written = added.len() - first_new;
-        tracing::debug!(
-            table = %name,
-            "compacting: partition {}/{total} ({} data and {} delete files, {:.1} MiB) into {written} files",
-            n + 1,
-            group.data_files.len(),
-            group.delete_files.len(),
-            group.data_bytes as f64 / (1024.0 * 1024.0),
-        );
+        removed.extend(part.removed);
+        done.rows += part.rows;
+        done.bytes_read += part.bytes_read;
         // a long rewrite says how far it got every ten seconds
         if last_progress.elapsed() >= std::time::Duration::from_secs(10) {
             last_progress = std::time::Instant::now();
             tracing::info!(
                 table = %name,
-                "compacting: {}/{total} partitions rewritten, {:.1} MiB read, {:.0} s so far",
-                n + 1,
-                bytes_read as f64 / (1024.0 * 1024.0),
+                "compacting: {n}/{total} partitions rewritten, {:.1} MiB read, {:.0} s so far",
+                done.bytes_read as f64 / (1024.0 * 1024.0),
                 started.elapsed().as_secs_f64()
             );
         }
     }
-    Ok(Rewrite {
-        base_snapshot: table.metadata().current_snapshot_id(),
-        partitions: groups.into_iter().map(|g| g.partition).collect(),
-        removed: Arc::new(removed),
-        moved,
-        added,
-        rows,
-        bytes_read,
-    })
+    done.removed = Arc::new(removed);
+    Ok(done)
+}
+
+/// The rewrite of one group; file indices in `moved` count from its own
+/// first file.
+struct GroupRewrite {
+    removed: Vec<String>,
+    moved: HashMap<String, Moved>,
+    added: Vec<DataFile>,
+    carried: Vec<DataFile>,
+    carried_hits: HashMap<Arc<str>, u64>,
+    rows: u64,
+    bytes_read: u64,
+}
+
+async fn rewrite_group(
+    table: &Table,
+    group: RewriteGroup,
+    target_bytes: u64,
+) -> Result<GroupRewrite, LakehouseError> {
+    let name = table.identifier().to_string();
+    let schema = table.metadata().current_schema();
+    let mut out = GroupRewrite {
+        removed: Vec::new(),
+        moved: HashMap::new(),
+        added: Vec::new(),
+        carried: Vec::new(),
+        carried_hits: HashMap::new(),
+        rows: 0,
+        bytes_read: group.data_bytes,
+    };
+    let mut deleted: HashMap<String, HashSet<i64>> = HashMap::new();
+    let rewritten: HashSet<&str> = group.data_files.iter().map(String::as_str).collect();
+    let mut carry = Vec::new();
+    type DeleteRead<'a> = BoxFuture<'a, Result<Vec<(String, i64)>, LakehouseError>>;
+    let delete_reads: Vec<DeleteRead<'_>> = group
+        .delete_files
+        .iter()
+        .map(|path| read_position_deletes(table, path).boxed())
+        .collect();
+    let mut delete_reads = futures::stream::iter(delete_reads).buffered(READS_AHEAD);
+    while let Some(rows) = delete_reads.try_next().await? {
+        for (file, pos) in rows {
+            if rewritten.contains(file.as_str()) {
+                deleted.entry(file).or_default().insert(pos);
+            } else if group.kept_files.contains(&file) {
+                let file: Arc<str> = Arc::from(file);
+                *out.carried_hits.entry(file.clone()).or_default() += 1;
+                carry.push(PositionDelete {
+                    file_path: file,
+                    pos,
+                });
+            }
+        }
+    }
+    out.removed.extend(group.delete_files.iter().cloned());
+    if !carry.is_empty() {
+        let prefix = format!("compact-{}", uuid::Uuid::new_v4());
+        let written = write_partitioned_deletes(
+            table,
+            [(group.partition.clone(), carry)],
+            &prefix,
+            FileTier::Settled,
+        )
+        .await?;
+        out.carried.extend(written);
+    }
+    // the rows one output file holds, from the group's bytes per row
+    let bytes_per_row = group.data_bytes as f64 / group.rows.max(1) as f64;
+    let rows_per_file = ((target_bytes as f64 / bytes_per_row.max(1.0)) as usize).max(1);
+    // (old file, positions kept, its live rows) waiting for a file
+    let mut pending: Vec<(String, Vec<u32>, RecordBatch)> = Vec::new();
+    let mut pending_rows = 0usize;
+    let count = group.data_files.len();
+    type Read<'a> = BoxFuture<'a, Result<(&'a String, RecordBatch), LakehouseError>>;
+    let reads: Vec<Read<'_>> = group
+        .data_files
+        .iter()
+        .map(|path| {
+            read_columns(table, path, None, None)
+                .map(move |batch| batch.map(|batch| (path, batch)))
+                .boxed()
+        })
+        .collect();
+    let mut reads = futures::stream::iter(reads).buffered(READS_AHEAD);
+    let mut i = 0;
+    while let Some((path, batch)) = reads.try_next().await? {
+        i += 1;
+        let gone = deleted.get(path);
+        let keep: Vec<u32> = (0..batch.num_rows() as u32)
+            .filter(|p| gone.is_none_or(|g| !g.contains(&(*p as i64))))
+            .collect();
+        let kept = arrow_select::take::take_record_batch(&batch, &UInt32Array::from(keep.clone()))
+            .map_err(|source| LakehouseError::Arrow {
+                context: format!("compacting {path}"),
+                source,
+            })?;
+        pending_rows += kept.num_rows();
+        let live = table_rows(&StructArray::from(kept), schema, &name)?;
+        pending.push((path.clone(), keep, live));
+        out.removed.push(path.clone());
+        if pending_rows >= rows_per_file || i == count {
+            out.rows += pending_rows as u64;
+            write_file(
+                table,
+                &name,
+                std::mem::take(&mut pending),
+                &mut out.added,
+                &mut out.moved,
+            )
+            .await?;
+            pending_rows = 0;
+        }
+    }
+    tracing::debug!(
+        table = %name,
+        "compacting: a partition's {count} data and {} delete files ({:.1} MiB) into {} files",
+        group.delete_files.len(),
+        group.data_bytes as f64 / (1024.0 * 1024.0),
+        out.added.len(),
+    );
+    Ok(out)
 }
 
 /// Writes the live rows of `pending` (old files of one partition) to new
