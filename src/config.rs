@@ -73,7 +73,7 @@ pub struct RegistrySection {
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// Commit a table's buffered changes once the oldest has waited this
-    /// long (milliseconds, at least 1000). Default 10000.
+    /// long (milliseconds, at least 200). Default 10000.
     #[serde(default = "default_interval")]
     pub commit_interval_ms: u64,
     /// Or as soon as the table has this many change events buffered.
@@ -120,6 +120,11 @@ pub enum OnError {
 fn default_dead_letter_table() -> String {
     "floe.dead_letters".into()
 }
+
+/// The shortest commit interval: below it the tick that checks for due
+/// tables (50 ms) and a commit's own round trips to the catalog and the
+/// store take most of the interval.
+const MIN_COMMIT_INTERVAL_MS: u64 = 200;
 
 fn default_interval() -> u64 {
     10_000
@@ -178,8 +183,8 @@ impl FloeConfig {
         if config.ingest.dead_letter_table.split_once('.').is_none() {
             bail!("[ingest] dead_letter_table must be `namespace.name`");
         }
-        if config.ingest.commit_interval_ms < 1000 {
-            bail!("[ingest] commit_interval_ms must be at least 1000");
+        if config.ingest.commit_interval_ms < MIN_COMMIT_INTERVAL_MS {
+            bail!("[ingest] commit_interval_ms must be at least {MIN_COMMIT_INTERVAL_MS}");
         }
         if config.ingest.max_rows == 0 || config.ingest.max_bytes == 0 {
             bail!("[ingest] max_rows and max_bytes must be positive");
@@ -371,7 +376,13 @@ mod tests {
             [("FLOE__INGEST__COMMIT_INTERVAL_MS".into(), "10".into())].into_iter(),
         )
         .unwrap_err();
-        assert!(fast.to_string().contains("at least 1000"), "{fast}");
+        assert!(fast.to_string().contains("at least 200"), "{fast}");
+        let quick = FloeConfig::parse(
+            MINIMAL,
+            [("FLOE__INGEST__COMMIT_INTERVAL_MS".into(), "200".into())].into_iter(),
+        )
+        .unwrap();
+        assert_eq!(quick.ingest.commit_interval_ms, 200);
         for bad in ["9464", "localhost", "127.0.0.1:port", "nonsense:99999"] {
             let text = format!("{MINIMAL}\n[ingest]\nmetrics_listen = {bad:?}\n");
             let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();

@@ -461,7 +461,7 @@ async fn maintain_run(n: usize, with_maintenance: bool) {
         .unwrap_or(10);
     // with maintenance, ingest commits at most every FLOE_BENCH_COMMIT_MS
     // (default 250), as `floe ingest` paces its commits by
-    // `commit_interval_ms` (at least 1000)
+    // `commit_interval_ms` (at least 200)
     let pace = std::time::Duration::from_millis(
         std::env::var("FLOE_BENCH_COMMIT_MS")
             .ok()

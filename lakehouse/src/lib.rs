@@ -40,6 +40,7 @@
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod index;
 pub mod operations;
 pub mod spec;

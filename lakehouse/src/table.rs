@@ -184,16 +184,19 @@ pub async fn load_or_create(
         .map_err(crate::error::iceberg_error("create table", ident))
 }
 
-/// What floe sets on the tables it creates: Parquet, and old
-/// `metadata.json` files deleted as commits retire them from the metadata
-/// log (Iceberg keeps them by default, and at a commit a second they pile
-/// up by the thousand between orphan cleanups); time travel reads
-/// snapshots, which this does not touch.
+/// What floe sets on the tables it creates: Parquet; old `metadata.json`
+/// files deleted as commits retire them from the metadata log (Iceberg
+/// keeps them by default, and at a commit a second they pile up by the
+/// thousand between orphan cleanups; time travel reads snapshots, which
+/// this does not touch); manifests merged once 16 small ones pile up.
 fn created_table_properties() -> HashMap<String, String> {
     [
         ("write.format.default", "parquet"),
         (crate::transaction::METADATA_DELETE_AFTER_COMMIT, "true"),
         (crate::transaction::METADATA_PREVIOUS_VERSIONS_MAX, "100"),
+        // a commit a second adds a manifest or two a second: merge them
+        // sooner than Iceberg's 100, so readers open few
+        (crate::transaction::MANIFEST_MIN_COUNT_TO_MERGE, "16"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -284,3 +284,149 @@ async fn a_rebasable_commit_lands_on_the_newer_table_and_offsets_are_never_appli
     assert_eq!(reloaded.metadata().snapshots().count(), 2);
     std::fs::remove_dir_all(&warehouse).ok();
 }
+
+/// The manifests `table`'s current snapshot lists.
+async fn manifests(table: &Table) -> Vec<iceberg::spec::ManifestFile> {
+    let snapshot = table.metadata().current_snapshot().unwrap();
+    let bytes = table
+        .file_io()
+        .new_input(snapshot.manifest_list())
+        .unwrap()
+        .read()
+        .await
+        .unwrap();
+    iceberg::spec::ManifestList::parse_with_version(&bytes, iceberg::spec::FormatVersion::V2)
+        .unwrap()
+        .entries()
+        .to_vec()
+}
+
+/// A table committed once per change keeps a short manifest list: once
+/// 16 small manifests of a kind pile up (the count floe sets on the
+/// tables it creates), a commit merges them, every file keeping the
+/// sequence number it was added with, so position deletes still hit
+/// exactly the rows they hit before; a table that turns merging off lets
+/// them pile up.
+#[tokio::test]
+async fn small_manifests_are_merged_keeping_sequence_numbers() {
+    let vendors = crate::support::recorded_batches(Some("taxi.public.vendors"))
+        .await
+        .remove(0);
+    let (warehouse, lake) = crate::support::temp_lake("manifest-merge").await;
+    let target = TableTarget::for_batch(&vendors, &lake.config().tables).unwrap();
+    let mut table = ensure_table(lake.catalog().as_ref(), &target, &vendors)
+        .await
+        .unwrap();
+    assert_eq!(
+        table.metadata().properties()[lakehouse::transaction::MANIFEST_MIN_COUNT_TO_MERGE],
+        "16"
+    );
+    let catalog = lake.catalog().clone();
+    let mut expected = std::collections::BTreeMap::new();
+    let mut added_at: std::collections::HashMap<String, i64> = Default::default();
+    let mut longest = 0;
+    for i in 0..60i32 {
+        // each commit adds a row; every third also deletes, by position,
+        // the row the previous commit added
+        let name = format!("v{i}");
+        let file = data_file(&table, &format!("f{i}"), &[(i, &name)]).await;
+        let path = file.file_path().to_string();
+        let mut update = SnapshotUpdate::new(Operation::Append, vec![file]);
+        if i % 3 == 2 {
+            let previous = format!("{}/data/f{}.parquet", table.metadata().location(), i - 1);
+            let deletes = write_position_deletes(
+                table.file_io(),
+                table.metadata().properties(),
+                &format!("{}/data/d{i}.parquet", table.metadata().location()),
+                vec![PositionDelete {
+                    file_path: Arc::from(previous.as_str()),
+                    pos: 0,
+                }],
+                Struct::empty(),
+                0,
+                FileTier::Settled,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            update.operation = Operation::Overwrite;
+            update.delete_files = vec![deletes];
+            expected.remove(&(i - 1));
+        }
+        expected.insert(i, name);
+        table = commit(
+            catalog.as_ref(),
+            lake.pointer(),
+            &table,
+            update,
+            StateChange::default(),
+        )
+        .await
+        .unwrap();
+        let sequence = table
+            .metadata()
+            .current_snapshot()
+            .unwrap()
+            .sequence_number();
+        added_at.insert(path, sequence);
+        let listed = manifests(&table).await;
+        longest = longest.max(listed.len());
+        // at most 15 small ones of each kind carried, plus this commit's
+        assert!(
+            listed.len() <= 2 * 15 + 2,
+            "{} manifests after commit {i}",
+            listed.len()
+        );
+    }
+    assert!(
+        longest >= 20,
+        "manifests were merged, not never written: {longest}"
+    );
+    let want: BTreeSet<(i32, String)> = expected.into_iter().collect();
+    assert_eq!(rows(&table).await, want);
+    // every live data file keeps the sequence number of its commit
+    let mut live = 0;
+    for manifest in manifests(&table).await {
+        let loaded = manifest.load_manifest(table.file_io()).await.unwrap();
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            if let Some(seq) = added_at.get(entry.data_file().file_path()) {
+                assert_eq!(entry.sequence_number(), Some(*seq));
+                live += 1;
+            }
+        }
+    }
+    assert_eq!(live, 60, "every data file is still listed once");
+    let merged = manifests(&table)
+        .await
+        .into_iter()
+        .filter(|m| m.existing_files_count.unwrap_or(0) > 1)
+        .count();
+    assert!(merged > 0, "a merged manifest lists files as existing");
+
+    // a table that turns merging off keeps every manifest
+    let ident = table.identifier().clone();
+    crate::support::set_properties(
+        &lake,
+        &ident,
+        &[(lakehouse::transaction::MANIFEST_MERGE_ENABLED, "false")],
+    )
+    .await;
+    table = lake.catalog().load_table(&ident).await.unwrap();
+    let before = manifests(&table).await.len();
+    for i in 100..120i32 {
+        let file = data_file(&table, &format!("f{i}"), &[(i, "later")]).await;
+        let update = SnapshotUpdate::new(Operation::Append, vec![file]);
+        table = commit(
+            catalog.as_ref(),
+            lake.pointer(),
+            &table,
+            update,
+            StateChange::default(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(manifests(&table).await.len(), before + 20);
+    assert_eq!(rows(&table).await.len(), want.len() + 20);
+    std::fs::remove_dir_all(&warehouse).ok();
+}

@@ -38,11 +38,15 @@ use thiserror::Error;
 
 use crate::error::LakehouseError;
 
+mod manifest_merge;
 mod pointer;
 mod retry;
 mod snapshot;
 pub mod state;
 
+pub use manifest_merge::{
+    MANIFEST_MERGE_ENABLED, MANIFEST_MIN_COUNT_TO_MERGE, MANIFEST_TARGET_SIZE_BYTES,
+};
 pub use pointer::{
     CatalogPointer, RestCatalogPointer, SqlCatalogPointer, METADATA_DELETE_AFTER_COMMIT,
     METADATA_PREVIOUS_VERSIONS_MAX,

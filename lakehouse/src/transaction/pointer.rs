@@ -294,7 +294,9 @@ pub(crate) async fn commit_metadata(
     let pointer = match pointer {
         CatalogPointer::Sql(sql) => sql,
         CatalogPointer::Rest(rest) => {
+            crate::fault::point("commit.written");
             let (location, metadata) = rest.commit(table, next.changes).await?;
+            crate::fault::point("commit.swapped");
             let runtime = iceberg::Runtime::try_current().map_err(step("reload table"))?;
             return Table::builder()
                 .runtime(runtime)
@@ -317,6 +319,7 @@ pub(crate) async fn commit_metadata(
         .map_err(step("write metadata"))?;
 
     let next_location = next_location.to_string();
+    crate::fault::point("commit.written");
     let swapped = pointer
         .swap(table, &current_location, &next_location)
         .await
@@ -334,6 +337,7 @@ pub(crate) async fn commit_metadata(
         }
         Swap::NoTable => return Err(CommitError::NotInCatalog(name)),
     }
+    crate::fault::point("commit.swapped");
     if deletes_retired_metadata(next.properties()) {
         delete_retired(file_io, &name, &retired).await;
     }

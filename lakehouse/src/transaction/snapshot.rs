@@ -32,6 +32,7 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 
+use super::manifest_merge::{merge_small, Carried, InHand, ManifestMergePolicy, MergeTarget};
 use super::pointer::current_location;
 use super::{write_error, CommitError};
 
@@ -135,9 +136,26 @@ pub struct RetryCache {
 
 #[derive(Clone)]
 struct CachedManifest {
-    /// The rewritten manifest, or `None` when it removed nothing.
+    /// The manifest written again without the removed files, once an
+    /// attempt has (`None` when it removes nothing, or was merged).
     rewritten: Option<ManifestFile>,
-    gone: Vec<ManifestEntryRef>,
+    /// Its live files: kept, and removed by this snapshot.
+    entries: InHand,
+}
+
+/// Names the manifests one commit attempt writes.
+pub(super) struct ManifestPaths {
+    dir: String,
+    commit_id: uuid::Uuid,
+    written: usize,
+}
+
+impl ManifestPaths {
+    pub(super) fn next(&mut self) -> String {
+        let path = format!("{}/{}-m{}.avro", self.dir, self.commit_id, self.written);
+        self.written += 1;
+        path
+    }
 }
 
 /// Writes the snapshot `delta` makes on `table`'s current one and returns
@@ -176,6 +194,11 @@ pub(crate) async fn produce(
         ),
     };
 
+    let mut paths = ManifestPaths {
+        dir: metadata_dir,
+        commit_id,
+        written: 0,
+    };
     let mut manifests: Vec<ManifestFile> = Vec::new();
     for (content, files) in [
         (DataContentType::Data, &delta.data_files),
@@ -184,10 +207,13 @@ pub(crate) async fn produce(
         if files.is_empty() {
             continue;
         }
-        let path = format!("{metadata_dir}/{commit_id}-m{}.avro", manifests.len());
         let entries = Entries::Added(files);
+        let path = paths.next();
         manifests.push(write_manifest(table, &schema, &path, snapshot_id, content, entries).await?);
     }
+    // the parent's manifests this snapshot lists, with the entries of those
+    // it has read (a manifest merge needs no second read of them)
+    let mut carried: Vec<Carried> = Vec::new();
     let mut removed = Removed::default();
     if let Some(parent) = &parent {
         let bytes = file_io
@@ -203,13 +229,14 @@ pub(crate) async fn produce(
         // would pile up with every removal (compaction, overwrites)
         let parents = list.entries().iter().filter(|m| has_live_files(m));
         if matches!(delta.remove, Removal::Nothing) {
-            manifests.extend(parents.cloned());
+            carried.extend(parents.cloned().map(Carried::listed));
         } else {
-            // a manifest with a removed file is rewritten: its other live
-            // files as existing, the removed ones as deleted, every entry
-            // keeping its sequence numbers (a spec rule). The manifests not
-            // read before are fetched a few at a time: each is a request
-            // to the store, and a table committed every second has dozens.
+            // a manifest with a removed file is written again (unless it
+            // is merged): its other live files as existing, the removed
+            // ones as deleted, every entry keeping its sequence numbers (a
+            // spec rule). The manifests not read before are fetched a few
+            // at a time: each is a request to the store, and a table
+            // committed every second has dozens.
             let parents: Vec<&ManifestFile> = parents.collect();
             let unread: Vec<BoxFuture<'_, _>> = parents
                 .iter()
@@ -227,62 +254,69 @@ pub(crate) async fn produce(
                 .into_iter()
                 .collect();
             for manifest in parents {
-                if let Some(cached) = cache.manifests.get(&manifest.manifest_path) {
-                    for entry in &cached.gone {
-                        removed.add(manifest.content, entry);
-                    }
-                    manifests.push(cached.rewritten.clone().unwrap_or_else(|| manifest.clone()));
-                    continue;
-                }
-                let loaded = match fetched.remove(&manifest.manifest_path) {
-                    Some(loaded) => loaded,
-                    None => manifest.load_manifest(file_io).await,
-                }
-                .map_err(step("read parent manifest"))?;
-                let (gone, kept): (Vec<_>, Vec<_>) = loaded
-                    .entries()
-                    .iter()
-                    .filter(|e| e.is_alive())
-                    .cloned()
-                    .partition(|e| delta.remove.removes(e.data_file()));
-                if gone.is_empty() {
-                    manifests.push(manifest.clone());
-                    cache.manifests.insert(
-                        manifest.manifest_path.clone(),
-                        CachedManifest {
+                let cached = match cache.manifests.get(&manifest.manifest_path) {
+                    Some(cached) => cached.clone(),
+                    None => {
+                        let loaded = match fetched.remove(&manifest.manifest_path) {
+                            Some(loaded) => loaded,
+                            None => manifest.load_manifest(file_io).await,
+                        }
+                        .map_err(step("read parent manifest"))?;
+                        let (gone, kept): (Vec<_>, Vec<_>) = loaded
+                            .entries()
+                            .iter()
+                            .filter(|e| e.is_alive())
+                            .cloned()
+                            .partition(|e| delta.remove.removes(e.data_file()));
+                        let cached = CachedManifest {
                             rewritten: None,
-                            gone,
-                        },
-                    );
-                    continue;
-                }
-                for entry in &gone {
+                            entries: InHand {
+                                kept,
+                                removed: gone,
+                            },
+                        };
+                        cache
+                            .manifests
+                            .insert(manifest.manifest_path.clone(), cached.clone());
+                        cached
+                    }
+                };
+                for entry in &cached.entries.removed {
                     removed.add(manifest.content, entry);
                 }
-                let content = match manifest.content {
-                    ManifestContentType::Data => DataContentType::Data,
-                    ManifestContentType::Deletes => DataContentType::PositionDeletes,
-                };
-                let path = format!("{metadata_dir}/{commit_id}-m{}.avro", manifests.len());
-                let entries = Entries::Rewritten {
-                    kept: &kept,
-                    removed: &gone,
-                };
-                let rewritten =
-                    write_manifest(table, &schema, &path, snapshot_id, content, entries).await?;
-                manifests.push(rewritten.clone());
-                cache.manifests.insert(
-                    manifest.manifest_path.clone(),
-                    CachedManifest {
-                        rewritten: Some(rewritten),
-                        gone,
+                carried.push(match cached.rewritten {
+                    // written by an earlier attempt of this snapshot
+                    Some(rewritten) => Carried {
+                        manifest: rewritten,
+                        entries: Some(cached.entries),
+                        rewrite: false,
                     },
-                );
+                    None => Carried {
+                        manifest: manifest.clone(),
+                        rewrite: !cached.entries.removed.is_empty(),
+                        entries: Some(cached.entries),
+                    },
+                });
             }
         }
     }
+    let target = MergeTarget {
+        table,
+        schema: &schema,
+        snapshot_id,
+        policy: ManifestMergePolicy::of(metadata.properties()),
+        all_in_hand: !matches!(delta.remove, Removal::Nothing),
+    };
+    let (listed, rewritten) = merge_small(&target, carried, &mut paths).await?;
+    manifests.extend(listed);
+    // a retry lists these as they are
+    for (parent_path, manifest) in rewritten {
+        if let Some(cached) = cache.manifests.get_mut(&parent_path) {
+            cached.rewritten = Some(manifest);
+        }
+    }
 
-    let list_path = format!("{metadata_dir}/snap-{snapshot_id}-1-{commit_id}.avro");
+    let list_path = format!("{}/snap-{snapshot_id}-1-{commit_id}.avro", paths.dir);
     let list_output = file_io
         .new_output(&list_path)
         .map_err(step("open manifest list"))?;
@@ -335,7 +369,7 @@ fn now_ms() -> i64 {
 }
 
 /// The entries of one manifest a snapshot writes.
-enum Entries<'a> {
+pub(super) enum Entries<'a> {
     /// Files the snapshot adds; they inherit its sequence number.
     Added(&'a [DataFile]),
     /// A parent manifest again: the files kept as existing, the ones this
@@ -370,7 +404,7 @@ fn schema_id_for(metadata: &TableMetadata, schema: &Schema) -> i32 {
 }
 
 /// Writes one data or delete manifest of snapshot `snapshot_id` at `path`.
-async fn write_manifest(
+pub(super) async fn write_manifest(
     table: &Table,
     schema: &SchemaRef,
     path: &str,

@@ -245,6 +245,7 @@ impl TableWriter {
                 return Err(e);
             }
         };
+        crate::fault::point("merge.rewritten");
         let rewrite_ms = started.elapsed().as_millis() as u64;
         report.partitions = groups.len();
         report.data_files_removed = rewritten.moved.len();
@@ -278,6 +279,7 @@ impl TableWriter {
                 return Err(e);
             }
         };
+        crate::fault::point("merge.committed");
         self.table = committed.table;
         let rewritten = action.rewrite;
         self.move_index(&rewritten.moved, &rewritten.added);
