@@ -343,18 +343,7 @@ async fn replay_applies_a_recording_to_a_configured_lake() {
         "SELECT count(*) AS n, sum(total_amount) AS revenue FROM replayed.trips",
     );
     assert_eq!(rows, "n,revenue\n19000,641885.00\n");
-    let lake_config: lakehouse::LakeConfig = toml::from_str::<toml::Table>(&text).unwrap()["lake"]
-        .clone()
-        .try_into()
-        .unwrap();
-    let lake = lakehouse::Lake::open(&lake_config).await.unwrap();
-    let ident = iceberg::TableIdent::from_strs(["replayed", "trips"]).unwrap();
-    let table = lake.catalog().load_table(&ident).await.unwrap();
-    let partitions = lakehouse::maintain::plan(&table, &Default::default())
-        .await
-        .unwrap();
-    assert!(partitions.len() > 1, "{partitions:?}");
-    let most = partitions.iter().map(|p| p.data_files.len()).max().unwrap();
+    let most = most_files_in_a_partition(&config, "replayed").await;
     assert!(most <= 12, "a day partition holds {most} data files");
     let again = replay();
     assert!(
@@ -362,4 +351,142 @@ async fn replay_applies_a_recording_to_a_configured_lake() {
         "{again}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A lake of the default namespace for `floe replay` in commits of 200
+/// messages, trips partitioned by day: its configuration file.
+fn replay_lake(name: &str) -> std::path::PathBuf {
+    let dir = crate::stack::fresh_dir(name);
+    let config = dir.join("floe.toml");
+    let text = format!(
+        "[lake]\nwarehouse = \"{}\"\n[lake.tables]\n\
+         \"public.trips\" = {{ partition = [\"day(pickup_datetime)\"] }}\n",
+        dir.join("lake").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// `floe replay` of the quickstart recording into the lake of `config`,
+/// in commits of 200 messages, with `env` set.
+fn replay_into(config: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+    cmd.args(["replay", "--batch-messages", "200", "--input"])
+        .arg(repo().join("tests/fixtures/quickstart"))
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().copied());
+    cmd
+}
+
+/// A replay killed inside a merge (its files written, or its commit made
+/// but not yet known to the writer) or right after a commit's pointer
+/// swap, then run again: every time the table is one a restart completes,
+/// and the last run ends at the recorded end state, row for row, with no
+/// day partition over the merge bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_killed_inside_merges_and_commits_resumes_to_the_recorded_state() {
+    let config = replay_lake("replay-crash");
+    for point in [
+        "merge.rewritten@3",
+        "merge.committed@2",
+        "commit.swapped@40",
+    ] {
+        let out = replay_into(&config, &[("FLOE_CRASH_AT", point)])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = point.split('@').next().unwrap();
+        assert!(
+            out.status.code().is_none() && stderr.contains(&format!("crashing at {name}")),
+            "{point}: {:?} {stderr}",
+            out.status
+        );
+    }
+    let last = ok(replay_into(&config, &[]).output().unwrap());
+    assert!(last.contains("replayed 26910 messages"), "{last}");
+    assert_eq!(lake_state(&config), expected());
+    let again = ok(replay_into(&config, &[]).output().unwrap());
+    assert!(
+        again.contains("0 changes applied to 3 tables in 0 commits"),
+        "{again}"
+    );
+    let most = most_files_in_a_partition(&config, "taxi_cdc").await;
+    assert!(most <= 12, "a day partition holds {most} data files");
+    std::fs::remove_dir_all(config.parent().unwrap()).ok();
+}
+
+/// `floe maintain compact` run again and again from another process while
+/// a replay commits and merges: the two writers race on the same table,
+/// and no row is lost or duplicated.
+#[test]
+fn external_compaction_racing_ingest_merges_loses_and_duplicates_nothing() {
+    let config = replay_lake("replay-race");
+    let mut replay = replay_into(&config, &[("FLOE_LOG", "info")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut compactions = 0;
+    let mut gave_up = 0;
+    let mut table_seen = false;
+    while replay.try_wait().unwrap().is_none() {
+        let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args([
+                "maintain",
+                "compact",
+                "taxi_cdc.trips",
+                "--min-small-files",
+                "2",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            // before the replay has created the table; or every attempt
+            // lost to a commit or merge that changed what it rewrote (the
+            // table untouched, a clear error)
+            let before_table = !table_seen && stderr.contains("TableNotFound");
+            let outrun = stderr.contains("commit conflict");
+            assert!(before_table || outrun, "{stderr}");
+            gave_up += usize::from(outrun);
+            continue;
+        }
+        table_seen = true;
+        compactions += usize::from(stdout.contains("rewrote"));
+    }
+    let replayed = replay.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&replayed.stderr);
+    assert!(replayed.status.success(), "{log}");
+    assert!(compactions > 0, "the compactions rewrote nothing");
+    assert_eq!(
+        lake_state(&config),
+        expected(),
+        "after {compactions} compactions"
+    );
+    eprintln!(
+        "{compactions} compactions, {gave_up} gave up; {} merges dropped after a lost race",
+        log.matches("the merge is dropped").count()
+    );
+    std::fs::remove_dir_all(config.parent().unwrap()).ok();
+}
+
+/// The most live data files any partition of `namespace.trips` holds.
+async fn most_files_in_a_partition(config: &Path, namespace: &str) -> usize {
+    let text = std::fs::read_to_string(config).unwrap();
+    let lake_config: lakehouse::LakeConfig = toml::from_str::<toml::Table>(&text).unwrap()["lake"]
+        .clone()
+        .try_into()
+        .unwrap();
+    let lake = lakehouse::Lake::open(&lake_config).await.unwrap();
+    let ident = iceberg::TableIdent::from_strs([namespace, "trips"]).unwrap();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    let partitions = lakehouse::maintain::plan(&table, &Default::default())
+        .await
+        .unwrap();
+    assert!(partitions.len() > 1, "{partitions:?}");
+    partitions.iter().map(|p| p.data_files.len()).max().unwrap()
 }
