@@ -11,8 +11,18 @@
 //! minus its Postgres commit time. After the run, one full-table SQL query
 //! through floe's DataFusion session is timed: what a reader pays on top.
 //!
+//! With `--probe-every S`, every S seconds during the run it also pins the
+//! table's current snapshot, counts its live files and times two reads of
+//! it (a full `count(*)` and a three-column aggregate by zone); after the
+//! run each pinned snapshot's rows are written once more as a compacted
+//! table (`bench.trips_compacted`, files of the job sink's size, the same
+//! day partitions) and the same two reads are timed on it: what the live
+//! table costs a reader against the same rows compacted. `--probe-csv`
+//! writes the probes for `scripts/bench-chart.py`.
+//!
 //! Usage: freshness --lake-config FLOE_TOML --postgres URL --rate N
 //!        --seconds S [--first-id ID] [--pids name=pid+pid,...] [--query-after true]
+//!        [--probe-every S] [--probe-csv PATH]
 //! Prints one line: rate achieved, p50/p99/max latency and per-process CPU.
 
 use std::collections::{BTreeMap, HashSet};
@@ -37,6 +47,10 @@ struct Args {
     pids: Vec<(String, Vec<u32>)>,
     /// Time one full-table query after the run.
     query_after: bool,
+    /// Probe the table's files and read cost this often (seconds; 0: never).
+    probe_every: u64,
+    /// Where to write the probes as CSV.
+    probe_csv: Option<String>,
 }
 
 fn args() -> Args {
@@ -48,6 +62,8 @@ fn args() -> Args {
         first_id: 1_000_000,
         pids: Vec::new(),
         query_after: false,
+        probe_every: 0,
+        probe_csv: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +79,8 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds S"),
             "--first-id" => a.first_id = value.parse().expect("--first-id ID"),
             "--query-after" => a.query_after = value == "true",
+            "--probe-every" => a.probe_every = value.parse().expect("--probe-every S"),
+            "--probe-csv" => a.probe_csv = Some(value),
             "--pids" => {
                 a.pids = value
                     .split(',')
@@ -232,6 +250,88 @@ async fn watch(
     }
 }
 
+/// The two reads a probe times, on a table expression.
+const PROBE_READS: [&str; 2] = [
+    "SELECT count(*) FROM {t}",
+    "SELECT pickup_zone_id, sum(total_amount), avg(tip_amount) FROM {t} GROUP BY pickup_zone_id",
+];
+
+/// One probe of the table during the run, and the same reads of its rows
+/// compacted, after it.
+#[derive(Debug, Default, Clone)]
+struct Probe {
+    at: u64,
+    snapshot: i64,
+    data_files: u64,
+    delete_files: u64,
+    live_rows: u64,
+    /// Seconds for each of [`PROBE_READS`] on the live table.
+    live: [f64; 2],
+    /// The same on the rows compacted.
+    compacted: [f64; 2],
+}
+
+/// Runs `sql` once and returns its seconds.
+async fn timed(session: &LakeSession, sql: &str) -> f64 {
+    let started = Instant::now();
+    if let Err(e) = session.sql(sql).await {
+        panic!("{sql}: {e}");
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// Pins the table's current snapshot and times the probe reads of it.
+async fn probe(session: &LakeSession, at: u64) -> Option<Probe> {
+    let ident = TableIdent::from_strs(["taxi_cdc", "trips"]).ok()?;
+    let table = session.lake.catalog().load_table(&ident).await.ok()?;
+    let snapshot = table.metadata().current_snapshot()?.snapshot_id();
+    let files = lakehouse::TableFiles::of(table.metadata());
+    let source = format!("as_of('taxi_cdc.trips', {snapshot})");
+    let mut live = [0.0; 2];
+    for (i, read) in PROBE_READS.iter().enumerate() {
+        live[i] = timed(session, &read.replace("{t}", &source)).await;
+    }
+    Some(Probe {
+        at,
+        snapshot,
+        data_files: files.data_files,
+        delete_files: files.delete_files,
+        live_rows: files.records.saturating_sub(files.position_deletes),
+        live,
+        compacted: [0.0; 2],
+    })
+}
+
+/// Writes the rows of the probe's snapshot as a compacted table and
+/// times the probe reads on it.
+async fn probe_compacted(session: &LakeSession, probe: &mut Probe) {
+    let rows = session
+        .sql(&format!(
+            "SELECT * FROM as_of('taxi_cdc.trips', {})",
+            probe.snapshot
+        ))
+        .await
+        .expect("the pinned snapshot reads");
+    let Some(first) = rows.first() else { return };
+    let schema = first.schema();
+    let ident = TableIdent::from_strs(["bench", "trips_compacted"]).expect("a table name");
+    lakehouse::sink::write_result(
+        &session.lake,
+        &ident,
+        &["day(pickup_datetime)".to_string()],
+        lakehouse::sink::WriteMode::Overwrite,
+        &schema,
+        &rows,
+        lakehouse::transaction::StateChange::default(),
+    )
+    .await
+    .expect("the compacted copy is written");
+    session.refresh().await.expect("refresh");
+    for (i, read) in PROBE_READS.iter().enumerate() {
+        probe.compacted[i] = timed(session, &read.replace("{t}", "bench.trips_compacted")).await;
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -288,7 +388,23 @@ async fn main() {
             }
         }
     };
-    let ((changes, writing), caught_up, ()) = tokio::join!(writer, reader, sampling);
+    let probes = Mutex::new(Vec::new());
+    let probing = async {
+        if a.probe_every == 0 {
+            return;
+        }
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(a.probe_every)).await;
+            if started.elapsed() > Duration::from_secs(a.seconds) {
+                return;
+            }
+            if let Some(p) = probe(&session, started.elapsed().as_secs()).await {
+                probes.lock().unwrap().push(p);
+            }
+        }
+    };
+    let ((changes, writing), caught_up, (), ()) = tokio::join!(writer, reader, sampling, probing);
     for (at, data, deletes) in samples.into_inner().unwrap() {
         println!("files at {at:>4} s: {data} data, {deletes} delete");
     }
@@ -323,6 +439,35 @@ async fn main() {
         })
         .collect();
     let achieved = changes as f64 / writing.as_secs_f64();
+    let mut probes = probes.into_inner().unwrap();
+    for p in &mut probes {
+        probe_compacted(&session, p).await;
+        let ratio = |i: usize| p.live[i] / p.compacted[i].max(1e-9);
+        println!(
+            "probe at {:>4} s: {} data + {} delete files, {} rows | count(*) {:.2} s vs {:.2} s compacted ({:.1}x) | aggregate {:.2} s vs {:.2} s ({:.1}x)",
+            p.at, p.data_files, p.delete_files, p.live_rows, p.live[0], p.compacted[0], ratio(0),
+            p.live[1], p.compacted[1], ratio(1)
+        );
+    }
+    if let Some(path) = &a.probe_csv {
+        let mut csv = String::from(
+            "seconds,data_files,delete_files,live_rows,count_s,count_compacted_s,aggregate_s,aggregate_compacted_s\n",
+        );
+        for p in &probes {
+            csv += &format!(
+                "{},{},{},{},{:.3},{:.3},{:.3},{:.3}\n",
+                p.at,
+                p.data_files,
+                p.delete_files,
+                p.live_rows,
+                p.live[0],
+                p.compacted[0],
+                p.live[1],
+                p.compacted[1]
+            );
+        }
+        std::fs::write(path, csv).expect("the probe CSV is written");
+    }
     // what a reader pays on top: one full-table query at the end of the run
     let query = if a.query_after {
         session.refresh().await.expect("refresh");

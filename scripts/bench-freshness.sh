@@ -10,10 +10,16 @@
 #      4000 8000 16000 32000; empty for none) until the lake falls behind;
 #      CPU per process shows which part saturates first (2 cores in all)
 #
-# FLOE_BENCH_SECONDS sets the length of run 1; FLOE_BENCH_MERGE=off turns
-# ingest's merging off (`[lake.tables.merge] enabled = false`) for the
-# side-by-side comparison. Run 1 prints the table's live files every 10 s
-# and times one full-table count(*) at its end.
+# Run 1 is set by FLOE_BENCH_RATE (changes/s, default 2000),
+# FLOE_BENCH_SECONDS (default 60) and FLOE_BENCH_INTERVAL_MS (ingest's
+# commit_interval_ms, default 1000); FLOE_BENCH_MERGE=off turns ingest's
+# merging off (`[lake.tables.merge] enabled = false`) for the side-by-side
+# comparison. Run 1 prints the table's live files every 10 s, and every
+# FLOE_BENCH_PROBE seconds (default 30; 0 for none) pins the table's
+# snapshot and times a full count(*) and a three-column aggregate on it;
+# after the run the same reads are timed on each pinned snapshot's rows
+# written again compacted. The probes go to FLOE_BENCH_CSV if set
+# (scripts/bench-chart.py draws them); one count(*) of the table at the end.
 #
 # Builds floe and benches/freshness.rs in release mode (the first time, a
 # while), runs on a private stack in FLOE_BENCH_DIR (default a temporary
@@ -27,6 +33,10 @@ dir="${FLOE_BENCH_DIR:-$(mktemp -d /tmp/floe-freshness.XXXXXX)}"
 mkdir -p "$dir"
 chmod 755 "$dir"
 seconds="${FLOE_BENCH_SECONDS:-60}"
+rate="${FLOE_BENCH_RATE:-2000}"
+interval_ms="${FLOE_BENCH_INTERVAL_MS:-1000}"
+probe_every="${FLOE_BENCH_PROBE:-30}"
+csv="${FLOE_BENCH_CSV:-}"
 rates="${FLOE_BENCH_RATES-4000 8000 16000 32000}"
 merge="${FLOE_BENCH_MERGE:-on}"
 case "$merge" in on) merge_enabled=true ;; off) merge_enabled=false ;; *) die "FLOE_BENCH_MERGE is on or off" ;; esac
@@ -92,7 +102,7 @@ endpoint = "$FLOE_S3_ENDPOINT"
 enabled = $merge_enabled
 
 [ingest]
-commit_interval_ms = 1000
+commit_interval_ms = $interval_ms
 TOML
 FLOE_LOG=info "$CARGO_TARGET_DIR/release/floe" ingest --config "$dir/floe.toml" 2>"$dir/floe.log" &
 floe_pid=$!
@@ -105,15 +115,19 @@ pids() {
     "$(cat "$s/registry.pid")" "$(cat "$s/garage/garage.pid")" "$pg"
 }
 
-run() { # FIRST_ID RATE SECONDS [QUERY_AFTER]
+run() { # FIRST_ID RATE SECONDS [QUERY_AFTER [DRIVER FLAGS...]]
+  local first="$1" rate="$2" secs="$3" query="${4:-false}"
+  shift 4 2>/dev/null || shift $#
   "$driver" --lake-config "$dir/floe.toml" --postgres "postgres://postgres:postgres@127.0.0.1:$PGPORT/taxi" \
-    --first-id "$1" --rate "$2" --seconds "$3" --query-after "${4:-false}" --pids "$(pids)"
+    --first-id "$first" --rate "$rate" --seconds "$secs" --query-after "$query" --pids "$(pids)" "$@"
 }
 
 log "warm-up: 30 s at 500 changes/s (the group join, the seed, the first commits)"
 run 1000000 500 30
-log "freshness: 2000 changes/s for $seconds s"
-run 11000000 2000 "$seconds" true
+log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge"
+probe=(--probe-every "$probe_every")
+[ -n "$csv" ] && probe+=(--probe-csv "$csv")
+run 11000000 "$rate" "$seconds" true "${probe[@]}"
 first=21000000
 for rate in $rates; do
   log "ceiling: $rate changes/s for 20 s"

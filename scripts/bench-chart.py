@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Draws the probes of scripts/bench-freshness.sh runs as one PNG.
+
+    scripts/bench-chart.sh OUT.png LABEL=probes.csv [LABEL=probes.csv ...]
+
+Two panels over the run's seconds: the table's live data and delete files,
+and what a full count(*) and the three-column aggregate cost against the
+same rows compacted (live seconds / compacted seconds; 1.0 is a compacted
+table). One line per run, labelled as given.
+"""
+import csv
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def main(argv):
+    if len(argv) < 3 or any("=" not in a for a in argv[2:]):
+        sys.exit(__doc__)
+    out = argv[1]
+    runs = [(label, read(path)) for label, path in (a.split("=", 1) for a in argv[2:])]
+    fig, (files, cost) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, rows in runs:
+        t = [int(r["seconds"]) for r in rows]
+        line = files.plot(t, [int(r["data_files"]) for r in rows], label=f"{label}: data")[0]
+        files.plot(t, [int(r["delete_files"]) for r in rows], "--", color=line.get_color(),
+                   label=f"{label}: delete")
+        ratio = [float(r["count_s"]) / max(float(r["count_compacted_s"]), 1e-9) for r in rows]
+        agg = [float(r["aggregate_s"]) / max(float(r["aggregate_compacted_s"]), 1e-9)
+               for r in rows]
+        line = cost.plot(t, ratio, label=f"{label}: count(*)")[0]
+        cost.plot(t, agg, ":", color=line.get_color(), label=f"{label}: aggregate")
+    files.set_title("live files in taxi_cdc.trips")
+    files.set_xlabel("seconds into the run")
+    files.set_ylabel("files")
+    files.set_yscale("symlog", linthresh=100)
+    files.legend(fontsize=7)
+    cost.set_title("read time / the same rows compacted")
+    cost.set_xlabel("seconds into the run")
+    cost.set_ylabel("x compacted")
+    cost.axhline(2.0, color="grey", linewidth=0.8, linestyle="--")
+    cost.set_yscale("log")
+    cost.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
