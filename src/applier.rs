@@ -123,6 +123,29 @@ impl Applier {
         Ok(done)
     }
 
+    /// Waits for the running apply, then for each table's merge under way
+    /// and one more round: a run that ends (a replay) leaves its tables
+    /// merged. `floe ingest` does not wait on stopping: a merge dropped
+    /// leaves only unreferenced files, and the next start plans again.
+    pub async fn settle(&mut self) -> Result<Applied> {
+        let done = self.finished().await?;
+        if let Some(writers) = self.writers.as_mut() {
+            for writer in writers.values_mut() {
+                let table = writer.table().identifier().to_string();
+                match writer.merge().await {
+                    Ok(report) if report.files_added > 0 || report.data_files_removed > 0 => {
+                        self.metrics.merged(&table, &report, report.took);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%table, "merging small files failed; the table is as it was: {e}")
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// Gives up the running apply (on a stop that cannot wait). Safe at
     /// any point: a commit is one catalog swap, which either happened,
     /// with the batch's offsets in the table, or did not.
@@ -199,22 +222,30 @@ async fn apply_all(
     Ok(done)
 }
 
-/// One merge round on each table the batches committed to: the commits
-/// came first, and a merge that fails (an outage, a lost race) leaves
-/// the table as it was; the next round plans again.
+/// Merging beside the commits, for each table the batches committed to
+/// and each with a merge under way: a round whose files are written is
+/// committed, a table without one starts one in the background, and the
+/// next commits never wait for a merge's files. A merge that fails (an
+/// outage, a lost race) leaves the table as it was; the next round plans
+/// again.
 async fn merge_touched(writers: &mut Writers, batches: &[ChangeBatch], metrics: &Metrics) {
-    let mut topics: Vec<&str> = batches.iter().map(|b| b.topic.as_str()).collect();
+    let mut topics: Vec<String> = batches.iter().map(|b| b.topic.clone()).collect();
+    topics.extend(
+        writers
+            .iter()
+            .filter(|(_, w)| w.merging())
+            .map(|(t, _)| t.clone()),
+    );
     topics.sort_unstable();
     topics.dedup();
     for topic in topics {
-        let Some(writer) = writers.get_mut(topic) else {
+        let Some(writer) = writers.get_mut(&topic) else {
             continue;
         };
         let table = writer.table().identifier().to_string();
-        let started = Instant::now();
-        match writer.merge().await {
+        match writer.merge_beside().await {
             Ok(report) if report.files_added > 0 || report.data_files_removed > 0 => {
-                metrics.merged(&table, &report, started.elapsed());
+                metrics.merged(&table, &report, report.took);
                 metrics.table_files(&table, TableFiles::of(writer.table().metadata()));
             }
             Ok(report) if report.lost_race => metrics.error("merge_lost_race"),

@@ -31,15 +31,21 @@ enum JobsCommand {
     /// List the jobs: name, target table, write mode, schedule.
     List,
     /// Run one job now and record the run in floe_meta.job_runs.
+    ///
+    /// Prints the rows written and the target's new snapshot; a job whose
+    /// `fail_when` matches a result row, or whose query fails, exits with
+    /// an error after recording the failed run.
     Run {
         /// The job's name (its manifest's file name without `.toml`).
         name: String,
     },
-    /// Run every job with a schedule whenever it falls due, and table
+    /// Run scheduled jobs and table maintenance until stopped.
+    ///
+    /// Every job with a schedule runs whenever it falls due, and table
     /// maintenance on the [maintain] section's schedules (compaction every
     /// 10 minutes, expiry hourly, orphan cleanup daily unless configured
-    /// otherwise), until SIGINT or SIGTERM (then the runs in progress
-    /// finish).
+    /// otherwise). SIGINT or SIGTERM stop it once the runs in progress
+    /// finish.
     Schedule {
         /// Run the jobs only, no maintenance.
         #[arg(long)]

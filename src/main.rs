@@ -8,6 +8,7 @@ mod maintain;
 mod metrics;
 mod quickstart;
 mod refetch;
+mod repeats;
 mod replay;
 mod service;
 mod sql;
@@ -60,7 +61,9 @@ Examples:
   floe sql -e 'SELECT count(*) FROM taxi_cdc.trips'
   floe jobs list                       the batch jobs in analytics/jobs
   floe jobs run zone_performance_metrics
-  floe sql -e \"SELECT count(*) FROM as_of('taxi_cdc.trips', '2026-11-21 10:00:00')\"
+  floe sql -e \"SELECT count(*) FROM as_of('taxi_cdc.trips', SNAPSHOT_ID)\"
+                                       a table as it was (ids: \\snapshots taxi_cdc.trips in floe sql)
+  floe maintain run --dry-run          what compaction, expiry and orphan cleanup would do now
 
 A recording is what scripts/record-fixtures.sh writes: recording.jsonl (one
 Kafka record per line) and schemas.json (the registry's schemas). See
@@ -133,9 +136,14 @@ enum Command {
     /// the jobs folder (`--jobs-dir`, default analytics/jobs). Every run is
     /// recorded in floe_meta.job_runs; batch loads in floe_meta.loaded_files.
     Jobs(jobs::JobsArgs),
-    /// Table maintenance: compaction, snapshot expiry and orphan-file
-    /// cleanup, each with --dry-run; `run` does all three with each table's
-    /// [maintain] policy, as `floe jobs schedule` does on its schedules.
+    /// Table maintenance: compaction, snapshot expiry, orphan cleanup.
+    ///
+    /// Each operation runs on one table or every table of the lake, with
+    /// --dry-run to print what it would change. `run` does all three with
+    /// each table's [maintain] policy, as `floe jobs schedule` does on its
+    /// schedules. `floe ingest` already merges the small files it writes
+    /// ([lake.tables.merge]); compaction rewrites to larger files and runs
+    /// safely beside it.
     Maintain(maintain::MaintainArgs),
 }
 
@@ -217,11 +225,26 @@ fn quiet_on_closed_pipe() {
 
 /// The error and its causes on one line. Library errors often repeat their
 /// cause in their own message; a cause already said is not said again.
+/// A cause the error above it has put in a sentence: iceberg's missing
+/// table or namespace (its own text is the identifier's debug form).
+fn said_already(cause: &(dyn std::error::Error + 'static)) -> bool {
+    // libraries hold it boxed or not
+    let iceberg = cause
+        .downcast_ref::<iceberg::Error>()
+        .or_else(|| cause.downcast_ref::<Box<iceberg::Error>>().map(|b| &**b));
+    iceberg.is_some_and(|e| {
+        matches!(
+            e.kind(),
+            iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound
+        )
+    })
+}
+
 fn report(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if out.contains(&text) {
+        if out.contains(&text) || said_already(cause) {
             continue;
         }
         if !out.is_empty() {

@@ -47,17 +47,19 @@ enum MaintainCommand {
     Compact {
         /// `namespace.table`; default: every table in the lake.
         table: Option<String>,
-        /// [default: 32]
-        #[arg(long)]
+        /// Data files under this many MiB count as small. [default: 32]
+        #[arg(long, value_name = "MIB")]
         small_file_mb: Option<u64>,
+        /// Rewrite a partition once it has this many small data files.
         /// [default: 4]
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         min_small_files: Option<usize>,
-        /// [default: 0.2]
-        #[arg(long)]
+        /// Or once its position deletes remove this share of its rows
+        /// (0 to 1). [default: 0.2]
+        #[arg(long, value_name = "SHARE")]
         max_deleted_ratio: Option<f64>,
-        /// [default: 128]
-        #[arg(long)]
+        /// Write the new files at about this many MiB. [default: 128]
+        #[arg(long, value_name = "MIB")]
         target_file_mb: Option<u64>,
     },
     /// Expire old snapshots and delete the files only they reached.
@@ -71,11 +73,13 @@ enum MaintainCommand {
     Expire {
         /// `namespace.table`; default: every table in the lake.
         table: Option<String>,
-        /// Age threshold: `7d`, `12h`, `30m`, `90s`. [default: 7d]
-        #[arg(long)]
+        /// Expire snapshots older than this: `7d`, `12h`, `30m`, `90s`.
+        /// [default: 7d]
+        #[arg(long, value_name = "AGE")]
         older_than: Option<Age>,
+        /// Keep this many of the newest snapshots, however old.
         /// [default: 10]
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         retain_last: Option<usize>,
     },
     /// Delete files in a table's folders that no metadata references.
@@ -91,8 +95,9 @@ enum MaintainCommand {
     Orphans {
         /// `namespace.table`; default: every table in the lake.
         table: Option<String>,
-        /// Age threshold, at least `1h`. [default: 3d]
-        #[arg(long)]
+        /// Delete only unreferenced files older than this, at least `1h`.
+        /// [default: 3d]
+        #[arg(long, value_name = "AGE")]
         older_than: Option<Age>,
     },
     /// Compact, expire and clean orphans now, with each table's policy.

@@ -99,7 +99,8 @@ pub async fn replay(
         done.messages += slice.len();
         progress.add_rows(slice.len() as u64);
     }
-    let applied = applier.finished().await?;
+    // the merges under way finish: a replay leaves its tables merged
+    let applied = applier.settle().await?;
     progress.finish();
     done.events += applied.events;
     done.commits += applied.commits;

@@ -35,8 +35,9 @@ use iceberg::{NamespaceIdent, TableIdent};
 use ingest::{Buffered, ChangeDecoder, RawMessage, RegistryConfig, SchemaRegistryClient};
 use lakehouse::dead_letter::{DeadLetter, DeadLetterTable};
 use lakehouse::Lake;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
@@ -46,6 +47,7 @@ use crate::applier::{Applied, Applier, Rejected};
 use crate::config::{FloeConfig, IngestConfig, OnError};
 use crate::metrics::{self, Metrics};
 use crate::refetch::refetch;
+use crate::repeats::{held_back, Repeats};
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
@@ -88,9 +90,41 @@ struct ResumeContext {
     /// Set once the group has assigned partitions (idleness counts from then).
     assigned: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// librdkafka's and the consumer's repeated failures, said once a window.
+    repeats: Arc<Repeats>,
 }
 
 impl ClientContext for ResumeContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        use RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+                // a broker that is down is reported at every reconnect
+                let kind = format!("librdkafka {facility}");
+                let Some(held) = self.repeats.note(&kind, Instant::now()) else {
+                    return;
+                };
+                let held = held_back(held);
+                if matches!(level, L::Warning) {
+                    tracing::warn!(target: "librdkafka", "librdkafka {facility}: {message}{held}");
+                } else {
+                    tracing::error!(target: "librdkafka", "librdkafka {facility}: {message}{held}");
+                }
+            }
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka {facility}: {message}")
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", "librdkafka {facility}: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let kind = format!("librdkafka error {error}");
+        if let Some(held) = self.repeats.note(&kind, Instant::now()) {
+            tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}{}", held_back(held));
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let lag = statistics.topics.into_iter().flat_map(|(topic, t)| {
             t.partitions
@@ -192,6 +226,7 @@ async fn check(config: &FloeConfig) -> Result<()> {
             resume: Arc::default(),
             assigned: Arc::default(),
             metrics: Arc::default(),
+            repeats: Arc::default(),
         };
         let c = consumer(config, context)?;
         let md = tokio::task::spawn_blocking(move || {
@@ -258,12 +293,14 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     }
     let resume: ResumeOffsets = Arc::new(Mutex::new(stored_offsets(&lake).await?));
     let assigned = Arc::new(AtomicBool::new(false));
+    let repeats: Arc<Repeats> = Arc::default();
     let consumer = consumer(
         &config,
         ResumeContext {
             resume: resume.clone(),
             assigned: assigned.clone(),
             metrics: metrics.clone(),
+            repeats: repeats.clone(),
         },
     )?;
     let mut decoder = ChangeDecoder::new(registry(&config)?);
@@ -336,7 +373,10 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                     Ok(m) => m,
                     Err(e) => {
                         metrics.error("kafka");
-                        tracing::warn!("Kafka: {e}; retrying");
+                        let text = e.to_string();
+                        if let Some(held) = repeats.note(&text, Instant::now()) {
+                            tracing::warn!("Kafka: {text}; retrying{}", held_back(held));
+                        }
                         continue;
                     }
                 };

@@ -17,6 +17,7 @@
 
 pub mod dialect;
 pub mod error;
+pub mod explain;
 pub mod format;
 pub mod jobs;
 pub mod meta;

@@ -91,7 +91,7 @@ impl Shell {
                 datafusion::error::DataFusionError::Plan(m) if m.contains("not supported") => {
                     AnalyticsError::Usage(format!("{m} (the shell is read-only)"))
                 }
-                other => other.into(),
+                other => crate::explain::planning_error(other, &self.session.ctx),
             })?;
         let schema = frame.schema().as_arrow().clone();
         let batches = frame.collect().await?;

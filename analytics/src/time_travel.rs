@@ -123,7 +123,12 @@ impl TableFunctionImpl for AsOf {
             let table = catalog
                 .load_table(&ident)
                 .await
-                .map_err(|e| DataFusionError::Plan(format!("as_of: {ident}: {e}")))?;
+                .map_err(|e| match e.kind() {
+                    iceberg::ErrorKind::TableNotFound => DataFusionError::Plan(format!(
+                        "as_of: no table {ident} (\\dt lists the tables)"
+                    )),
+                    _ => DataFusionError::Plan(format!("as_of: {ident}: {e}")),
+                })?;
             let snapshot = point
                 .snapshot_id(table.metadata())
                 .map_err(|e| DataFusionError::Plan(format!("as_of: {ident}: {e}")))?;

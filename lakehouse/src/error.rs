@@ -41,7 +41,7 @@ pub enum LakehouseError {
     NoTableYet { table: String },
     #[error("table {table}: {source}")]
     Schema { table: String, source: SchemaError },
-    #[error("Iceberg operation {operation} on {table} failed: {source}")]
+    #[error("{}", iceberg_text(operation, table, source))]
     Iceberg {
         operation: &'static str,
         table: String,
@@ -73,6 +73,19 @@ pub enum LakehouseError {
     /// blocking pool (see [`crate::spec::parallel`]); nothing was committed.
     #[error("{operation} was cut short: the runtime is shutting down")]
     ShuttingDown { operation: &'static str },
+}
+
+/// An iceberg error as a sentence: a missing table or namespace named as
+/// people write it (iceberg's own text shows the identifier's debug form).
+fn iceberg_text(operation: &str, table: &str, source: &iceberg::Error) -> String {
+    match source.kind() {
+        iceberg::ErrorKind::TableNotFound => format!("no table {table} in the catalog"),
+        iceberg::ErrorKind::NamespaceNotFound => {
+            let namespace = table.rsplit_once('.').map_or(table, |(ns, _)| ns);
+            format!("no namespace {namespace} in the catalog (for {table})")
+        }
+        _ => format!("Iceberg operation {operation} on {table} failed: {source}"),
+    }
 }
 
 /// Maps an iceberg error of `operation` on table `table`.

@@ -269,6 +269,21 @@ struct RunStats {
     /// Merge rounds that rewrote files, and that lost a race.
     merges: u64,
     merges_lost: u64,
+    /// Rows deleted while a merge wrote its files, deleted again after.
+    deleted_again: u64,
+}
+
+/// What a writer does about merging after a commit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Merge {
+    /// Nothing.
+    No,
+    /// A whole round, waited for (`merge`): one under way finishes first.
+    Now,
+    /// As ingest does (`merge_beside`): a round starts in the background,
+    /// or one whose files are written commits on the table as the
+    /// writer's later commits left it.
+    Beside,
 }
 
 /// Merges after almost every commit of the small test tables: two files
@@ -319,7 +334,7 @@ async fn run(
     crashes: Vec<bool>,
     who: Vec<usize>,
     compactions: Vec<bool>,
-    merges: Vec<bool>,
+    merges: Vec<Merge>,
     case: usize,
 ) -> Result<RunStats, TestCaseError> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
@@ -404,7 +419,12 @@ async fn run(
                 stats.opens += 1;
             }
             writer.apply(&batch).await.unwrap();
-            if merge {
+            if merge == Merge::Beside {
+                let report = writer.merge_beside().await.unwrap();
+                stats.merges += u64::from(report.files_added + report.data_files_removed > 0);
+                stats.merges_lost += u64::from(report.lost_race);
+            }
+            if merge == Merge::Now {
                 let report = writer.merge().await.unwrap();
                 stats.merges += u64::from(report.files_added + report.data_files_removed > 0);
                 stats.merges_lost += u64::from(report.lost_race);
@@ -426,7 +446,15 @@ async fn run(
         }
         next = end;
     }
+    // merges still under way commit on the table as the later commits
+    // left it, rows deleted meanwhile deleted again
+    for writer in writers.iter_mut().flatten() {
+        let report = writer.merge().await.unwrap();
+        stats.merges += u64::from(report.files_added + report.data_files_removed > 0);
+        stats.merges_lost += u64::from(report.lost_race);
+    }
     for writer in writers.iter().flatten() {
+        stats.deleted_again += writer.rows_deleted_again_by_merges();
         stats.full_builds += writer.full_index_builds();
         stats.rebuilds += writer.index_rebuilds_after_races();
         stats.catch_ups += writer.index_catch_ups();
@@ -492,7 +520,7 @@ async fn writers_taking_turns_with_compactions_never_rescan() {
         vec![false],
         vec![0, 1],
         vec![true, true, false],
-        vec![false],
+        vec![Merge::No],
         9_999,
     )
     .await
@@ -538,13 +566,65 @@ async fn merges_inside_the_writer_keep_partitions_within_bounds_beside_compactio
         vec![false, false, false, false, false, false, true],
         vec![0, 0, 0, 1],
         vec![false, false, false, false, true],
-        vec![true],
+        vec![Merge::Now],
         9_998,
     )
     .await
     .unwrap();
     assert!(stats.merges >= 20, "{stats:?}");
     assert!(stats.compactions >= 1, "{stats:?}");
+    eprintln!("{stats:?}");
+}
+
+/// The same long history merged as ingest merges: each round's files
+/// written in the background while the writer goes on committing
+/// updates and deletes to the rows being merged, then committed on the
+/// table as those commits left it (the rows they deleted deleted again
+/// from the new files), and an occasional round waited for, when every
+/// partition must be within its bound.
+#[tokio::test]
+async fn merges_beside_the_commits_delete_again_what_the_commits_deleted() {
+    let mut actions = Vec::new();
+    for round in 0..80i64 {
+        actions.push(Action::Upsert {
+            key: round % 17,
+            day: round % 3,
+            fare: 100 + round,
+            notes: Some(format!("b{round}")),
+            keep_notes: false,
+        });
+        if round % 2 == 1 {
+            actions.push(Action::Delete {
+                key: (round * 5) % 17,
+            });
+        }
+        if round == 40 {
+            actions.push(Action::ChangeKey { from: 2, to: 70 });
+        }
+    }
+    let stats = run(
+        actions,
+        vec![1, 2],
+        vec![false],
+        vec![0],
+        vec![false, false, false, false, false, false, false, true],
+        vec![
+            Merge::Beside,
+            Merge::No,
+            Merge::Beside,
+            Merge::Beside,
+            Merge::No,
+            Merge::Now,
+        ],
+        9_997,
+    )
+    .await
+    .unwrap();
+    assert!(stats.merges >= 10, "{stats:?}");
+    assert!(
+        stats.deleted_again > 0,
+        "no commit deleted a row of files being merged: {stats:?}"
+    );
     eprintln!("{stats:?}");
 }
 
@@ -562,7 +642,10 @@ proptest! {
         crashes in proptest::collection::vec(prop_oneof![5 => Just(false), 1 => Just(true)], 1..8),
         who in proptest::collection::vec(0usize..2, 1..8),
         compactions in proptest::collection::vec(prop_oneof![3 => Just(false), 1 => Just(true)], 1..8),
-        merges in proptest::collection::vec(proptest::bool::ANY, 1..8),
+        merges in proptest::collection::vec(
+            prop_oneof![Just(Merge::No), Just(Merge::Now), Just(Merge::Beside)],
+            1..8,
+        ),
     ) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

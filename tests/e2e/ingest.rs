@@ -630,3 +630,43 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     drop(stack);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// With Kafka unreachable, floe ingest at its default log level says so
+/// once and then once per 30 s window with how many times it held back
+/// (it said the same warning every 50 ms before, with librdkafka's own
+/// at every reconnect: about 40 lines a second).
+#[test]
+fn kafka_down_is_said_once_a_window_not_at_every_poll() {
+    let dir = crate::stack::fresh_dir("kafka-down");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = dir.join("floe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap_servers = \"127.0.0.1:{port}\"\ngroup_id = \"g\"\n\
+             topics = [\"taxi.public.trips\"]\n[registry]\nurl = \"http://127.0.0.1:{port}\"\n\
+             [lake]\nwarehouse = \"{}\"\n",
+            dir.join("lake").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("floe.log");
+    let floe = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["ingest", "--config", &config.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let floe = Ingest(floe);
+    std::thread::sleep(Duration::from_secs(8));
+    let out = stop(floe, &log);
+    let lines = out.lines().count();
+    assert!(
+        out.contains("Connection refused") || out.contains("retrying"),
+        "the outage is said: {out}"
+    );
+    assert!(lines <= 8, "{lines} lines in 8 s: {out}");
+    std::fs::remove_dir_all(&dir).ok();
+}

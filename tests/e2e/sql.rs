@@ -208,6 +208,59 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
         described.contains("pickup_datetime_day,day(pickup_datetime)\n"),
         "{described}"
     );
+    // mistakes get sentences, not debug output, each said once
+    let c = config.display().to_string();
+    for (args, want) in [
+        (
+            vec!["sql", "--config", &c, "-e", "SELEC 1"],
+            "syntax error: Expected: an SQL statement, found: SELEC",
+        ),
+        (
+            vec!["sql", "--config", &c, "-e", "SELECT count(*) FROM trips"],
+            "no table public.trips: did you mean taxi_cdc.trips?",
+        ),
+        (
+            vec!["sql", "--config", &c, "-e", "SELECT * FROM taxi_cdc.nope"],
+            "no table taxi_cdc.nope (\\dt lists the tables)",
+        ),
+        (
+            vec![
+                "sql",
+                "--config",
+                &c,
+                "-e",
+                "SELECT * FROM as_of('taxi_cdc.nope', 1)",
+            ],
+            "as_of: no table taxi_cdc.nope",
+        ),
+        (
+            vec![
+                "maintain",
+                "--config",
+                &c,
+                "compact",
+                "taxi_cdc.nope",
+                "--dry-run",
+            ],
+            "no table taxi_cdc.nope in the catalog",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() || stderr.contains("error"),
+            "{args:?}"
+        );
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        for debug in ["ParserError(", "TableIdent {", "NamespaceIdent("] {
+            assert!(!stderr.contains(debug), "{args:?}: {stderr}");
+        }
+        assert_eq!(stderr.matches(want).count(), 1, "{args:?}: {stderr}");
+    }
+
     // logs written to a pipe carry no colour codes
     let logged = Command::new(env!("CARGO_BIN_EXE_floe"))
         .args([
@@ -226,7 +279,6 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
     assert!(!logs.contains('\x1b'), "colour codes in a pipe: {logs:?}");
 
     // a reader that stops early (`| head -1`) ends any command quietly
-    let c = config.display().to_string();
     let jobs = crate::stack::repo().join("analytics/jobs");
     let j = jobs.display().to_string();
     for args in [

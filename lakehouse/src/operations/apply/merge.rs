@@ -39,7 +39,7 @@ use super::TableWriter;
 use crate::config::MergePolicy;
 use crate::error::LakehouseError;
 use crate::index::pk_index::RowLocation;
-use crate::operations::maintain::compact::{rewrite, Replace, RewriteGroup};
+use crate::operations::maintain::compact::{rewrite, Replace, Rewrite, RewriteGroup};
 use crate::transaction::{StateChange, Transaction};
 
 impl MergePolicy {
@@ -65,6 +65,30 @@ pub(crate) struct MergeGroup {
     pub(crate) bytes: u64,
 }
 
+/// A merge round whose files are being written beside the writer's
+/// commits; dropped (with its writer), the writing stops and the files
+/// written are orphans.
+pub(crate) struct MergeInFlight {
+    partitions: usize,
+    started: Instant,
+    task: Option<tokio::task::JoinHandle<Result<Rewrite, LakehouseError>>>,
+}
+
+impl MergeInFlight {
+    /// Whether its files are written (or writing them failed).
+    fn written(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for MergeInFlight {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
 /// What one merge round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergeReport {
@@ -80,6 +104,23 @@ pub struct MergeReport {
     pub bytes_rewritten: u64,
     /// The merge was dropped: another writer committed first.
     pub lost_race: bool,
+    /// From planning to the commit (the files written in the background).
+    pub took: std::time::Duration,
+}
+
+impl MergeReport {
+    /// Adds what another round did.
+    fn add(&mut self, other: MergeReport) {
+        self.partitions += other.partitions;
+        self.data_files_removed += other.data_files_removed;
+        self.delete_files_removed += other.delete_files_removed;
+        self.delete_files_added += other.delete_files_added;
+        self.files_added += other.files_added;
+        self.rows_written += other.rows_written;
+        self.bytes_rewritten += other.bytes_rewritten;
+        self.lost_race |= other.lost_race;
+        self.took += other.took;
+    }
 }
 
 /// The merges `ledger` is due for under `policy`, most urgent first,
@@ -178,24 +219,64 @@ impl TableWriter {
     }
 
     /// Runs one merge round on the table, if any partition is past its
-    /// bounds. Call between commits; a lost race or an outage leaves the
-    /// table and the writer as they were (the writer follows on its next
-    /// commit).
+    /// bounds, and waits for it: planned, written and committed. Call
+    /// between commits; a lost race or an outage leaves the table and the
+    /// writer as they were (the writer follows on its next commit). A
+    /// round already under way ([`Self::merge_beside`]) is finished first,
+    /// and the report covers both.
     pub async fn merge(&mut self) -> Result<MergeReport, LakehouseError> {
         let mut report = MergeReport::default();
+        if let Some(flight) = self.merging.take() {
+            report = self.finish_merge(flight).await?;
+        }
+        if let Some(flight) = self.start_merge().await? {
+            report.add(self.finish_merge(flight).await?);
+        }
+        Ok(report)
+    }
+
+    /// Merging beside the writer's commits, as `floe ingest` does: call
+    /// after each commit round. With no round under way, plans one and
+    /// starts writing its files in the background; with one whose files
+    /// are written, commits it on the table as it now is (rows the
+    /// writer's commits deleted meanwhile are deleted again from the new
+    /// files) and returns what it did; with one still writing, returns at
+    /// once. The commits never wait for a merge's files.
+    pub async fn merge_beside(&mut self) -> Result<MergeReport, LakehouseError> {
+        match self.merging.take() {
+            Some(flight) if flight.written() => self.finish_merge(flight).await,
+            Some(flight) => {
+                self.merging = Some(flight);
+                Ok(MergeReport::default())
+            }
+            None => {
+                self.merging = self.start_merge().await?;
+                Ok(MergeReport::default())
+            }
+        }
+    }
+
+    /// Whether a merge round's files are being written.
+    pub fn merging(&self) -> bool {
+        self.merging.is_some()
+    }
+
+    /// Plans a merge round from the ledger and starts writing its files.
+    async fn start_merge(&mut self) -> Result<Option<MergeInFlight>, LakehouseError> {
         if !self.merge_policy.enabled || self.poisoned {
-            return Ok(report);
+            return Ok(None);
         }
         let started = Instant::now();
-        let ledger = match self.ledger.take() {
-            Some(l) => l,
-            None => FileLedger::read(&self.table).await?,
+        if self.ledger.is_none() {
+            self.ledger = Some(FileLedger::read(&self.table).await?);
+        }
+        let Some(ledger) = &self.ledger else {
+            return Ok(None);
         };
-        let groups = plan(&ledger, &self.merge_policy);
+        let groups = plan(ledger, &self.merge_policy);
         let dead = ledger.dead_deletes();
         if groups.is_empty() && dead.is_empty() {
-            self.ledger = Some(ledger);
-            return Ok(report);
+            return Ok(None);
         }
         let mut rewrite_groups = Vec::new();
         for group in &groups {
@@ -232,22 +313,37 @@ impl TableWriter {
                 data_bytes: 0,
             });
         }
-        let rewritten = match rewrite(
-            &self.table,
-            rewrite_groups,
-            self.merge_policy.target_file_bytes,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                self.ledger = Some(ledger);
-                return Err(e);
-            }
+        let table = self.table.clone();
+        let target = self.merge_policy.target_file_bytes;
+        let task = tokio::spawn(async move { rewrite(&table, rewrite_groups, target).await });
+        Ok(Some(MergeInFlight {
+            partitions: groups.len(),
+            started,
+            task: Some(task),
+        }))
+    }
+
+    /// Waits for a merge round's files and commits them on the table as
+    /// it now is.
+    async fn finish_merge(
+        &mut self,
+        mut flight: MergeInFlight,
+    ) -> Result<MergeReport, LakehouseError> {
+        let mut report = MergeReport::default();
+        let Some(task) = flight.task.take() else {
+            return Ok(report);
+        };
+        let rewritten = match task.await {
+            Ok(rewritten) => rewritten?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Err(LakehouseError::ShuttingDown { operation: "merge" }),
         };
         crate::fault::point("merge.rewritten");
-        let rewrite_ms = started.elapsed().as_millis() as u64;
-        report.partitions = groups.len();
+        if self.poisoned {
+            return Ok(report);
+        }
+        let rewrite_ms = flight.started.elapsed().as_millis() as u64;
+        report.partitions = flight.partitions;
         report.data_files_removed = rewritten.moved.len();
         report.delete_files_removed = rewritten.removed.len() - rewritten.moved.len();
         report.delete_files_added = rewritten.carried.len();
@@ -255,6 +351,10 @@ impl TableWriter {
         report.rows_written = rewritten.rows;
         report.bytes_rewritten = rewritten.bytes_read;
         let mut action = Replace::new(rewritten);
+        let lost = MergeReport {
+            lost_race: true,
+            ..MergeReport::default()
+        };
         // a lost race is not retried here: the next commit follows the
         // table and the next round plans again
         let committed = Transaction::new(
@@ -270,27 +370,27 @@ impl TableWriter {
         let committed = match committed {
             Ok(c) => c,
             Err(e) if e.is_conflict() => {
-                tracing::info!(table = %self.table.identifier(), "another writer committed during a merge; the merge is dropped and planned again later");
-                report.lost_race = true;
-                return Ok(report);
+                tracing::info!(table = %self.table.identifier(), "another writer committed during a merge, or removed what it merged; the merge is dropped and planned again later");
+                return Ok(lost);
             }
-            Err(e) => {
-                self.ledger = Some(ledger);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
         crate::fault::point("merge.committed");
+        report.took = flight.started.elapsed();
         self.table = committed.table;
-        let rewritten = action.rewrite;
-        self.move_index(&rewritten.moved, &rewritten.added);
-        let mut ledger = ledger;
-        ledger.replaced(
-            &rewritten.removed,
-            &rewritten.added,
-            &rewritten.carried,
-            &rewritten.carried_hits,
-        );
-        self.ledger = Some(ledger);
+        self.move_index(&action.rewrite.moved, &action.rewrite.added);
+        if let Some(ledger) = &mut self.ledger {
+            let rewritten = &action.rewrite;
+            ledger.replaced(
+                &rewritten.removed,
+                &rewritten.added,
+                &rewritten.carried,
+                &rewritten.carried_hits,
+            );
+            // rows the writer deleted while the files were written
+            ledger.committed(&[], &action.redeleted, &action.redeleted_hits, false);
+        }
+        self.deleted_again += action.redeleted_hits.values().sum::<u64>();
         tracing::info!(
             table = %self.table.identifier(),
             partitions = report.partitions,
@@ -299,8 +399,9 @@ impl TableWriter {
             deletes_out = report.delete_files_added,
             files_out = report.files_added,
             rows = report.rows_written,
+            deleted_again = action.redeleted_hits.values().sum::<u64>(),
             rewrite_ms,
-            ms = started.elapsed().as_millis() as u64,
+            ms = flight.started.elapsed().as_millis() as u64,
             "merged small files"
         );
         Ok(report)

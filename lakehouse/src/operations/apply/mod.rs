@@ -122,6 +122,9 @@ pub struct TableWriter {
     /// whenever the writer follows another writer's commits.
     ledger: Option<FileLedger>,
     merge_policy: MergePolicy,
+    /// A merge round whose files are being written beside the commits.
+    merging: Option<merge::MergeInFlight>,
+    deleted_again: u64,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -206,6 +209,8 @@ impl TableWriter {
             caught_up: 0,
             ledger: None,
             merge_policy: MergePolicy::default(),
+            merging: None,
+            deleted_again: 0,
         };
         writer.load_index(&schema).await?;
         Ok(writer)
@@ -239,6 +244,12 @@ impl TableWriter {
     /// after a lost race.
     pub fn index_catch_ups(&self) -> u64 {
         self.caught_up
+    }
+
+    /// Rows the writer's commits deleted while a merge wrote their files,
+    /// deleted again from the merged files when the merge committed.
+    pub fn rows_deleted_again_by_merges(&self) -> u64 {
+        self.deleted_again
     }
 
     pub fn live_rows(&self) -> usize {

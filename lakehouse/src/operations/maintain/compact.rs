@@ -305,14 +305,19 @@ pub async fn compact(
 }
 
 /// The compaction's commit: the rewrite's files replace the old ones.
-/// After a lost race it reads what was committed since its base: rows
-/// deleted from rewritten files are deleted again from the new files; a
-/// rewritten file removed means planning again.
+/// On a table that moved on from the one the rewrite read (a lost race,
+/// or a writer merging beside its own commits) it reads what was committed
+/// since: rows deleted from rewritten files are deleted again from the new
+/// files; a rewritten file removed means planning again.
 pub(crate) struct Replace {
     pub(crate) rewrite: Rewrite,
     /// What each snapshot since the base did, across attempts.
     seen: HashMap<i64, Option<Vec<(String, i64)>>>,
     rows_deleted_again: u64,
+    /// The delete files the last attempt wrote for rows deleted again,
+    /// and the rows they delete per new file.
+    pub(crate) redeleted: Vec<DataFile>,
+    pub(crate) redeleted_hits: HashMap<Arc<str>, u64>,
 }
 
 impl Replace {
@@ -321,6 +326,8 @@ impl Replace {
             rewrite,
             seen: HashMap::new(),
             rows_deleted_again: 0,
+            redeleted: Vec::new(),
+            redeleted_hits: HashMap::new(),
         }
     }
 }
@@ -332,7 +339,9 @@ impl Action for &mut Replace {
         lost_to: Option<&Table>,
     ) -> Result<Update, LakehouseError> {
         let mut redeleted = Vec::new();
-        if lost_to.is_some() {
+        self.redeleted_hits.clear();
+        let moved_on = base.metadata().current_snapshot_id() != self.rewrite.base_snapshot;
+        if lost_to.is_some() || moved_on {
             match since(base, &self.rewrite, &mut self.seen).await? {
                 Since::Replan => {
                     return Err(LakehouseError::Commit {
@@ -346,6 +355,7 @@ impl Action for &mut Replace {
                 Since::Untouched => {}
                 Since::Deleted(rows) => {
                     redeleted = delete_again(base, &self.rewrite, &rows).await?;
+                    self.redeleted_hits = hits_again(&self.rewrite, &rows);
                     tracing::info!(
                         table = %base.identifier(),
                         "a racing commit deleted {} compacted rows; deleting them from the new files too",
@@ -355,6 +365,7 @@ impl Action for &mut Replace {
             }
         }
         self.rows_deleted_again = redeleted.iter().map(DataFile::record_count).sum();
+        self.redeleted = redeleted.clone();
         // rows deleted again were deleted already: the table's rows stay
         // as they are, which is what `replace` says
         let mut update = SnapshotUpdate::new(Operation::Replace, self.rewrite.added.clone());
@@ -618,6 +629,20 @@ async fn delete_again(
     }
     let prefix = format!("compact-{}", uuid::Uuid::new_v4());
     write_partitioned_deletes(table, by_partition, &prefix, FileTier::Settled).await
+}
+
+/// The rows [`delete_again`] deletes from each new file.
+fn hits_again(rewrite: &Rewrite, rows: &[(String, i64)]) -> HashMap<Arc<str>, u64> {
+    let mut hits: HashMap<Arc<str>, u64> = HashMap::new();
+    for (old, pos) in rows {
+        let Some((file, _)) = rewrite.moved.get(old).and_then(|m| m.to(*pos as u32)) else {
+            continue;
+        };
+        if let Some(added) = rewrite.added.get(file as usize) {
+            *hits.entry(Arc::from(added.file_path())).or_default() += 1;
+        }
+    }
+    hits
 }
 
 /// What the commits after the rewrite's base did to what it read: every
