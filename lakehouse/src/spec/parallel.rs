@@ -5,8 +5,11 @@
 //! data and delete files). Written one after another on an async worker
 //! they take one core however many the machine has, and keep that worker
 //! from polling Kafka and storage meanwhile. [`write_each`] runs each file's
-//! write on tokio's blocking pool instead, as many at once as there are
-//! cores, so a commit's files encode in parallel and their uploads overlap.
+//! write on tokio's blocking pool instead, four per core at once (at
+//! least four, at most sixteen), so a commit's files encode in parallel and
+//! their uploads overlap: a small file's write is mostly waiting for the
+//! object store, and with one write per core a commit of sixty small files
+//! to S3 took half a second on two cores (docs/benchmarks.md, issue 16).
 
 use std::future::Future;
 
@@ -14,9 +17,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::error::LakehouseError;
 
-/// Runs `writes` (each writing one file, for `operation`) at most one per
-/// core at a time, off the async workers; returns their results in order,
-/// or the first error. A single write runs in place.
+/// Runs `writes` (each writing one file, for `operation`) at most
+/// [`writes_at_once`] at a time, off the async workers; returns their
+/// results in order, or the first error. A single write runs in place.
 pub(crate) async fn write_each<T, W>(
     operation: &'static str,
     writes: Vec<W>,
@@ -33,7 +36,7 @@ where
         return Ok(out);
     }
     let handle = tokio::runtime::Handle::current();
-    let width = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let width = writes_at_once();
     futures::stream::iter(writes)
         .map(|write| {
             let handle = handle.clone();
@@ -50,6 +53,12 @@ where
         .buffered(width)
         .try_collect()
         .await
+}
+
+/// Files written at once: four per core, from four to sixteen.
+pub(crate) fn writes_at_once() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 4).clamp(4, 16)
 }
 
 #[cfg(test)]
