@@ -44,6 +44,26 @@ async fn data_file(table: &Table, file: &str, rows: &[(i32, &str)]) -> DataFile 
         .unwrap()
 }
 
+/// A position-delete file `name` of `table` deleting row `pos` of the
+/// data file at `data_path`.
+async fn position_delete(table: &Table, name: &str, data_path: &str, pos: i64) -> DataFile {
+    write_position_deletes(
+        table.file_io(),
+        table.metadata().properties(),
+        &format!("{}/data/{name}.parquet", table.metadata().location()),
+        vec![PositionDelete {
+            file_path: Arc::from(data_path),
+            pos,
+        }],
+        Struct::empty(),
+        0,
+        FileTier::Settled,
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
 /// Every live row, as iceberg's scan returns it.
 async fn rows(table: &Table) -> BTreeSet<(i32, String)> {
     let batches = crate::support::scan_all(table).await;
@@ -134,21 +154,7 @@ async fn row_delta_commits_apply_position_deletes_and_refuse_stale_parents() {
     assert!(s1.parent_snapshot_id().is_none());
 
     // 2: update vendor 2 = delete its row by position + add the new row, in one snapshot
-    let deletes = write_position_deletes(
-        v1.file_io(),
-        v1.metadata().properties(),
-        &format!("{}/data/deletes-1.parquet", v1.metadata().location()),
-        vec![PositionDelete {
-            file_path: Arc::from(first_path.as_str()),
-            pos: 1,
-        }],
-        Struct::empty(),
-        0,
-        FileTier::Settled,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let deletes = position_delete(&v1, "deletes-1", &first_path, 1).await;
     let second = data_file(&v1, "second", &[(2, "B2")]).await;
     let offsets = StateChange::offsets("taxi.public.vendors", [(0, 0, 4)]);
     let mut update = SnapshotUpdate::new(Operation::Overwrite, vec![second]);
@@ -334,21 +340,7 @@ async fn small_manifests_are_merged_keeping_sequence_numbers() {
         let mut update = SnapshotUpdate::new(Operation::Append, vec![file]);
         if i % 3 == 2 {
             let previous = format!("{}/data/f{}.parquet", table.metadata().location(), i - 1);
-            let deletes = write_position_deletes(
-                table.file_io(),
-                table.metadata().properties(),
-                &format!("{}/data/d{i}.parquet", table.metadata().location()),
-                vec![PositionDelete {
-                    file_path: Arc::from(previous.as_str()),
-                    pos: 0,
-                }],
-                Struct::empty(),
-                0,
-                FileTier::Settled,
-            )
-            .await
-            .unwrap()
-            .unwrap();
+            let deletes = position_delete(&table, &format!("d{i}"), &previous, 0).await;
             update.operation = Operation::Overwrite;
             update.delete_files = vec![deletes];
             expected.remove(&(i - 1));
