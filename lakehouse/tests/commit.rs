@@ -111,6 +111,19 @@ async fn commit(
         .map(|c| c.table)
 }
 
+/// Commits `update` on `table` of `lake`, carrying no state.
+async fn commit_on(lake: &lakehouse::Lake, table: &Table, update: SnapshotUpdate) -> Table {
+    commit(
+        lake.catalog().as_ref(),
+        lake.pointer(),
+        table,
+        update,
+        StateChange::default(),
+    )
+    .await
+    .unwrap()
+}
+
 fn set(rows: &[(i32, &str)]) -> BTreeSet<(i32, String)> {
     rows.iter().map(|(i, n)| (*i, n.to_string())).collect()
 }
@@ -327,7 +340,6 @@ async fn small_manifests_are_merged_keeping_sequence_numbers() {
         table.metadata().properties()[lakehouse::transaction::MANIFEST_MIN_COUNT_TO_MERGE],
         "16"
     );
-    let catalog = lake.catalog().clone();
     let mut expected = std::collections::BTreeMap::new();
     let mut added_at: std::collections::HashMap<String, i64> = Default::default();
     let mut longest = 0;
@@ -346,15 +358,7 @@ async fn small_manifests_are_merged_keeping_sequence_numbers() {
             expected.remove(&(i - 1));
         }
         expected.insert(i, name);
-        table = commit(
-            catalog.as_ref(),
-            lake.pointer(),
-            &table,
-            update,
-            StateChange::default(),
-        )
-        .await
-        .unwrap();
+        table = commit_on(&lake, &table, update).await;
         let sequence = table
             .metadata()
             .current_snapshot()
@@ -408,15 +412,7 @@ async fn small_manifests_are_merged_keeping_sequence_numbers() {
     for i in 100..120i32 {
         let file = data_file(&table, &format!("f{i}"), &[(i, "later")]).await;
         let update = SnapshotUpdate::new(Operation::Append, vec![file]);
-        table = commit(
-            catalog.as_ref(),
-            lake.pointer(),
-            &table,
-            update,
-            StateChange::default(),
-        )
-        .await
-        .unwrap();
+        table = commit_on(&lake, &table, update).await;
     }
     assert_eq!(manifests(&table).await.len(), before + 20);
     assert_eq!(rows(&table).await.len(), want.len() + 20);
