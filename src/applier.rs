@@ -313,7 +313,7 @@ async fn apply_with_retry(
             }
             Err(e) => {
                 let wait = schedule.after_outage().unwrap_or(Duration::from_secs(30));
-                metrics.error("apply_retry");
+                metrics.lake_failed(&e.to_string());
                 tracing::warn!(topic = %batch.topic, retry_in_ms = wait.as_millis() as u64, "cannot apply yet: {e}");
                 writers.remove(&batch.topic);
                 tokio::time::sleep(wait).await;

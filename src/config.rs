@@ -10,12 +10,14 @@
 //! string.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use lakehouse::maintain::MaintainConfig;
 use lakehouse::LakeConfig;
 use serde::Deserialize;
+
+use crate::metrics::HealthRules;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +32,41 @@ pub struct FloeConfig {
     /// Table maintenance (read by `floe maintain` and `floe jobs schedule`).
     #[serde(default)]
     pub maintain: MaintainConfig,
+    /// The batch jobs. `floe jobs` reads this section on its own
+    /// ([`jobs_dir`]); it is here so that a whole-file load checks it too.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub jobs: JobsSection,
+}
+
+/// `[jobs]`: where `floe jobs` finds its manifests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSection {
+    /// The jobs folder, relative to this file's folder. Default
+    /// `analytics/jobs` beside this file.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// The jobs folder: `--jobs-dir` (or `FLOE_JOBS_DIR`) when given, else
+/// `[jobs] dir` of the configuration file, else `analytics/jobs`; the
+/// latter two relative to the configuration file's folder, so the answer
+/// does not depend on where floe is started.
+pub fn jobs_dir(config: &Path, given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir.to_path_buf());
+    }
+    let section: JobsSection = if config.exists() {
+        section(config, "jobs")?.unwrap_or_default()
+    } else {
+        JobsSection::default()
+    };
+    let dir = section
+        .dir
+        .unwrap_or_else(|| PathBuf::from("analytics/jobs"));
+    let base = config.parent().unwrap_or(Path::new(""));
+    Ok(base.join(dir))
 }
 
 /// `[kafka]`: where the Debezium topics are.
@@ -103,10 +140,13 @@ pub struct IngestConfig {
     /// The dead-letter table, `namespace.name`. Default `floe.dead_letters`.
     #[serde(default = "default_dead_letter_table")]
     pub dead_letter_table: String,
-    /// Serve Prometheus `/metrics` and `/healthz` on this address, e.g.
-    /// `127.0.0.1:9464`. Default: not served.
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this
+    /// address, e.g. `127.0.0.1:9464`. Default: not served.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// `[ingest.health]`: when `/healthz` says unhealthy.
+    #[serde(default)]
+    pub health: HealthRules,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -157,6 +197,7 @@ impl Default for IngestConfig {
             on_error: OnError::default(),
             dead_letter_table: default_dead_letter_table(),
             metrics_listen: None,
+            health: HealthRules::default(),
         }
     }
 }

@@ -14,13 +14,10 @@ pub struct JobsArgs {
     config: PathBuf,
 
     /// The folder of job manifests (`NAME.toml`) and their queries.
-    #[arg(
-        long,
-        env = "FLOE_JOBS_DIR",
-        default_value = "analytics/jobs",
-        global = true
-    )]
-    jobs_dir: PathBuf,
+    /// Default: `[jobs] dir` of the configuration file, else
+    /// `analytics/jobs`, both beside the configuration file.
+    #[arg(long, env = "FLOE_JOBS_DIR", global = true, value_name = "DIR")]
+    jobs_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     command: JobsCommand,
@@ -54,11 +51,12 @@ enum JobsCommand {
 }
 
 pub fn run(args: JobsArgs) -> Result<()> {
-    let jobs = load_jobs(&args.jobs_dir)?;
+    let dir = crate::config::jobs_dir(&args.config, args.jobs_dir.as_deref())?;
+    let folder = load_jobs(&dir)?;
     match args.command {
         JobsCommand::List => {
             println!("{:<32} {:<40} {:<34} schedule", "job", "target", "mode");
-            for job in &jobs {
+            for job in &folder.jobs {
                 let m = &job.manifest;
                 println!(
                     "{:<32} {:<40} {:<34} {}",
@@ -67,6 +65,9 @@ pub fn run(args: JobsArgs) -> Result<()> {
                     mode_name(m),
                     m.schedule.as_deref().unwrap_or("-")
                 );
+            }
+            for broken in &folder.broken {
+                println!("{:<32} broken: {}", broken.name, broken.reason);
             }
             // maintenance, when the configuration file can be read
             if let Ok(maintain) = crate::config::load_maintain(&args.config) {
@@ -101,7 +102,15 @@ pub fn run(args: JobsArgs) -> Result<()> {
                         _ = sigterm.recv() => {}
                     }
                 };
-                let mut tasks = analytics::jobs::job_tasks(lake.clone(), jobs);
+                for broken in &folder.broken {
+                    tracing::error!(
+                        "{}: broken, not scheduled: {} ({})",
+                        broken.name,
+                        broken.reason,
+                        broken.path.display()
+                    );
+                }
+                let mut tasks = analytics::jobs::job_tasks(lake.clone(), folder.jobs);
                 let scheduled_jobs = tasks.len();
                 if !no_maintenance {
                     tasks.extend(crate::maintain::scheduled_tasks(lake, &maintain)?);
@@ -115,13 +124,7 @@ pub fn run(args: JobsArgs) -> Result<()> {
             })
         }
         JobsCommand::Run { name } => {
-            let job = jobs.iter().find(|j| j.name == name).with_context(|| {
-                let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
-                format!(
-                    "no job {name:?} in {} (jobs: {names:?})",
-                    args.jobs_dir.display()
-                )
-            })?;
+            let job = folder.job(&name)?;
             let lake = crate::config::load_lake(&args.config)?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -344,7 +344,7 @@ pub fn scheduled_tasks(lake: Arc<Lake>, config: &MaintainConfig) -> Result<Vec<T
                 let (lake, config, this) = (lake.clone(), config.clone(), this.clone());
                 Box::pin(async move {
                     let idents = tables(&lake, None).await.map_err(|e| format!("{e:#}"))?;
-                    let mut failed = 0;
+                    let (mut failed, mut done) = (0, 0);
                     for ident in idents {
                         let name = ident.to_string();
                         if config.schedule(operation, &name).as_deref() != Some(this.as_str()) {
@@ -352,16 +352,19 @@ pub fn scheduled_tasks(lake: Arc<Lake>, config: &MaintainConfig) -> Result<Vec<T
                         }
                         let policy = config.policy(operation, &name);
                         match apply(&lake, &ident, &policy, false).await {
-                            Ok(lines) => lines.iter().for_each(|l| tracing::info!("{l}")),
+                            Ok(lines) => {
+                                done += 1;
+                                lines.iter().for_each(|l| tracing::info!("{l}"));
+                            }
                             Err(e) => {
                                 failed += 1;
-                                tracing::error!(table = %name, "{} failed: {e:#}", operation.name());
+                                tracing::error!("maintain.{}: {name}: {e:#}", operation.name());
                             }
                         }
                     }
                     match failed {
-                        0 => Ok(()),
-                        n => Err(format!("{n} tables failed")),
+                        0 => Ok(format!("{done} tables")),
+                        n => Err(format!("{n} of {} tables failed", n + done)),
                     }
                 })
             });

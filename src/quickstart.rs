@@ -184,12 +184,15 @@ fn default_jobs_dir() -> Option<PathBuf> {
 }
 
 async fn run_jobs(session: &LakeSession, dir: &Path) -> Result<()> {
-    let jobs = load_jobs(dir)?;
+    let folder = load_jobs(dir)?;
     println!("running the jobs in {}", dir.display());
     for name in JOBS {
-        let Some(job) = jobs.iter().find(|j| j.name == name) else {
-            println!("  {name}: not in {}, skipped", dir.display());
-            continue;
+        let job = match folder.job(name) {
+            Ok(job) => job,
+            Err(why) => {
+                println!("  {name}: skipped: {why}");
+                continue;
+            }
         };
         match run_job(session, job).await {
             Ok(run) => println!(

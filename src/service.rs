@@ -34,7 +34,7 @@ use anyhow::{Context, Result};
 use iceberg::{NamespaceIdent, TableIdent};
 use ingest::{Buffered, ChangeDecoder, RawMessage, RegistryConfig, SchemaRegistryClient};
 use lakehouse::dead_letter::{DeadLetter, DeadLetterTable};
-use lakehouse::Lake;
+use lakehouse::{Lake, TableFiles};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -45,7 +45,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::applier::{Applied, Applier, Rejected};
 use crate::config::{FloeConfig, IngestConfig, OnError};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, Stage};
 use crate::refetch::refetch;
 use crate::repeats::{held_back, Repeats};
 
@@ -61,8 +61,10 @@ pub struct IngestArgs {
     check: bool,
 
     /// Stop, after committing, once no message has arrived for this many
-    /// seconds since partitions were assigned (for one-off catch-up runs
-    /// and tests). Default: run until SIGINT or SIGTERM.
+    /// seconds (for one-off catch-up runs and tests). Joining the consumer
+    /// group counts as idle, but is given at least 30 s; if no partition
+    /// was ever assigned by then (Kafka unreachable, say), floe stops with
+    /// an error. Default: run until SIGINT or SIGTERM.
     #[arg(long, value_name = "SECONDS")]
     stop_when_idle: Option<u64>,
 }
@@ -126,6 +128,9 @@ impl ClientContext for ResumeContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        // bootstrap entries count too: before metadata they are all there is
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.metrics.broker_reachable(up);
         let lag = statistics.topics.into_iter().flat_map(|(topic, t)| {
             t.partitions
                 .into_iter()
@@ -192,15 +197,21 @@ fn consumer(config: &FloeConfig, context: ResumeContext) -> Result<StreamConsume
     let consumer: StreamConsumer<ResumeContext> = client
         .create_with_context(context)
         .context("cannot create the Kafka consumer")?;
-    let mut topics: Vec<String> = config.kafka.topics.clone();
-    if let Some(regex) = &config.kafka.topic_regex {
-        topics.push(format!("^{}", regex.trim_start_matches('^')));
-    }
+    let topics = subscription(&config.kafka);
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&refs)
         .with_context(|| format!("cannot subscribe to {topics:?}"))?;
     Ok(consumer)
+}
+
+/// The topic names and the `^`-anchored pattern librdkafka subscribes to.
+fn subscription(kafka: &crate::config::KafkaConfig) -> Vec<String> {
+    let mut topics: Vec<String> = kafka.topics.clone();
+    if let Some(regex) = &kafka.topic_regex {
+        topics.push(format!("^{}", regex.trim_start_matches('^')));
+    }
+    topics
 }
 
 fn registry(config: &FloeConfig) -> Result<SchemaRegistryClient> {
@@ -262,14 +273,17 @@ async fn check(config: &FloeConfig) -> Result<()> {
 }
 
 /// The offsets every table in the lake holds, as next offsets to read.
-async fn stored_offsets(lake: &Lake) -> Result<HashMap<(String, i32), i64>> {
+/// The tables that hold some are made known to `metrics`.
+async fn stored_offsets(lake: &Lake, metrics: &Metrics) -> Result<HashMap<(String, i32), i64>> {
     let mut out = HashMap::new();
     for ns in lake.catalog().list_namespaces(None).await? {
         for ident in lake.catalog().list_tables(&ns).await? {
             let table = lake.catalog().load_table(&ident).await?;
-            for ((topic, partition), last) in
-                lakehouse::transaction::KafkaOffsets::of(&table).into_map()
-            {
+            let offsets = lakehouse::transaction::KafkaOffsets::of(&table).into_map();
+            if !offsets.is_empty() {
+                metrics.known_table(&ident.to_string(), TableFiles::of(table.metadata()));
+            }
+            for ((topic, partition), last) in offsets {
                 let next = out.entry((topic, partition)).or_insert(last + 1);
                 *next = (*next).max(last + 1);
             }
@@ -281,17 +295,27 @@ async fn stored_offsets(lake: &Lake) -> Result<HashMap<(String, i32), i64>> {
 /// Why the loop ended.
 enum Stop {
     Idle,
+    /// `--stop-when-idle` ran out before the group assigned anything.
+    NeverAssigned,
     Signal(&'static str),
 }
 
+/// The least `--stop-when-idle` waits for a first partition assignment: a
+/// restarted consumer can wait out a dead one's session (10 to 45 s by
+/// default) before the group assigns it anything.
+const JOIN_GRACE: Duration = Duration::from_secs(30);
+
 async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<()> {
-    let lake = Arc::new(Lake::open(&config.lake).await?);
-    let metrics = Arc::new(Metrics::default());
-    metrics.heartbeat();
+    let metrics = Arc::new(Metrics::new(config.ingest.health));
+    // served from the start, so /readyz and /healthz can say where
+    // start-up is while the catalog or the group is slow
     if let Some(listen) = &config.ingest.metrics_listen {
         metrics::serve(listen, metrics.clone()).await?;
     }
-    let resume: ResumeOffsets = Arc::new(Mutex::new(stored_offsets(&lake).await?));
+    let lake = Arc::new(Lake::open(&config.lake).await?);
+    metrics.stage(Stage::ReadingOffsets);
+    let resume: ResumeOffsets = Arc::new(Mutex::new(stored_offsets(&lake, &metrics).await?));
+    metrics.stage(Stage::JoiningGroup);
     let assigned = Arc::new(AtomicBool::new(false));
     let repeats: Arc<Repeats> = Arc::default();
     let consumer = consumer(
@@ -329,7 +353,8 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     };
     let mut paused = false;
     let mut was_assigned = false;
-    let mut last_message = Instant::now();
+    let started = Instant::now();
+    let mut last_message = started;
     tracing::info!(
         kafka = %config.kafka.bootstrap_servers,
         warehouse = %config.lake.warehouse,
@@ -426,13 +451,17 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
             }
             _ = tick => {
                 metrics.heartbeat();
-                // idleness counts from the first partition assignment
                 if !was_assigned && assigned.load(Ordering::SeqCst) {
                     was_assigned = true;
-                    last_message = Instant::now();
+                    metrics.stage(Stage::Consuming);
                 }
-                if was_assigned && stop_when_idle.is_some_and(|idle| last_message.elapsed() >= idle) {
-                    break Stop::Idle;
+                if let Some(idle) = stop_when_idle {
+                    if was_assigned && last_message.elapsed() >= idle {
+                        break Stop::Idle;
+                    }
+                    if !was_assigned && started.elapsed() >= idle.max(JOIN_GRACE) {
+                        break Stop::NeverAssigned;
+                    }
                 }
             }
             _ = tokio::signal::ctrl_c() => break Stop::Signal("SIGINT"),
@@ -449,6 +478,15 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
         anyhow::Ok(())
     };
     match stop {
+        Stop::NeverAssigned => {
+            anyhow::bail!(
+                "no partition was assigned in {} s (--stop-when-idle): is Kafka reachable at {} \
+                 and does a topic match {}?",
+                started.elapsed().as_secs(),
+                config.kafka.bootstrap_servers,
+                subscription(&config.kafka).join(", ")
+            );
+        }
         Stop::Idle => {
             tracing::info!("idle: stopping");
             drain.await?;

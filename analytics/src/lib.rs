@@ -10,15 +10,18 @@
 //! ways the pinned DataFusion and iceberg-datafusion get answers wrong:
 //! [`dialect`] (where DataFusion's SQL answers differently from
 //! PostgreSQL's) and [`pushdown`] (filters the Iceberg scan would convert
-//! wrongly).
+//! wrongly); [`cooperative`] makes every plan stop soon after it is
+//! cancelled.
 //!
 //! Not here: Kafka and decoding (`ingest`), and writing Iceberg metadata:
 //! anything this crate writes goes through `lakehouse`'s commit path.
 
+pub mod cooperative;
 pub mod dialect;
 pub mod error;
 pub mod explain;
 pub mod format;
+pub mod interrupts;
 pub mod jobs;
 pub mod meta;
 pub mod progress;

@@ -15,7 +15,9 @@ use crate::error::AnalyticsError;
 /// The name of the lake's catalog in the session.
 pub const LAKE_CATALOG: &str = "lake";
 
-/// A DataFusion session whose default catalog is the lake.
+/// A DataFusion session whose default catalog is the lake. Clones share
+/// the session.
+#[derive(Clone)]
 pub struct LakeSession {
     pub lake: Arc<Lake>,
     pub ctx: SessionContext,
@@ -39,6 +41,8 @@ impl LakeSession {
             .with_config(config)
             .with_default_features()
             .with_analyzer_rules(crate::dialect::analyzer_rules())
+            // Ctrl-C stops any plan (crate::cooperative)
+            .with_physical_optimizer_rule(Arc::new(crate::cooperative::YieldInJoins))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udtf(

@@ -1,5 +1,7 @@
 //! Splits shell input into statements: SQL ends at a `;` outside quotes
-//! and comments; a line starting with `\` is a meta command on its own.
+//! and comments; a line starting with `\` is a meta command on its own,
+//! also in the middle of a statement being typed (which it leaves as it
+//! is, as psql does).
 
 /// Collects lines and hands out each statement once it is complete.
 #[derive(Debug, Default)]
@@ -24,10 +26,15 @@ impl StatementSplitter {
         !self.buffer.trim().is_empty()
     }
 
+    /// Whether `line` is a meta command: it starts with `\` and is not
+    /// inside a string or comment of the statement being typed.
+    pub fn is_meta_command(&self, line: &str) -> bool {
+        self.state == Lex::Code && line.trim_start().starts_with('\\')
+    }
+
     /// Takes one line; returns the statements it completed.
     pub fn push_line(&mut self, line: &str) -> Vec<String> {
-        if !self.pending() && line.trim_start().starts_with('\\') {
-            self.buffer.clear();
+        if self.is_meta_command(line) {
             return vec![line.trim().to_string()];
         }
         let mut done = Vec::new();
@@ -90,6 +97,22 @@ pub fn split_script(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meta_command_inside_a_statement_runs_and_leaves_it_pending() {
+        let mut s = StatementSplitter::default();
+        assert!(s.push_line("SELECT count(*)").is_empty());
+        assert_eq!(s.push_line("\\dt"), vec!["\\dt".to_string()]);
+        assert!(s.pending());
+        assert_eq!(
+            s.push_line("FROM taxi_cdc.trips;"),
+            vec!["SELECT count(*)\nFROM taxi_cdc.trips".to_string()]
+        );
+        // inside a string a backslash line is part of the string
+        assert!(s.push_line("SELECT 'a").is_empty());
+        assert!(s.push_line("\\dt").is_empty());
+        assert_eq!(s.push_line("';"), vec!["SELECT 'a\n\\dt\n'".to_string()]);
+    }
 
     #[test]
     fn semicolons_in_strings_and_comments_do_not_end_a_statement() {

@@ -113,6 +113,71 @@ fn http_get(config: &Path, path: &str) -> String {
     panic!("GET {path} from floe at {listen}: {last_error}");
 }
 
+/// GET `path`, trying again until `within` has passed (while the listener
+/// works through a backlog, say).
+fn http_get_within(config: &Path, path: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        match std::panic::catch_unwind(|| http_get(config, path)) {
+            Ok(out) => return out,
+            Err(e) if Instant::now() >= deadline => std::panic::resume_unwind(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Idle connections to floe's metrics listener, held until dropped (by
+/// helper processes: one process's file limit is below the flood).
+struct IdleFlood(Vec<Child>);
+
+impl IdleFlood {
+    fn open(config: &Path, connections: usize) -> Self {
+        use std::io::BufRead;
+        let text = std::fs::read_to_string(config).unwrap();
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        let listen = doc["ingest"]["metrics_listen"].as_str().unwrap();
+        let (host, port) = listen.rsplit_once(':').unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/idle_connections.py"
+        );
+        let per_process = 5_000;
+        let mut helpers = Vec::new();
+        for _ in 0..connections.div_ceil(per_process) {
+            let mut helper = Command::new("python3")
+                .args([script, host, port, &per_process.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3 runs");
+            // it prints how many it opened once all are under way
+            let mut line = String::new();
+            std::io::BufReader::new(helper.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line.trim(), per_process.to_string());
+            helpers.push(helper);
+        }
+        Self(helpers)
+    }
+}
+
+impl Drop for IdleFlood {
+    fn drop(&mut self) {
+        for helper in &mut self.0 {
+            let _ = helper.kill();
+            let _ = helper.wait();
+        }
+    }
+}
+
+/// File descriptors process `pid` has open.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
 fn write_config(path: &Path, stack: &Stack, warehouse: &str, catalog: &Path) {
     let e = &stack.env;
     std::fs::write(
@@ -410,9 +475,10 @@ async fn every_table_equals_postgres_after_floe_ingest() {
         .unwrap_or_else(|| panic!("no data file gauge: {metrics}"));
     assert!(data_files.parse::<u64>().unwrap() >= 1, "{metrics}");
     assert!(
-        metrics.contains("floe_table_deleted_row_share{table=\"taxi_cdc.trips\"} 0\n"),
+        metrics.contains("floe_table_deleted_row_share{table=\"taxi_cdc.trips\"} 0.0\n"),
         "{metrics}"
     );
+    assert!(http_get(&config, "/readyz").starts_with("HTTP/1.1 200"));
     // lag per partition, from librdkafka's statistics (every 5 s) against
     // the group offsets floe commits after each Iceberg commit
     let caught_up = "floe_consumer_lag{topic=\"taxi.public.trips\",partition=\"0\"} 0\n";
@@ -425,8 +491,20 @@ async fn every_table_equals_postgres_after_floe_ingest() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // 20,000 connections that never send a request, held while the
+    // workload streams: floe caps what it serves, so it keeps its file
+    // descriptors for Kafka and the store and goes on consuming
+    let flood = IdleFlood::open(&config, 20_000);
     stack.psql(WORKLOAD);
     wait_until_equal(&stack, &lake, &mut floe, true).await;
+    let fds = open_files(floe.id());
+    assert!(
+        fds < 400,
+        "floe holds {fds} file descriptors under the flood"
+    );
+    drop(flood);
+    let health = http_get_within(&config, "/healthz", Duration::from_secs(30));
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let out = stop(floe, &log);
     assert!(out.contains("SIGTERM: stopping"), "{out}");
 
@@ -642,12 +720,15 @@ fn kafka_down_is_said_once_a_window_not_at_every_poll() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let config = dir.join("floe.toml");
+    let metrics = metrics_port();
     std::fs::write(
         &config,
         format!(
             "[kafka]\nbootstrap_servers = \"127.0.0.1:{port}\"\ngroup_id = \"g\"\n\
              topics = [\"taxi.public.trips\"]\n[registry]\nurl = \"http://127.0.0.1:{port}\"\n\
-             [lake]\nwarehouse = \"{}\"\n",
+             [lake]\nwarehouse = \"{}\"\n\
+             [ingest]\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
+             [ingest.health]\nbroker_down_seconds = 3\n",
             dir.join("lake").display()
         ),
     )
@@ -660,13 +741,52 @@ fn kafka_down_is_said_once_a_window_not_at_every_poll() {
         .spawn()
         .unwrap();
     let floe = Ingest(floe);
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(6));
+    // /healthz says why it is unhealthy; /readyz where start-up waits;
+    // every metric is there before the first event
+    let health = http_get(&config, "/healthz");
+    assert!(
+        health.starts_with("HTTP/1.1 503") && health.contains("no Kafka broker reachable"),
+        "{health}"
+    );
+    let ready = http_get(&config, "/readyz");
+    assert!(
+        ready.starts_with("HTTP/1.1 503") && ready.contains("assign partitions"),
+        "{ready}"
+    );
+    let scraped = http_get(&config, "/metrics");
+    for series in [
+        "floe_freshness_seconds ",
+        "floe_errors_total{kind=\"kafka\"} ",
+        "floe_healthy 0",
+        "# EOF",
+    ] {
+        assert!(scraped.contains(series), "{series}: {scraped}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
     let out = stop(floe, &log);
     let lines = out.lines().count();
     assert!(
         out.contains("Connection refused") || out.contains("retrying"),
         "the outage is said: {out}"
     );
-    assert!(lines <= 8, "{lines} lines in 8 s: {out}");
+    assert!(lines <= 9, "{lines} lines in 8 s: {out}");
+
+    // --stop-when-idle stops with Kafka unreachable too: joining the group
+    // is given 30 s, then floe says what it waited for
+    let began = Instant::now();
+    let idle = floe_ingest(&config, &["--stop-when-idle", "2"]);
+    assert!(!idle.status.success(), "{}", text(&idle));
+    assert!(
+        text(&idle).contains("no partition was assigned in 30 s")
+            && text(&idle).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        text(&idle)
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        began.elapsed()
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -228,8 +228,37 @@ async fn jobs_build_reference_and_analytics_tables() {
         .unwrap();
         std::fs::write(timed.join(format!("{name}.sql")), query).unwrap();
     }
+    // a manifest with a typo disables its own job only
+    std::fs::write(
+        timed.join("typo.toml"),
+        "targte = \"scratch.typo\"\nmode = \"append\"\nsql = \"every2.sql\"\n",
+    )
+    .unwrap();
+    // the folder comes from the configuration file, relative to it
+    let mut text_config = std::fs::read_to_string(&config).unwrap();
+    text_config.push_str("\n[jobs]\ndir = \"timed-jobs\"\n");
+    std::fs::write(&config, text_config).unwrap();
+    let listed = ok(floe(&config, &["jobs", "list"]));
+    assert!(
+        listed.contains("every2") && listed.contains("fails"),
+        "{listed}"
+    );
+    let typo = listed
+        .lines()
+        .find(|l| l.starts_with("typo "))
+        .unwrap_or_else(|| panic!("the broken job is listed: {listed}"));
+    assert!(
+        typo.contains("broken:") && typo.contains("unknown field `targte`"),
+        "{typo}"
+    );
+    let refused = floe(&config, &["jobs", "run", "typo"]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("job typo is broken"),
+        "{}",
+        text(&refused)
+    );
     let mut scheduler = Command::new(env!("CARGO_BIN_EXE_floe"))
-        .args(["jobs", "schedule", "--jobs-dir", timed.to_str().unwrap()])
+        .args(["jobs", "schedule"])
         .args(["--config", config.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -245,10 +274,17 @@ async fn jobs_build_reference_and_analytics_tables() {
         .status()
         .unwrap();
     let out = scheduler.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // every run is said at the default level, the job's name first
+    assert!(log.contains("typo: broken, not scheduled"), "{log}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        log.contains("every2: done in ") && log.contains("1 rows written to scratch.every2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("fails: failed after ") && log.contains("nowhere"),
+        "{log}"
     );
     let counts = sql(
         "SELECT job, status, count(*) >= 3 AS regular FROM floe_meta.job_runs \

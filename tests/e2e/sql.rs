@@ -414,8 +414,11 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
 }
 
 /// Drives the interactive shell in a pseudo-terminal (Python's pty): a
-/// statement over two lines, Ctrl-C during a long query (cancelled, the
-/// shell goes on), then `\q`; the history file keeps the statements.
+/// statement over two lines with a meta command typed in its middle;
+/// Ctrl-C during a CPU-bound cross join, ten times (the shell is back
+/// within a second, the query's work has stopped a second later, and the
+/// next statement answers at once); two quick Ctrl-Cs; then `\q`. The
+/// history file keeps whole statements.
 fn interactive_shell(config: &Path, dir: &Path) {
     let history = dir.join("history");
     let driver = r#"
@@ -431,7 +434,7 @@ def until(token, seconds=60):
     while token.encode() not in out:
         if time.time() > end:
             sys.stdout.write(out.decode(errors="replace")); sys.exit("timed out waiting for %r" % token)
-        r, _, _ = select.select([fd], [], [], 0.5)
+        r, _, _ = select.select([fd], [], [], 0.02)
         if r:
             try:
                 out += os.read(fd, 65536)
@@ -440,19 +443,53 @@ def until(token, seconds=60):
     i = out.index(token.encode()) + len(token)
     seen, out = out[:i], out[i:]
     return seen.decode(errors="replace")
+def cpu_seconds():
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 until("floe> ")
 os.write(fd, b"SELECT vendor_id\r")
 until("...> ")
+os.write(fd, b"\\timing\r")
+print(until("...> "))
 os.write(fd, b"FROM taxi_cdc.vendors ORDER BY 1;\r")
 print(until("floe> "))
-os.write(fd, b"SELECT count(*) FROM range(1, 100000000000) a;\r")
-time.sleep(2)
+os.write(fd, b"\\timing\r")
+until("floe> ")
+# short enough not to wrap (a wrapped line redraws the prompt)
+cross = b"SELECT sum(a.value*b.value) FROM range(20000) a, range(20000) b;\r"
+for attempt in range(10):
+    os.write(fd, cross)
+    time.sleep(1.0 + attempt * 0.1)
+    sent = time.time()
+    os.write(fd, b"\x03")
+    print(until("error: cancelled"))
+    back = time.time() - sent
+    print(until("floe> "))
+    time.sleep(max(0.0, 1.0 - back))
+    before = cpu_seconds(); time.sleep(1.0); after = cpu_seconds()
+    asked = time.time()
+    os.write(fd, b"SELECT 7 * 6 AS answer;\r")
+    print(until("| 42"))
+    print("CANCEL %d back=%.2f busy=%.2f next=%.2f" % (attempt, back, after - before, time.time() - asked))
+    print(until("floe> "))
+os.write(fd, cross)
+time.sleep(1.0)
 os.write(fd, b"\x03")
+time.sleep(0.01)
+os.write(fd, b"\x03")
+print(until("error: "))
 print(until("floe> "))
-os.write(fd, b"SELECT 7 * 6 AS answer;\r")
+os.write(fd, b"SELECT 6 * 7 AS again;\r")
+print(until("| 42"))
 print(until("floe> "))
 os.write(fd, b"\\q\r")
-os.waitpid(pid, 0)
+for _ in range(100):
+    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+        break
+    time.sleep(0.1)
+else:
+    os.kill(pid, 9)
+    sys.exit("the shell did not quit")
 "#;
     let o = Command::new("python3")
         .args(["-c", driver, env!("CARGO_BIN_EXE_floe")])
@@ -467,13 +504,38 @@ os.waitpid(pid, 0)
         "the two-line statement ran: {out}"
     );
     assert!(
+        out.contains("timing off"),
+        "the meta command inside it ran: {out}"
+    );
+    for line in out.lines().filter(|l| l.starts_with("CANCEL ")) {
+        eprintln!("{line}");
+        let figure = |name: &str| -> f64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::MAX)
+        };
+        // back within a second; its work stopped (a core busy for a
+        // second is 1.0); the next statement is not queued behind it
+        assert!(figure("back=") < 1.0, "{line}\n{out}");
+        assert!(figure("busy=") < 0.3, "{line}\n{out}");
+        assert!(figure("next=") < 1.0, "{line}\n{out}");
+    }
+    assert_eq!(out.matches("CANCEL ").count(), 10, "{out}");
+    assert!(
         out.contains("cancelled"),
         "Ctrl-C cancelled the query: {out}"
     );
     assert!(
-        out.contains("| 42     |"),
+        out.contains("| 42") && out.contains("again"),
         "the shell went on after Ctrl-C: {out}"
     );
     let kept = std::fs::read_to_string(&history).unwrap_or_default();
     assert!(kept.contains("SELECT 7 * 6 AS answer;"), "history: {kept}");
+    // the two-line statement is one entry (rustyline escapes the newline)
+    assert!(
+        kept.lines()
+            .any(|l| l.contains("SELECT vendor_id") && l.contains("FROM taxi_cdc.vendors")),
+        "history: {kept}"
+    );
 }

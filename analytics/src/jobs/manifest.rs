@@ -85,56 +85,119 @@ impl Job {
     }
 }
 
-fn bad(path: &Path, reason: impl std::fmt::Display) -> AnalyticsError {
-    AnalyticsError::Usage(format!("job {}: {reason}", path.display()))
+/// A manifest that cannot be read or does not check out. Only its own
+/// job is disabled: the folder's other jobs list, run and are scheduled.
+#[derive(Debug, Clone)]
+pub struct BrokenJob {
+    pub name: String,
+    pub path: PathBuf,
+    pub reason: String,
 }
 
-/// Every job in `dir` (each `*.toml`), by name.
-pub fn load_jobs(dir: &Path) -> Result<Vec<Job>, AnalyticsError> {
+/// A jobs folder: the jobs that loaded, and the broken ones with why.
+#[derive(Debug, Clone, Default)]
+pub struct JobsFolder {
+    pub dir: PathBuf,
+    pub jobs: Vec<Job>,
+    pub broken: Vec<BrokenJob>,
+}
+
+impl JobsFolder {
+    /// The job called `name`, or why it cannot run.
+    pub fn job(&self, name: &str) -> Result<&Job, AnalyticsError> {
+        if let Some(job) = self.jobs.iter().find(|j| j.name == name) {
+            return Ok(job);
+        }
+        if let Some(broken) = self.broken.iter().find(|b| b.name == name) {
+            return Err(AnalyticsError::Usage(format!(
+                "job {name} is broken: {} ({})",
+                broken.reason,
+                broken.path.display()
+            )));
+        }
+        let names: Vec<&str> = self.jobs.iter().map(|j| j.name.as_str()).collect();
+        Err(AnalyticsError::Usage(format!(
+            "no job {name:?} in {} (jobs: {})",
+            self.dir.display(),
+            names.join(", ")
+        )))
+    }
+}
+
+/// Every job in `dir` (each `*.toml`), by name. Only a folder that cannot
+/// be read is an error; a manifest that is wrong becomes a [`BrokenJob`].
+pub fn load_jobs(dir: &Path) -> Result<JobsFolder, AnalyticsError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| AnalyticsError::Usage(format!("jobs folder {}: {e}", dir.display())))?;
-    let mut jobs = Vec::new();
+    let mut folder = JobsFolder {
+        dir: dir.to_path_buf(),
+        ..JobsFolder::default()
+    };
     for entry in entries {
         let path = entry?.path();
         if path.extension().is_none_or(|e| e != "toml") {
             continue;
         }
-        let text = std::fs::read_to_string(&path)?;
-        let manifest: JobManifest = toml::from_str(&text).map_err(|e| bad(&path, e))?;
-        let tables = manifest.incremental.iter().flat_map(|i| &i.tables);
-        for table in std::iter::once(&manifest.target).chain(tables) {
-            if table.split('.').count() != 2 {
-                return Err(bad(&path, format!("{table}: expected namespace.table")));
-            }
-        }
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let sql_path = dir.join(&manifest.sql);
-        let sql = std::fs::read_to_string(&sql_path)
-            .map_err(|e| bad(&path, format!("cannot read {}: {e}", sql_path.display())))?;
-        for (source, spec) in &manifest.sources {
-            let (Source::Csv { path: file } | Source::Parquet { path: file }) = spec else {
-                continue;
-            };
-            if !dir.join(file).exists() {
-                return Err(bad(
-                    &path,
-                    format!(
-                        "source {source}: {} does not exist",
-                        dir.join(file).display()
-                    ),
-                ));
+        match load_job(dir, &path) {
+            Ok(manifest_and_sql) => {
+                let (manifest, sql) = manifest_and_sql;
+                folder.jobs.push(Job {
+                    name,
+                    dir: dir.to_path_buf(),
+                    manifest,
+                    sql,
+                });
             }
+            Err(reason) => folder.broken.push(BrokenJob { name, path, reason }),
         }
-        jobs.push(Job {
-            name,
-            dir: dir.to_path_buf(),
-            manifest,
-            sql,
-        });
     }
-    jobs.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(jobs)
+    folder.jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    folder.broken.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(folder)
+}
+
+/// A TOML error as one line (its own text spans several, with a drawing
+/// of the place), so that a listing of jobs stays a listing.
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("{} (line {line})", e.message().trim())
+        }
+        None => e.message().trim().to_string(),
+    }
+}
+
+/// One manifest, checked, and its query.
+fn load_job(dir: &Path, path: &Path) -> Result<(JobManifest, String), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let manifest: JobManifest = toml::from_str(&text).map_err(|e| one_line(&text, &e))?;
+    let tables = manifest.incremental.iter().flat_map(|i| &i.tables);
+    for table in std::iter::once(&manifest.target).chain(tables) {
+        if table.split('.').count() != 2 {
+            return Err(format!("{table}: expected namespace.table"));
+        }
+    }
+    if let Some(schedule) = &manifest.schedule {
+        crate::jobs::schedule::parse_cron(schedule)?;
+    }
+    let sql_path = dir.join(&manifest.sql);
+    let sql = std::fs::read_to_string(&sql_path)
+        .map_err(|e| format!("cannot read {}: {e}", sql_path.display()))?;
+    for (source, spec) in &manifest.sources {
+        let (Source::Csv { path: file } | Source::Parquet { path: file }) = spec else {
+            continue;
+        };
+        if !dir.join(file).exists() {
+            return Err(format!(
+                "source {source}: {} does not exist",
+                dir.join(file).display()
+            ));
+        }
+    }
+    Ok((manifest, sql))
 }

@@ -29,6 +29,6 @@ pub mod runs;
 pub mod schedule;
 pub mod sources;
 
-pub use manifest::{load_jobs, Job, JobManifest, Source};
+pub use manifest::{load_jobs, BrokenJob, Job, JobManifest, JobsFolder, Source};
 pub use run::{run_job, RunRecord, RunStatus};
 pub use schedule::{job_tasks, schedule, Task, TaskRun};

@@ -1,14 +1,15 @@
 //! `floe jobs schedule`: runs each task — a batch job, or a table
 //! maintenance operation — whenever its cron schedule falls due, until
 //! stopped. One task never runs twice at once (a slot that comes while the
-//! last run is still going is skipped and logged); a failed run is logged
-//! (a job's is also recorded like any other) and the next slot comes as
-//! usual.
+//! last run is still going is skipped and logged). Every run is logged at
+//! the default level with the task's name first, what it did or why it
+//! failed; a failed run (a job's is also recorded like any other) does not
+//! stop the others, and its next slot comes as usual.
 
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use cron::Schedule;
@@ -21,8 +22,9 @@ use crate::jobs::manifest::Job;
 use crate::jobs::run::run_job;
 use crate::session::LakeSession;
 
-/// What one run of a task does.
-pub type TaskRun = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+/// What one run of a task does: `Ok` with a line saying what it did, or
+/// why it failed.
+pub type TaskRun = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
 
 /// Something run on a cron schedule.
 #[derive(Clone)]
@@ -46,10 +48,11 @@ pub fn job_tasks(lake: Arc<Lake>, jobs: Vec<Job>) -> Vec<Task> {
                 Box::pin(async move {
                     // a session per run: each registers its own files
                     let session = LakeSession::over(lake).await.map_err(|e| e.to_string())?;
-                    run_job(&session, &job)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    let record = run_job(&session, &job).await.map_err(|e| e.to_string())?;
+                    Ok(format!(
+                        "{} rows written to {} (run {})",
+                        record.rows_written, job.manifest.target, record.run_id
+                    ))
                 })
             });
             Some(Task {
@@ -68,20 +71,42 @@ struct Scheduled {
     running: Option<JoinHandle<()>>,
 }
 
-/// Parses every task's schedule.
-fn plan(tasks: Vec<Task>) -> Result<Vec<Scheduled>, AnalyticsError> {
+/// `text` as a cron schedule, or why it is not one.
+pub(crate) fn parse_cron(text: &str) -> Result<Schedule, String> {
+    Schedule::from_str(text).map_err(|e| {
+        format!(
+            "schedule {text:?} is not a cron expression with seconds \
+             (sec min hour day-of-month month day-of-week): {e}"
+        )
+    })
+}
+
+/// Parses every task's schedule; a task whose schedule does not parse is
+/// logged and left out, the others are scheduled.
+fn plan(tasks: Vec<Task>) -> Vec<Scheduled> {
     let now = Utc::now();
     let mut out = Vec::new();
     for task in tasks {
-        let schedule = Schedule::from_str(&task.schedule).map_err(|e| {
-            AnalyticsError::Usage(format!(
-                "{}: schedule {:?} is not a cron expression with seconds \
-                 (sec min hour day-of-month month day-of-week): {e}",
-                task.name, task.schedule
-            ))
-        })?;
+        let schedule = match parse_cron(&task.schedule) {
+            Ok(schedule) => schedule,
+            Err(e) => {
+                tracing::error!("{}: not scheduled: {e}", task.name);
+                continue;
+            }
+        };
         let next = schedule.after(&now).next();
-        tracing::info!(task = %task.name, schedule = %task.schedule, next = ?next, "scheduled");
+        match next {
+            Some(next) => tracing::info!(
+                "{}: scheduled ({}), next run {next}",
+                task.name,
+                task.schedule
+            ),
+            None => tracing::warn!(
+                "{}: schedule {} never comes again",
+                task.name,
+                task.schedule
+            ),
+        }
         out.push(Scheduled {
             task,
             schedule,
@@ -89,7 +114,7 @@ fn plan(tasks: Vec<Task>) -> Result<Vec<Scheduled>, AnalyticsError> {
             running: None,
         });
     }
-    Ok(out)
+    out
 }
 
 /// Runs `tasks` on their schedules until `stop` completes, then waits for
@@ -98,7 +123,7 @@ pub async fn schedule(
     tasks: Vec<Task>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), AnalyticsError> {
-    let mut planned = plan(tasks)?;
+    let mut planned = plan(tasks);
     if planned.is_empty() {
         return Err(AnalyticsError::Usage(
             "nothing has a schedule (no job, and maintenance is off)".into(),
@@ -122,13 +147,20 @@ pub async fn schedule(
             }
             s.next = s.schedule.after(&now).next();
             if s.running.is_some() {
-                tracing::warn!(task = %s.task.name, "the last run is still going: this slot is skipped");
+                tracing::warn!(
+                    "{}: the last run is still going: this slot is skipped",
+                    s.task.name
+                );
                 continue;
             }
             let (name, run) = (s.task.name.clone(), s.task.run.clone());
             s.running = Some(tokio::spawn(async move {
-                if let Err(e) = run().await {
-                    tracing::error!(task = %name, "run failed: {e}");
+                let started = Instant::now();
+                let result = run().await;
+                let took = started.elapsed().as_secs_f64();
+                match result {
+                    Ok(did) => tracing::info!("{name}: done in {took:.1} s: {did}"),
+                    Err(e) => tracing::error!("{name}: failed after {took:.1} s: {e}"),
                 }
             }));
         }
