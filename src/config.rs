@@ -241,7 +241,7 @@ impl FloeConfig {
             }
         }
         config.maintain.validate().map_err(anyhow::Error::msg)?;
-        check_merge(&config.lake)?;
+        check_tables(&config.lake)?;
         Ok(config)
     }
 }
@@ -265,18 +265,29 @@ fn document(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<t
 pub fn load_lake(path: &Path) -> Result<LakeConfig> {
     let lake: LakeConfig = section(path, "lake")?
         .with_context(|| format!("config file {}: no [lake] section", path.display()))?;
-    check_merge(&lake).with_context(|| format!("config file {}", path.display()))?;
+    check_tables(&lake).with_context(|| format!("config file {}", path.display()))?;
     Ok(lake)
 }
 
-/// The merge policies, default and per table, each a usable one.
-fn check_merge(lake: &LakeConfig) -> Result<()> {
+/// The per-table settings: names, partition syntax, merge policies.
+fn check_tables(lake: &LakeConfig) -> Result<()> {
     let tables = &lake.tables;
     tables
         .merge
         .check()
         .map_err(|e| anyhow::anyhow!("[lake.tables.merge]: {e}"))?;
     for (source, table) in &tables.by_source {
+        if source.split('.').count() != 2 {
+            bail!(
+                "[lake.tables.\"{source}\"]: a source table is named `schema.table` \
+                 (as in the Debezium topic prefix.schema.table), e.g. \"public.trips\""
+            );
+        }
+        // the columns are known only once changes arrive; the syntax now
+        for field in &table.partition {
+            lakehouse::spec::partition::PartitionField::parse(field)
+                .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\"] partition: {e}"))?;
+        }
         if let Some(merge) = &table.merge {
             merge
                 .check()
@@ -387,6 +398,25 @@ mod tests {
             panic!("an expire policy")
         };
         assert_eq!(expire.retain_last, 10);
+    }
+
+    #[test]
+    fn table_settings_are_checked_when_the_file_is_loaded() {
+        for (table, expect) in [
+            (
+                r#""public.trips" = { partition = ["dya(pickup_datetime)"] }"#,
+                "unknown transform",
+            ),
+            (
+                r#""public.trips" = { partition = ["day(pickup_datetime"] }"#,
+                "expected `transform(column)`",
+            ),
+            (r#""trips" = { partition = ["day(x)"] }"#, "schema.table"),
+        ] {
+            let text = format!("{MINIMAL}\n[lake.tables]\n{table}\n");
+            let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();
+            assert!(format!("{err:#}").contains(expect), "{table}: {err:#}");
+        }
     }
 
     #[test]

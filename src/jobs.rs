@@ -42,7 +42,8 @@ enum JobsCommand {
     /// maintenance on the [maintain] section's schedules (compaction every
     /// 10 minutes, expiry hourly, orphan cleanup daily unless configured
     /// otherwise). SIGINT or SIGTERM stop it once the runs in progress
-    /// finish.
+    /// finish; a second Ctrl-C stops those too. A broken job manifest is
+    /// logged and left out; the other jobs run.
     Schedule {
         /// Run the jobs only, no maintenance.
         #[arg(long)]

@@ -74,7 +74,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         if args.check {
-            check(&config).await
+            crate::check::check(&config).await
         } else {
             ingest(config, args.stop_when_idle.map(Duration::from_secs)).await
         }
@@ -87,19 +87,39 @@ type ResumeOffsets = Arc<Mutex<HashMap<(String, i32), i64>>>;
 
 /// Seeks newly assigned partitions to the offsets the tables hold, and
 /// reports librdkafka's per-partition lag.
-struct ResumeContext {
-    resume: ResumeOffsets,
-    /// Set once the group has assigned partitions (idleness counts from then).
-    assigned: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
+pub(crate) struct ResumeContext {
+    pub(crate) resume: ResumeOffsets,
+    /// Set once the group has assigned partitions.
+    pub(crate) assigned: Arc<AtomicBool>,
+    pub(crate) metrics: Arc<Metrics>,
     /// librdkafka's and the consumer's repeated failures, said once a window.
-    repeats: Arc<Repeats>,
+    pub(crate) repeats: Arc<Repeats>,
+    /// For `--check`: librdkafka's warnings and errors are kept here (the
+    /// last one) and logged at debug level only, so the verdict stands
+    /// alone and can name the reason.
+    pub(crate) heard: Option<Arc<Mutex<Option<String>>>>,
+}
+
+impl ResumeContext {
+    /// Keeps `message` when checking; whether it was kept.
+    fn keep(&self, message: String) -> bool {
+        let Some(heard) = &self.heard else {
+            return false;
+        };
+        tracing::debug!(target: "librdkafka", "{message}");
+        if let Ok(mut h) = heard.lock() {
+            *h = Some(message);
+        }
+        true
+    }
 }
 
 impl ClientContext for ResumeContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         use RDKafkaLogLevel as L;
         match level {
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+                if self.keep(format!("{facility}: {message}")) => {}
             L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
                 // a broker that is down is reported at every reconnect
                 let kind = format!("librdkafka {facility}");
@@ -121,6 +141,9 @@ impl ClientContext for ResumeContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if self.keep(reason.to_string()) {
+            return;
+        }
         let kind = format!("librdkafka error {error}");
         if let Some(held) = self.repeats.note(&kind, Instant::now()) {
             tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}{}", held_back(held));
@@ -178,7 +201,10 @@ impl ConsumerContext for ResumeContext {
     }
 }
 
-fn consumer(config: &FloeConfig, context: ResumeContext) -> Result<StreamConsumer<ResumeContext>> {
+pub(crate) fn consumer(
+    config: &FloeConfig,
+    context: ResumeContext,
+) -> Result<StreamConsumer<ResumeContext>> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.kafka.bootstrap_servers)
@@ -206,7 +232,7 @@ fn consumer(config: &FloeConfig, context: ResumeContext) -> Result<StreamConsume
 }
 
 /// The topic names and the `^`-anchored pattern librdkafka subscribes to.
-fn subscription(kafka: &crate::config::KafkaConfig) -> Vec<String> {
+pub(crate) fn subscription(kafka: &crate::config::KafkaConfig) -> Vec<String> {
     let mut topics: Vec<String> = kafka.topics.clone();
     if let Some(regex) = &kafka.topic_regex {
         topics.push(format!("^{}", regex.trim_start_matches('^')));
@@ -214,62 +240,12 @@ fn subscription(kafka: &crate::config::KafkaConfig) -> Vec<String> {
     topics
 }
 
-fn registry(config: &FloeConfig) -> Result<SchemaRegistryClient> {
+pub(crate) fn registry(config: &FloeConfig) -> Result<SchemaRegistryClient> {
     let mut registry = RegistryConfig::new(config.registry.url.clone());
     if let (Some(u), Some(p)) = (&config.registry.username, &config.registry.password) {
         registry.basic_auth = Some((u.clone(), p.clone()));
     }
     SchemaRegistryClient::new(registry).context("schema registry client")
-}
-
-/// `--check`: every endpoint, one line each.
-async fn check(config: &FloeConfig) -> Result<()> {
-    let mut failed = 0;
-    let mut report = |what: &str, result: Result<String>| match result {
-        Ok(detail) => println!("ok      {what}: {detail}"),
-        Err(e) => {
-            failed += 1;
-            println!("FAILED  {what}: {e:#}");
-        }
-    };
-    let kafka = async {
-        let context = ResumeContext {
-            resume: Arc::default(),
-            assigned: Arc::default(),
-            metrics: Arc::default(),
-            repeats: Arc::default(),
-        };
-        let c = consumer(config, context)?;
-        let md = tokio::task::spawn_blocking(move || {
-            c.fetch_metadata(None, Duration::from_secs(10))
-                .map(|m| m.topics().len())
-        })
-        .await??;
-        Ok(format!("{} ({md} topics)", config.kafka.bootstrap_servers))
-    }
-    .await;
-    report("kafka", kafka);
-    let reg = async {
-        registry(config)?.check().await?;
-        Ok(config.registry.url.clone())
-    }
-    .await;
-    report("schema registry", reg);
-    let lake = async {
-        let lake = Lake::open(&config.lake).await?;
-        let namespaces = lake.catalog().list_namespaces(None).await?;
-        Ok(format!(
-            "warehouse {} ({} namespaces)",
-            config.lake.warehouse,
-            namespaces.len()
-        ))
-    }
-    .await;
-    report("catalog and storage", lake);
-    if failed > 0 {
-        anyhow::bail!("{failed} endpoint(s) failed");
-    }
-    Ok(())
 }
 
 /// The offsets every table in the lake holds, as next offsets to read.
@@ -325,6 +301,7 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
             assigned: assigned.clone(),
             metrics: metrics.clone(),
             repeats: repeats.clone(),
+            heard: None,
         },
     )?;
     let mut decoder = ChangeDecoder::new(registry(&config)?);
@@ -493,12 +470,19 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
         }
         Stop::Signal(signal) => {
             let grace = Duration::from_secs(settings.stop_grace_seconds);
-            tracing::info!("{signal}: stopping");
-            if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::info!("{signal}: stopping (a second signal stops at once)");
+            // a second SIGINT or SIGTERM gives up the wait, as the grace
+            // running out does
+            let finished = tokio::select! {
+                done = tokio::time::timeout(grace, drain) => done.is_ok(),
+                _ = tokio::signal::ctrl_c() => false,
+                _ = sigterm.recv() => false,
+            };
+            if !finished {
                 applier.abandon();
                 tracing::warn!(
                     grace_seconds = grace.as_secs(),
-                    "the last commit did not finish in time and was given up; \
+                    "the last commit was given up before it finished; \
                      its changes are read again on restart"
                 );
             }

@@ -199,6 +199,16 @@ impl EnvelopePlan {
         self.defaults.clone()
     }
 
+    /// The columns of the rows this envelope carries, as a decoded batch's
+    /// [`crate::ChangeBatch::row_fields`] gives them: what a table built
+    /// from the topic will have, known before any message arrives.
+    pub fn row_fields(&self) -> Result<arrow_schema::Fields, crate::column::UnsupportedType> {
+        Ok(match self.new_after_column()?.field().data_type() {
+            arrow_schema::DataType::Struct(fields) => fields.clone(),
+            _ => arrow_schema::Fields::empty(),
+        })
+    }
+
     /// A fresh column builder for the `after` image.
     pub fn new_after_column(&self) -> Result<Column, crate::column::UnsupportedType> {
         Column::for_schema("after", &self.after)

@@ -161,6 +161,43 @@ impl SchemaRegistryClient {
         }
     }
 
+    /// The latest schema registered under `subject` (`None` when the
+    /// subject does not exist), without retries: for start-up checks.
+    pub async fn latest_schema(&self, subject: &str) -> Result<Option<Arc<str>>, RegistryError> {
+        let base = &self.config.urls[0];
+        let url = format!(
+            "{}/subjects/{subject}/versions/latest",
+            base.trim_end_matches('/')
+        );
+        let mut request = self.http.get(&url);
+        if let Some((user, password)) = &self.config.basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unavailable {
+                attempts: 1,
+                last_error: format!("{base}: {}", error_chain(&e)),
+            })?;
+        let status = response.status().as_u16();
+        let bad = |reason: String| RegistryError::BadResponse {
+            url: url.clone(),
+            reason,
+        };
+        match status {
+            404 => Ok(None),
+            401 | 403 => Err(RegistryError::Unauthorized { status }),
+            200..=299 => {
+                let body = response.bytes().await.map_err(|e| bad(error_chain(&e)))?;
+                let r: SchemaResponse =
+                    serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+                Ok(Some(Arc::from(r.schema)))
+            }
+            other => Err(bad(format!("HTTP {other}"))),
+        }
+    }
+
     fn cached(&self, id: u32) -> Option<Arc<str>> {
         self.cache.lock().ok()?.get(&id).cloned()
     }

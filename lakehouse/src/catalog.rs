@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use iceberg::io::{
     StorageFactory, S3_ACCESS_KEY_ID, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION,
@@ -156,6 +157,9 @@ pub async fn open_catalog(config: &LakeConfig) -> Result<Arc<dyn Catalog>, Lakeh
         return Ok(Arc::new(catalog));
     }
     let uri = catalog_uri(config)?;
+    if !uri.starts_with("sqlite:") {
+        probe_database(&uri).await?;
+    }
     let bind_style = if uri.starts_with("postgres") {
         SqlBindStyle::DollarNumeric
     } else {
@@ -173,6 +177,32 @@ pub async fn open_catalog(config: &LakeConfig) -> Result<Arc<dyn Catalog>, Lakeh
             source: Box::new(source),
         })?;
     Ok(Arc::new(catalog))
+}
+
+/// How long the catalog database has to accept a first connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to the catalog database once, so that one that is down or
+/// refuses floe is reported within seconds and with why; the catalog's
+/// connection pool would wait 30 s and say only "pool timed out".
+async fn probe_database(uri: &str) -> Result<(), LakehouseError> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let failed = |source| LakehouseError::CatalogDatabase {
+        uri: redact(uri),
+        source,
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, sqlx::AnyConnection::connect(uri)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(failed(e)),
+        Err(_) => Err(failed(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+        )))),
+    }
 }
 
 /// The FileIO storage of the warehouse and the catalog properties that

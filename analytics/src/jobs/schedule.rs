@@ -165,10 +165,21 @@ pub async fn schedule(
             }));
         }
     }
-    tracing::info!("stopping: waiting for the runs in progress");
-    for s in planned {
-        if let Some(running) = s.running {
-            let _ = running.await;
+    tracing::info!("stopping: waiting for the runs in progress (Ctrl-C again stops them)");
+    let mut running: Vec<(String, JoinHandle<()>)> = planned
+        .into_iter()
+        .filter_map(|s| Some((s.task.name, s.running?)))
+        .collect();
+    let all = futures::future::join_all(running.iter_mut().map(|(_, r)| r));
+    tokio::select! {
+        _ = all => {}
+        _ = tokio::signal::ctrl_c() => {
+            for (name, run) in &running {
+                if !run.is_finished() {
+                    tracing::warn!("{name}: stopped before it finished");
+                    run.abort();
+                }
+            }
         }
     }
     Ok(())

@@ -203,6 +203,9 @@ impl SqlCatalogPointer {
         install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(2)
+            // a database that is down is an outage the caller retries,
+            // not a wait of sqlx's default 30 s per attempt
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(uri)
             .await?;
         Ok(Self {
