@@ -70,6 +70,23 @@ A recording is what scripts/record-fixtures.sh writes: recording.jsonl (one
 Kafka record per line) and schemas.json (the registry's schemas). See
 docs/recording-format.md.";
 
+const JOBS_EXAMPLES: &str = "\
+Examples:
+  floe jobs list                           every job, its target, mode and schedule (broken ones with why)
+  floe jobs run zone_performance_metrics   run one now and record the run
+  floe jobs list --jobs-dir other/jobs     the jobs of another folder
+  floe jobs schedule                       jobs and maintenance on their schedules until Ctrl-C
+  floe jobs schedule --no-maintenance      the jobs only
+Every run is a row of floe_meta.job_runs (floe sql -e 'SELECT * FROM floe_meta.job_runs').";
+
+const MAINTAIN_EXAMPLES: &str = "\
+Examples:
+  floe maintain run --dry-run              what all three would do to every table now
+  floe maintain compact taxi_cdc.trips     compact one table with its [maintain] policy
+  floe maintain compact --small-file-mb 8 --min-small-files 2   tighter than the policy, every table
+  floe maintain expire --older-than 1d --retain-last 5          keep a day of history
+  floe maintain orphans --dry-run          list files no snapshot references";
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum LogFormat {
     Text,
@@ -136,6 +153,7 @@ enum Command {
     /// path` to run it once per file of a folder or bucket, `fail_when`) in
     /// the jobs folder (`--jobs-dir`, default analytics/jobs). Every run is
     /// recorded in floe_meta.job_runs; batch loads in floe_meta.loaded_files.
+    #[command(after_help = JOBS_EXAMPLES)]
     Jobs(jobs::JobsArgs),
     /// Table maintenance: compaction, snapshot expiry, orphan cleanup.
     ///
@@ -145,6 +163,7 @@ enum Command {
     /// schedules. `floe ingest` already merges the small files it writes
     /// ([lake.tables.merge]); compaction rewrites to larger files and runs
     /// safely beside it.
+    #[command(after_help = MAINTAIN_EXAMPLES)]
     Maintain(maintain::MaintainArgs),
 }
 

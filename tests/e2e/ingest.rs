@@ -212,6 +212,9 @@ secret_access_key = "{secret}"
 [ingest]
 commit_interval_ms = 1000
 metrics_listen = "127.0.0.1:{metrics_port}"
+
+[ingest.health]
+lake_down_seconds = 5
 "#,
             metrics_port = metrics_port(),
             kafka = e["KAFKA_BOOTSTRAP"],
@@ -566,13 +569,33 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     std::thread::sleep(Duration::from_secs(3));
     stack.service("stop", "s3");
     stack.psql(DURING_OUTAGE);
-    std::thread::sleep(Duration::from_secs(15));
+    // once commits have failed for lake_down_seconds (5 here) /healthz
+    // says so, with the reason (the store's client retries for a few
+    // seconds before the first attempt fails)
+    let down_at = Instant::now();
+    let health = loop {
+        let health = http_get(&config, "/healthz");
+        if health.starts_with("HTTP/1.1 503") || down_at.elapsed() > Duration::from_secs(30) {
+            break health;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(
+        health.contains("503") && health.contains("the lake cannot be written for"),
+        "{health}"
+    );
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(down_at.elapsed()));
     assert!(
         floe.try_wait().unwrap().is_none(),
         "floe survived the outage"
     );
     stack.service("start", "s3");
     wait_until_equal(&stack, &lake, &mut floe, true).await;
+    let health = http_get_within(&config, "/healthz", Duration::from_secs(10));
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "healthy again: {health}"
+    );
     let out = stop(floe, &log);
     assert!(
         out.contains("cannot apply yet"),
