@@ -11,7 +11,7 @@
 //! [`dialect`] (where DataFusion's SQL answers differently from
 //! PostgreSQL's) and [`pushdown`] (filters the Iceberg scan would convert
 //! wrongly); [`cooperative`] makes every plan stop soon after it is
-//! cancelled.
+//! cancelled, and [`scan`] keeps more of a table's file reads in flight.
 //!
 //! Not here: Kafka and decoding (`ingest`), and writing Iceberg metadata:
 //! anything this crate writes goes through `lakehouse`'s commit path.
@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod meta;
 pub mod progress;
 pub mod pushdown;
+pub mod scan;
 pub mod session;
 pub mod shell;
 pub mod statements;

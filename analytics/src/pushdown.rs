@@ -65,7 +65,8 @@ impl TableProvider for ExactFilters {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // DataFusion passes only the filters accepted below
-        self.inner.scan(state, projection, filters, limit).await
+        let plan = self.inner.scan(state, projection, filters, limit).await?;
+        Ok(crate::scan::widen(plan))
     }
 
     fn supports_filters_pushdown(

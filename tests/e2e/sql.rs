@@ -405,6 +405,40 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
         )),
         "n\n2\n"
     );
+    // lake tables are read with more files in flight (analytics::scan),
+    // a LIMIT given to the scan still holds, and time travel goes the same way
+    let plan = stdout(&floe_sql(
+        &config,
+        &[
+            "--format",
+            "csv",
+            "-e",
+            "EXPLAIN SELECT count(*) FROM taxi_cdc.trips",
+        ],
+    ));
+    assert!(plan.contains("WideScan files_at_once:["), "{plan}");
+    assert_eq!(
+        stdout(&floe_sql(
+            &config,
+            &[
+                "--format",
+                "csv",
+                "-e",
+                "SELECT count(*) AS n FROM (SELECT trip_id FROM taxi_cdc.trips LIMIT 3)"
+            ],
+        )),
+        "n\n3\n"
+    );
+    let past = stdout(&floe_sql(
+        &config,
+        &[
+            "--format",
+            "csv",
+            "-e",
+            &format!("EXPLAIN SELECT count(*) FROM as_of('taxi_cdc.trips', {mid_snapshot})"),
+        ],
+    ));
+    assert!(past.contains("WideScan"), "{past}");
     let unknown = floe_sql(&config, &["-e", "SELECT * FROM taxi_cdc.nope"]);
     assert!(!unknown.status.success());
     assert!(text(&unknown).contains("nope"), "{}", text(&unknown));
