@@ -138,19 +138,7 @@ impl SchemaRegistryClient {
     /// Checks that the first registry URL answers as a schema registry
     /// (`GET /subjects`), without retries: for start-up checks.
     pub async fn check(&self) -> Result<(), RegistryError> {
-        let base = &self.config.urls[0];
-        let url = format!("{}/subjects", base.trim_end_matches('/'));
-        let mut request = self.http.get(&url);
-        if let Some((user, password)) = &self.config.basic_auth {
-            request = request.basic_auth(user, Some(password));
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| RegistryError::Unavailable {
-                attempts: 1,
-                last_error: format!("{base}: {}", error_chain(&e)),
-            })?;
+        let (url, response) = self.get_once("subjects").await?;
         match response.status().as_u16() {
             200..=299 => Ok(()),
             status @ (401 | 403) => Err(RegistryError::Unauthorized { status }),
@@ -161,14 +149,11 @@ impl SchemaRegistryClient {
         }
     }
 
-    /// The latest schema registered under `subject` (`None` when the
-    /// subject does not exist), without retries: for start-up checks.
-    pub async fn latest_schema(&self, subject: &str) -> Result<Option<Arc<str>>, RegistryError> {
+    /// One GET of `path` from the first registry URL, without retries:
+    /// the URL asked and the response.
+    async fn get_once(&self, path: &str) -> Result<(String, reqwest::Response), RegistryError> {
         let base = &self.config.urls[0];
-        let url = format!(
-            "{}/subjects/{subject}/versions/latest",
-            base.trim_end_matches('/')
-        );
+        let url = format!("{}/{path}", base.trim_end_matches('/'));
         let mut request = self.http.get(&url);
         if let Some((user, password)) = &self.config.basic_auth {
             request = request.basic_auth(user, Some(password));
@@ -180,6 +165,15 @@ impl SchemaRegistryClient {
                 attempts: 1,
                 last_error: format!("{base}: {}", error_chain(&e)),
             })?;
+        Ok((url, response))
+    }
+
+    /// The latest schema registered under `subject` (`None` when the
+    /// subject does not exist), without retries: for start-up checks.
+    pub async fn latest_schema(&self, subject: &str) -> Result<Option<Arc<str>>, RegistryError> {
+        let (url, response) = self
+            .get_once(&format!("subjects/{subject}/versions/latest"))
+            .await?;
         let status = response.status().as_u16();
         let bad = |reason: String| RegistryError::BadResponse {
             url: url.clone(),

@@ -22,6 +22,11 @@ fn floe_sql(config: &Path, args: &[&str]) -> Output {
         .expect("floe runs")
 }
 
+/// `sql` run by `floe sql` with CSV output.
+fn csv(config: &Path, sql: &str) -> String {
+    stdout(&floe_sql(config, &["--format", "csv", "-e", sql]))
+}
+
 fn stdout(o: &Output) -> String {
     assert!(o.status.success(), "floe sql failed: {}", text(o));
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -157,7 +162,7 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
     );
 
     // meta commands
-    let listed = stdout(&floe_sql(&config, &["--format", "csv", "-e", "\\dt"]));
+    let listed = csv(&config, "\\dt");
     assert!(
         listed.starts_with("schema,table,rows,data_files,delete_files,snapshots,last_commit_utc\n"),
         "{listed}"
@@ -394,50 +399,24 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
         );
     }
     assert_eq!(
-        stdout(&floe_sql(
-            &config,
-            &[
-                "--format",
-                "csv",
-                "-e",
-                "SELECT count(*) AS n FROM taxi_cdc.vendors"
-            ]
-        )),
+        csv(&config, "SELECT count(*) AS n FROM taxi_cdc.vendors"),
         "n\n2\n"
     );
     // lake tables are read with more files in flight (analytics::scan),
     // a LIMIT given to the scan still holds, and time travel goes the same way
-    let plan = stdout(&floe_sql(
-        &config,
-        &[
-            "--format",
-            "csv",
-            "-e",
-            "EXPLAIN SELECT count(*) FROM taxi_cdc.trips",
-        ],
-    ));
+    let plan = csv(&config, "EXPLAIN SELECT count(*) FROM taxi_cdc.trips");
     assert!(plan.contains("WideScan files_at_once:["), "{plan}");
     assert_eq!(
-        stdout(&floe_sql(
+        csv(
             &config,
-            &[
-                "--format",
-                "csv",
-                "-e",
-                "SELECT count(*) AS n FROM (SELECT trip_id FROM taxi_cdc.trips LIMIT 3)"
-            ],
-        )),
+            "SELECT count(*) AS n FROM (SELECT trip_id FROM taxi_cdc.trips LIMIT 3)"
+        ),
         "n\n3\n"
     );
-    let past = stdout(&floe_sql(
+    let past = csv(
         &config,
-        &[
-            "--format",
-            "csv",
-            "-e",
-            &format!("EXPLAIN SELECT count(*) FROM as_of('taxi_cdc.trips', {mid_snapshot})"),
-        ],
-    ));
+        &format!("EXPLAIN SELECT count(*) FROM as_of('taxi_cdc.trips', {mid_snapshot})"),
+    );
     assert!(past.contains("WideScan"), "{past}");
     let unknown = floe_sql(&config, &["-e", "SELECT * FROM taxi_cdc.nope"]);
     assert!(!unknown.status.success());
@@ -550,10 +529,12 @@ else:
                 .unwrap_or(f64::MAX)
         };
         // back within a second; its work stopped (a core busy for a
-        // second is 1.0); the next statement is not queued behind it
+        // second is 1.0); the next statement is not queued behind it (it
+        // waited 20 s for the old cross join; other tests running beside
+        // this one can slow a plain statement to a second or two)
         assert!(figure("back=") < 1.0, "{line}\n{out}");
         assert!(figure("busy=") < 0.3, "{line}\n{out}");
-        assert!(figure("next=") < 1.0, "{line}\n{out}");
+        assert!(figure("next=") < 3.0, "{line}\n{out}");
     }
     assert_eq!(out.matches("CANCEL ").count(), 10, "{out}");
     assert!(
