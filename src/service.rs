@@ -61,10 +61,11 @@ pub struct IngestArgs {
     check: bool,
 
     /// Stop, after committing, once no message has arrived for this many
-    /// seconds (for one-off catch-up runs and tests). Joining the consumer
-    /// group counts as idle, but is given at least 30 s; if no partition
-    /// was ever assigned by then (Kafka unreachable, say), floe stops with
-    /// an error. Default: run until SIGINT or SIGTERM.
+    /// seconds after the first partition assignment (for one-off catch-up
+    /// runs and tests). Joining the consumer group is given this long, and
+    /// at least 30 s; if no partition was ever assigned by then (Kafka
+    /// unreachable, say), floe stops with an error. Default: run until
+    /// SIGINT or SIGTERM.
     #[arg(long, value_name = "SECONDS")]
     stop_when_idle: Option<u64>,
 }
@@ -431,6 +432,10 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                 if !was_assigned && assigned.load(Ordering::SeqCst) {
                     was_assigned = true;
                     metrics.stage(Stage::Consuming);
+                    // idleness counts from the first assignment: joining
+                    // the group can take longer than the idle window, and
+                    // the first fetch after it is not instant either
+                    last_message = Instant::now();
                 }
                 if let Some(idle) = stop_when_idle {
                     if was_assigned && last_message.elapsed() >= idle {

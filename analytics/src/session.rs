@@ -42,7 +42,7 @@ impl LakeSession {
             .with_default_features()
             .with_analyzer_rules(crate::dialect::analyzer_rules())
             // Ctrl-C stops any plan (crate::cooperative)
-            .with_physical_optimizer_rule(Arc::new(crate::cooperative::YieldInJoins))
+            .with_physical_optimizer_rule(Arc::new(crate::cooperative::YieldOften))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udtf(
