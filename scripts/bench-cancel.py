@@ -17,6 +17,7 @@ STATEMENTS = [
     "SELECT count(*) FROM (SELECT unnest(range(10000)) FROM range(3000000));",
     "SELECT count(*) FROM (SELECT unnest(range(1000)) FROM range(20000000));",
     "SELECT count(DISTINCT a.value*b.value) FROM range(20000) a, range(20000) b;",
+    "SELECT max(x) FROM (SELECT value, row_number() OVER (ORDER BY random()) x FROM range(30000000));",
 ]
 
 target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/floe/target"))
