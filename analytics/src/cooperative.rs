@@ -29,6 +29,7 @@
 //! abandons such a statement at once, and its work ends with the call.
 
 use std::any::Any;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -275,7 +276,12 @@ impl Stream for TimeSliceStream {
         let running_since = *self.running_since.get_or_insert(now);
         if now.duration_since(running_since) >= TIME_SLICE {
             self.yielded();
-            cx.waker().wake_by_ref();
+            // tokio's yield defers the wake-up until the scheduler has run
+            // the other tasks; a plain wake puts this task in the worker's
+            // LIFO slot, where it runs again first, and an aborted
+            // statement waiting behind it (Ctrl-C) waits on
+            let yielding = std::pin::pin!(tokio::task::yield_now());
+            let _first_poll_is_pending = yielding.poll(cx);
             return Poll::Pending;
         }
         if let Some(batch) = self.held.take() {
