@@ -288,6 +288,9 @@ fn check_tables(lake: &LakeConfig) -> Result<()> {
             lakehouse::spec::partition::PartitionField::parse(field)
                 .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\"] partition: {e}"))?;
         }
+        table
+            .check_properties()
+            .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\"] properties: {e}"))?;
         if let Some(merge) = &table.merge {
             merge
                 .check()
@@ -412,6 +415,10 @@ mod tests {
                 "expected `transform(column)`",
             ),
             (r#""trips" = { partition = ["day(x)"] }"#, "schema.table"),
+            (
+                r#""public.trips" = { properties = { "write.delete.granularity" = "row" } }"#,
+                "expected \"partition\" or \"file\"",
+            ),
         ] {
             let text = format!("{MINIMAL}\n[lake.tables]\n{table}\n");
             let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();

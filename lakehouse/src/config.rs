@@ -288,6 +288,23 @@ pub struct TableConfig {
     /// This table's merge policy, in place of `[lake.tables.merge]`.
     #[serde(default)]
     pub merge: Option<MergePolicy>,
+    /// Iceberg table properties set when floe creates the table, beside
+    /// its own (e.g. `"write.delete.granularity" = "file"`); later changes
+    /// go through any Iceberg writer's property update.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl TableConfig {
+    /// A refused table property, named.
+    pub fn check_properties(&self) -> Result<(), String> {
+        for (key, value) in &self.properties {
+            if key == crate::spec::position_delete::DELETE_GRANULARITY {
+                crate::spec::position_delete::DeleteGranularity::parse(value)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// When ingest merges a table's files (`[lake.tables.merge]`, and per

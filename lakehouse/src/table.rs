@@ -1,7 +1,7 @@
 //! Iceberg tables for source tables: named from configuration and created
 //! from the first change batch that arrives for them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
@@ -137,17 +137,27 @@ pub async fn ensure_table(
     batch: &ChangeBatch,
 ) -> Result<Table, LakehouseError> {
     let schema = || target.schema(batch);
-    load_or_create(catalog, &target.ident, schema, &target.config.partition).await
+    let config = &target.config;
+    load_or_create(
+        catalog,
+        &target.ident,
+        schema,
+        &config.partition,
+        &config.properties,
+    )
+    .await
 }
 
 /// Loads `ident`, creating it (and its namespace) with the schema `schema`
-/// makes and the partition fields `partition` (as in
-/// [`crate::TableConfig::partition`]) if it does not exist.
+/// makes, the partition fields `partition` (as in
+/// [`crate::TableConfig::partition`]) and floe's properties with
+/// `properties` over them if it does not exist.
 pub async fn load_or_create(
     catalog: &dyn Catalog,
     ident: &TableIdent,
     schema: impl FnOnce() -> Result<Schema, LakehouseError>,
     partition: &[String],
+    properties: &BTreeMap<String, String>,
 ) -> Result<Table, LakehouseError> {
     if catalog
         .table_exists(ident)
@@ -176,7 +186,7 @@ pub async fn load_or_create(
         .name(ident.name().to_string())
         .schema(schema)
         .partition_spec(spec)
-        .properties(created_table_properties())
+        .properties(created_table_properties(properties))
         .build();
     catalog
         .create_table(namespace, creation)
@@ -189,18 +199,19 @@ pub async fn load_or_create(
 /// keeps them by default, and at a commit a second they pile up by the
 /// thousand between orphan cleanups; time travel reads snapshots, which
 /// this does not touch); manifests merged once 16 small ones pile up.
-fn created_table_properties() -> HashMap<String, String> {
-    [
+fn created_table_properties(configured: &BTreeMap<String, String>) -> HashMap<String, String> {
+    let ours = [
         ("write.format.default", "parquet"),
         (crate::transaction::METADATA_DELETE_AFTER_COMMIT, "true"),
         (crate::transaction::METADATA_PREVIOUS_VERSIONS_MAX, "100"),
         // a commit a second adds a manifest or two a second: merge them
         // sooner than Iceberg's 100, so readers open few
         (crate::transaction::MANIFEST_MIN_COUNT_TO_MERGE, "16"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    ];
+    ours.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(configured.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .collect()
 }
 
 /// A table's files and rows as its current snapshot's summary counts them

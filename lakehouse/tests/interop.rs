@@ -247,6 +247,7 @@ async fn write_and_read(
     catalog: CatalogConfig,
     prefix: &str,
     merge: bool,
+    delete_granularity: &str,
 ) -> (Lake, String, Vec<Row>) {
     let mut config = LakeConfig {
         warehouse: format!("s3://lake/{prefix}").as_str().into(),
@@ -255,6 +256,11 @@ async fn write_and_read(
         ..LakeConfig::default()
     };
     crate::support::trips_by_day(&mut config);
+    if let Some(trips) = config.tables.by_source.get_mut("public.trips") {
+        trips
+            .properties
+            .insert("write.delete.granularity".into(), delete_granularity.into());
+    }
     let batches = history().await;
     let lake = Lake::open(&config).await.unwrap();
     let mut writer =
@@ -293,6 +299,20 @@ async fn write_and_read(
         merge || position_deletes >= 10,
         "the live files carry position deletes"
     );
+
+    // every delete file that names one data file says so; with file
+    // granularity every delete file names one
+    let deletes = crate::support::delete_files(&table).await;
+    assert!(merge || !deletes.is_empty());
+    for (path, (named, referenced)) in &deletes {
+        let one = (named.len() == 1)
+            .then(|| named.iter().next().cloned())
+            .flatten();
+        assert_eq!(referenced, &one, "{path} names {named:?}");
+        if delete_granularity == "file" {
+            assert!(one.is_some(), "{path} names {named:?}");
+        }
+    }
 
     let rows = canonical(&scan_all(&table).await);
     assert_eq!(canonical(&scan_arrow(&table).await), rows);
@@ -462,7 +482,8 @@ async fn pyiceberg_and_duckdb_read_what_floe_wrote_to_s3() {
     let sqlite = CatalogConfig::Sqlite {
         path: Some(db.clone()),
     };
-    let (lake, metadata, ours) = write_and_read(&garage, sqlite, "sqlite", false).await;
+    let (lake, metadata, ours) =
+        write_and_read(&garage, sqlite, "sqlite", false, "partition").await;
     check_expected(&ours);
     let uri = format!("sqlite:///{}", db.display());
     let (py, duck) = read_with_peers(&garage, &uri, "sqlite", &metadata);
@@ -477,10 +498,23 @@ async fn pyiceberg_and_duckdb_read_what_floe_wrote_to_s3() {
     assert_same("pyiceberg after maintenance", &py, &ours);
     assert_same("DuckDB after maintenance", &duck, &ours);
 
+    // a delete file per data file it hits (`write.delete.granularity`)
+    let db = root.join("perfile.db");
+    let sqlite = CatalogConfig::Sqlite {
+        path: Some(db.clone()),
+    };
+    let (_, metadata, per_file) = write_and_read(&garage, sqlite, "perfile", false, "file").await;
+    assert_same("DataFusion, a delete file per data file", &per_file, &ours);
+    let uri = format!("sqlite:///{}", db.display());
+    let (py, duck) = read_with_peers(&garage, &uri, "perfile", &metadata);
+    assert_same("pyiceberg, a delete file per data file", &py, &ours);
+    assert_same("DuckDB, a delete file per data file", &duck, &ours);
+
     // PostgreSQL catalog, the writer merging its files after every commit
     let pg = Postgres::start(&root.join("pg"));
     let postgres = CatalogConfig::Sql { uri: pg.uri() };
-    let (_, metadata, ours) = write_and_read(&garage, postgres, "postgres", true).await;
+    let (_, metadata, ours) =
+        write_and_read(&garage, postgres, "postgres", true, "partition").await;
     check_expected(&ours);
     let uri = format!(
         "postgresql+psycopg2://postgres@127.0.0.1:{}/lake",

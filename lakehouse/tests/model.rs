@@ -351,6 +351,15 @@ async fn run(
         ..LakeConfig::default()
     };
     crate::support::trips_by_day(&mut lake);
+    // every other history with a delete file per data file it hits, so
+    // merges drop deletes whole as well as carry them
+    if case % 2 == 1 {
+        if let Some(trips) = lake.tables.by_source.get_mut("public.trips") {
+            trips
+                .properties
+                .insert("write.delete.granularity".into(), "file".into());
+        }
+    }
     let uri = format!(
         "sqlite://{}?mode=rwc",
         warehouse.join("catalog.db").display()
@@ -464,6 +473,16 @@ async fn run(
         None => BTreeMap::new(),
     };
     prop_assert_eq!(state, model);
+    if let Some(ident) = &ident {
+        let table = catalog.load_table(ident).await.unwrap();
+        for (path, (named, referenced)) in crate::support::delete_files(&table).await {
+            let one = (named.len() == 1)
+                .then(|| named.iter().next().cloned())
+                .flatten();
+            prop_assert_eq!(&referenced, &one, "{} names {:?}", path, named);
+            prop_assert!(case % 2 == 0 || one.is_some(), "{} names {:?}", path, named);
+        }
+    }
     // a writer scans the table when it opens (not when it creates it)
     // and never after a lost race
     prop_assert_eq!(

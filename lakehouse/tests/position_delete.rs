@@ -57,6 +57,11 @@ async fn sorted_deduplicated_with_reserved_ids_and_exact_bounds() {
     assert_eq!(file.record_count(), 6, "the duplicate is written once");
     assert_eq!(file.partition(), &partition);
     assert_eq!(
+        file.referenced_data_file(),
+        None,
+        "deletes of three data files name none of them as the one"
+    );
+    assert_eq!(
         file.lower_bounds().get(&FILE_PATH_FIELD_ID),
         Some(&Datum::string(long)),
         "exact lower bound"
@@ -139,4 +144,42 @@ async fn no_deletes_no_file() {
     assert!(file.is_none());
     assert!(!dir.join("empty.parquet").exists());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn deletes_of_one_data_file_name_it_as_referenced() {
+    let dir = std::env::temp_dir().join(format!("floe-posdel-one-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let location = format!("file://{}/one.parquet", dir.display());
+    let data = "file:///warehouse/t/data/x=1/00000-0-aaaa.parquet";
+    let file = write_position_deletes(
+        &FileIO::new_with_fs(),
+        &Default::default(),
+        &location,
+        vec![delete(data, 4), delete(data, 1)],
+        Struct::empty(),
+        0,
+        FileTier::Fresh,
+    )
+    .await
+    .unwrap()
+    .expect("a file");
+    assert_eq!(file.referenced_data_file().as_deref(), Some(data));
+    assert_eq!(file.record_count(), 2);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn delete_granularity_reads_as_iceberg_spells_it() {
+    use lakehouse::spec::position_delete::DeleteGranularity;
+    assert_eq!(
+        DeleteGranularity::parse("file"),
+        Ok(DeleteGranularity::File)
+    );
+    assert_eq!(
+        DeleteGranularity::parse(" Partition "),
+        Ok(DeleteGranularity::Partition)
+    );
+    let refused = DeleteGranularity::parse("row").unwrap_err();
+    assert!(refused.contains("write.delete.granularity"), "{refused}");
 }

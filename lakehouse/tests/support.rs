@@ -209,3 +209,62 @@ pub async fn set_properties(
     .await
     .unwrap();
 }
+
+/// The live position-delete files of `table`'s current snapshot, each with
+/// the data files its rows name and its `referenced_data_file`.
+pub async fn delete_files(
+    table: &Table,
+) -> std::collections::BTreeMap<String, (std::collections::BTreeSet<String>, Option<String>)> {
+    use arrow_array::{Array, StringArray};
+    use iceberg::spec::DataContentType;
+    let metadata = table.metadata();
+    let mut out = std::collections::BTreeMap::new();
+    let Some(snapshot) = metadata.current_snapshot() else {
+        return out;
+    };
+    let bytes = table
+        .file_io()
+        .new_input(snapshot.manifest_list())
+        .unwrap()
+        .read()
+        .await
+        .unwrap();
+    let list =
+        iceberg::spec::ManifestList::parse_with_version(&bytes, metadata.format_version()).unwrap();
+    for manifest in list.entries() {
+        let manifest = manifest.load_manifest(table.file_io()).await.unwrap();
+        for entry in manifest.entries() {
+            let file = entry.data_file();
+            if !entry.is_alive() || file.content_type() != DataContentType::PositionDeletes {
+                continue;
+            }
+            let bytes = table
+                .file_io()
+                .new_input(file.file_path())
+                .unwrap()
+                .read()
+                .await
+                .unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            let mut named = std::collections::BTreeSet::new();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let paths = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap();
+                named.extend((0..paths.len()).map(|i| paths.value(i).to_string()));
+            }
+            out.insert(
+                file.file_path().to_string(),
+                (named, file.referenced_data_file()),
+            );
+        }
+    }
+    out
+}

@@ -50,7 +50,14 @@ impl DeadLetterTable {
     /// Opens `ident` (e.g. `floe.dead_letters`), creating it if needed.
     pub async fn open(lake: &Lake, ident: TableIdent) -> Result<Self, LakehouseError> {
         let make = || schema().map_err(iceberg_error("dead-letter schema", &ident));
-        let table = load_or_create(lake.catalog().as_ref(), &ident, make, &[]).await?;
+        let table = load_or_create(
+            lake.catalog().as_ref(),
+            &ident,
+            make,
+            &[],
+            &Default::default(),
+        )
+        .await?;
         Ok(Self {
             lake: lake.clone(),
             table,

@@ -115,6 +115,7 @@ pub async fn write_result(
         ident,
         || Ok(iceberg_schema),
         partition,
+        &Default::default(),
     )
     .await?;
     let all = arrow_select::concat::concat_batches(&arrow, &batches).map_err(|e| {

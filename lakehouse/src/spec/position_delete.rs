@@ -6,7 +6,7 @@
 //! path then position. Its statistics keep `file_path` bounds exact (no
 //! truncation), so readers can tell which data files a delete file touches.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -51,10 +51,56 @@ pub fn position_delete_schema() -> Schema {
         .unwrap_or_else(|e| unreachable!("the position-delete schema is fixed and valid: {e}"))
 }
 
-/// Writes one position-delete file per partition of `table` that
-/// `by_partition` deletes from, named `{prefix}-deletes-{n}.parquet` under
-/// its `data/` folder, side by side (see [`super::parallel`]), as files of
-/// `tier`.
+/// The table property (Iceberg's own) that says how position deletes are
+/// grouped into files.
+pub const DELETE_GRANULARITY: &str = "write.delete.granularity";
+
+/// How a commit's position deletes are grouped into files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeleteGranularity {
+    /// One file per partition a commit deletes from: fewest files.
+    #[default]
+    Partition,
+    /// One file per data file a commit deletes from, with
+    /// `referenced_data_file` set: a reader that honours it opens only the
+    /// deletes of the files it reads, and a merge that rewrites a data
+    /// file drops its delete files whole.
+    File,
+}
+
+impl DeleteGranularity {
+    /// Parses the property's value as Iceberg spells it.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "partition" => Ok(Self::Partition),
+            "file" => Ok(Self::File),
+            _ => Err(format!(
+                "{DELETE_GRANULARITY} = {value:?}: expected \"partition\" or \"file\""
+            )),
+        }
+    }
+
+    /// The granularity `table_properties` ask for (the default without it).
+    pub fn of(
+        table_properties: &HashMap<String, String>,
+        table: &str,
+    ) -> Result<Self, LakehouseError> {
+        table_properties
+            .get(DELETE_GRANULARITY)
+            .map(|v| {
+                Self::parse(v).map_err(|reason| LakehouseError::TableProperty {
+                    table: table.to_string(),
+                    reason,
+                })
+            })
+            .unwrap_or(Ok(Self::default()))
+    }
+}
+
+/// Writes the position deletes `by_partition` holds for `table`, grouped
+/// into files as its [`DELETE_GRANULARITY`] says, named
+/// `{prefix}-deletes-{n}.parquet` under its `data/` folder, side by side
+/// (see [`super::parallel`]), as files of `tier`.
 pub async fn write_partitioned_deletes(
     table: &Table,
     by_partition: impl IntoIterator<Item = (Struct, Vec<PositionDelete>)>,
@@ -64,8 +110,21 @@ pub async fn write_partitioned_deletes(
     let metadata = table.metadata();
     let spec_id = metadata.default_partition_spec_id();
     let data_dir = format!("{}/data", metadata.location().trim_end_matches('/'));
+    let granularity =
+        DeleteGranularity::of(metadata.properties(), &table.identifier().to_string())?;
     let properties = Arc::new(metadata.properties().clone());
-    let writes: Vec<_> = by_partition
+    let groups: Vec<(Struct, Vec<PositionDelete>)> = match granularity {
+        DeleteGranularity::Partition => by_partition.into_iter().collect(),
+        DeleteGranularity::File => by_partition
+            .into_iter()
+            .flat_map(|(partition, deletes)| {
+                by_data_file(deletes)
+                    .into_iter()
+                    .map(move |deletes| (partition.clone(), deletes))
+            })
+            .collect(),
+    };
+    let writes: Vec<_> = groups
         .into_iter()
         .enumerate()
         .map(|(n, (partition, deletes))| {
@@ -90,10 +149,20 @@ pub async fn write_partitioned_deletes(
     Ok(written.into_iter().flatten().collect())
 }
 
+/// `deletes` grouped by the data file they delete from, in path order.
+fn by_data_file(deletes: Vec<PositionDelete>) -> Vec<Vec<PositionDelete>> {
+    let mut groups: BTreeMap<Arc<str>, Vec<PositionDelete>> = BTreeMap::new();
+    for d in deletes {
+        groups.entry(d.file_path.clone()).or_default().push(d);
+    }
+    groups.into_values().collect()
+}
+
 /// Writes `deletes` (in any order, duplicates allowed) as one sorted
 /// position-delete file at `location`, for a partition of spec `spec_id`,
 /// with the Parquet settings of `table_properties` for a file of `tier`
 /// (see [`super::parquet`]).
+/// Deletes that all hit one data file name it as `referenced_data_file`.
 /// Returns the file's manifest entry; nothing is written for no deletes.
 pub async fn write_position_deletes(
     file_io: &FileIO,
@@ -152,6 +221,11 @@ pub async fn write_position_deletes(
     let Some(mut builder) = files.pop() else {
         return Ok(None);
     };
+    // the spec's hint for readers, valid when every delete names one file
+    let first = &deletes[0].file_path;
+    if deletes.iter().all(|d| d.file_path == *first) {
+        builder.referenced_data_file(Some(first.to_string()));
+    }
     let file = builder
         .content(DataContentType::PositionDeletes)
         .partition(partition)

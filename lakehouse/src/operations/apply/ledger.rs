@@ -190,9 +190,12 @@ impl FileLedger {
             .any(|d| d.names.is_none() && d.partition == *partition)
     }
 
-    /// The position-delete files of `partition`, and its live data files
-    /// other than `merged` (a merge of `merged` removes those delete files
-    /// and carries the deletes of the others into one new file).
+    /// The position-delete files of `partition` that name a file of
+    /// `merged` or a file already gone, and its live data files other than
+    /// `merged` (a merge of `merged` removes those delete files and
+    /// carries their deletes of the others into one new file). Delete
+    /// files naming only other live files stay as they are: with one
+    /// delete file per data file, a merge drops its files' deletes whole.
     pub(crate) fn partition_deletes(
         &self,
         partition: &Struct,
@@ -201,7 +204,14 @@ impl FileLedger {
         let mut deletes: Vec<String> = self
             .deletes
             .iter()
-            .filter(|(_, d)| d.names.is_some() && d.partition == *partition)
+            .filter(|(_, d)| {
+                d.partition == *partition
+                    && d.names.as_ref().is_some_and(|names| {
+                        names
+                            .iter()
+                            .any(|n| merged.contains(n.as_ref()) || !self.data.contains_key(n))
+                    })
+            })
             .map(|(p, _)| p.to_string())
             .collect();
         deletes.sort();
