@@ -330,6 +330,18 @@ async fn read_run(n: usize) {
         "read: {} rows scanned in {:.3} s; with 10% position-deleted ({} rows left) {:.3} s; ratio {:.2}x",
         rows.0, best_plain, rows.1, best_deleted, best_deleted / best_plain
     );
+    // FLOE_BENCH_READ_KEEP=FILE: both tables are kept, their metadata
+    // files named in FILE, for the other readers (scripts/bench-apply.sh)
+    if let Ok(keep) = std::env::var("FLOE_BENCH_READ_KEEP") {
+        let location = |w: &TableWriter| w.table().metadata_location().unwrap().to_string();
+        let text = format!(
+            "plain {}\ndeleted {}\n",
+            location(&plain),
+            location(&deleted)
+        );
+        std::fs::write(&keep, text).unwrap();
+        return;
+    }
     std::fs::remove_dir_all(&w1).ok();
     std::fs::remove_dir_all(&w2).ok();
 }
