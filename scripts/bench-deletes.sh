@@ -29,7 +29,11 @@ bash scripts/stack.sh start s3 "$dir/stack" >/dev/null
 eval "$(bash scripts/stack.sh env "$dir/stack" | grep -E '^(FLOE_S3_ENDPOINT|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY)=')"
 export FLOE_S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
-median() { sort -n | sed -n "$((($(wc -l) + 1) / 2))p"; }
+median() {
+  local sorted
+  mapfile -t sorted < <(sort -n)
+  echo "${sorted[$(((${#sorted[@]} - 1) / 2))]}"
+}
 queries=("SELECT * FROM taxi_cdc.trips"
   "SELECT vendor_id, sum(total_amount), avg(trip_distance) FROM taxi_cdc.trips GROUP BY 1")
 names=(rows aggregate)
