@@ -304,22 +304,6 @@ async fn a_rebasable_commit_lands_on_the_newer_table_and_offsets_are_never_appli
     std::fs::remove_dir_all(&warehouse).ok();
 }
 
-/// The manifests `table`'s current snapshot lists.
-async fn manifests(table: &Table) -> Vec<iceberg::spec::ManifestFile> {
-    let snapshot = table.metadata().current_snapshot().unwrap();
-    let bytes = table
-        .file_io()
-        .new_input(snapshot.manifest_list())
-        .unwrap()
-        .read()
-        .await
-        .unwrap();
-    iceberg::spec::ManifestList::parse_with_version(&bytes, iceberg::spec::FormatVersion::V2)
-        .unwrap()
-        .entries()
-        .to_vec()
-}
-
 /// A table committed once per change keeps a short manifest list: once
 /// 16 small manifests of a kind pile up (the count floe sets on the
 /// tables it creates), a commit merges them, every file keeping the
@@ -365,7 +349,7 @@ async fn small_manifests_are_merged_keeping_sequence_numbers() {
             .unwrap()
             .sequence_number();
         added_at.insert(path, sequence);
-        let listed = manifests(&table).await;
+        let listed = crate::support::manifests(&table).await;
         longest = longest.max(listed.len());
         // at most 15 small ones of each kind carried, plus this commit's
         assert!(
@@ -382,7 +366,7 @@ async fn small_manifests_are_merged_keeping_sequence_numbers() {
     assert_eq!(rows(&table).await, want);
     // every live data file keeps the sequence number of its commit
     let mut live = 0;
-    for manifest in manifests(&table).await {
+    for manifest in crate::support::manifests(&table).await {
         let loaded = manifest.load_manifest(table.file_io()).await.unwrap();
         for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
             if let Some(seq) = added_at.get(entry.data_file().file_path()) {
@@ -392,7 +376,7 @@ async fn small_manifests_are_merged_keeping_sequence_numbers() {
         }
     }
     assert_eq!(live, 60, "every data file is still listed once");
-    let merged = manifests(&table)
+    let merged = crate::support::manifests(&table)
         .await
         .into_iter()
         .filter(|m| m.existing_files_count.unwrap_or(0) > 1)
@@ -408,13 +392,13 @@ async fn small_manifests_are_merged_keeping_sequence_numbers() {
     )
     .await;
     table = lake.catalog().load_table(&ident).await.unwrap();
-    let before = manifests(&table).await.len();
+    let before = crate::support::manifests(&table).await.len();
     for i in 100..120i32 {
         let file = data_file(&table, &format!("f{i}"), &[(i, "later")]).await;
         let update = SnapshotUpdate::new(Operation::Append, vec![file]);
         table = commit_on(&lake, &table, update).await;
     }
-    assert_eq!(manifests(&table).await.len(), before + 20);
+    assert_eq!(crate::support::manifests(&table).await.len(), before + 20);
     assert_eq!(rows(&table).await.len(), want.len() + 20);
     std::fs::remove_dir_all(&warehouse).ok();
 }

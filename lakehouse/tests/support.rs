@@ -217,34 +217,18 @@ pub async fn delete_files(
 ) -> std::collections::BTreeMap<String, (std::collections::BTreeSet<String>, Option<String>)> {
     use arrow_array::{Array, StringArray};
     use iceberg::spec::DataContentType;
-    let metadata = table.metadata();
     let mut out = std::collections::BTreeMap::new();
-    let Some(snapshot) = metadata.current_snapshot() else {
+    if table.metadata().current_snapshot().is_none() {
         return out;
-    };
-    let bytes = table
-        .file_io()
-        .new_input(snapshot.manifest_list())
-        .unwrap()
-        .read()
-        .await
-        .unwrap();
-    let list =
-        iceberg::spec::ManifestList::parse_with_version(&bytes, metadata.format_version()).unwrap();
-    for manifest in list.entries() {
+    }
+    for manifest in manifests(table).await {
         let manifest = manifest.load_manifest(table.file_io()).await.unwrap();
         for entry in manifest.entries() {
             let file = entry.data_file();
             if !entry.is_alive() || file.content_type() != DataContentType::PositionDeletes {
                 continue;
             }
-            let bytes = table
-                .file_io()
-                .new_input(file.file_path())
-                .unwrap()
-                .read()
-                .await
-                .unwrap();
+            let bytes = read_bytes(table, file.file_path()).await;
             let reader =
                 parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
                     .unwrap()
@@ -267,4 +251,25 @@ pub async fn delete_files(
         }
     }
     out
+}
+
+/// The manifests `table`'s current snapshot lists.
+pub async fn manifests(table: &Table) -> Vec<iceberg::spec::ManifestFile> {
+    let snapshot = table.metadata().current_snapshot().unwrap();
+    let bytes = read_bytes(table, snapshot.manifest_list()).await;
+    iceberg::spec::ManifestList::parse_with_version(&bytes, table.metadata().format_version())
+        .unwrap()
+        .entries()
+        .to_vec()
+}
+
+/// One file of `table`, whole.
+pub async fn read_bytes(table: &Table, path: &str) -> bytes::Bytes {
+    table
+        .file_io()
+        .new_input(path)
+        .unwrap()
+        .read()
+        .await
+        .unwrap()
 }
