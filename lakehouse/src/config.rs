@@ -315,8 +315,10 @@ pub struct MergePolicy {
     /// Merge at all (default true). `floe maintain compact` still works
     /// either way.
     pub enabled: bool,
-    /// Data files below the target size a partition may hold after a
-    /// merge round (default 12).
+    /// Data files below the target size a partition may hold after every
+    /// commit round (default 12). Merges start in the background at two
+    /// thirds of it; a commit round that leaves a partition past it waits
+    /// for merges until the partition is within it.
     pub max_files: usize,
     /// Files of one size tier merged together; a tier holds files of
     /// up to this many times the rows of the tier below (default 4).

@@ -269,6 +269,8 @@ struct RunStats {
     /// Merge rounds that rewrote files, and that lost a race.
     merges: u64,
     merges_lost: u64,
+    /// Commit rounds that waited for merges to get back within the bound.
+    merge_waits: u64,
     /// Rows deleted while a merge wrote its files, deleted again after.
     deleted_again: u64,
 }
@@ -428,15 +430,15 @@ async fn run(
                 stats.opens += 1;
             }
             writer.apply(&batch).await.unwrap();
-            if merge == Merge::Beside {
-                let report = writer.merge_beside().await.unwrap();
+            if merge != Merge::No {
+                let report = if merge == Merge::Beside {
+                    writer.merge_beside().await.unwrap()
+                } else {
+                    writer.merge().await.unwrap()
+                };
                 stats.merges += u64::from(report.files_added + report.data_files_removed > 0);
                 stats.merges_lost += u64::from(report.lost_race);
-            }
-            if merge == Merge::Now {
-                let report = writer.merge().await.unwrap();
-                stats.merges += u64::from(report.files_added + report.data_files_removed > 0);
-                stats.merges_lost += u64::from(report.lost_race);
+                stats.merge_waits += u64::from(report.waited);
                 // a merge that lost a race merged nothing (a batch the
                 // table already held commits nothing, leaving the writer
                 // behind another's commits)
@@ -447,7 +449,7 @@ async fn run(
                 for (partition, files) in writer.files_by_partition().await.unwrap() {
                     prop_assert!(
                         files.len() <= bound,
-                        "partition {partition:?} holds {} files after a merge round: {files:?}",
+                        "partition {partition:?} holds {} files after a commit round: {files:?}",
                         files.len()
                     );
                 }
@@ -649,6 +651,49 @@ async fn merges_beside_the_commits_delete_again_what_the_commits_deleted() {
         stats.deleted_again > 0,
         "no commit deleted a row of files being merged: {stats:?}"
     );
+    eprintln!("{stats:?}");
+}
+
+/// `max_files` holds after every commit round merged beside the commits,
+/// not only after rounds waited for: stretches of commits without merging
+/// (a writer whose merges fell behind) push partitions past it, and the
+/// next round beside the commits waits for merges until they are within
+/// it again (`run` checks every partition after each such round).
+#[tokio::test]
+async fn a_commit_round_past_the_bound_waits_for_merges() {
+    let mut actions = Vec::new();
+    for round in 0..90i64 {
+        actions.push(Action::Upsert {
+            key: round % 19,
+            day: round % 3,
+            fare: 300 + round,
+            notes: None,
+            keep_notes: round % 2 == 0,
+        });
+        if round % 3 == 1 {
+            actions.push(Action::Delete {
+                key: (round * 7) % 19,
+            });
+        }
+    }
+    let mut merges = vec![Merge::Beside, Merge::No, Merge::Beside];
+    merges.extend([Merge::No; 12]);
+    merges.push(Merge::Beside);
+    // a compaction every 16 commits, before the stretch
+    let mut compactions = vec![false; 16];
+    compactions[1] = true;
+    let stats = run(
+        actions,
+        vec![1, 2],
+        vec![false],
+        vec![0],
+        compactions,
+        merges,
+        9_996,
+    )
+    .await
+    .unwrap();
+    assert!(stats.merge_waits >= 3, "{stats:?}");
     eprintln!("{stats:?}");
 }
 

@@ -84,6 +84,7 @@ pub struct Metrics {
     merges: Family<TableLabel, Counter>,
     merge_bytes: Family<TableLabel, Counter>,
     merge_seconds: Counter<f64, AtomicU64>,
+    merge_waits: Family<TableLabel, Counter>,
     healthy: Gauge,
     health: Health,
 }
@@ -114,6 +115,7 @@ impl Metrics {
             merges: Family::default(),
             merge_bytes: Family::default(),
             merge_seconds: Counter::default(),
+            merge_waits: Family::default(),
             healthy: Gauge::default(),
             health: Health::new(rules),
         };
@@ -197,6 +199,11 @@ impl Metrics {
             "Time spent merging small files inside ingest",
             self.merge_seconds.clone(),
         );
+        r.register(
+            "floe_merge_waits",
+            "Commit rounds that waited for merges because a partition was past lake.tables.merge.max_files, per table",
+            self.merge_waits.clone(),
+        );
         r.register("floe_errors", "Errors by kind", self.errors.clone());
         r.register(
             "floe_healthy",
@@ -259,6 +266,9 @@ impl Metrics {
             table: table.to_string(),
         };
         self.merges.get_or_create(&labels).inc();
+        if report.waited {
+            self.merge_waits.get_or_create(&labels).inc();
+        }
         self.merge_bytes
             .get_or_create(&labels)
             .inc_by(report.bytes_rewritten);
@@ -437,5 +447,30 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap_or(-1.0);
         assert!((2.0..10.0).contains(&freshness), "{text}");
+    }
+
+    #[test]
+    fn merges_count_rounds_bytes_and_the_rounds_commits_waited_for() {
+        let m = Metrics::default();
+        let round = lakehouse::apply::MergeReport {
+            bytes_rewritten: 4096,
+            ..Default::default()
+        };
+        m.merged("taxi_cdc.trips", &round, Duration::from_millis(500));
+        let waited = lakehouse::apply::MergeReport {
+            bytes_rewritten: 1024,
+            waited: true,
+            ..Default::default()
+        };
+        m.merged("taxi_cdc.trips", &waited, Duration::from_millis(250));
+        let text = m.render();
+        for line in [
+            "floe_merges_total{table=\"taxi_cdc.trips\"} 2\n",
+            "floe_merge_bytes_rewritten_total{table=\"taxi_cdc.trips\"} 5120\n",
+            "floe_merge_waits_total{table=\"taxi_cdc.trips\"} 1\n",
+            "floe_merge_seconds_total 0.75\n",
+        ] {
+            assert!(text.contains(line), "{line} missing: {text}");
+        }
     }
 }

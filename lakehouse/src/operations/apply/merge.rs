@@ -10,10 +10,20 @@
 //!
 //!  per partition, in order:
 //!   a tier holds `fanout` files   → merge it with the tiers below it
-//!   over `max_files` small files  → merge the smallest ones
+//!   over 2/3 of `max_files` small → merge the smallest ones, down to
+//!   files                           1/3 of `max_files`
 //!   a file's deleted share above  → rewrite it (with its tier's files)
 //!   `max_deleted_share`
+//!
+//!  after each commit round: a partition over `max_files` small files
+//!  waits for the merge under way, and for more rounds, until within it
 //! ```
+//!
+//! `max_files` is a bound readers can count on after every commit round,
+//! not only after merges: a merge runs beside the commits (several of
+//! them at 200 ms commits), so it starts at two thirds of the bound and
+//! leaves headroom for the files those commits add; the commits wait only
+//! when merging falls behind them.
 //!
 //! Like an LSM tree's size tiers, a row is rewritten about once per tier
 //! (log_fanout of the rows of a full file, times), not once per merge.
@@ -53,6 +63,18 @@ impl MergePolicy {
             tier += 1;
         }
         tier
+    }
+
+    /// Small files a partition may hold before a merge starts in the
+    /// background: two thirds of the bound.
+    pub fn merge_at(&self) -> usize {
+        (self.max_files * 2 / 3).max(2)
+    }
+
+    /// Small files a merge started over [`Self::merge_at`] leaves: a third
+    /// of the bound, so the next one is several commits away.
+    fn merge_down_to(&self) -> usize {
+        (self.max_files / 3).max(1)
     }
 }
 
@@ -104,6 +126,8 @@ pub struct MergeReport {
     pub bytes_rewritten: u64,
     /// The merge was dropped: another writer committed first.
     pub lost_race: bool,
+    /// The commit round waited for merges: a partition was past the bound.
+    pub waited: bool,
     /// From planning to the commit (the files written in the background).
     pub took: std::time::Duration,
 }
@@ -119,6 +143,7 @@ impl MergeReport {
         self.rows_written += other.rows_written;
         self.bytes_rewritten += other.bytes_rewritten;
         self.lost_race |= other.lost_race;
+        self.waited |= other.waited;
         self.took += other.took;
     }
 }
@@ -162,6 +187,23 @@ pub(crate) fn plan(ledger: &FileLedger, policy: &MergePolicy) -> Vec<MergeGroup>
     groups
 }
 
+/// Whether a partition merging can shrink holds more small files than
+/// the bound.
+fn past_the_bound(ledger: &FileLedger, policy: &MergePolicy) -> bool {
+    ledger.by_partition().iter().any(|(partition, files)| {
+        files
+            .iter()
+            .filter(|(_, f)| f.bytes < policy.target_file_bytes)
+            .count()
+            > policy.max_files
+            && !ledger.has_equality_deletes(partition)
+    })
+}
+
+/// Merge rounds a commit round waits for at most to get back within the
+/// bound (each takes the partitions furthest over it first).
+const ROUNDS_TO_THE_BOUND: usize = 8;
+
 /// The files of one partition to rewrite together, smallest first; none
 /// when the partition is within its bounds.
 fn pick<'a>(
@@ -193,9 +235,10 @@ fn pick<'a>(
                 .filter(|(_, f)| policy.tier(f.records) <= top),
         );
     }
-    // still over the bound: the smallest files, enough to get within it
-    if small.len() > policy.max_files && picked.len() < small.len() - policy.max_files + 1 {
-        picked = small[..small.len() - policy.max_files + 1].to_vec();
+    // nearing the bound: the smallest files, enough to get well within it
+    let keep = policy.merge_down_to();
+    if small.len() > policy.merge_at() && picked.len() < small.len() - keep + 1 {
+        picked = small[..small.len() - keep + 1].to_vec();
     }
     // files whose deletes pass the share, full ones included
     for (path, f) in &files {
@@ -240,20 +283,59 @@ impl TableWriter {
     /// starts writing its files in the background; with one whose files
     /// are written, commits it on the table as it now is (rows the
     /// writer's commits deleted meanwhile are deleted again from the new
-    /// files) and returns what it did; with one still writing, returns at
-    /// once. The commits never wait for a merge's files.
+    /// files); with one still writing, returns at once. Only when a
+    /// partition is past `max_files` does it wait, for the round under way
+    /// and more, until the table is within the bound again: readers can
+    /// count on it after every commit round.
     pub async fn merge_beside(&mut self) -> Result<MergeReport, LakehouseError> {
-        match self.merging.take() {
-            Some(flight) if flight.written() => self.finish_merge(flight).await,
+        let mut report = match self.merging.take() {
+            Some(flight) if flight.written() => self.finish_merge(flight).await?,
             Some(flight) => {
                 self.merging = Some(flight);
-                Ok(MergeReport::default())
+                MergeReport::default()
             }
             None => {
                 self.merging = self.start_merge().await?;
-                Ok(MergeReport::default())
+                MergeReport::default()
+            }
+        };
+        let waiting = Instant::now();
+        for _ in 0..ROUNDS_TO_THE_BOUND {
+            if !self.past_the_bound() {
+                break;
+            }
+            let round = self.merge().await?;
+            let merged = round.data_files_removed > 0;
+            let lost = round.lost_race;
+            report.add(round);
+            report.waited = true;
+            // a lost race leaves the bound to the next round, after the
+            // writer has followed the table
+            if lost || !merged {
+                break;
             }
         }
+        if report.waited {
+            tracing::info!(
+                table = %self.table.identifier(),
+                max_files = self.merge_policy.max_files,
+                within = !self.past_the_bound(),
+                ms = waiting.elapsed().as_millis() as u64,
+                "a partition was past the merge bound; the commit round waited for merges"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Whether a partition is past the merge bound, as the writer knows
+    /// the table.
+    fn past_the_bound(&self) -> bool {
+        self.merge_policy.enabled
+            && !self.poisoned
+            && self
+                .ledger
+                .as_ref()
+                .is_some_and(|l| past_the_bound(l, &self.merge_policy))
     }
 
     /// Whether a merge round's files are being written.
@@ -549,23 +631,37 @@ mod tests {
     }
 
     #[test]
-    fn over_the_bound_the_smallest_files_merge() {
+    fn nearing_the_bound_the_smallest_files_merge_down_to_a_third() {
         let p = MergePolicy {
-            max_files: 4,
+            max_files: 6,
             fanout: 8,
             ..MergePolicy::default()
         };
+        assert_eq!((p.merge_at(), p.merge_down_to()), (4, 2));
         // one file a tier (8-63, 64-511, ...): no tier fills
-        let l = ledger(&[
+        let files = [
             (1, "a", 10, 0),
             (1, "b", 100, 0),
             (1, "c", 1000, 0),
             (1, "d", 10_000, 0),
             (1, "e", 100_000, 0),
             (1, "f", 1_000_000, 0),
-        ]);
-        // six small files, bound four: the three smallest become one
-        assert_eq!(names(&plan(&l, &p)), vec![vec!["a", "b", "c"]]);
+        ];
+        // four small files: not past two thirds of the bound
+        assert!(plan(&ledger(&files[..4]), &p).is_empty());
+        // six: the five smallest become one, leaving two
+        assert_eq!(
+            names(&plan(&ledger(&files), &p)),
+            vec![vec!["a", "b", "c", "d", "e"]]
+        );
+        // past the bound itself only with seven
+        assert!(!past_the_bound(&ledger(&files), &p));
+        let mut seven = files.to_vec();
+        seven.push((1, "g", 20, 0));
+        assert!(past_the_bound(&ledger(&seven), &p));
+        // full files do not count
+        seven[5] = (1, "f", 2 * FULL, 0);
+        assert!(!past_the_bound(&ledger(&seven), &p));
     }
 
     #[test]
