@@ -81,14 +81,11 @@ pub async fn check(config: &FloeConfig) -> Result<()> {
     let lake = async {
         let lake = Lake::open(&config.lake).await?;
         let namespaces = lake.catalog().list_namespaces(None).await?;
-        Ok(format!(
-            "warehouse {} ({} namespaces)",
-            config.lake.warehouse,
-            namespaces.len()
-        ))
+        Ok(format!("{} namespaces", namespaces.len()))
     }
     .await;
-    verdicts.report("catalog and storage", lake);
+    verdicts.report("catalog", lake);
+    verdicts.report("storage", probe_storage(config).await);
     match (&topics, registry_up) {
         (Ok(topics), true) => check_tables(config, topics, &registry, &mut verdicts).await,
         _ => println!("skipped tables: needs Kafka and the schema registry"),
@@ -97,6 +94,23 @@ pub async fn check(config: &FloeConfig) -> Result<()> {
         anyhow::bail!("{} check(s) failed", verdicts.failed);
     }
     Ok(())
+}
+
+/// Writes, reads back and deletes a probe object in the warehouse,
+/// naming the step that fails (connection, bucket, credentials).
+async fn probe_storage(config: &FloeConfig) -> Result<String> {
+    let location = config
+        .lake
+        .warehouse
+        .location()
+        .context("the warehouse location")?;
+    let s3 = config.lake.s3.resolve(|k| std::env::var(k).ok());
+    let store = lakehouse::spec::store::Store::open(&location, &s3)?;
+    let took = store.probe().await?;
+    Ok(format!(
+        "{location}: wrote, read back and deleted a probe object in {} ms",
+        took.as_millis()
+    ))
 }
 
 /// The topics the subscription matches, or why the brokers did not say.

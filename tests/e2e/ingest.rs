@@ -430,6 +430,62 @@ fn stop(mut floe: Ingest, log: &Path) -> String {
     out
 }
 
+/// `--check` on the same config with storage broken three ways: each
+/// fails the storage line alone and names the step to fix, while the
+/// catalog (SQLite here) still answers.
+fn storage_faults_are_named_by_check(dir: &Path, config: &Path) {
+    let good = std::fs::read_to_string(config).unwrap();
+    let endpoint = good
+        .lines()
+        .find_map(|l| l.strip_prefix("endpoint = "))
+        .map(|e| e.trim_matches('"').to_string())
+        .unwrap();
+    let secret = good
+        .lines()
+        .find_map(|l| l.strip_prefix("secret_access_key = "))
+        .unwrap()
+        .to_string();
+    // a port nothing listens on: bound, then released
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (fault, bad, step) in [
+        (
+            "an endpoint that is down",
+            good.replace(&endpoint, &format!("http://127.0.0.1:{closed}")),
+            "FAILED  storage: connection (the endpoint does not answer)",
+        ),
+        (
+            "a bucket that does not exist",
+            good.replace("s3://lake/e2e", "s3://no-such-bucket/e2e"),
+            "FAILED  storage: bucket (it does not exist)",
+        ),
+        (
+            "a wrong secret key",
+            good.replace(&secret, "\"not-the-secret\""),
+            "FAILED  storage: credentials (the keys are refused or lack a permission)",
+        ),
+    ] {
+        let path = dir.join("storage-fault.toml");
+        std::fs::write(&path, bad).unwrap();
+        let started = Instant::now();
+        let out = floe_ingest(&path, &["--check"]);
+        let shown = text(&out);
+        assert!(!out.status.success(), "{fault}: {shown}");
+        assert!(shown.contains(step), "{fault}: {shown}");
+        assert!(shown.contains("ok      catalog"), "{fault}: {shown}");
+        assert_eq!(shown.matches("FAILED").count(), 1, "{fault}: {shown}");
+        assert!(!shown.contains("not-the-secret"), "{fault}: {shown}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{fault}: --check took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_table_equals_postgres_after_floe_ingest() {
     let dir = std::env::temp_dir().join(format!("floe-e2e-ingest-{}", std::process::id()));
@@ -441,9 +497,16 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     write_config(&config, &stack, "s3://lake/e2e", &dir.join("catalog.db"));
     let check = floe_ingest(&config, &["--check"]);
     assert!(check.status.success(), "{}", text(&check));
-    // kafka, registry, lake and tables; librdkafka's chatter stays out
-    assert_eq!(text(&check).matches("ok ").count(), 4, "{}", text(&check));
+    // kafka, registry, catalog, storage and tables; librdkafka's chatter
+    // stays out
+    assert_eq!(text(&check).matches("ok ").count(), 5, "{}", text(&check));
+    assert!(
+        text(&check).contains("ok      storage: s3://lake/e2e: wrote, read back and deleted"),
+        "{}",
+        text(&check)
+    );
     assert!(!text(&check).contains("librdkafka"), "{}", text(&check));
+    storage_faults_are_named_by_check(&dir, &config);
 
     let lake_config: lakehouse::LakeConfig = {
         let text = std::fs::read_to_string(&config).unwrap();

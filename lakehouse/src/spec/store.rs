@@ -160,12 +160,130 @@ impl Store {
             .map_err(|e| self.error(name, e))
     }
 
+    /// Writes, reads back and deletes a small object at the root, as
+    /// `floe ingest --check` does before anything is committed: listing a
+    /// catalog's namespaces never touches storage, and an endpoint that is
+    /// down or refuses the keys would show only at the first commit.
+    /// Returns how long the three steps took, or the step that failed.
+    pub async fn probe(&self) -> Result<std::time::Duration, ProbeFailure> {
+        let started = std::time::Instant::now();
+        let name = format!(".floe-check-{}", uuid::Uuid::new_v4());
+        let body = format!(
+            "floe ingest --check wrote this at {:?}\n",
+            SystemTime::now()
+        );
+        let steps = async {
+            self.operator
+                .write(&name, body.clone().into_bytes())
+                .await
+                .map_err(|e| ProbeFailure::of(ProbeStep::Write, e))?;
+            let back = self
+                .operator
+                .read(&name)
+                .await
+                .map_err(|e| ProbeFailure::of(ProbeStep::Read, e))?;
+            if back.to_bytes() != body.as_bytes() {
+                return Err(ProbeFailure {
+                    step: ProbeStep::Read,
+                    message: format!("{name} read back differs from what was written"),
+                });
+            }
+            self.operator
+                .delete(&name)
+                .await
+                .map_err(|e| ProbeFailure::of(ProbeStep::Delete, e))
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, steps).await {
+            Ok(done) => done.map(|()| started.elapsed()),
+            Err(_) => Err(ProbeFailure {
+                step: ProbeStep::Connection,
+                message: format!(
+                    "no answer within {} s from {}",
+                    PROBE_TIMEOUT.as_secs(),
+                    self.location
+                ),
+            }),
+        }
+    }
+
     fn error(&self, name: &str, e: opendal::Error) -> StoreError {
         StoreError {
             location: format!("{}/{}", self.location, name.trim_start_matches('/')),
             retryable: crate::error::opendal_is_retryable(&e),
             message: e.to_string(),
         }
+    }
+}
+
+/// How long a storage probe waits for all of its steps.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The step of [`Store::probe`] that failed, as a user fixes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeStep {
+    /// The endpoint did not answer: down, a wrong host or port, TLS.
+    Connection,
+    /// The bucket does not exist.
+    Bucket,
+    /// The keys were refused, or lack a permission.
+    Credentials,
+    /// Writing failed for another reason.
+    Write,
+    /// Reading back failed, or read something else.
+    Read,
+    /// Deleting failed.
+    Delete,
+}
+
+impl std::fmt::Display for ProbeStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Connection => "connection (the endpoint does not answer)",
+            Self::Bucket => "bucket (it does not exist)",
+            Self::Credentials => "credentials (the keys are refused or lack a permission)",
+            Self::Write => "writing a probe object",
+            Self::Read => "reading the probe object back",
+            Self::Delete => "deleting the probe object",
+        })
+    }
+}
+
+/// Why a storage probe failed: the step, and the store's own words.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {message}")]
+pub struct ProbeFailure {
+    pub step: ProbeStep,
+    pub message: String,
+}
+
+impl ProbeFailure {
+    /// Names the step by what the store said, over the step it said it at:
+    /// S3 answers a missing bucket or refused keys at the first request.
+    fn of(at: ProbeStep, e: opendal::Error) -> Self {
+        let message = e.to_string();
+        let says = |codes: &[&str]| codes.iter().any(|c| message.contains(c));
+        let step = if says(&["NoSuchBucket"]) {
+            ProbeStep::Bucket
+        } else if e.kind() == opendal::ErrorKind::PermissionDenied
+            || says(&[
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "InvalidToken",
+                "ExpiredToken",
+            ])
+        {
+            ProbeStep::Credentials
+        } else if e.kind() == opendal::ErrorKind::Unexpected
+            && says(&["error sending request", "connect", "dns error", "tls"])
+        {
+            ProbeStep::Connection
+        } else if at == ProbeStep::Write && e.kind() == opendal::ErrorKind::NotFound {
+            ProbeStep::Bucket
+        } else {
+            at
+        };
+        Self { step, message }
     }
 }
 
