@@ -271,6 +271,36 @@ struct Probe {
     compacted: [f64; 2],
 }
 
+/// The most live data files any one partition of `table` holds (the
+/// bound ingest's merges keep after every commit round).
+async fn most_files_in_a_partition(table: &iceberg::table::Table) -> Option<usize> {
+    let metadata = table.metadata();
+    let snapshot = metadata.current_snapshot()?;
+    let io = table.file_io();
+    let bytes = io
+        .new_input(snapshot.manifest_list())
+        .ok()?
+        .read()
+        .await
+        .ok()?;
+    let list = ManifestList::parse_with_version(&bytes, metadata.format_version()).ok()?;
+    let mut per_partition: BTreeMap<String, usize> = BTreeMap::new();
+    for m in list.entries() {
+        if m.content != ManifestContentType::Data {
+            continue;
+        }
+        let manifest = m.load_manifest(io).await.ok()?;
+        for entry in manifest.entries() {
+            if entry.is_alive() {
+                *per_partition
+                    .entry(format!("{:?}", entry.data_file().partition()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    per_partition.into_values().max()
+}
+
 /// Runs `sql` once and returns its seconds.
 async fn timed(session: &LakeSession, sql: &str) -> f64 {
     let started = Instant::now();
@@ -380,10 +410,12 @@ async fn main() {
             tokio::time::sleep(Duration::from_secs(10)).await;
             if let Ok(table) = session.lake.catalog().load_table(&ident).await {
                 let files = lakehouse::TableFiles::of(table.metadata());
+                let most = most_files_in_a_partition(&table).await;
                 samples.lock().unwrap().push((
                     started.elapsed().as_secs(),
                     files.data_files,
                     files.delete_files,
+                    most,
                 ));
             }
         }
@@ -405,9 +437,15 @@ async fn main() {
         }
     };
     let ((changes, writing), caught_up, (), ()) = tokio::join!(writer, reader, sampling, probing);
-    for (at, data, deletes) in samples.into_inner().unwrap() {
-        println!("files at {at:>4} s: {data} data, {deletes} delete");
+    let mut most_seen = 0;
+    for (at, data, deletes, most) in samples.into_inner().unwrap() {
+        let most = most.map_or("?".to_string(), |m| {
+            most_seen = most_seen.max(m);
+            m.to_string()
+        });
+        println!("files at {at:>4} s: {data} data, {deletes} delete, at most {most} data files in a partition");
     }
+    println!("at most {most_seen} data files in one partition at any 10 s sample");
     let cpu_window = wall.elapsed().as_secs_f64();
     let seen = seen.into_inner().unwrap();
     let commits = commits.lock().unwrap().clone();

@@ -137,3 +137,8 @@ for rate in $rates; do
   case "$out" in *"did not catch up"* | *"no transaction"*) break ;; esac
 done
 kill -0 "$floe_pid" 2>/dev/null || { tail -20 "$dir/floe.log" >&2; die "floe ingest stopped"; }
+# what ingest did, from its log (every run above together)
+echo "floe: $(grep -c ' committed' "$dir/floe.log" || true) commits," \
+  "$(grep -c 'merged small files' "$dir/floe.log" || true) merge rounds," \
+  "$(grep -c 'past the merge bound' "$dir/floe.log" || true) commit rounds that waited for merges"
+

@@ -295,6 +295,13 @@ fn check_tables(lake: &LakeConfig) -> Result<()> {
             merge
                 .check()
                 .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\".merge]: {e}"))?;
+            // one pool of merge threads serves every table
+            if merge.threads.is_some() {
+                bail!(
+                    "[lake.tables.\"{source}\".merge]: threads is for every table; \
+                     set it under [lake.tables.merge]"
+                );
+            }
         }
     }
     Ok(())
@@ -494,6 +501,11 @@ mod tests {
         for (bad, named) in [
             ("[lake.tables.merge]\nmax_files = 1", "max_files"),
             ("[lake.tables.merge]\nfanout = 1", "fanout"),
+            ("[lake.tables.merge]\nthreads = 0", "threads"),
+            (
+                "[lake.tables.\"public.trips\"]\nmerge = { threads = 2 }",
+                "threads is for every table",
+            ),
             (
                 "[lake.tables.merge]\nmax_deleted_share = 0.0",
                 "max_deleted_share",

@@ -397,7 +397,12 @@ impl TableWriter {
         }
         let table = self.table.clone();
         let target = self.merge_policy.target_file_bytes;
-        let task = tokio::spawn(async move { rewrite(&table, rewrite_groups, target).await });
+        // on the merge threads: below the commits' priority, within budget
+        let work = async move { rewrite(&table, rewrite_groups, target).await };
+        let task = match super::merge_threads::handle() {
+            Some(merge_threads) => merge_threads.spawn(work),
+            None => tokio::spawn(work),
+        };
         Ok(Some(MergeInFlight {
             partitions: groups.len(),
             started,
