@@ -30,16 +30,16 @@ struct Verdicts {
 
 impl Verdicts {
     fn ok(&self, what: &str, detail: &str) {
-        println!("ok      {what}: {detail}");
+        println!("ok      {what}: {}", crate::secrets::redact(detail));
     }
 
     fn failed(&mut self, what: &str, why: &str) {
         self.failed += 1;
-        println!("FAILED  {what}: {why}");
+        println!("FAILED  {what}: {}", crate::secrets::redact(why));
     }
 
     fn warn(&self, what: &str, why: &str) {
-        println!("warn    {what}: {why}");
+        println!("warn    {what}: {}", crate::secrets::redact(why));
     }
 
     fn report(&mut self, what: &str, result: Result<String>) {

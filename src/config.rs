@@ -254,9 +254,15 @@ fn document(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<t
             continue;
         };
         let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
-        set(&mut doc, &keys, parse_value(&value))
-            .with_context(|| format!("environment override {name}"))?;
+        // a secret is a string, whatever it looks like (`73194286`)
+        let value = if crate::secrets::is_secret_key(path) {
+            toml::Value::String(value)
+        } else {
+            parse_value(&value)
+        };
+        set(&mut doc, &keys, value).with_context(|| format!("environment override {name}"))?;
     }
+    crate::secrets::keep_out_of_toml(&toml::Value::Table(doc.clone()));
     Ok(doc)
 }
 

@@ -11,6 +11,7 @@ mod quickstart;
 mod refetch;
 mod repeats;
 mod replay;
+mod secrets;
 mod service;
 mod sql;
 
@@ -168,6 +169,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    secrets::keep_out_of_environment(std::env::vars());
     quiet_on_closed_pipe();
     let cli = Cli::parse();
     let default = match &cli.command {
@@ -182,7 +184,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| default.to_string());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_writer(std::io::stderr)
+        .with_writer(secrets::RedactedStderr)
         .with_ansi(colour_logs());
     match cli.log_format {
         LogFormat::Text => logs.init(),
@@ -201,7 +203,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", report(&e));
+            eprintln!("error: {}", secrets::redact(&report(&e)));
             ExitCode::FAILURE
         }
     }
@@ -226,7 +228,8 @@ fn is_closed_pipe(e: &anyhow::Error) -> bool {
 
 /// `println!` panics when stdout's reader has gone; that is
 /// [`is_closed_pipe`] too, not a crash. Every other panic is reported as
-/// Rust reports it.
+/// Rust reports it, unless its message holds a secret: then floe reports
+/// it with the secret hidden.
 fn quiet_on_closed_pipe() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -238,6 +241,19 @@ fn quiet_on_closed_pipe() {
             .unwrap_or_default();
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
             std::process::exit(0);
+        }
+        let hidden = secrets::redact(message);
+        if hidden != message {
+            let thread = std::thread::current();
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            eprintln!(
+                "\nthread '{}' panicked{location}:\n{hidden}",
+                thread.name().unwrap_or("<unnamed>")
+            );
+            return;
         }
         report(info)
     }));

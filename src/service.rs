@@ -221,9 +221,15 @@ pub(crate) fn consumer(
     for (k, v) in &config.kafka.properties {
         client.set(k, v);
     }
-    let consumer: StreamConsumer<ResumeContext> = client
-        .create_with_context(context)
-        .context("cannot create the Kafka consumer")?;
+    let consumer: StreamConsumer<ResumeContext> =
+        client.create_with_context(context).map_err(|e| match e {
+            // rdkafka's message repeats the value, which may be a password
+            // under a misspelled key: name the key and librdkafka's reason
+            rdkafka::error::KafkaError::ClientConfig(_, reason, key, _value) => anyhow::anyhow!(
+                "cannot create the Kafka consumer: [kafka] properties {key:?}: {reason}"
+            ),
+            other => anyhow::Error::new(other).context("cannot create the Kafka consumer"),
+        })?;
     let topics = subscription(&config.kafka);
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer

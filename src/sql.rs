@@ -41,6 +41,7 @@ pub fn run(args: SqlArgs) -> Result<()> {
         let session = LakeSession::open(&lake).await?;
         let mut shell = Shell::new(session, args.format);
         shell.timing = !args.quiet;
+        shell.redact = |text| crate::secrets::redact(text).into_owned();
         let mut out = std::io::stdout().lock();
         let scripted = !args.execute.is_empty() || args.file.is_some();
         for sql in &args.execute {

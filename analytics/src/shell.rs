@@ -53,6 +53,10 @@ pub struct Shell {
     session: LakeSession,
     pub format: OutputFormat,
     pub timing: bool,
+    /// What an error line passes through before it is printed: the
+    /// binary hides secrets with it (an error can quote a URL with a
+    /// password in it).
+    pub redact: fn(&str) -> String,
 }
 
 fn read_only() -> SQLOptions {
@@ -67,6 +71,7 @@ impl Shell {
             session,
             format,
             timing: true,
+            redact: str::to_string,
         }
     }
 
@@ -192,7 +197,7 @@ impl Shell {
                 match self.interruptible(&statement, &interrupts).await {
                     Ok(Next::Quit) => return Ok(()),
                     Ok(Next::Continue) => {}
-                    Err(e) => eprintln!("error: {e}"),
+                    Err(e) => eprintln!("error: {}", (self.redact)(&e.to_string())),
                 }
             }
         }

@@ -486,6 +486,66 @@ fn storage_faults_are_named_by_check(dir: &Path, config: &Path) {
     }
 }
 
+/// `--check --log debug`, in both log formats, with every kind of secret
+/// floe takes: the S3 secret key (which the S3 signer's debug log prints),
+/// a registry URL with a password in it, an all-digit registry password
+/// from the environment, and a password under a misspelled librdkafka key
+/// (which librdkafka's error repeats). None of them is printed; the
+/// misspelled key is named.
+fn secrets_stay_out_of_check_at_debug_level(dir: &Path, config: &Path) {
+    let good = std::fs::read_to_string(config).unwrap();
+    let s3_secret = good
+        .lines()
+        .find_map(|l| l.strip_prefix("secret_access_key = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap();
+    let registry = good
+        .lines()
+        .find_map(|l| l.strip_prefix("url = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap();
+    let with_password = registry.replacen("://", "://reader:url-pass-5151@", 1);
+    let config_text = good
+        .replace(
+            &format!("url = \"{registry}\""),
+            &format!("url = \"{with_password}\"\nusername = \"reader\"\npassword = \"file-pass\""),
+        )
+        .replace(
+            "\"max.poll.interval.ms\" = \"20000\" }",
+            "\"max.poll.interval.ms\" = \"20000\", \"sasl.pasword\" = \"kafka-typo-secret\" }",
+        );
+    let path = dir.join("secrets.toml");
+    std::fs::write(&path, config_text).unwrap();
+    for format in ["text", "json"] {
+        let out = floe_ingest_env(
+            &path,
+            &["--check", "--log", "debug", "--log-format", format],
+            &[("FLOE__REGISTRY__PASSWORD", "73194286")],
+        );
+        let shown = text(&out);
+        for secret in [
+            s3_secret.as_str(),
+            "url-pass-5151",
+            "73194286",
+            "kafka-typo-secret",
+        ] {
+            assert!(
+                !shown.contains(secret),
+                "{format}: {secret} printed: {shown}"
+            );
+        }
+        // the all-digit password was taken as a string, the typo named,
+        // and the storage probe (whose signer logs at debug) ran
+        assert!(!shown.contains("environment override"), "{format}: {shown}");
+        assert!(
+            shown.contains("properties \"sasl.pasword\""),
+            "{format}: {shown}"
+        );
+        assert!(shown.contains("ok      storage"), "{format}: {shown}");
+        assert!(shown.contains("reader:***@"), "{format}: {shown}");
+    }
+}
+
 #[tokio::test]
 async fn every_table_equals_postgres_after_floe_ingest() {
     let dir = std::env::temp_dir().join(format!("floe-e2e-ingest-{}", std::process::id()));
@@ -507,6 +567,7 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     );
     assert!(!text(&check).contains("librdkafka"), "{}", text(&check));
     storage_faults_are_named_by_check(&dir, &config);
+    secrets_stay_out_of_check_at_debug_level(&dir, &config);
 
     let lake_config: lakehouse::LakeConfig = {
         let text = std::fs::read_to_string(&config).unwrap();
