@@ -47,7 +47,6 @@ impl Lake {
     /// Opens (creating if needed) the catalog and warehouse of `config`,
     /// with S3 settings falling back to the process environment.
     pub async fn open(config: &LakeConfig) -> Result<Self, LakehouseError> {
-        crate::apply::set_merge_threads(config.tables.merge.threads.unwrap_or(1));
         let catalog = open_catalog(config).await?;
         let pointer = match &config.catalog {
             CatalogConfig::Rest {

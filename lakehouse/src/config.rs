@@ -335,11 +335,6 @@ pub struct MergePolicy {
     /// the merges' memory budget too: a round holds at most one output
     /// file's rows of each partition it rewrites.
     pub max_rows_per_round: u64,
-    /// Threads merges run on, for every table of the process (set under
-    /// `[lake.tables.merge]` only; default 1). They run below the
-    /// priority of the consumer and the commits (nice 10), so commits go
-    /// first and merges use the CPU left.
-    pub threads: Option<usize>,
 }
 
 impl Default for MergePolicy {
@@ -351,7 +346,6 @@ impl Default for MergePolicy {
             target_file_bytes: 128 << 20,
             max_deleted_share: 0.2,
             max_rows_per_round: 2_000_000,
-            threads: None,
         }
     }
 }
@@ -370,9 +364,6 @@ impl MergePolicy {
         }
         if self.target_file_bytes == 0 {
             return Err("merge.target_file_bytes must be positive".into());
-        }
-        if self.threads.is_some_and(|t| !(1..=64).contains(&t)) {
-            return Err("merge.threads must be from 1 to 64".into());
         }
         Ok(())
     }

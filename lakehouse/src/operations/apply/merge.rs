@@ -397,12 +397,7 @@ impl TableWriter {
         }
         let table = self.table.clone();
         let target = self.merge_policy.target_file_bytes;
-        // on the merge threads: below the commits' priority, within budget
-        let work = async move { rewrite(&table, rewrite_groups, target).await };
-        let task = match super::merge_threads::handle() {
-            Some(merge_threads) => merge_threads.spawn(work),
-            None => tokio::spawn(work),
-        };
+        let task = tokio::spawn(async move { rewrite(&table, rewrite_groups, target).await });
         Ok(Some(MergeInFlight {
             partitions: groups.len(),
             started,

@@ -61,12 +61,10 @@ use crate::Lake;
 mod catch_up;
 mod ledger;
 mod merge;
-mod merge_threads;
 
 use catch_up::CaughtUp;
 use ledger::FileLedger;
 pub use merge::MergeReport;
-pub use merge_threads::set_merge_threads;
 
 use crate::config::MergePolicy;
 
