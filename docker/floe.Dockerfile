@@ -8,7 +8,7 @@ COPY . .
 RUN cargo build --release --locked --bin floe
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends bash ca-certificates curl python3 libsasl2-2 \
+RUN apt-get update && apt-get install -y --no-install-recommends bash ca-certificates curl python3 libsasl2-2 libssl3 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/floe /usr/local/bin/floe
 COPY scripts /opt/floe/scripts

@@ -4,7 +4,8 @@
 # and .ci/run. Debian packages only (apt-get), as root.
 #
 # Needed: Rust with rustfmt and clippy (the machine's toolchain), a C
-# toolchain and make (librdkafka is built from source by rdkafka-sys),
+# toolchain and make (librdkafka is built from source by rdkafka-sys,
+# with OpenSSL's headers from libssl-dev for TLS and SASL),
 # python3 with venv (the schema-registry test stand-in, the lake readers),
 # openssl (TLS test certificates), the PostgreSQL 15 server (a catalog
 # database in tests), Java 17 and Debian's Jetty 9 (Kafka Connect in the
@@ -22,6 +23,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+# librdkafka is built with OpenSSL: TLS, SASL SCRAM (and PLAIN) to Kafka
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 # the lakehouse tests run a private PostgreSQL 15 as an Iceberg SQL catalog
 [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
 # the local stack (scripts/stack.sh): Kafka Connect runs on Java 17 with

@@ -134,7 +134,8 @@ async fn kafka_topics(config: &FloeConfig) -> Result<Vec<String>> {
             .and_then(|h| h.clone())
             .unwrap_or_else(|| e.to_string());
         anyhow::anyhow!(
-            "no answer from {} within {} s: {why}",
+            "{}: no answer from {} within {} s: {why}",
+            kafka_step(&why),
             config.kafka.bootstrap_servers,
             KAFKA_TIMEOUT.as_secs()
         )
@@ -152,6 +153,19 @@ async fn kafka_topics(config: &FloeConfig) -> Result<Vec<String>> {
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// The step of reaching the brokers that failed, from librdkafka's
+/// account of it: what the user has to fix.
+fn kafka_step(why: &str) -> &'static str {
+    let why = why.to_ascii_lowercase();
+    if why.contains("sasl") || why.contains("authentication") {
+        "authentication (mechanism, user name, password)"
+    } else if why.contains("ssl") || why.contains("tls") || why.contains("certificate") {
+        "TLS handshake (certificate, host name)"
+    } else {
+        "TCP connection (host, port, a broker that is down)"
+    }
 }
 
 /// A subscription entry: a topic name, or a `^`-anchored pattern.

@@ -85,9 +85,127 @@ pub struct KafkaConfig {
     /// `^`), e.g. `taxi\.public\..*`.
     #[serde(default)]
     pub topic_regex: Option<String>,
-    /// Extra librdkafka properties (security.protocol, sasl.*, ...).
+    /// `[kafka.tls]`: TLS to the brokers, on when the section is there.
+    #[serde(default)]
+    pub tls: Option<KafkaTls>,
+    /// `[kafka.sasl]`: SASL authentication, on when the section is there.
+    #[serde(default)]
+    pub sasl: Option<KafkaSasl>,
+    /// Extra librdkafka properties, set after (and over) the typed keys.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// `[kafka.tls]`: how floe checks the brokers and, for mutual TLS, who it
+/// is. PEM files.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTls {
+    /// The CA that signed the brokers' certificates (default: the
+    /// system's CAs).
+    pub ca_file: Option<PathBuf>,
+    /// floe's own certificate and key, for brokers that ask for one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Check that a broker's certificate names the host floe dialled
+    /// (default true).
+    #[serde(default = "default_true")]
+    pub verify_hostname: bool,
+}
+
+/// `[kafka.sasl]`: the user floe authenticates as.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (others through
+    /// `properties`).
+    pub mechanism: String,
+    pub username: String,
+    /// Or `password_file`.
+    pub password: String,
+}
+
+// hand-written so that the password never reaches a log line
+impl std::fmt::Debug for KafkaSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+fn default_true() -> bool {
+    true
+}
+
+impl KafkaConfig {
+    /// The librdkafka properties the typed keys stand for:
+    /// `security.protocol` from which of TLS and SASL are on, then theirs.
+    pub fn security_properties(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let protocol = match (&self.tls, &self.sasl) {
+            (Some(_), Some(_)) => "SASL_SSL",
+            (Some(_), None) => "SSL",
+            (None, Some(_)) => "SASL_PLAINTEXT",
+            (None, None) => return out,
+        };
+        out.push(("security.protocol", protocol.to_string()));
+        if let Some(tls) = &self.tls {
+            let path = |p: &PathBuf| p.display().to_string();
+            if let Some(ca) = &tls.ca_file {
+                out.push(("ssl.ca.location", path(ca)));
+            }
+            if let Some(cert) = &tls.cert_file {
+                out.push(("ssl.certificate.location", path(cert)));
+            }
+            if let Some(key) = &tls.key_file {
+                out.push(("ssl.key.location", path(key)));
+            }
+            let check = if tls.verify_hostname { "https" } else { "none" };
+            out.push(("ssl.endpoint.identification.algorithm", check.to_string()));
+        }
+        if let Some(sasl) = &self.sasl {
+            out.push(("sasl.mechanism", sasl.mechanism.clone()));
+            out.push(("sasl.username", sasl.username.clone()));
+            out.push(("sasl.password", sasl.password.clone()));
+        }
+        out
+    }
+
+    /// Refuses a mechanism librdkafka would take only at connect time, and
+    /// TLS files that are not there.
+    fn check_security(&self) -> Result<()> {
+        if let Some(sasl) = &self.sasl {
+            if !SASL_MECHANISMS.contains(&sasl.mechanism.as_str()) {
+                bail!(
+                    "[kafka.sasl] mechanism = {:?}: use one of {} (others through [kafka] properties)",
+                    sasl.mechanism,
+                    SASL_MECHANISMS.join(", ")
+                );
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                bail!("[kafka.tls] cert_file and key_file go together (mutual TLS)");
+            }
+            for (key, file) in [
+                ("ca_file", &tls.ca_file),
+                ("cert_file", &tls.cert_file),
+                ("key_file", &tls.key_file),
+            ] {
+                if let Some(file) = file {
+                    if !file.is_file() {
+                        bail!("[kafka.tls] {key} = {}: no such file", file.display());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_group() -> String {
@@ -221,6 +339,7 @@ impl FloeConfig {
         if config.kafka.topics.is_empty() && config.kafka.topic_regex.is_none() {
             bail!("[kafka] needs `topics` or `topic_regex`");
         }
+        config.kafka.check_security()?;
         if config.ingest.dead_letter_table.split_once('.').is_none() {
             bail!("[ingest] dead_letter_table must be `namespace.name`");
         }
@@ -262,8 +381,50 @@ fn document(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<t
         };
         set(&mut doc, &keys, value).with_context(|| format!("environment override {name}"))?;
     }
+    secrets_from_files(&mut doc, "")?;
     crate::secrets::keep_out_of_toml(&toml::Value::Table(doc.clone()));
     Ok(doc)
+}
+
+/// Replaces each `KEY_file = "path"` whose KEY names a secret
+/// (`password_file`, `secret_access_key_file`, `token_file`, and
+/// `"sasl.password_file"` among Kafka properties) with `KEY` set to the
+/// file's content, without its final newline: the way container secrets
+/// and Kubernetes mount them. Setting both is refused.
+fn secrets_from_files(table: &mut toml::Table, at: &str) -> Result<()> {
+    let named: Vec<String> = table
+        .iter()
+        .filter(|(k, v)| {
+            v.is_str()
+                && k.strip_suffix("_file")
+                    .is_some_and(crate::secrets::is_secret_key)
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for file_key in named {
+        let key = file_key.trim_end_matches("_file").to_string();
+        let shown = format!("{at}{file_key}");
+        if table.contains_key(&key) {
+            bail!("{shown} and {at}{key} are both set: keep one");
+        }
+        let Some(toml::Value::String(path)) = table.remove(&file_key) else {
+            continue;
+        };
+        let content = std::fs::read_to_string(&path)
+            .with_context(|| format!("{shown}: cannot read {path}"))?;
+        let secret = content.strip_suffix('\n').unwrap_or(&content);
+        let secret = secret.strip_suffix('\r').unwrap_or(secret);
+        if secret.is_empty() {
+            bail!("{shown}: {path} is empty");
+        }
+        table.insert(key, toml::Value::String(secret.to_string()));
+    }
+    for (k, v) in table.iter_mut() {
+        if let toml::Value::Table(inner) = v {
+            secrets_from_files(inner, &format!("{at}{k}."))?;
+        }
+    }
+    Ok(())
 }
 
 /// Only the `[lake]` section of a floe configuration file (with its
@@ -301,13 +462,6 @@ fn check_tables(lake: &LakeConfig) -> Result<()> {
             merge
                 .check()
                 .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\".merge]: {e}"))?;
-            // one pool of merge threads serves every table
-            if merge.threads.is_some() {
-                bail!(
-                    "[lake.tables.\"{source}\".merge]: threads is for every table; \
-                     set it under [lake.tables.merge]"
-                );
-            }
         }
     }
     Ok(())
@@ -507,11 +661,6 @@ mod tests {
         for (bad, named) in [
             ("[lake.tables.merge]\nmax_files = 1", "max_files"),
             ("[lake.tables.merge]\nfanout = 1", "fanout"),
-            ("[lake.tables.merge]\nthreads = 0", "threads"),
-            (
-                "[lake.tables.\"public.trips\"]\nmerge = { threads = 2 }",
-                "threads is for every table",
-            ),
             (
                 "[lake.tables.merge]\nmax_deleted_share = 0.0",
                 "max_deleted_share",
@@ -526,5 +675,118 @@ mod tests {
             let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();
             assert!(format!("{err:#}").contains(named), "{bad}: {err:#}");
         }
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("floe-secret-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let registry = dir.join("registry");
+        std::fs::write(&registry, "from-a-file\n").unwrap();
+        let kafka = dir.join("kafka");
+        std::fs::write(&kafka, "kafka-from-file").unwrap();
+        let text = format!(
+            "[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic_regex = 'x'\n\
+             properties = {{ \"sasl.password_file\" = {kafka:?} }}\n\
+             [registry]\nurl = \"http://r\"\nusername = \"u\"\npassword_file = {registry:?}\n",
+            kafka = kafka.display().to_string(),
+            registry = registry.display().to_string(),
+        );
+        let c = FloeConfig::parse(&text, std::iter::empty()).unwrap();
+        assert_eq!(c.registry.password.as_deref(), Some("from-a-file"));
+        assert_eq!(
+            c.kafka.properties.get("sasl.password").map(String::as_str),
+            Some("kafka-from-file")
+        );
+        // the value stays out of output from then on
+        assert_eq!(crate::secrets::redact("kafka-from-file"), "***");
+        // both, a missing file, an empty one: refused, naming the key
+        for (bad, named) in [
+            (
+                text.replace("\npassword_file", "\npassword = \"x\"\npassword_file"),
+                "both set",
+            ),
+            (
+                text.replace(&registry.display().to_string(), "/nonexistent/secret"),
+                "registry.password_file: cannot read /nonexistent/secret",
+            ),
+        ] {
+            let err = FloeConfig::parse(&bad, std::iter::empty()).unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{err:#}");
+        }
+        std::fs::write(&registry, "\n").unwrap();
+        let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();
+        assert!(format!("{err:#}").contains("is empty"), "{err:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tls_and_sasl_keys_become_librdkafka_properties() {
+        let dir = std::env::temp_dir().join(format!("floe-kafka-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let base = "[kafka]\nbootstrap_servers = \"b:9093\"\ntopics = [\"t\"]\n\
+                    [registry]\nurl = \"http://r\"\n";
+        let parse = |extra: &str| FloeConfig::parse(&format!("{base}{extra}"), std::iter::empty());
+        let props = |c: &FloeConfig| {
+            c.kafka
+                .security_properties()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        // neither: librdkafka's plaintext default, nothing set
+        assert!(props(&parse("").unwrap()).is_empty());
+        let both = parse(&format!(
+            "[kafka.tls]\nca_file = {:?}\n[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\n\
+             username = \"floe\"\npassword = \"pw-1234\"\n",
+            ca.display().to_string()
+        ))
+        .unwrap();
+        assert_eq!(
+            props(&both),
+            [
+                "security.protocol=SASL_SSL".to_string(),
+                format!("ssl.ca.location={}", ca.display()),
+                "ssl.endpoint.identification.algorithm=https".into(),
+                "sasl.mechanism=SCRAM-SHA-512".into(),
+                "sasl.username=floe".into(),
+                "sasl.password=pw-1234".into(),
+            ]
+        );
+        // the Debug form never shows the password
+        assert!(!format!("{:?}", both.kafka).contains("pw-1234"));
+        let tls = parse("[kafka.tls]\nverify_hostname = false\n").unwrap();
+        assert_eq!(
+            props(&tls),
+            [
+                "security.protocol=SSL",
+                "ssl.endpoint.identification.algorithm=none"
+            ]
+        );
+        let sasl =
+            parse("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"p\"\n")
+                .unwrap();
+        assert_eq!(props(&sasl)[0], "security.protocol=SASL_PLAINTEXT");
+        for (bad, named) in [
+            (
+                "[kafka.sasl]\nmechanism = \"GSSAPI\"\nusername = \"u\"\npassword = \"p\"\n"
+                    .to_string(),
+                "use one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+            ),
+            (
+                "[kafka.tls]\nca_file = \"/nonexistent/ca.pem\"\n".to_string(),
+                "ca_file = /nonexistent/ca.pem: no such file",
+            ),
+            (
+                format!("[kafka.tls]\ncert_file = {:?}\n", ca.display().to_string()),
+                "go together",
+            ),
+        ] {
+            let err = parse(&bad).unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{bad}: {err:#}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -218,6 +218,9 @@ pub(crate) fn consumer(
         .set("topic.metadata.refresh.interval.ms", "5000")
         // per-partition lag for /metrics
         .set("statistics.interval.ms", "5000");
+    for (k, v) in config.kafka.security_properties() {
+        client.set(k, v);
+    }
     for (k, v) in &config.kafka.properties {
         client.set(k, v);
     }
