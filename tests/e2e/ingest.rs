@@ -430,21 +430,24 @@ fn stop(mut floe: Ingest, log: &Path) -> String {
     out
 }
 
+/// The first string value of `key` in a config written by
+/// [`write_config`], unquoted.
+fn setting(config: &str, key: &str) -> String {
+    let prefix = format!("{key} = ");
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no {key} in {config}"))
+}
+
 /// `--check` on the same config with storage broken three ways: each
 /// fails the storage line alone and names the step to fix, while the
 /// catalog (SQLite here) still answers.
 fn storage_faults_are_named_by_check(dir: &Path, config: &Path) {
     let good = std::fs::read_to_string(config).unwrap();
-    let endpoint = good
-        .lines()
-        .find_map(|l| l.strip_prefix("endpoint = "))
-        .map(|e| e.trim_matches('"').to_string())
-        .unwrap();
-    let secret = good
-        .lines()
-        .find_map(|l| l.strip_prefix("secret_access_key = "))
-        .unwrap()
-        .to_string();
+    let endpoint = setting(&good, "endpoint");
+    let secret = format!("\"{}\"", setting(&good, "secret_access_key"));
     // a port nothing listens on: bound, then released
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -494,16 +497,8 @@ fn storage_faults_are_named_by_check(dir: &Path, config: &Path) {
 /// misspelled key is named.
 fn secrets_stay_out_of_check_at_debug_level(dir: &Path, config: &Path) {
     let good = std::fs::read_to_string(config).unwrap();
-    let s3_secret = good
-        .lines()
-        .find_map(|l| l.strip_prefix("secret_access_key = "))
-        .map(|v| v.trim_matches('"').to_string())
-        .unwrap();
-    let registry = good
-        .lines()
-        .find_map(|l| l.strip_prefix("url = "))
-        .map(|v| v.trim_matches('"').to_string())
-        .unwrap();
+    let s3_secret = setting(&good, "secret_access_key");
+    let registry = setting(&good, "url");
     let with_password = registry.replacen("://", "://reader:url-pass-5151@", 1);
     let config_text = good
         .replace(
