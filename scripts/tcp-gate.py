@@ -4,10 +4,16 @@
 The local stack puts it in front of the broker, so that stopping the gate
 is a broker outage as Kafka clients see it (new connections refused, open
 ones dropped) while the broker itself, and its in-memory log, stays up.
+
+With --tls-cert and --tls-key it terminates TLS: clients speak TLS to the
+gate, and the broker (which cannot) gets the plaintext. The tests put one
+in front of the broker to check floe's TLS settings against a real
+handshake.
 """
 import argparse
 import asyncio
 import signal
+import ssl
 
 
 async def pipe(reader, writer):
@@ -21,7 +27,7 @@ async def pipe(reader, writer):
         writer.close()
 
 
-async def main(listen, to):
+async def main(listen, to, tls=None):
     host, port = listen.rsplit(":", 1)
     to_host, to_port = to.rsplit(":", 1)
     open_pipes = set()
@@ -48,7 +54,7 @@ async def main(listen, to):
             client_writer.close()
             broker_writer.close()
 
-    server = await asyncio.start_server(serve, host, int(port), reuse_address=True)
+    server = await asyncio.start_server(serve, host, int(port), reuse_address=True, ssl=tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,5 +71,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--listen", required=True, help="host:port to accept on")
     parser.add_argument("--to", required=True, help="host:port to pass connections to")
+    parser.add_argument("--tls-cert", help="PEM certificate (chain) to terminate TLS with")
+    parser.add_argument("--tls-key", help="its PEM private key")
     args = parser.parse_args()
-    asyncio.run(main(args.listen, args.to))
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    asyncio.run(main(args.listen, args.to, tls))

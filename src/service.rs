@@ -109,10 +109,22 @@ impl ResumeContext {
         };
         tracing::debug!(target: "librdkafka", "{message}");
         if let Ok(mut h) = heard.lock() {
-            *h = Some(message);
+            // a TLS or SASL failure is what to fix; the "brokers are down"
+            // that follows it says less
+            if names_tls_or_sasl(&message) || !h.as_deref().is_some_and(names_tls_or_sasl) {
+                *h = Some(message);
+            }
         }
         true
     }
+}
+
+/// Whether librdkafka's `message` is about TLS or SASL.
+fn names_tls_or_sasl(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["ssl", "tls", "sasl", "certificate", "authentication"]
+        .iter()
+        .any(|word| message.contains(word))
 }
 
 impl ClientContext for ResumeContext {

@@ -489,6 +489,185 @@ fn storage_faults_are_named_by_check(dir: &Path, config: &Path) {
     }
 }
 
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// `[kafka.tls]` against a real TLS handshake: a TLS-terminating gate
+/// (scripts/tcp-gate.py) in front of the stack's broker, with a
+/// certificate from a test CA. floe's `--check` reaches the broker with
+/// that CA, and fails at the TLS handshake with another CA or when the
+/// certificate names another host (unless `verify_hostname = false`).
+fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &Stack) {
+    let certs = dir.join("kafka-tls");
+    std::fs::create_dir_all(&certs).unwrap();
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            &certs,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=floe test CA",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ],
+        );
+    }
+    // one certificate for 127.0.0.1, one naming only another host
+    for (name, san) in [
+        ("broker", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("elsewhere", "subjectAltName=DNS:elsewhere.example"),
+    ] {
+        std::fs::write(certs.join(format!("{name}.ext")), san).unwrap();
+        openssl(
+            &certs,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=broker",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            &certs,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
+    let plain = stack.env["KAFKA_BOOTSTRAP"].clone();
+    let tansu = {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg("source scripts/lib/common.sh && source scripts/lib/stack.sh && tansu_bin")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let wait_for = |port: u16| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nothing listens on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // a broker of its own behind each gate, advertising the gate: every
+    // connection librdkafka makes is TLS through it
+    let gate = |name: &str| {
+        let (broker_port, port) = (free_port(), free_port());
+        let broker = Command::new(&tansu)
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .arg("--listener-url")
+            .arg(format!("tcp://127.0.0.1:{broker_port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(broker_port);
+        let gate = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tcp-gate.py"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--to", &format!("127.0.0.1:{broker_port}")])
+            .arg("--tls-cert")
+            .arg(certs.join(format!("{name}.pem")))
+            .arg("--tls-key")
+            .arg(certs.join(format!("{name}.key")))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(port);
+        (vec![broker, gate], format!("127.0.0.1:{port}"))
+    };
+    let (good_gate, good) = gate("broker");
+    let (other_gate, elsewhere) = gate("elsewhere");
+    let base = std::fs::read_to_string(config).unwrap();
+    let ca = |name: &str| certs.join(format!("{name}.pem")).display().to_string();
+    for (case, bootstrap, tls, expect) in [
+        (
+            "the test CA",
+            &good,
+            format!("ca_file = {:?}", ca("ca")),
+            "ok      kafka",
+        ),
+        (
+            "another CA",
+            &good,
+            format!("ca_file = {:?}", ca("other-ca")),
+            "FAILED  kafka: TLS handshake",
+        ),
+        (
+            "a certificate for another host",
+            &elsewhere,
+            format!("ca_file = {:?}", ca("ca")),
+            "FAILED  kafka: TLS handshake",
+        ),
+        (
+            "another host, not checked",
+            &elsewhere,
+            format!("ca_file = {:?}\nverify_hostname = false", ca("ca")),
+            "ok      kafka",
+        ),
+    ] {
+        let text_of = base
+            .replace(&plain, bootstrap)
+            .replace("[registry]", &format!("[kafka.tls]\n{tls}\n\n[registry]"));
+        let path = dir.join("kafka-tls.toml");
+        std::fs::write(&path, text_of).unwrap();
+        let out = floe_ingest(&path, &["--check"]);
+        let shown = text(&out);
+        assert!(shown.contains(expect), "{case}: {shown}");
+    }
+    for mut child in good_gate.into_iter().chain(other_gate) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// `--check --log debug`, in both log formats, with every kind of secret
 /// floe takes: the S3 secret key (which the S3 signer's debug log prints),
 /// a registry URL with a password in it, an all-digit registry password
@@ -563,6 +742,7 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     assert!(!text(&check).contains("librdkafka"), "{}", text(&check));
     storage_faults_are_named_by_check(&dir, &config);
     secrets_stay_out_of_check_at_debug_level(&dir, &config);
+    kafka_tls_is_checked_by_a_real_handshake(&dir, &config, &stack);
 
     let lake_config: lakehouse::LakeConfig = {
         let text = std::fs::read_to_string(&config).unwrap();
