@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ingest::ChangeBatch;
-use lakehouse::apply::{ApplyStats, TableWriter};
+use lakehouse::apply::{ApplyStats, SourceReader, TableWriter};
 use lakehouse::transaction::RetryPolicy;
 use lakehouse::{Lake, LakehouseError, TableFiles};
 use tokio::task::JoinHandle;
@@ -41,7 +41,20 @@ pub struct Rejected {
     pub error: String,
 }
 
-type Writers = HashMap<String, TableWriter>;
+/// Per topic, the writer of its table.
+type Tables = HashMap<String, TableWriter>;
+
+/// What one apply hands the next.
+#[derive(Default)]
+struct Writers {
+    tables: Tables,
+    /// Per topic, truncates held back because the topic's table does not
+    /// exist yet (a truncate alone cannot create it): joined with the
+    /// topic's next changes, in source order, or applied alone once
+    /// another instance has created the table. Their offsets are not
+    /// settled meanwhile, so a restart reads them again.
+    held: HashMap<String, ChangeBatch>,
+}
 
 /// The lake side of `floe ingest`.
 pub struct Applier {
@@ -53,6 +66,8 @@ pub struct Applier {
     tables: usize,
     /// Report batches that cannot be applied instead of failing.
     reject: bool,
+    /// Where writers read changes again (a truncate that arrived late).
+    source: Option<Arc<dyn SourceReader>>,
 }
 
 impl Applier {
@@ -63,11 +78,19 @@ impl Applier {
         Self {
             lake,
             metrics,
-            writers: Some(HashMap::new()),
+            writers: Some(Writers::default()),
             running: None,
             tables: 0,
             reject,
+            source: None,
         }
+    }
+
+    /// Where the writers read a topic's changes again when a truncate
+    /// arrives after changes made later on another partition.
+    pub fn with_source_reader(mut self, reader: Arc<dyn SourceReader>) -> Self {
+        self.source = Some(reader);
+        self
     }
 
     /// Whether an apply is running.
@@ -88,8 +111,17 @@ impl Applier {
         let lake = self.lake.clone();
         let metrics = self.metrics.clone();
         let reject = self.reject;
+        let source = self.source.clone();
         self.running = Some(tokio::spawn(async move {
-            let result = apply_all(&lake, &mut writers, &batches, &metrics, reject).await;
+            let result = apply_all(
+                &lake,
+                source.as_ref(),
+                &mut writers,
+                &batches,
+                &metrics,
+                reject,
+            )
+            .await;
             (writers, result)
         }));
     }
@@ -104,7 +136,7 @@ impl Applier {
         let joined = running.await;
         self.running = None;
         let (writers, result) = joined.context("the apply task failed")?;
-        self.tables = writers.len();
+        self.tables = writers.tables.len();
         self.writers = Some(writers);
         result
     }
@@ -130,7 +162,7 @@ impl Applier {
     pub async fn settle(&mut self) -> Result<Applied> {
         let done = self.finished().await?;
         if let Some(writers) = self.writers.as_mut() {
-            for writer in writers.values_mut() {
+            for writer in writers.tables.values_mut() {
                 let table = writer.table().identifier().to_string();
                 match writer.merge().await {
                     Ok(report) if report.files_added > 0 || report.data_files_removed > 0 => {
@@ -158,13 +190,35 @@ impl Applier {
 
 async fn apply_all(
     lake: &Lake,
+    source: Option<&Arc<dyn SourceReader>>,
     writers: &mut Writers,
     batches: &[ChangeBatch],
     metrics: &Metrics,
     reject: bool,
 ) -> Result<Applied> {
     let mut done = Applied::default();
-    for batch in batches {
+    // truncates held back join their topic's next changes; those of a
+    // topic without changes in this round are tried alone (another
+    // instance may have created the table)
+    let alone: Vec<String> = writers
+        .held
+        .keys()
+        .filter(|topic| batches.iter().all(|b| &b.topic != *topic))
+        .cloned()
+        .collect();
+    let alone: Vec<ChangeBatch> = alone
+        .iter()
+        .filter_map(|topic| writers.held.remove(topic))
+        .collect();
+    for batch in alone.iter().chain(batches) {
+        let joined;
+        let batch = match writers.held.remove(&batch.topic) {
+            Some(first) => {
+                joined = lakehouse::apply::join_held(&first, batch)?;
+                &joined
+            }
+            None => batch,
+        };
         let started = Instant::now();
         // a table's later changes never pass one it could not take: were
         // they committed, their offsets would skip the rejected messages
@@ -177,11 +231,23 @@ async fn apply_all(
             });
             continue;
         }
-        let (stats, table) = match apply_with_retry(lake, writers, batch, metrics).await {
-            Ok(applied) => applied,
+        let (stats, table) = match apply_with_retry(
+            lake,
+            source,
+            &mut writers.tables,
+            batch,
+            metrics,
+        )
+        .await
+        {
+            Ok(Some(applied)) => applied,
+            Ok(None) => {
+                writers.held.insert(batch.topic.clone(), batch.clone());
+                continue;
+            }
             Err(e) if reject => {
                 // the writer may hold state the table never got
-                writers.remove(&batch.topic);
+                writers.tables.remove(&batch.topic);
                 metrics.error("apply");
                 tracing::error!(topic = %batch.topic, offsets = ?batch.offsets, "cannot apply a batch; its messages go to the dead-letter table: {e:#}");
                 done.rejected.push(Rejected {
@@ -194,7 +260,7 @@ async fn apply_all(
             Err(e) => return Err(e),
         };
         record_batch(metrics, &table, batch, started.elapsed());
-        if let Some(w) = writers.get(&batch.topic) {
+        if let Some(w) = writers.tables.get(&batch.topic) {
             metrics.table_files(&table, TableFiles::of(w.table().metadata()));
         }
         tracing::info!(
@@ -205,6 +271,8 @@ async fn apply_all(
             deleted = stats.rows_deleted,
             truncated = stats.truncated,
             skipped = stats.already_applied,
+            before_truncate = stats.before_truncate,
+            applied_again = stats.applied_again,
             ms = started.elapsed().as_millis() as u64,
             "committed"
         );
@@ -218,7 +286,7 @@ async fn apply_all(
                 .insert((batch.topic.clone(), r.partition), r.last + 1);
         }
     }
-    merge_touched(writers, batches, metrics).await;
+    merge_touched(&mut writers.tables, batches, metrics).await;
     Ok(done)
 }
 
@@ -228,7 +296,7 @@ async fn apply_all(
 /// next commits never wait for a merge's files. A merge that fails (an
 /// outage, a lost race) leaves the table as it was; the next round plans
 /// again.
-async fn merge_touched(writers: &mut Writers, batches: &[ChangeBatch], metrics: &Metrics) {
+async fn merge_touched(writers: &mut Tables, batches: &[ChangeBatch], metrics: &Metrics) {
     let mut topics: Vec<String> = batches.iter().map(|b| b.topic.clone()).collect();
     topics.extend(
         writers
@@ -266,10 +334,11 @@ async fn merge_touched(writers: &mut Writers, batches: &[ChangeBatch], metrics: 
 /// key) stop floe with the batch's position.
 async fn apply_with_retry(
     lake: &Lake,
-    writers: &mut Writers,
+    source: Option<&Arc<dyn SourceReader>>,
+    writers: &mut Tables,
     batch: &ChangeBatch,
     metrics: &Metrics,
-) -> Result<(ApplyStats, String)> {
+) -> Result<Option<(ApplyStats, String)>> {
     // the same policy as every commit's, waiting outages out for as long
     // as they last: ingest's job is to resume when the lake is back
     let mut schedule = RetryPolicy::default().patient().schedule();
@@ -278,17 +347,19 @@ async fn apply_with_retry(
             Entry::Occupied(mut w) => w.get_mut().apply(batch).await,
             Entry::Vacant(slot) => match lake.writer(batch).await {
                 Ok(w) => {
+                    let w = match source {
+                        Some(reader) => w.with_source_reader(reader.clone()),
+                        None => w,
+                    };
                     tracing::info!(topic = %batch.topic, table = %w.table().identifier(), live_rows = w.live_rows(), "table opened");
                     slot.insert(w).apply(batch).await
                 }
-                // truncates of a table the lake does not have: nothing to do
+                // truncates of a table the lake does not have yet: held
+                // back, since changes made before them may still come on
+                // another partition and create it
                 Err(LakehouseError::NoTableYet { table }) => {
-                    tracing::info!(topic = %batch.topic, %table, events = batch.num_rows(), "truncates of a table the lake does not have yet; nothing to apply");
-                    let stats = ApplyStats {
-                        already_applied: batch.num_rows(),
-                        ..ApplyStats::default()
-                    };
-                    return Ok((stats, table));
+                    tracing::info!(topic = %batch.topic, %table, events = batch.num_rows(), "truncates of a table the lake does not have yet: held until it does");
+                    return Ok(None);
                 }
                 Err(e) => Err(e),
             },
@@ -299,7 +370,7 @@ async fn apply_with_retry(
                     .get(&batch.topic)
                     .map(|w| w.table().identifier().to_string())
                     .unwrap_or_default();
-                return Ok((stats, table));
+                return Ok(Some((stats, table)));
             }
             Err(e) if !e.is_retryable() => {
                 return Err(e).with_context(|| {

@@ -1,6 +1,7 @@
 //! The `floe` command line.
 
 mod applier;
+mod assignment;
 mod check;
 mod config;
 mod decode;

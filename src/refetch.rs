@@ -1,12 +1,16 @@
-//! Reads messages back from Kafka by position, for the dead-letter table:
-//! a batch that cannot be applied was decoded long ago, and its raw bytes
-//! are kept by the broker, not by floe.
+//! Reads messages back from Kafka by position: raw, for the dead-letter
+//! table (a batch that cannot be applied was decoded long ago, and its raw
+//! bytes are kept by the broker, not by floe), and decoded, for a truncate
+//! that must be followed by changes the table already holds
+//! ([`KafkaReader`], the lakehouse's `SourceReader`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use ingest::OffsetRange;
+use futures::future::BoxFuture;
+use ingest::{ChangeBatch, ChangeDecoder, OffsetRange, RawMessage};
+use lakehouse::apply::SourceReader;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -31,6 +35,9 @@ pub fn refetch(config: &FloeConfig, topic: &str, ranges: &[OffsetRange]) -> Resu
         .set("group.id", format!("{}-refetch", config.kafka.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
+    for (k, v) in config.kafka.security_properties() {
+        client.set(k, v);
+    }
     for (k, v) in &config.kafka.properties {
         client.set(k, v);
     }
@@ -81,4 +88,46 @@ pub fn refetch(config: &FloeConfig, topic: &str, ranges: &[OffsetRange]) -> Resu
         }
     }
     Ok(out)
+}
+
+/// Reads a topic's changes again from Kafka and decodes them with the
+/// schema registry, for the lakehouse's writers.
+pub struct KafkaReader {
+    pub config: FloeConfig,
+}
+
+impl KafkaReader {
+    async fn read(&self, topic: &str, ranges: &[OffsetRange]) -> Result<Vec<ChangeBatch>> {
+        let (config, owned_topic, owned) =
+            (self.config.clone(), topic.to_string(), ranges.to_vec());
+        let copies = tokio::task::spawn_blocking(move || refetch(&config, &owned_topic, &owned))
+            .await
+            .context("the read-back task failed")??;
+        let mut decoder = ChangeDecoder::new(crate::service::registry(&self.config)?);
+        for copy in &copies {
+            let message = RawMessage {
+                topic,
+                partition: copy.partition,
+                offset: copy.offset,
+                key: copy.key.as_deref(),
+                value: copy.value.as_deref(),
+            };
+            decoder.push(&message).await?;
+        }
+        Ok(decoder.flush())
+    }
+}
+
+impl SourceReader for KafkaReader {
+    fn reread<'a>(
+        &'a self,
+        topic: &'a str,
+        ranges: &'a [OffsetRange],
+    ) -> BoxFuture<'a, Result<Vec<ChangeBatch>, String>> {
+        Box::pin(async move {
+            self.read(topic, ranges)
+                .await
+                .map_err(|e| format!("reading {topic} {ranges:?} again: {e:#}"))
+        })
+    }
 }

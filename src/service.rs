@@ -1,8 +1,8 @@
 //! `floe ingest`: Kafka → decoded change batches → Iceberg commits.
 //!
 //! ```text
-//!  rdkafka consumer (group; partitions seeked to the offsets the tables
-//!  │ hold, so group offsets are never the source of truth)
+//!  rdkafka consumer (one member of the group; each partition assigned
+//!  │ starts after the offsets the tables hold: assignment.rs)
 //!  ▼
 //!  ChangeDecoder (schemas from the registry): buffers per table; a table
 //!  │ whose oldest change is commit_interval_ms old, or that holds max_rows
@@ -44,6 +44,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::applier::{Applied, Applier, Rejected};
+use crate::assignment;
 use crate::config::{FloeConfig, IngestConfig, OnError};
 use crate::metrics::{self, Metrics, Stage};
 use crate::refetch::refetch;
@@ -188,25 +189,22 @@ impl ConsumerContext for ResumeContext {
     ) {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Ok(resume) = self.resume.lock() {
-                    for e in tpl.elements() {
-                        let key = (e.topic().to_string(), e.partition());
-                        if let Some(&next) = resume.get(&key) {
-                            tracing::info!(topic = %key.0, partition = key.1, offset = next, "resuming from the offset the table holds");
-                        }
-                    }
-                    for ((topic, partition), next) in resume.iter() {
-                        if tpl.find_partition(topic, *partition).is_some() {
-                            let _ =
-                                tpl.set_partition_offset(topic, *partition, Offset::Offset(*next));
-                        }
-                    }
-                }
+                let held = self.resume.lock().map(|r| r.clone()).unwrap_or_default();
+                assignment::seek_assigned(consumer, &held, tpl);
                 self.assigned.store(true, Ordering::SeqCst);
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
-                consumer.assign(tpl)
+                tracing::info!(partitions = tpl.count(), assigned = %assignment::describe(tpl), "partitions assigned");
+                assignment::assign(consumer, tpl)
             }
-            _ => consumer.unassign(),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // what is buffered from them is still applied: the next
+                // owner's commits and ours skip what the table holds
+                tracing::info!(partitions = tpl.count(), revoked = %assignment::describe(tpl), "partitions revoked");
+                assignment::revoke(consumer, tpl)
+            }
+            other => {
+                tracing::error!("the consumer group's rebalance failed ({other:?}); giving up the partitions until the next one");
+                consumer.unassign()
+            }
         };
         if let Err(e) = result {
             tracing::error!("partition assignment failed: {e}");
@@ -328,7 +326,11 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     )?;
     let mut decoder = ChangeDecoder::new(registry(&config)?);
     let reject = config.ingest.on_error == OnError::DeadLetter;
-    let mut applier = Applier::new(lake.clone(), metrics.clone(), reject);
+    let reader = crate::refetch::KafkaReader {
+        config: config.clone(),
+    };
+    let mut applier =
+        Applier::new(lake.clone(), metrics.clone(), reject).with_source_reader(Arc::new(reader));
     let dead_letters = match config.ingest.on_error {
         OnError::Fail => None,
         OnError::DeadLetter => {
@@ -660,14 +662,23 @@ impl Ledger<'_> {
         if let Ok(mut resume) = self.resume.lock() {
             resume.extend(applied.next_offsets.clone());
         }
+        // only for partitions still ours: one the group has moved to
+        // another instance may be further on there already
+        let ours = self.consumer.assignment().unwrap_or_default();
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), next) in &applied.next_offsets {
+            if ours.find_partition(topic, *partition).is_none() {
+                continue;
+            }
             if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
                 tracing::warn!("offset list: {e}");
             }
         }
         // group offsets are for lag tools only (tables are the source of
         // truth), so a failure to commit them is logged, not fatal
+        if tpl.count() == 0 {
+            return;
+        }
         let result: KafkaResult<()> = self
             .consumer
             .commit(&tpl, rdkafka::consumer::CommitMode::Async);

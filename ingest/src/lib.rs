@@ -12,7 +12,9 @@
 //! * [`envelope`]: the Debezium change-event envelope (`before`, `after`,
 //!   `op`, `source`, `transaction`), Debezium 1.x to 3.x;
 //! * [`decoder`]: [`ChangeDecoder`], which turns messages into per-topic
-//!   [`ChangeBatch`]es and opens a new batch when a table's schema changes.
+//!   [`ChangeBatch`]es and opens a new batch when a table's schema changes;
+//! * [`order`]: a batch from several partitions of a topic put back in
+//!   source order.
 //!
 //! Start reading at [`ChangeDecoder::push`].
 //!
@@ -31,6 +33,7 @@ pub mod envelope;
 pub mod error;
 #[cfg(feature = "kafka")]
 mod kafka;
+pub mod order;
 pub mod recording;
 pub mod registry;
 pub mod semantic;

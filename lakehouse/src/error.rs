@@ -69,6 +69,17 @@ pub enum LakehouseError {
     TableProperty { table: String, reason: String },
     #[error("the writer of {table} failed during an earlier commit; open it again (its index may be ahead of the table)")]
     WriterPoisoned { table: String },
+    /// A truncate arrived after changes made later on another partition,
+    /// and those changes could not be read again to apply after it.
+    #[error("table {table}: a truncate of {topic} arrived after changes made later on another partition, which must be applied again after it: {reason}")]
+    Reread {
+        table: String,
+        topic: String,
+        reason: String,
+        /// The source did not answer (Kafka down); a writer without a
+        /// source to read from cannot be fixed by waiting.
+        retryable: bool,
+    },
     /// The runtime shut down while files were being written on its
     /// blocking pool (see [`crate::spec::parallel`]); nothing was committed.
     #[error("{operation} was cut short: the runtime is shutting down")]
@@ -123,6 +134,7 @@ impl LakehouseError {
             LakehouseError::WriterPoisoned { .. } => true,
             // a process that starts again writes the files again
             LakehouseError::ShuttingDown { .. } => true,
+            LakehouseError::Reread { retryable, .. } => *retryable,
             LakehouseError::CatalogPathNeeded
             | LakehouseError::Warehouse { .. }
             | LakehouseError::PartitionSpec { .. }

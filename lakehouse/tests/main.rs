@@ -14,6 +14,7 @@ mod postgres;
 mod rest;
 mod schema;
 mod sink;
+mod source_order;
 mod support;
 mod tables;
 mod write;

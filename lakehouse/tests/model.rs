@@ -57,7 +57,7 @@ pub(crate) enum Action {
     Truncate,
 }
 
-fn action() -> impl Strategy<Value = Action> {
+pub(crate) fn action() -> impl Strategy<Value = Action> {
     let key = 1i64..12;
     prop_oneof![
         6 => (key.clone(), 0i64..5, 100i64..10_000, proptest::option::of("[a-z]{1,12}"), any::<bool>())
@@ -301,7 +301,7 @@ fn tight_merges() -> MergePolicy {
 }
 
 /// Opens a writer on the table of `batch`, creating it if needed.
-async fn open_writer(
+pub(crate) async fn open_writer(
     catalog: &std::sync::Arc<dyn iceberg::Catalog>,
     lake: &LakeConfig,
     uri: &str,

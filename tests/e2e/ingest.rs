@@ -16,7 +16,7 @@ use lakehouse::Lake;
 
 use crate::stack::{text, Stack};
 
-const SETUP: &str = "
+pub(crate) const SETUP: &str = "
 INSERT INTO vendors VALUES (1, 'Creative Mobile'), (2, 'VeriFone');
 INSERT INTO payment_types VALUES (1, 'Credit card'), (2, 'Cash'), (3, 'No charge');
 INSERT INTO trips
@@ -27,7 +27,7 @@ SELECT i, 1 + i % 2, timestamp '2024-03-01 00:00' + (i % 7) * interval '1 day' +
 FROM generate_series(1, 2000) AS i;
 ";
 
-const WORKLOAD: &str = "
+pub(crate) const WORKLOAD: &str = "
 INSERT INTO trips
 SELECT i, 1, timestamp '2024-03-08 00:00' + i * interval '1 minute', timestamp '2024-03-08 00:30' + i * interval '1 minute',
        7, 8, 1, 1.5, 9.5, 1, 12, 2, NULL
@@ -79,7 +79,7 @@ const CHECKS: [(&str, &str); 3] = [
 ];
 
 /// A free port for floe's metrics listener.
-fn metrics_port() -> u16 {
+pub(crate) fn metrics_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -178,7 +178,7 @@ fn open_files(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-fn write_config(path: &Path, stack: &Stack, warehouse: &str, catalog: &Path) {
+pub(crate) fn write_config(path: &Path, stack: &Stack, warehouse: &str, catalog: &Path) {
     let e = &stack.env;
     std::fs::write(
         path,
@@ -231,7 +231,7 @@ lake_down_seconds = 5
 /// floe ingest in the background, logging to `log`.
 /// A running `floe ingest`, killed if the test ends (or fails) before
 /// stopping it, so a failed assertion never leaves it consuming.
-struct Ingest(Child);
+pub(crate) struct Ingest(Child);
 
 impl std::ops::Deref for Ingest {
     type Target = Child;
@@ -259,7 +259,7 @@ fn spawn_floe(config: &Path, log: &Path) -> Ingest {
     spawn_floe_env(config, log, &[])
 }
 
-fn spawn_floe_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Ingest {
+pub(crate) fn spawn_floe_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Ingest {
     Ingest(
         Command::new(env!("CARGO_BIN_EXE_floe"))
             .args(["ingest", "--config", &config.display().to_string()])
@@ -374,8 +374,24 @@ async fn lake_rows(lake: &Lake, table: &str, sql: &str) -> Result<Vec<String>, S
 }
 
 /// The first difference between the lake and Postgres, if any.
-async fn difference(stack: &Stack, lake: &Lake, added_column: bool) -> Option<String> {
-    for (table, sql) in CHECKS {
+pub(crate) async fn difference(stack: &Stack, lake: &Lake, added_column: bool) -> Option<String> {
+    difference_in(
+        stack,
+        lake,
+        added_column,
+        &["vendors", "payment_types", "trips"],
+    )
+    .await
+}
+
+/// The first difference between the lake and Postgres in `tables`.
+pub(crate) async fn difference_in(
+    stack: &Stack,
+    lake: &Lake,
+    added_column: bool,
+    tables: &[&str],
+) -> Option<String> {
+    for (table, sql) in CHECKS.iter().filter(|(t, _)| tables.contains(t)) {
         // before the workload's ADD COLUMN neither side has the column
         let sql = if added_column {
             sql.to_string()
@@ -404,12 +420,24 @@ async fn difference(stack: &Stack, lake: &Lake, added_column: bool) -> Option<St
 
 /// Waits until every table equals Postgres (floe running meanwhile).
 async fn wait_until_equal(stack: &Stack, lake: &Lake, floe: &mut Child, added_column: bool) {
+    wait_until_all_equal(stack, lake, &mut [floe], added_column).await
+}
+
+/// Waits until every table equals Postgres, with all of `floes` running.
+pub(crate) async fn wait_until_all_equal(
+    stack: &Stack,
+    lake: &Lake,
+    floes: &mut [&mut Child],
+    added_column: bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let diff = difference(stack, lake, added_column).await;
         let Some(diff) = diff else { return };
-        if let Ok(Some(status)) = floe.try_wait() {
-            panic!("floe ingest exited ({status}) before the lake caught up: {diff}");
+        for floe in floes.iter_mut() {
+            if let Ok(Some(status)) = floe.try_wait() {
+                panic!("floe ingest exited ({status}) before the lake caught up: {diff}");
+            }
         }
         assert!(
             Instant::now() < deadline,
@@ -420,7 +448,7 @@ async fn wait_until_equal(stack: &Stack, lake: &Lake, floe: &mut Child, added_co
 }
 
 /// Stops floe as an operator would (SIGTERM) and returns its log.
-fn stop(mut floe: Ingest, log: &Path) -> String {
+pub(crate) fn stop(mut floe: Ingest, log: &Path) -> String {
     let _ = Command::new("kill")
         .args(["-TERM", &floe.id().to_string()])
         .status();
@@ -486,6 +514,27 @@ fn storage_faults_are_named_by_check(dir: &Path, config: &Path) {
             "{fault}: --check took {:?}",
             started.elapsed()
         );
+    }
+}
+
+/// The tansu broker the stack runs.
+fn tansu_path() -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("source scripts/lib/common.sh && source scripts/lib/stack.sh && tansu_bin")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits until something listens on `port`.
+fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -572,34 +621,11 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
         );
     }
     let plain = stack.env["KAFKA_BOOTSTRAP"].clone();
-    let tansu = {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg("source scripts/lib/common.sh && source scripts/lib/stack.sh && tansu_bin")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let wait_for = |port: u16| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nothing listens on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let tansu = tansu_path();
     // a broker of its own behind each gate, advertising the gate: every
     // connection librdkafka makes is TLS through it
     let gate = |name: &str| {
-        let (broker_port, port) = (free_port(), free_port());
+        let (broker_port, port) = (metrics_port(), metrics_port());
         let broker = Command::new(&tansu)
             .args(["broker", "--storage-engine", "memory://tansu/"])
             .arg("--listener-url")
@@ -668,6 +694,110 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// `[kafka.sasl]` against a broker that requires SCRAM: tansu 0.6 creates
+/// users only while authentication is off, so a broker keeping its state
+/// in the stack's S3 bucket gets a SCRAM-SHA-256 and a SCRAM-SHA-512 user,
+/// and is started again on the same state with `--authentication`. Both
+/// users pass `--check`; a wrong password fails it, within seconds.
+fn kafka_sasl_is_checked_against_scram_users(dir: &Path, config: &Path, stack: &Stack) {
+    let tansu = tansu_path();
+    let port = metrics_port();
+    let s3 = [
+        ("AWS_ENDPOINT", stack.env["FLOE_S3_ENDPOINT"].as_str()),
+        ("AWS_ACCESS_KEY_ID", stack.env["AWS_ACCESS_KEY_ID"].as_str()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            stack.env["AWS_SECRET_ACCESS_KEY"].as_str(),
+        ),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    let storage = format!("s3://lake/tansu-sasl-{}/", std::process::id());
+    let broker = |authentication: bool| {
+        let mut cmd = Command::new(&tansu);
+        cmd.arg("broker");
+        if authentication {
+            cmd.arg("--authentication");
+        }
+        let child = cmd
+            .args(["--storage-engine", &storage])
+            .arg("--listener-url")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .envs(s3)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(port);
+        child
+    };
+    let mut open = broker(false);
+    for (user, password, mechanism) in [
+        ("floe256", "scram-256-pass", "scram256"),
+        ("floe512", "scram-512-pass", "scram512"),
+    ] {
+        let out = Command::new(&tansu)
+            .args(["user", "create", user, password, "--mechanism", mechanism])
+            .arg("--broker")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tansu user create: {}", text(&out));
+    }
+    open.kill().unwrap();
+    open.wait().unwrap();
+    let mut closed = broker(true);
+    let base = std::fs::read_to_string(config)
+        .unwrap()
+        .replace(&stack.env["KAFKA_BOOTSTRAP"], &format!("127.0.0.1:{port}"));
+    for (case, mechanism, user, password, expect) in [
+        (
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-256",
+            "floe256",
+            "scram-256-pass",
+            "ok      kafka",
+        ),
+        (
+            "SCRAM-SHA-512",
+            "SCRAM-SHA-512",
+            "floe512",
+            "scram-512-pass",
+            "ok      kafka",
+        ),
+        (
+            "a wrong password",
+            "SCRAM-SHA-256",
+            "floe256",
+            "wrong-pass",
+            "FAILED  kafka:",
+        ),
+    ] {
+        let sasl = format!(
+            "[kafka.sasl]\nmechanism = \"{mechanism}\"\nusername = \"{user}\"\npassword = \"{password}\"\n\n[registry]"
+        );
+        let path = dir.join("kafka-sasl.toml");
+        std::fs::write(&path, base.replace("[registry]", &sasl)).unwrap();
+        let started = Instant::now();
+        let out = floe_ingest(&path, &["--check"]);
+        let shown = text(&out);
+        assert!(shown.contains(expect), "{case}: {shown}");
+        assert!(
+            !shown.contains(password),
+            "{case}: the password is printed: {shown}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{case}: --check took {:?}",
+            started.elapsed()
+        );
+    }
+    closed.kill().unwrap();
+    closed.wait().unwrap();
 }
 
 /// `--check --log debug`, in both log formats, with every kind of secret
@@ -745,6 +875,7 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     storage_faults_are_named_by_check(&dir, &config);
     secrets_stay_out_of_check_at_debug_level(&dir, &config);
     kafka_tls_is_checked_by_a_real_handshake(&dir, &config, &stack);
+    kafka_sasl_is_checked_against_scram_users(&dir, &config, &stack);
 
     let lake_config: lakehouse::LakeConfig = {
         let text = std::fs::read_to_string(&config).unwrap();

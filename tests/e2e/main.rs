@@ -4,6 +4,7 @@ mod decode_cli;
 mod foreign;
 mod ingest;
 mod jobs;
+mod partitions;
 mod quickstart;
 mod sql;
 mod sql_differential;

@@ -3,6 +3,9 @@
 //!
 //! * [`KafkaOffsets`]: per topic and partition, the last offset a table
 //!   has applied; where ingest resumes (exactly once);
+//! * [`SourcePositions`]: per topic and partition, the highest source
+//!   position (Postgres LSN) a table has applied, and the position of its
+//!   last truncate; what keeps a multi-partition topic in source order;
 //! * [`JobLineage`]: the job run that computed a result table and the
 //!   source snapshots it read; where an incremental job starts;
 //! * the file a batch load's snapshot loaded, and a maintenance marker on
@@ -24,6 +27,11 @@ use iceberg::table::Table;
 /// Snapshot-summary key prefix of the Kafka offsets:
 /// `floe.offset.<topic>.<partition>` = last applied offset.
 const OFFSET_PREFIX: &str = "floe.offset.";
+/// `floe.lsn.<topic>.<partition>` = the highest source LSN applied from
+/// the partition.
+const LSN_PREFIX: &str = "floe.lsn.";
+/// `floe.truncate-lsn.<topic>` = the source LSN of the last truncate.
+const TRUNCATE_LSN_PREFIX: &str = "floe.truncate-lsn.";
 const JOB: &str = "floe.job";
 const JOB_RUN_ID: &str = "floe.job.run-id";
 const JOB_SOURCES: &str = "floe.job.sources";
@@ -38,7 +46,17 @@ impl KafkaOffsets {
     /// The offsets of `table`: those of the newest snapshot in its
     /// current ancestry that carries any.
     pub fn of(table: &Table) -> Self {
-        carried(table.metadata(), Self::from_summary).unwrap_or_default()
+        Self::of_metadata(table.metadata())
+    }
+
+    pub(crate) fn of_metadata(metadata: &TableMetadata) -> Self {
+        carried(metadata, Self::from_summary).unwrap_or_default()
+    }
+
+    /// The offsets one snapshot's summary records (floe writes all it
+    /// carries into each of its snapshots).
+    pub fn in_snapshot(snapshot: &Snapshot) -> Option<Self> {
+        Self::from_summary(&snapshot.summary().additional_properties)
     }
 
     fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
@@ -86,6 +104,94 @@ impl KafkaOffsets {
                 format!("{OFFSET_PREFIX}{topic}.{partition}"),
                 offset.to_string(),
             );
+        }
+    }
+}
+
+/// Where in the source's log a table is: per (topic, partition) the
+/// highest LSN applied, and per topic the LSN of the last truncate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourcePositions {
+    applied: BTreeMap<(String, i32), i64>,
+    truncated: BTreeMap<String, i64>,
+}
+
+impl SourcePositions {
+    /// The positions of `table`: those of the newest snapshot in its
+    /// current ancestry that carries any.
+    pub fn of(table: &Table) -> Self {
+        Self::of_metadata(table.metadata())
+    }
+
+    pub(crate) fn of_metadata(metadata: &TableMetadata) -> Self {
+        carried(metadata, Self::from_summary).unwrap_or_default()
+    }
+
+    /// The positions one snapshot's summary records (floe writes all it
+    /// carries into each of its snapshots).
+    pub fn in_snapshot(snapshot: &Snapshot) -> Option<Self> {
+        Self::from_summary(&snapshot.summary().additional_properties)
+    }
+
+    fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
+        let mut out = Self::default();
+        for (k, v) in properties {
+            let Ok(lsn) = v.parse::<i64>() else { continue };
+            if let Some(topic) = k.strip_prefix(TRUNCATE_LSN_PREFIX) {
+                out.truncated.insert(topic.to_string(), lsn);
+            } else if let Some((topic, partition)) =
+                k.strip_prefix(LSN_PREFIX).and_then(|r| r.rsplit_once('.'))
+            {
+                if let Ok(partition) = partition.parse() {
+                    out.applied.insert((topic.to_string(), partition), lsn);
+                }
+            }
+        }
+        // a floe snapshot without positions (its changes had no LSN) says
+        // there are none: the walk back stops at it
+        let floe_state = properties.keys().any(|k| k.starts_with(OFFSET_PREFIX));
+        (floe_state || !out.applied.is_empty() || !out.truncated.is_empty()).then_some(out)
+    }
+
+    /// The highest LSN applied from a topic partition.
+    pub fn applied(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.applied.get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// Each partition of `topic` with the highest LSN applied from it.
+    pub fn partitions<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = (i32, i64)> + 'a {
+        self.applied
+            .iter()
+            .filter(move |((t, _), _)| t == topic)
+            .map(|((_, p), lsn)| (*p, *lsn))
+    }
+
+    /// The LSN of the last truncate of `topic` applied.
+    pub fn truncated(&self, topic: &str) -> Option<i64> {
+        self.truncated.get(topic).copied()
+    }
+
+    /// Records `lsn` as applied from the partition (never moving back).
+    pub fn advance(&mut self, topic: &str, partition: i32, lsn: i64) {
+        let slot = self
+            .applied
+            .entry((topic.to_string(), partition))
+            .or_insert(lsn);
+        *slot = (*slot).max(lsn);
+    }
+
+    /// Records a truncate of `topic` at `lsn` (never moving back).
+    pub fn truncate(&mut self, topic: &str, lsn: i64) {
+        let slot = self.truncated.entry(topic.to_string()).or_insert(lsn);
+        *slot = (*slot).max(lsn);
+    }
+
+    fn write(&self, properties: &mut HashMap<String, String>) {
+        for ((topic, partition), lsn) in &self.applied {
+            properties.insert(format!("{LSN_PREFIX}{topic}.{partition}"), lsn.to_string());
+        }
+        for (topic, lsn) in &self.truncated {
+            properties.insert(format!("{TRUNCATE_LSN_PREFIX}{topic}"), lsn.to_string());
         }
     }
 }
@@ -157,6 +263,9 @@ pub struct StateChange {
     pub loaded_file: Option<String>,
     /// Marks a maintenance snapshot (its operation's name).
     pub maintenance: Option<&'static str>,
+    /// Source positions this commit applies (highest LSN per partition,
+    /// and a truncate's): the carried ones advance to them.
+    pub positions: SourcePositions,
 }
 
 impl StateChange {
@@ -189,6 +298,14 @@ impl StateChange {
             offsets.advance(topic, *partition, *last);
         }
         offsets.write(&mut out);
+        let mut positions = carried(base, SourcePositions::from_summary).unwrap_or_default();
+        for ((topic, partition), lsn) in &self.positions.applied {
+            positions.advance(topic, *partition, *lsn);
+        }
+        for (topic, lsn) in &self.positions.truncated {
+            positions.truncate(topic, *lsn);
+        }
+        positions.write(&mut out);
         let lineage = self
             .lineage
             .clone()
@@ -256,6 +373,35 @@ mod tests {
         assert_eq!(back, o);
         assert_eq!(back.get("a.b.c", 2), Some(3));
         assert!(KafkaOffsets::from_summary(&HashMap::new()).is_none());
+    }
+
+    #[test]
+    fn source_positions_round_trip_and_only_advance() {
+        let mut p = HashMap::new();
+        let mut s = SourcePositions::default();
+        s.advance("taxi.public.trips", 2, 900);
+        s.advance("taxi.public.trips", 2, 100);
+        s.advance("taxi.public.trips", 0, 50);
+        s.truncate("taxi.public.trips", 700);
+        s.truncate("taxi.public.trips", 600);
+        s.write(&mut p);
+        assert_eq!(p["floe.lsn.taxi.public.trips.2"], "900");
+        assert_eq!(p["floe.truncate-lsn.taxi.public.trips"], "700");
+        let back = SourcePositions::from_summary(&p).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            back.partitions("taxi.public.trips").collect::<Vec<_>>(),
+            vec![(0, 50), (2, 900)]
+        );
+        assert_eq!(back.truncated("taxi.public.trips"), Some(700));
+        assert_eq!(back.applied("taxi.public.trips", 1), None);
+        // a floe snapshot without any: none, and no need to look further
+        let offsets_only = HashMap::from([("floe.offset.t.0".to_string(), "3".to_string())]);
+        assert_eq!(
+            SourcePositions::from_summary(&offsets_only),
+            Some(SourcePositions::default())
+        );
+        assert!(SourcePositions::from_summary(&HashMap::new()).is_none());
     }
 
     #[test]

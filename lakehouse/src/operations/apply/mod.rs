@@ -26,11 +26,13 @@
 //! journaled: a commit lost to another writer (a compaction, another
 //! instance) rolls them back, catches the index up with the snapshots
 //! committed since ([`catch_up`]) and plans the batch again on the newer
-//! table, skipping what it already holds by its Kafka offsets. An outage
+//! table, skipping what it already holds by its Kafka offsets. A batch from
+//! several partitions of a topic is applied in source order
+//! ([`source_order`]). An outage
 //! is waited out by the writer's [`RetryPolicy`]. Any other failure leaves
 //! the writer refusing further work until it is opened again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,17 +56,19 @@ use crate::spec::write::{table_rows, write_rows_as, WrittenRows};
 use crate::table::{append_columns, ensure_table, TableTarget};
 use crate::transaction::{
     reload, CatalogPointer, KafkaOffsets, OnThisTable, Removal, RetryPolicy, SnapshotUpdate,
-    StateChange, Transaction,
+    SourcePositions, StateChange, Transaction,
 };
 use crate::Lake;
 
 mod catch_up;
 mod ledger;
 mod merge;
+mod source_order;
 
 use catch_up::CaughtUp;
 use ledger::FileLedger;
 pub use merge::MergeReport;
+pub use source_order::{join_held, SourceReader};
 
 use crate::config::MergePolicy;
 
@@ -77,8 +81,15 @@ pub struct ApplyStats {
     pub absent_deletes: usize,
     pub truncated: bool,
     /// Events at or below the offsets the table had already applied (a
-    /// replay after a crash): skipped, so nothing is applied twice.
+    /// replay after a crash), or older than its last truncate: skipped, so
+    /// nothing is applied twice or after a truncate that removed it.
     pub already_applied: usize,
+    /// Of those, events older than the table's last truncate (they came
+    /// on another partition than the truncate, and later).
+    pub before_truncate: usize,
+    /// Changes applied again after a truncate that arrived after them
+    /// (made later, on another partition): read again from the source.
+    pub applied_again: usize,
     /// The batch changed the table's columns.
     pub schema_changed: bool,
     /// Existing rows rewritten to hold a new column's default.
@@ -125,6 +136,8 @@ pub struct TableWriter {
     /// A merge round whose files are being written beside the commits.
     merging: Option<merge::MergeInFlight>,
     deleted_again: u64,
+    /// Where changes are read again when a truncate arrives late.
+    source: Option<Arc<dyn SourceReader>>,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -211,6 +224,7 @@ impl TableWriter {
             merge_policy: MergePolicy::default(),
             merging: None,
             deleted_again: 0,
+            source: None,
         };
         writer.load_index(&schema).await?;
         Ok(writer)
@@ -220,6 +234,14 @@ impl TableWriter {
     /// [`RetryPolicy::default`]).
     pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Where the writer reads a topic's changes again when a truncate
+    /// arrives after changes made later on another partition (without
+    /// one, such a truncate is an error).
+    pub fn with_source_reader(mut self, reader: Arc<dyn SourceReader>) -> Self {
+        self.source = Some(reader);
         self
     }
 
@@ -400,6 +422,15 @@ impl TableWriter {
                 table: self.table.identifier().to_string(),
             });
         }
+        // a row's changes come in order from its partition; across
+        // partitions, the source's log says the order
+        let batch = &batch
+            .clone()
+            .in_source_order()
+            .map_err(|source| LakehouseError::Arrow {
+                context: format!("source order of {}", batch.topic),
+                source,
+            })?;
         let mut schedule = self.retry.schedule();
         let mut stale = false;
         loop {
@@ -494,14 +525,40 @@ impl TableWriter {
         let table_name = self.table.identifier().to_string();
         let mut stats = ApplyStats::default();
 
-        // a replay: events the table already holds are skipped
+        // a truncate that arrived after changes made later on another
+        // partition: those are applied again after it
+        let reread = self.reread_overtaken(batch).await?;
+        let none = HashSet::new();
+        let (batch, again) = match &reread {
+            Some((combined, again)) => (combined, again),
+            None => (batch, &none),
+        };
+
+        // a replay: events the table already holds are skipped, and so are
+        // changes older than its last truncate
         let applied = KafkaOffsets::of(&self.table);
+        if self.keying == Keying::WholeRow {
+            source_order::one_partition(batch, &applied, &table_name)?;
+        }
+        let truncated = SourcePositions::of(&self.table).truncated(&batch.topic);
+        let changelog = self.keying == Keying::Changelog;
+        let lsns = source_order::Lsns::of(batch);
         let fresh: Vec<bool> = (0..batch.num_rows())
             .map(|i| {
                 let (partition, offset) = batch.position(i);
-                applied
+                let new = applied
                     .get(&batch.topic, partition)
-                    .is_none_or(|done| offset > done)
+                    .is_none_or(|done| offset > done);
+                if again.contains(&(partition, offset)) {
+                    stats.applied_again += usize::from(!new);
+                    return true;
+                }
+                let old = !changelog
+                    && source_order::before_truncate(batch.op(i), lsns.get(i), truncated);
+                if new && old {
+                    stats.before_truncate += 1;
+                }
+                new && !old
             })
             .collect();
         stats.already_applied = fresh.iter().filter(|f| !**f).count();
@@ -517,8 +574,15 @@ impl TableWriter {
         // nothing new, but Kafka moved on (tombstones only): record the offsets
         // with an empty commit
         if stats.already_applied == batch.num_rows() {
-            self.commit(batch, &applied, Written::default(), Removal::Nothing, None)
-                .await?;
+            self.commit(
+                batch,
+                &applied,
+                &fresh,
+                Written::default(),
+                Removal::Nothing,
+                None,
+            )
+            .await?;
             return Ok(stats);
         }
 
@@ -606,9 +670,64 @@ impl TableWriter {
         let mut files = self.write_deletes(deletes, &prefix).await?;
         data_files.extend(written.files);
         files.data = data_files;
-        self.commit(batch, &applied, files, removal, new_schema)
+        self.commit(batch, &applied, &fresh, files, removal, new_schema)
             .await?;
         Ok(stats)
+    }
+
+    /// When `batch` truncates the table after changes made later on
+    /// another partition were applied (they arrived first): the batch with
+    /// those changes read again, and their positions ([`source_order`]).
+    async fn reread_overtaken(
+        &self,
+        batch: &ChangeBatch,
+    ) -> Result<Option<(ChangeBatch, HashSet<(i32, i64)>)>, LakehouseError> {
+        if self.keying == Keying::Changelog {
+            return Ok(None);
+        }
+        let applied = KafkaOffsets::of(&self.table);
+        let truncated = SourcePositions::of(&self.table).truncated(&batch.topic);
+        // the last truncate the table has not applied, by its LSN
+        let lsns = source_order::Lsns::of(batch);
+        let Some(at) = (0..batch.num_rows()).rev().find_map(|i| {
+            let (partition, offset) = batch.position(i);
+            let lsn = lsns.get(i);
+            let new = applied
+                .get(&batch.topic, partition)
+                .is_none_or(|done| offset > done);
+            let truncate = batch.op(i) == Some(Op::Truncate)
+                && new
+                && !source_order::before_truncate(batch.op(i), lsn, truncated);
+            truncate.then_some(lsn)
+        }) else {
+            return Ok(None);
+        };
+        let Some(at) = at else {
+            return Ok(None);
+        };
+        let ranges = source_order::overtaking(self.table.metadata(), &batch.topic, at);
+        if ranges.is_empty() {
+            return Ok(None);
+        }
+        let table = self.table.identifier().to_string();
+        let error = |reason: String, retryable: bool| LakehouseError::Reread {
+            table: table.clone(),
+            topic: batch.topic.clone(),
+            reason,
+            retryable,
+        };
+        let Some(reader) = &self.source else {
+            return Err(error(
+                "this writer has no source to read them from; give the topic one partition".into(),
+                false,
+            ));
+        };
+        tracing::info!(%table, topic = %batch.topic, truncate_lsn = at, ranges = ?ranges, "a truncate arrived after changes made later on other partitions: reading them again to apply after it");
+        let reread = reader
+            .reread(&batch.topic, &ranges)
+            .await
+            .map_err(|reason| error(reason, true))?;
+        source_order::with_reread(batch, &reread, at, &table).map(Some)
     }
 
     /// What the batch changes in the table's columns; an incompatible
@@ -1102,17 +1221,19 @@ impl TableWriter {
             data: written.files,
             ..Written::default()
         };
-        self.commit(batch, applied, files, Removal::Nothing, new_schema)
+        self.commit(batch, applied, fresh, files, Removal::Nothing, new_schema)
             .await?;
         Ok(stats)
     }
 
     /// Commits the files (and a new schema) with the batch's offsets (the
-    /// ones the table did not hold yet) in one metadata swap.
+    /// ones the table did not hold yet) and the source positions of its
+    /// `fresh` rows in one metadata swap.
     async fn commit(
         &mut self,
         batch: &ChangeBatch,
         applied: &KafkaOffsets,
+        fresh: &[bool],
         files: Written,
         remove: Removal,
         schema: Option<Schema>,
@@ -1133,7 +1254,8 @@ impl TableWriter {
             };
             (first <= r.last).then_some((r.partition, first, r.last))
         });
-        let state = StateChange::offsets(&batch.topic, ranges);
+        let mut state = StateChange::offsets(&batch.topic, ranges);
+        state.positions = source_order::applied(batch, fresh);
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
         let committed = Transaction::new(
