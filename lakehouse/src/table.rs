@@ -175,10 +175,12 @@ pub async fn load_or_create(
         .await
         .map_err(crate::error::iceberg_error("check namespace", ident))?
     {
-        catalog
-            .create_namespace(namespace, HashMap::new())
-            .await
-            .map_err(crate::error::iceberg_error("create namespace", ident))?;
+        if let Err(e) = catalog.create_namespace(namespace, HashMap::new()).await {
+            // another writer (an ingest instance) created it meanwhile
+            if !catalog.namespace_exists(namespace).await.unwrap_or(false) {
+                return Err(crate::error::iceberg_error("create namespace", ident)(e));
+            }
+        }
     }
     let schema = schema()?;
     let spec = partition_spec(&schema, partition)?;
@@ -188,10 +190,18 @@ pub async fn load_or_create(
         .partition_spec(spec)
         .properties(created_table_properties(properties))
         .build();
-    catalog
-        .create_table(namespace, creation)
-        .await
-        .map_err(crate::error::iceberg_error("create table", ident))
+    match catalog.create_table(namespace, creation).await {
+        Ok(table) => Ok(table),
+        // another writer created it meanwhile: its table is this one
+        Err(e) if catalog.table_exists(ident).await.unwrap_or(false) => {
+            tracing::info!(table = %ident, "created by another writer meanwhile ({e}); using it");
+            catalog
+                .load_table(ident)
+                .await
+                .map_err(crate::error::iceberg_error("load table", ident))
+        }
+        Err(e) => Err(crate::error::iceberg_error("create table", ident)(e)),
+    }
 }
 
 /// What floe sets on the tables it creates: Parquet; old `metadata.json`

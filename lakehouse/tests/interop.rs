@@ -90,7 +90,7 @@ pub(crate) fn bash(script: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn trip(id: i64, day: i64, fare: i64) -> HashMap<&'static str, Value> {
+pub(crate) fn trip(id: i64, day: i64, fare: i64) -> HashMap<&'static str, Value> {
     let pickup = MARCH_1 + day * DAY_US + id * 60_000_000;
     HashMap::from([
         ("trip_id", Value::Long(id)),

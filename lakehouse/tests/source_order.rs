@@ -392,3 +392,99 @@ proptest! {
         rt.block_on(run(actions, truncates, picks, cuts, instances, case))?;
     }
 }
+
+/// A column added at the source (a newer value schema) reaches the table
+/// from one partition while changes made before it come later on another,
+/// with the older columns: those are written with the table's columns,
+/// which never go back, so the new column keeps its values.
+#[tokio::test]
+async fn changes_with_older_columns_arriving_late_keep_the_new_columns() {
+    use arrow_array::{Array, Decimal128Array, Int64Array};
+    use ingest::testing::decimal;
+    use ingest::Op;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let values = rec.schemas.subject_versions("taxi.public.trips-value");
+    let old = EventEncoder::new(&rec.schemas, values[0], key_id).unwrap();
+    let new = EventEncoder::new(&rec.schemas, *values.last().unwrap(), key_id).unwrap();
+    let create = |enc: &EventEncoder, id: i64, lsn: i64, partition: i32| {
+        let mut row = crate::interop::trip(id, 0, 1_000 + id);
+        if std::ptr::eq(enc, &new) {
+            row.insert("congestion_surcharge", decimal(250));
+        }
+        let key = std::collections::HashMap::from([("trip_id", ingest::testing::Value::Long(id))]);
+        let (k, v) = enc
+            .event(Op::Create, Some(&key), None, Some(&row), lsn)
+            .unwrap();
+        RecordedMessage {
+            topic: crate::model::TOPIC.into(),
+            partition,
+            offset: 0,
+            timestamp_ms: None,
+            key: k,
+            value: Some(v),
+        }
+    };
+    // partition 1: made after the column was added; partition 0: before,
+    // in two stretches, the second arriving after partition 1's
+    let mut p0: Vec<RecordedMessage> = (1..=6).map(|id| create(&old, id, id, 0)).collect();
+    for (offset, m) in p0.iter_mut().enumerate() {
+        m.offset = offset as i64;
+    }
+    let p1: Vec<RecordedMessage> = (10..13)
+        .enumerate()
+        .map(|(offset, id)| RecordedMessage {
+            offset: offset as i64,
+            ..create(&new, id, 100 + id, 1)
+        })
+        .collect();
+    let warehouse = std::env::temp_dir().join(format!("floe-order-{}-columns", std::process::id()));
+    let _ = std::fs::remove_dir_all(&warehouse);
+    let mut lake = LakeConfig {
+        warehouse: warehouse.clone().into(),
+        ..LakeConfig::default()
+    };
+    crate::support::trips_by_day(&mut lake);
+    let uri = format!(
+        "sqlite://{}?mode=rwc",
+        warehouse.join("catalog.db").display()
+    );
+    let catalog = open_catalog(&lake).await.unwrap();
+    let mut writer: Option<TableWriter> = None;
+    for delivery in [&p0[..3], &p1[..], &p0[3..]] {
+        let mut decoder = ChangeDecoder::new(rec.schemas.clone());
+        for m in delivery {
+            decoder.push(&m.as_raw()).await.unwrap();
+        }
+        for batch in decoder.flush() {
+            if writer.is_none() {
+                writer = Some(open_writer(&catalog, &lake, &uri, &batch).await);
+            }
+            writer.as_mut().unwrap().apply(&batch).await.unwrap();
+        }
+    }
+    let table = catalog
+        .load_table(writer.unwrap().table().identifier())
+        .await
+        .unwrap();
+    let rows = scan_all(&table).await;
+    let mut surcharge = BTreeMap::new();
+    for b in &rows {
+        let ids = b.column_by_name("trip_id").unwrap();
+        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        let column = b
+            .column_by_name("congestion_surcharge")
+            .expect("the added column stays");
+        let column = column.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        for i in 0..b.num_rows() {
+            surcharge.insert(ids.value(i), column.is_valid(i).then(|| column.value(i)));
+        }
+    }
+    let expected: BTreeMap<i64, Option<i128>> = (1..=6)
+        .map(|id| (id, None))
+        .chain((10..13).map(|id| (id, Some(250))))
+        .collect();
+    assert_eq!(surcharge, expected);
+    std::fs::remove_dir_all(&warehouse).ok();
+}

@@ -287,3 +287,34 @@ fn configuration_parses() {
         lakehouse::CatalogConfig::Sqlite { path: None }
     ));
 }
+
+/// Several writers (ingest instances) creating the same table at once:
+/// each gets the table, whichever of them created it.
+#[tokio::test]
+async fn writers_racing_to_create_a_table_all_get_it() {
+    let batches = batches().await;
+    let trips = first(&batches, "taxi.public.trips");
+    let lake = lake("race");
+    let target = TableTarget::for_batch(trips, &lake.tables).unwrap();
+    let mut catalogs = Vec::new();
+    for _ in 0..8 {
+        catalogs.push(open_catalog(&lake).await.unwrap());
+    }
+    let created = futures::future::join_all(
+        catalogs
+            .iter()
+            .map(|catalog| ensure_table(catalog.as_ref(), &target, trips)),
+    )
+    .await;
+    let locations: Vec<String> = created
+        .into_iter()
+        .map(|t| {
+            t.unwrap_or_else(|e| panic!("{e}"))
+                .metadata()
+                .location()
+                .to_string()
+        })
+        .collect();
+    assert!(locations.windows(2).all(|w| w[0] == w[1]), "{locations:?}");
+    std::fs::remove_dir_all(lake.warehouse.local_dir().unwrap()).ok();
+}

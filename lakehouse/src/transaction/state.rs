@@ -32,6 +32,9 @@ const OFFSET_PREFIX: &str = "floe.offset.";
 const LSN_PREFIX: &str = "floe.lsn.";
 /// `floe.truncate-lsn.<topic>` = the source LSN of the last truncate.
 const TRUNCATE_LSN_PREFIX: &str = "floe.truncate-lsn.";
+/// `floe.schema-lsn.<topic>` = the source LSN of the first change that
+/// brought the table's latest columns.
+const SCHEMA_LSN_PREFIX: &str = "floe.schema-lsn.";
 const JOB: &str = "floe.job";
 const JOB_RUN_ID: &str = "floe.job.run-id";
 const JOB_SOURCES: &str = "floe.job.sources";
@@ -109,11 +112,13 @@ impl KafkaOffsets {
 }
 
 /// Where in the source's log a table is: per (topic, partition) the
-/// highest LSN applied, and per topic the LSN of the last truncate.
+/// highest LSN applied, and per topic the LSN of the last truncate and of
+/// the first change with the table's latest columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourcePositions {
     applied: BTreeMap<(String, i32), i64>,
     truncated: BTreeMap<String, i64>,
+    columns_changed: BTreeMap<String, i64>,
 }
 
 impl SourcePositions {
@@ -139,6 +144,8 @@ impl SourcePositions {
             let Ok(lsn) = v.parse::<i64>() else { continue };
             if let Some(topic) = k.strip_prefix(TRUNCATE_LSN_PREFIX) {
                 out.truncated.insert(topic.to_string(), lsn);
+            } else if let Some(topic) = k.strip_prefix(SCHEMA_LSN_PREFIX) {
+                out.columns_changed.insert(topic.to_string(), lsn);
             } else if let Some((topic, partition)) =
                 k.strip_prefix(LSN_PREFIX).and_then(|r| r.rsplit_once('.'))
             {
@@ -171,6 +178,20 @@ impl SourcePositions {
         self.truncated.get(topic).copied()
     }
 
+    /// The LSN of the first change of `topic` with the table's latest
+    /// columns: changes made before it (come late, on another partition)
+    /// must not take the columns back.
+    pub fn columns_changed(&self, topic: &str) -> Option<i64> {
+        self.columns_changed.get(topic).copied()
+    }
+
+    /// Records that the table's columns changed with a change of `topic`
+    /// at `lsn` (never moving back).
+    pub fn change_columns(&mut self, topic: &str, lsn: i64) {
+        let slot = self.columns_changed.entry(topic.to_string()).or_insert(lsn);
+        *slot = (*slot).max(lsn);
+    }
+
     /// Records `lsn` as applied from the partition (never moving back).
     pub fn advance(&mut self, topic: &str, partition: i32, lsn: i64) {
         let slot = self
@@ -192,6 +213,9 @@ impl SourcePositions {
         }
         for (topic, lsn) in &self.truncated {
             properties.insert(format!("{TRUNCATE_LSN_PREFIX}{topic}"), lsn.to_string());
+        }
+        for (topic, lsn) in &self.columns_changed {
+            properties.insert(format!("{SCHEMA_LSN_PREFIX}{topic}"), lsn.to_string());
         }
     }
 }
@@ -305,6 +329,9 @@ impl StateChange {
         for (topic, lsn) in &self.positions.truncated {
             positions.truncate(topic, *lsn);
         }
+        for (topic, lsn) in &self.positions.columns_changed {
+            positions.change_columns(topic, *lsn);
+        }
         positions.write(&mut out);
         let lineage = self
             .lineage
@@ -384,7 +411,9 @@ mod tests {
         s.advance("taxi.public.trips", 0, 50);
         s.truncate("taxi.public.trips", 700);
         s.truncate("taxi.public.trips", 600);
+        s.change_columns("taxi.public.trips", 650);
         s.write(&mut p);
+        assert_eq!(p["floe.schema-lsn.taxi.public.trips"], "650");
         assert_eq!(p["floe.lsn.taxi.public.trips.2"], "900");
         assert_eq!(p["floe.truncate-lsn.taxi.public.trips"], "700");
         let back = SourcePositions::from_summary(&p).unwrap();
@@ -394,6 +423,7 @@ mod tests {
             vec![(0, 50), (2, 900)]
         );
         assert_eq!(back.truncated("taxi.public.trips"), Some(700));
+        assert_eq!(back.columns_changed("taxi.public.trips"), Some(650));
         assert_eq!(back.applied("taxi.public.trips", 1), None);
         // a floe snapshot without any: none, and no need to look further
         let offsets_only = HashMap::from([("floe.offset.t.0".to_string(), "3".to_string())]);

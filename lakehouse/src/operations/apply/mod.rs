@@ -540,7 +540,8 @@ impl TableWriter {
         if self.keying == Keying::WholeRow {
             source_order::one_partition(batch, &applied, &table_name)?;
         }
-        let truncated = SourcePositions::of(&self.table).truncated(&batch.topic);
+        let positions = SourcePositions::of(&self.table);
+        let truncated = positions.truncated(&batch.topic);
         let changelog = self.keying == Keying::Changelog;
         let lsns = source_order::Lsns::of(batch);
         let fresh: Vec<bool> = (0..batch.num_rows())
@@ -586,9 +587,14 @@ impl TableWriter {
             return Ok(stats);
         }
 
-        // the table's columns follow the source's
+        // the table's columns follow the source's, never back to older ones
         let schema = self.table.metadata().current_schema().clone();
-        let evolution = self.plan_evolution(&schema, batch)?;
+        let older = source_order::older_columns(batch, positions.columns_changed(&batch.topic));
+        let evolution = if older {
+            Evolution::default()
+        } else {
+            self.plan_evolution(&schema, batch)?
+        };
         let next: Arc<Schema> = if evolution.is_empty() {
             schema.clone()
         } else {
@@ -625,7 +631,7 @@ impl TableWriter {
         let new_schema = stats.schema_changed.then(|| next.as_ref().clone());
         if self.keying == Keying::Changelog {
             return self
-                .append(batch, &applied, &fresh, stats, &next, new_schema)
+                .append(batch, &applied, &fresh, stats, new_schema, older)
                 .await;
         }
 
@@ -659,7 +665,10 @@ impl TableWriter {
             Keying::WholeRow => self.plan_whole_rows(batch, &fresh, start, &next, &mut stats)?,
             _ => self.plan_by_key(batch, &fresh, start, &mut stats)?,
         };
-        let picked = self.picked_rows(batch, &planned, &next).await?;
+        let mut picked = self.picked_rows(batch, &planned, &next).await?;
+        if older {
+            picked = source_order::only_columns_of(picked, &next);
+        }
         self.commits += 1;
         let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
         let table_rows = table_rows(&picked, &next, &table_name)?;
@@ -1206,12 +1215,20 @@ impl TableWriter {
         applied: &KafkaOffsets,
         fresh: &[bool],
         mut stats: ApplyStats,
-        schema: &Arc<Schema>,
         new_schema: Option<Schema>,
+        older: bool,
     ) -> Result<ApplyStats, LakehouseError> {
         let table_name = self.table.identifier().to_string();
+        let schema = match &new_schema {
+            Some(next) => Arc::new(next.clone()),
+            None => self.table.metadata().current_schema().clone(),
+        };
+        let schema = &schema;
         let rows: Vec<usize> = (0..batch.num_rows()).filter(|&i| fresh[i]).collect();
-        let changes = changelog_rows(batch, &rows, &table_name)?;
+        let mut changes = changelog_rows(batch, &rows, &table_name)?;
+        if older {
+            changes = source_order::only_columns_of(changes, schema);
+        }
         let rows = table_rows(&changes, schema, &table_name)?;
         self.commits += 1;
         let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
@@ -1246,6 +1263,7 @@ impl TableWriter {
         );
         update.delete_files = files.deletes.clone();
         update.remove = remove;
+        let columns_change = schema.is_some();
         update.schema = schema;
         let ranges = batch.offsets.iter().filter_map(|r| {
             let first = match applied.get(&batch.topic, r.partition) {
@@ -1255,7 +1273,7 @@ impl TableWriter {
             (first <= r.last).then_some((r.partition, first, r.last))
         });
         let mut state = StateChange::offsets(&batch.topic, ranges);
-        state.positions = source_order::applied(batch, fresh);
+        state.positions = source_order::applied(batch, fresh, columns_change);
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
         let committed = Transaction::new(

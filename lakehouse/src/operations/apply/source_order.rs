@@ -14,6 +14,9 @@
 //!  a truncate late     another partition has applied changes made after
 //!                      it: those are read again from Kafka (SourceReader)
 //!                      and applied after the truncate, in its commit
+//!  old columns late    a batch made before the table's columns last
+//!                      changed: written with the table's columns, never
+//!                      taking them back
 //! ```
 //!
 //! Why LSNs order a truncate against the table's other changes: TRUNCATE
@@ -24,7 +27,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use arrow_array::{new_null_array, Array, BooleanArray, Int64Array, RecordBatch};
+use arrow_array::{new_null_array, Array, BooleanArray, Int64Array, RecordBatch, StructArray};
 use arrow_schema::SchemaRef;
 use futures::future::BoxFuture;
 use iceberg::spec::TableMetadata;
@@ -107,18 +110,57 @@ impl<'a> Lsns<'a> {
 }
 
 /// The source positions a commit of `batch`'s `fresh` rows applies: the
-/// highest LSN per partition, and the last truncate's.
-pub(super) fn applied(batch: &ChangeBatch, fresh: &[bool]) -> SourcePositions {
+/// highest LSN per partition, the last truncate's, and when the commit
+/// changes the table's columns, its first change's.
+pub(super) fn applied(batch: &ChangeBatch, fresh: &[bool], columns: bool) -> SourcePositions {
     let lsns = Lsns::of(batch);
     let mut out = SourcePositions::default();
+    let mut first = None::<i64>;
     for (i, _) in fresh.iter().enumerate().filter(|(_, f)| **f) {
         let Some(lsn) = lsns.get(i) else { continue };
         out.advance(&batch.topic, batch.position(i).0, lsn);
         if batch.op(i) == Some(Op::Truncate) {
             out.truncate(&batch.topic, lsn);
         }
+        first = Some(first.map_or(lsn, |f| f.min(lsn)));
+    }
+    if let (true, Some(first)) = (columns, first) {
+        out.change_columns(&batch.topic, first);
     }
     out
+}
+
+/// Whether every change of `batch` was made before the table's columns
+/// last changed (at `changed`): its columns are older than the table's
+/// (it came late, on another partition; DDL takes Postgres's strongest
+/// lock, so the LSNs order it against every change to the table).
+pub(super) fn older_columns(batch: &ChangeBatch, changed: Option<i64>) -> bool {
+    let Some(changed) = changed else {
+        return false;
+    };
+    let lsns = Lsns::of(batch);
+    let mut any = false;
+    for i in 0..batch.num_rows() {
+        match lsns.get(i) {
+            Some(lsn) if lsn < changed => any = true,
+            Some(_) => return false,
+            None => {}
+        }
+    }
+    any
+}
+
+/// `rows` without the columns `schema` lacks: a batch with older columns
+/// than the table's may hold one the source has dropped since.
+pub(super) fn only_columns_of(rows: StructArray, schema: &iceberg::spec::Schema) -> StructArray {
+    let (fields, columns, nulls) = rows.into_parts();
+    let (fields, columns): (Vec<_>, Vec<_>) = fields
+        .iter()
+        .cloned()
+        .zip(columns)
+        .filter(|(f, _)| schema.field_by_name(f.name()).is_some())
+        .unzip();
+    StructArray::new(fields.into(), columns, nulls)
 }
 
 /// The offsets to read again when a truncate at `lsn` arrives: for each
