@@ -25,6 +25,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 source scripts/lib/common.sh
+source scripts/lib/stack.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe/target}"
 dir="${FLOE_BENCH_DIR:-$(mktemp -d /tmp/floe-instances.XXXXXX)}"
 mkdir -p "$dir"
@@ -79,7 +80,7 @@ sentinel="$("${psql[@]}" -At -c "SELECT pg_current_wal_lsn()")"
 log "waiting for both connectors to pass the sentinel"
 for _ in $(seq 600); do
   behind="$("${psql[@]}" -At -c "SELECT count(*) FROM pg_replication_slots
-    WHERE slot_name LIKE 'bench_%' AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn <= '$sentinel')")"
+    WHERE slot_name LIKE 'bench_%' AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < '$sentinel')")"
   [ "$behind" = 0 ] && break
   sleep 1
 done

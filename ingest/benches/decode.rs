@@ -6,6 +6,10 @@
 //! * by apache-avro's `from_avro_datum` into `Value` trees (the usual Rust
 //!   path; it stops at `Value` and does not even build Arrow arrays).
 //!
+//! Also timed: putting the batches of a topic with three partitions back
+//! in source order (`ChangeBatch::in_source_order`), what such a topic
+//! costs per batch before it is applied.
+//!
 //! floe flushes a batch every `FLUSH_EVERY` events, as `floe ingest` does
 //! at its commit trigger, so batches stay the size the service builds.
 //!
@@ -228,6 +232,39 @@ fn decode(c: &mut Criterion) {
                 }
             }
             black_box(decoder.flush())
+        })
+    });
+
+    // what a topic with three partitions adds per batch: the batches put
+    // back in source order (merged by LSN), timed alone on batches decoded
+    // beforehand with the events spread round-robin over the partitions
+    let spread = {
+        let mut decoder = ChangeDecoder::new(w.schemas.clone());
+        let mut next = [0i64; 3];
+        let mut batches = Vec::new();
+        for (i, (key, value)) in w.messages.iter().enumerate() {
+            let partition = i % 3;
+            let msg = RawMessage {
+                topic: TOPIC,
+                partition: partition as i32,
+                offset: next[partition],
+                key: key.as_deref(),
+                value: Some(value),
+            };
+            next[partition] += 1;
+            ready(decoder.push(&msg)).unwrap();
+            if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
+                batches.extend(decoder.flush());
+            }
+        }
+        batches.extend(decoder.flush());
+        batches
+    };
+    group.bench_function("source_order_of_3_partitions", |b| {
+        b.iter(|| {
+            for batch in &spread {
+                black_box(batch.clone().in_source_order().unwrap());
+            }
         })
     });
 

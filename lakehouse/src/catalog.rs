@@ -160,23 +160,51 @@ pub async fn open_catalog(config: &LakeConfig) -> Result<Arc<dyn Catalog>, Lakeh
     if !uri.starts_with("sqlite:") {
         probe_database(&uri).await?;
     }
-    let bind_style = if uri.starts_with("postgres") {
-        SqlBindStyle::DollarNumeric
-    } else {
-        SqlBindStyle::QMark
+    let bind_style = || {
+        if uri.starts_with("postgres") {
+            SqlBindStyle::DollarNumeric
+        } else {
+            SqlBindStyle::QMark
+        }
     };
-    let catalog = SqlCatalogBuilder::default()
-        .uri(uri.clone())
-        .warehouse_location(location)
-        .sql_bind_style(bind_style)
-        .with_storage_factory(factory)
-        .load(CATALOG_NAME, props)
-        .await
-        .map_err(|source| LakehouseError::Catalog {
-            uri: redact(&uri),
-            source: Box::new(source),
-        })?;
-    Ok(Arc::new(catalog))
+    // the catalog creates its tables if they are missing, and Postgres's
+    // CREATE TABLE IF NOT EXISTS can fail on a unique index when several
+    // processes (ingest instances) start on a new catalog database at
+    // once: the loser finds the tables there when it tries again
+    let mut attempt = 0;
+    loop {
+        let loaded = SqlCatalogBuilder::default()
+            .uri(uri.clone())
+            .warehouse_location(location.clone())
+            .sql_bind_style(bind_style())
+            .with_storage_factory(factory.clone())
+            .load(CATALOG_NAME, props.clone())
+            .await;
+        match loaded {
+            Ok(catalog) => return Ok(Arc::new(catalog)),
+            Err(e) if attempt < 3 && lost_creation_race(&e) => {
+                attempt += 1;
+                tracing::info!(
+                    "the catalog's tables were being created by another process; trying again: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            Err(source) => {
+                return Err(LakehouseError::Catalog {
+                    uri: redact(&uri),
+                    source: Box::new(source),
+                })
+            }
+        }
+    }
+}
+
+/// Whether opening the catalog failed because another process was
+/// creating its tables at the same moment.
+fn lost_creation_race(e: &iceberg::Error) -> bool {
+    let text = format!("{e:?}");
+    text.contains("duplicate key value violates unique constraint")
+        || text.contains("already exists")
 }
 
 /// How long the catalog database has to accept a first connection.

@@ -72,3 +72,26 @@ async fn a_postgres_catalog_holds_the_applied_table() {
     drop(pg);
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// Several processes (ingest instances) opening a new Postgres catalog at
+/// the same moment: each creates the catalog's tables if missing, and
+/// Postgres's CREATE TABLE IF NOT EXISTS can fail for all but one; every
+/// one of them opens the catalog.
+#[tokio::test]
+async fn instances_opening_a_new_postgres_catalog_at_once_all_open_it() {
+    let root = std::env::temp_dir().join(format!("floe-pg-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let pg = Postgres::start(&root.join("pg"));
+    let lake = LakeConfig {
+        warehouse: root.join("warehouse").into(),
+        catalog: CatalogConfig::Sql { uri: pg.uri() },
+        ..LakeConfig::default()
+    };
+    let opened = futures::future::join_all((0..16).map(|_| open_catalog(&lake))).await;
+    for catalog in opened {
+        catalog.unwrap_or_else(|e| panic!("{e}"));
+    }
+    drop(pg);
+    std::fs::remove_dir_all(&root).ok();
+}
