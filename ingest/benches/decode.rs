@@ -237,23 +237,32 @@ fn decode(c: &mut Criterion) {
 
     // what a topic with three partitions adds per batch: the batches put
     // back in source order (merged by LSN), timed alone on batches decoded
-    // beforehand with the events spread round-robin over the partitions
+    // beforehand; the events go round-robin to the partitions and arrive
+    // as a consumer fetches them, 500 from one partition, then the next's
     let spread = {
+        let mut lanes: [Vec<usize>; 3] = Default::default();
+        for i in 0..w.messages.len() {
+            lanes[i % 3].push(i);
+        }
+        let mut arrival = Vec::with_capacity(w.messages.len());
+        for chunk in 0..lanes[0].len().div_ceil(500) {
+            for lane in &lanes {
+                arrival.extend(lane.iter().skip(chunk * 500).take(500).copied());
+            }
+        }
         let mut decoder = ChangeDecoder::new(w.schemas.clone());
-        let mut next = [0i64; 3];
         let mut batches = Vec::new();
-        for (i, (key, value)) in w.messages.iter().enumerate() {
-            let partition = i % 3;
+        for (n, &i) in arrival.iter().enumerate() {
+            let (key, value) = &w.messages[i];
             let msg = RawMessage {
                 topic: TOPIC,
-                partition: partition as i32,
-                offset: next[partition],
+                partition: (i % 3) as i32,
+                offset: (i / 3) as i64,
                 key: key.as_deref(),
                 value: Some(value),
             };
-            next[partition] += 1;
             ready(decoder.push(&msg)).unwrap();
-            if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
+            if n % FLUSH_EVERY == FLUSH_EVERY - 1 {
                 batches.extend(decoder.flush());
             }
         }
