@@ -697,12 +697,20 @@ async fn a_commit_round_past_the_bound_waits_for_merges() {
     eprintln!("{stats:?}");
 }
 
-proptest! {
-    // FLOE_MODEL_CASES runs more histories (CI runs 24)
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("FLOE_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
+/// The model tests' proptest settings: FLOE_MODEL_CASES runs more
+/// histories (CI runs 24).
+pub(crate) fn model_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("FLOE_MODEL_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(24),
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+proptest! {
+    #![proptest_config(model_config())]
 
     #[test]
     fn random_histories_equal_the_model(

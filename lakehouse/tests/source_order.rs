@@ -100,6 +100,60 @@ fn deliver(messages: &[RecordedMessage], picks: &[i32]) -> Vec<RecordedMessage> 
     out
 }
 
+/// The recorded schemas, and an encoder of trips events with the first
+/// value schema.
+fn recording() -> (Recording, EventEncoder) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    (rec, enc)
+}
+
+/// A fresh local lake (trips by day) with its catalog and the catalog's
+/// URI for writers; its folder goes when it is dropped.
+struct TestLake {
+    config: LakeConfig,
+    uri: String,
+    catalog: Arc<dyn iceberg::Catalog>,
+}
+
+impl TestLake {
+    async fn new(name: &str) -> Self {
+        let warehouse =
+            std::env::temp_dir().join(format!("floe-order-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&warehouse);
+        let mut config = LakeConfig {
+            warehouse: warehouse.clone().into(),
+            ..LakeConfig::default()
+        };
+        crate::support::trips_by_day(&mut config);
+        let uri = format!(
+            "sqlite://{}?mode=rwc",
+            warehouse.join("catalog.db").display()
+        );
+        let catalog = open_catalog(&config).await.unwrap();
+        Self {
+            config,
+            uri,
+            catalog,
+        }
+    }
+
+    async fn writer(&self, batch: &ChangeBatch) -> TableWriter {
+        open_writer(&self.catalog, &self.config, &self.uri, batch).await
+    }
+}
+
+impl Drop for TestLake {
+    fn drop(&mut self) {
+        if let Some(dir) = self.config.warehouse.local_dir() {
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
+}
+
 /// What a run saw, for the deterministic tests' assertions.
 #[derive(Debug, Default)]
 struct Seen {
@@ -118,11 +172,7 @@ async fn run(
     instances: usize,
     case: usize,
 ) -> Result<Seen, TestCaseError> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
-    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
-    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    let (rec, enc) = recording();
     let (messages, model) = history(&enc, &actions);
     let messages = spread(messages, &truncates);
     let delivered = deliver(&messages, &picks);
@@ -131,18 +181,7 @@ async fn run(
         schemas: rec.schemas.clone(),
     });
 
-    let warehouse = std::env::temp_dir().join(format!("floe-order-{}-{case}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&warehouse);
-    let mut lake = LakeConfig {
-        warehouse: warehouse.clone().into(),
-        ..LakeConfig::default()
-    };
-    crate::support::trips_by_day(&mut lake);
-    let uri = format!(
-        "sqlite://{}?mode=rwc",
-        warehouse.join("catalog.db").display()
-    );
-    let catalog = open_catalog(&lake).await.unwrap();
+    let lake = TestLake::new(&case.to_string()).await;
 
     let owner = |partition: i32| usize::from(instances > 1 && partition == PARTITIONS - 1);
     let mut writers: [Option<TableWriter>; 2] = [None, None];
@@ -179,9 +218,7 @@ async fn run(
                         *held = Some(batch);
                         continue;
                     }
-                    let opened = open_writer(&catalog, &lake, &uri, &batch)
-                        .await
-                        .with_source_reader(topic.clone());
+                    let opened = lake.writer(&batch).await.with_source_reader(topic.clone());
                     ident = Some(opened.table().identifier().clone());
                     *writer = Some(opened);
                 }
@@ -196,11 +233,10 @@ async fn run(
         next = end;
     }
     let state = match &ident {
-        Some(ident) => table_state(&scan_all(&catalog.load_table(ident).await.unwrap()).await),
+        Some(ident) => table_state(&scan_all(&lake.catalog.load_table(ident).await.unwrap()).await),
         None => BTreeMap::new(),
     };
     prop_assert_eq!(state, model, "delivered as {:?}", partitions_of(&delivered));
-    std::fs::remove_dir_all(&warehouse).ok();
     Ok(seen)
 }
 
@@ -282,25 +318,10 @@ async fn changes_delivered_after_a_later_truncate_are_skipped() {
 /// error that names the cause and that waiting cannot fix.
 #[tokio::test]
 async fn a_late_truncate_without_a_source_is_an_error() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
-    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
-    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    let (rec, enc) = recording();
     let (messages, _) = history(&enc, &around_a_truncate());
     let messages = spread(messages, &[0]);
-    let warehouse = std::env::temp_dir().join(format!("floe-order-{}-late", std::process::id()));
-    let _ = std::fs::remove_dir_all(&warehouse);
-    let mut lake = LakeConfig {
-        warehouse: warehouse.clone().into(),
-        ..LakeConfig::default()
-    };
-    crate::support::trips_by_day(&mut lake);
-    let uri = format!(
-        "sqlite://{}?mode=rwc",
-        warehouse.join("catalog.db").display()
-    );
-    let catalog = open_catalog(&lake).await.unwrap();
+    let lake = TestLake::new("late").await;
     // partitions 1 and 2 first, then partition 0 with the truncate
     let mut writer = None;
     for partitions in [[1, 2], [0, 0]] {
@@ -313,7 +334,7 @@ async fn a_late_truncate_without_a_source_is_an_error() {
         }
         for batch in decoder.flush() {
             if writer.is_none() {
-                writer = Some(open_writer(&catalog, &lake, &uri, &batch).await);
+                writer = Some(lake.writer(&batch).await);
             }
             let result = writer.as_mut().unwrap().apply(&batch).await;
             if partitions == [0, 0] {
@@ -326,15 +347,13 @@ async fn a_late_truncate_without_a_source_is_an_error() {
             }
         }
     }
-    std::fs::remove_dir_all(&warehouse).ok();
 }
 
 /// A table without a primary key has no key on its changes either: on
 /// two partitions nothing orders them, and floe says so.
 #[tokio::test]
 async fn a_table_without_a_key_on_two_partitions_is_refused() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
+    let (rec, _) = recording();
     let log: Vec<RecordedMessage> = rec
         .messages
         .iter()
@@ -350,33 +369,18 @@ async fn a_table_without_a_key_on_two_partitions_is_refused() {
         decoder.push(&m.as_raw()).await.unwrap();
     }
     let batches = decoder.flush();
-    let warehouse = std::env::temp_dir().join(format!("floe-order-{}-keyless", std::process::id()));
-    let _ = std::fs::remove_dir_all(&warehouse);
-    let lake = LakeConfig {
-        warehouse: warehouse.clone().into(),
-        ..LakeConfig::default()
-    };
-    let uri = format!(
-        "sqlite://{}?mode=rwc",
-        warehouse.join("catalog.db").display()
-    );
-    let catalog = open_catalog(&lake).await.unwrap();
-    let mut writer = open_writer(&catalog, &lake, &uri, &batches[0]).await;
+    let lake = TestLake::new("keyless").await;
+    let mut writer = lake.writer(&batches[0]).await;
     let e = writer.apply(&batches[0]).await.expect_err("refused");
     assert!(matches!(e, LakehouseError::SchemaMismatch { .. }), "{e}");
     assert!(
         e.to_string().contains("no primary key") && e.to_string().contains("one partition"),
         "{e}"
     );
-    std::fs::remove_dir_all(&warehouse).ok();
 }
 
 proptest! {
-    // FLOE_MODEL_CASES runs more histories (CI runs 24)
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("FLOE_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(crate::model::model_config())]
 
     #[test]
     fn random_histories_on_three_partitions_equal_the_model(
@@ -402,8 +406,7 @@ async fn changes_with_older_columns_arriving_late_keep_the_new_columns() {
     use arrow_array::{Array, Decimal128Array, Int64Array};
     use ingest::testing::decimal;
     use ingest::Op;
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
+    let (rec, _) = recording();
     let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
     let values = rec.schemas.subject_versions("taxi.public.trips-value");
     let old = EventEncoder::new(&rec.schemas, values[0], key_id).unwrap();
@@ -439,18 +442,7 @@ async fn changes_with_older_columns_arriving_late_keep_the_new_columns() {
             ..create(&new, id, 100 + id, 1)
         })
         .collect();
-    let warehouse = std::env::temp_dir().join(format!("floe-order-{}-columns", std::process::id()));
-    let _ = std::fs::remove_dir_all(&warehouse);
-    let mut lake = LakeConfig {
-        warehouse: warehouse.clone().into(),
-        ..LakeConfig::default()
-    };
-    crate::support::trips_by_day(&mut lake);
-    let uri = format!(
-        "sqlite://{}?mode=rwc",
-        warehouse.join("catalog.db").display()
-    );
-    let catalog = open_catalog(&lake).await.unwrap();
+    let lake = TestLake::new("columns").await;
     let mut writer: Option<TableWriter> = None;
     for delivery in [&p0[..3], &p1[..], &p0[3..]] {
         let mut decoder = ChangeDecoder::new(rec.schemas.clone());
@@ -459,12 +451,13 @@ async fn changes_with_older_columns_arriving_late_keep_the_new_columns() {
         }
         for batch in decoder.flush() {
             if writer.is_none() {
-                writer = Some(open_writer(&catalog, &lake, &uri, &batch).await);
+                writer = Some(lake.writer(&batch).await);
             }
             writer.as_mut().unwrap().apply(&batch).await.unwrap();
         }
     }
-    let table = catalog
+    let table = lake
+        .catalog
         .load_table(writer.unwrap().table().identifier())
         .await
         .unwrap();
@@ -486,5 +479,4 @@ async fn changes_with_older_columns_arriving_late_keep_the_new_columns() {
         .chain((10..13).map(|id| (id, Some(250))))
         .collect();
     assert_eq!(surcharge, expected);
-    std::fs::remove_dir_all(&warehouse).ok();
 }

@@ -517,6 +517,25 @@ fn storage_faults_are_named_by_check(dir: &Path, config: &Path) {
     }
 }
 
+/// A tansu broker of its own (in-memory) listening on `port` and
+/// advertising `advertised`, with `extra` broker flags; up when returned.
+fn tansu_broker(port: u16, advertised: u16, extra: &[&str]) -> Child {
+    let broker = Command::new(tansu_path())
+        .arg("broker")
+        .args(extra)
+        .args(["--storage-engine", "memory://tansu/"])
+        .arg("--listener-url")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .arg("--advertised-listener-url")
+        .arg(format!("tcp://127.0.0.1:{advertised}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(port);
+    broker
+}
+
 /// The tansu broker the stack runs.
 fn tansu_path() -> String {
     let out = Command::new("bash")
@@ -621,22 +640,11 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
         );
     }
     let plain = stack.env["KAFKA_BOOTSTRAP"].clone();
-    let tansu = tansu_path();
     // a broker of its own behind each gate, advertising the gate: every
     // connection librdkafka makes is TLS through it
     let gate = |name: &str| {
         let (broker_port, port) = (metrics_port(), metrics_port());
-        let broker = Command::new(&tansu)
-            .args(["broker", "--storage-engine", "memory://tansu/"])
-            .arg("--listener-url")
-            .arg(format!("tcp://127.0.0.1:{broker_port}"))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for(broker_port);
+        let broker = tansu_broker(broker_port, port, &[]);
         let gate = Command::new("python3")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tcp-gate.py"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -709,22 +717,7 @@ fn kafka_sasl_is_checked_against_a_broker_that_requires_it(
     stack: &Stack,
 ) {
     let port = metrics_port();
-    let mut broker = Command::new(tansu_path())
-        .args([
-            "broker",
-            "--authentication",
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .arg("--listener-url")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("--advertised-listener-url")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(port);
+    let mut broker = tansu_broker(port, port, &["--authentication"]);
     let base = std::fs::read_to_string(config)
         .unwrap()
         .replace(&stack.env["KAFKA_BOOTSTRAP"], &format!("127.0.0.1:{port}"));
