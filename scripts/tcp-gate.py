@@ -6,9 +6,10 @@ is a broker outage as Kafka clients see it (new connections refused, open
 ones dropped) while the broker itself, and its in-memory log, stays up.
 
 With --tls-cert and --tls-key it terminates TLS: clients speak TLS to the
-gate, and the broker (which cannot) gets the plaintext. The tests put one
-in front of the broker to check floe's TLS settings against a real
-handshake.
+gate, and the broker (which cannot) gets the plaintext. With
+--tls-client-ca as well it asks every client for a certificate signed by
+that CA (mutual TLS). The tests put one in front of the broker to check
+floe's TLS settings against a real handshake.
 """
 import argparse
 import asyncio
@@ -73,9 +74,13 @@ if __name__ == "__main__":
     parser.add_argument("--to", required=True, help="host:port to pass connections to")
     parser.add_argument("--tls-cert", help="PEM certificate (chain) to terminate TLS with")
     parser.add_argument("--tls-key", help="its PEM private key")
+    parser.add_argument("--tls-client-ca", help="require client certificates signed by this PEM CA")
     args = parser.parse_args()
     tls = None
     if args.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            tls.verify_mode = ssl.CERT_REQUIRED
+            tls.load_verify_locations(args.tls_client_ca)
     asyncio.run(main(args.listen, args.to, tls))

@@ -571,7 +571,9 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// (scripts/tcp-gate.py) in front of the stack's broker, with a
 /// certificate from a test CA. floe's `--check` reaches the broker with
 /// that CA, and fails with another CA or when the certificate names
-/// another host (unless `verify_hostname = false`). Which step the line
+/// another host (unless `verify_hostname = false`). Behind a gate that
+/// asks for client certificates (mutual TLS), floe's own certificate
+/// (`cert_file`, `key_file`) passes and none fails. Which step the line
 /// names depends on librdkafka's log reaching floe within the timeout,
 /// so only the failure is asserted.
 fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &Stack) {
@@ -597,10 +599,12 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
             ],
         );
     }
-    // one certificate for 127.0.0.1, one naming only another host
+    // one certificate for 127.0.0.1, one naming only another host, and
+    // floe's own for mutual TLS
     for (name, san) in [
         ("broker", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
         ("elsewhere", "subjectAltName=DNS:elsewhere.example"),
+        ("client", "subjectAltName=DNS:floe.example"),
     ] {
         std::fs::write(certs.join(format!("{name}.ext")), san).unwrap();
         openssl(
@@ -642,25 +646,33 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
     let plain = stack.env["KAFKA_BOOTSTRAP"].clone();
     // a broker of its own behind each gate, advertising the gate: every
     // connection librdkafka makes is TLS through it
-    let gate = |name: &str| {
+    // with `mutual`, the gate wants a client certificate from the test CA
+    let gate = |name: &str, mutual: bool| {
         let (broker_port, port) = (metrics_port(), metrics_port());
         let broker = tansu_broker(broker_port, port, &[]);
-        let gate = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tcp-gate.py"))
+        let mut gate = Command::new("python3");
+        gate.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tcp-gate.py"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--to", &format!("127.0.0.1:{broker_port}")])
             .arg("--tls-cert")
             .arg(certs.join(format!("{name}.pem")))
             .arg("--tls-key")
-            .arg(certs.join(format!("{name}.key")))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+            .arg(certs.join(format!("{name}.key")));
+        if mutual {
+            gate.arg("--tls-client-ca").arg(certs.join("ca.pem"));
+        }
+        let gate = gate.stdout(Stdio::null()).spawn().unwrap();
         wait_for(port);
         (vec![broker, gate], format!("127.0.0.1:{port}"))
     };
-    let (good_gate, good) = gate("broker");
-    let (other_gate, elsewhere) = gate("elsewhere");
+    let (good_gate, good) = gate("broker", false);
+    let (other_gate, elsewhere) = gate("elsewhere", false);
+    let (mutual_gate, mutual) = gate("broker", true);
+    let client = format!(
+        "cert_file = {:?}\nkey_file = {:?}",
+        certs.join("client.pem").display().to_string(),
+        certs.join("client.key").display().to_string()
+    );
     let base = std::fs::read_to_string(config).unwrap();
     let ca = |name: &str| certs.join(format!("{name}.pem")).display().to_string();
     for (case, bootstrap, tls, expect) in [
@@ -688,6 +700,18 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
             format!("ca_file = {:?}\nverify_hostname = false", ca("ca")),
             "ok      kafka",
         ),
+        (
+            "mutual TLS with floe's certificate",
+            &mutual,
+            format!("ca_file = {:?}\n{client}", ca("ca")),
+            "ok      kafka",
+        ),
+        (
+            "mutual TLS without a client certificate",
+            &mutual,
+            format!("ca_file = {:?}", ca("ca")),
+            "FAILED  kafka:",
+        ),
     ] {
         let text_of = base
             .replace(&plain, bootstrap)
@@ -698,7 +722,7 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
         let shown = text(&out);
         assert!(shown.contains(expect), "{case}: {shown}");
     }
-    for mut child in good_gate.into_iter().chain(other_gate) {
+    for mut child in good_gate.into_iter().chain(other_gate).chain(mutual_gate) {
         let _ = child.kill();
         let _ = child.wait();
     }
