@@ -14,7 +14,9 @@
 # FLOE_BENCH_SECONDS (default 60) and FLOE_BENCH_INTERVAL_MS (ingest's
 # commit_interval_ms, default 1000); FLOE_BENCH_MERGE=off turns ingest's
 # merging off (`[lake.tables.merge] enabled = false`) for the side-by-side
-# comparison. Run 1 prints the table's live files every 10 s, and every
+# comparison; FLOE_BENCH_PARTITIONS (default 1) creates the trips topic
+# with that many partitions first, so the source-order rule (issue 17)
+# is in the measured path. Run 1 prints the table's live files every 10 s, and every
 # FLOE_BENCH_PROBE seconds (default 30; 0 for none) pins the table's
 # snapshot and times a full count(*) and a three-column aggregate on it;
 # after the run the same reads are timed on each pinned snapshot's rows
@@ -28,6 +30,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 source scripts/lib/common.sh
+source scripts/lib/stack.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe/target}"
 dir="${FLOE_BENCH_DIR:-$(mktemp -d /tmp/floe-freshness.XXXXXX)}"
 mkdir -p "$dir"
@@ -39,6 +42,7 @@ probe_every="${FLOE_BENCH_PROBE:-30}"
 csv="${FLOE_BENCH_CSV:-}"
 rates="${FLOE_BENCH_RATES-4000 8000 16000 32000}"
 merge="${FLOE_BENCH_MERGE:-on}"
+partitions="${FLOE_BENCH_PARTITIONS:-1}"
 case "$merge" in on) merge_enabled=true ;; off) merge_enabled=false ;; *) die "FLOE_BENCH_MERGE is on or off" ;; esac
 
 log "building floe and the freshness driver (release)"
@@ -69,6 +73,11 @@ psql=(psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d taxi -q -v ON_ERROR_STOP=1)
 # a seed so the table exists in the lake before the clock starts
 "${psql[@]}" -c "INSERT INTO trips SELECT i, 1, timestamp '2024-04-01', timestamp '2024-04-01 00:20', 1, 2, 1, 1.0, 5.0, 1.0, 7.0, 1, NULL
                  FROM generate_series(1, 10000) AS i ON CONFLICT DO NOTHING"
+if [ "$partitions" != 1 ]; then
+  # before Debezium creates it with one
+  "$(tansu_bin)" topic create taxi.public.trips --partitions "$partitions" \
+    --broker "tcp://$KAFKA_BOOTSTRAP" >&2 || die "cannot create trips with $partitions partitions"
+fi
 bash scripts/setup-connectors.sh --connect-url "$CONNECT_URL" \
   --set "database.port=$PGPORT" \
   --set "key.converter.schema.registry.url=$SCHEMA_REGISTRY_URL" \
@@ -124,7 +133,7 @@ run() { # FIRST_ID RATE SECONDS [QUERY_AFTER [DRIVER FLAGS...]]
 
 log "warm-up: 30 s at 500 changes/s (the group join, the seed, the first commits)"
 run 1000000 500 30
-log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge"
+log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge, $partitions trips partition(s)"
 probe=(--probe-every "$probe_every")
 [ -n "$csv" ] && probe+=(--probe-csv "$csv")
 run 11000000 "$rate" "$seconds" true "${probe[@]}"

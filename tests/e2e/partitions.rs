@@ -4,7 +4,8 @@
 //!   has three partitions (Debezium keys each change by primary key, so a
 //!   row's changes stay in one partition and in order), three instances
 //!   share them through a Postgres catalog, one is killed with kill -9
-//!   mid-stream and started again, and every table ends equal to Postgres.
+//!   mid-stream and started again, trips is truncated while all three
+//!   apply changes, and every table ends equal to Postgres.
 //! * Source order: Debezium's real events, truncates among them, produced
 //!   again to three partitions in the worst order for each truncate (the
 //!   changes made after it committed first, the changes made before it
@@ -191,7 +192,12 @@ async fn three_instances_share_a_three_partition_topic() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+    // a truncate of trips among changes on every partition: Debezium
+    // sends it without a key, to one partition, so one instance applies it
+    // while the other two commit the changes made before and after it
     stream_changes(&stack, 12);
+    stack.psql("TRUNCATE trips");
+    stream_changes(&stack, 13);
     wait_until_all_equal(&stack, &lake, &mut [&mut a, &mut b, &mut c], true).await;
 
     let logs: Vec<String> = [(a, &a_log), (b, &b_log), (c, &c_log)]
