@@ -260,6 +260,10 @@ async fn apply_all(
             Err(e) => return Err(e),
         };
         record_batch(metrics, &table, batch, started.elapsed());
+        if stats.resent > 0 {
+            metrics.resent(&table, stats.resent as u64);
+            tracing::warn!(topic = %batch.topic, %table, events = stats.resent, "skipped changes Debezium sent again (their source position is one the table already holds)");
+        }
         if let Some(w) = writers.tables.get(&batch.topic) {
             metrics.table_files(&table, TableFiles::of(w.table().metadata()));
         }
@@ -273,6 +277,7 @@ async fn apply_all(
             skipped = stats.already_applied,
             before_truncate = stats.before_truncate,
             applied_again = stats.applied_again,
+            resent = stats.resent,
             ms = started.elapsed().as_millis() as u64,
             "committed"
         );

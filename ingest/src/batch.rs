@@ -27,6 +27,12 @@ pub mod columns {
     pub const SOURCE_TS: &str = "_source_ts";
     /// Postgres log sequence number of the change.
     pub const SOURCE_LSN: &str = "_source_lsn";
+    /// The LSN of the last commit before the change, from Debezium's
+    /// `sequence` (0 before the connector saw one; null without
+    /// `sequence`). With `_source_lsn` it orders a Postgres stream, which
+    /// the LSN alone does not: transactions arrive in commit order, so a
+    /// later one can hold lower LSNs.
+    pub const SOURCE_COMMIT_LSN: &str = "_source_commit_lsn";
     /// Postgres transaction id.
     pub const SOURCE_TX_ID: &str = "_source_tx_id";
     /// Debezium's snapshot marker (`true`, `first`, `last`, ..., `false`).
@@ -229,6 +235,7 @@ pub(crate) struct BatchBuilder {
     offset: Vec<i64>,
     source_ts: TimestampMicrosecondBuilder,
     lsn: Int64Builder,
+    commit_lsn: Int64Builder,
     tx_id: Int64Builder,
     snapshot: StringBuilder,
     txn_id: StringBuilder,
@@ -270,6 +277,7 @@ impl BatchBuilder {
             offset: Vec::new(),
             source_ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
             lsn: Int64Builder::new(),
+            commit_lsn: Int64Builder::new(),
             tx_id: Int64Builder::new(),
             snapshot: StringBuilder::new(),
             txn_id: StringBuilder::new(),
@@ -506,6 +514,7 @@ impl BatchBuilder {
             .or_else(|| meta.source_ts_ms.and_then(|ms| ms.checked_mul(1000)));
         self.source_ts.append_option(source_ts);
         self.lsn.append_option(meta.lsn);
+        self.commit_lsn.append_option(meta.commit_lsn);
         self.tx_id.append_option(meta.tx_id);
         self.snapshot.append_option(meta.snapshot.as_deref());
         match &meta.transaction {
@@ -581,6 +590,10 @@ impl BatchBuilder {
         add(
             Field::new(columns::SOURCE_LSN, DataType::Int64, true),
             Arc::new(self.lsn.finish()),
+        );
+        add(
+            Field::new(columns::SOURCE_COMMIT_LSN, DataType::Int64, true),
+            Arc::new(self.commit_lsn.finish()),
         );
         add(
             Field::new(columns::SOURCE_TX_ID, DataType::Int64, true),

@@ -68,6 +68,7 @@ pub enum EnvelopeSchemaError {
 #[derive(Debug, Clone)]
 enum SourceField {
     Lsn,
+    Sequence,
     TxId,
     TsMs,
     TsUs,
@@ -103,6 +104,10 @@ pub struct EnvelopePlan {
 pub struct EventMeta<'a> {
     pub op: Option<&'a str>,
     pub lsn: Option<i64>,
+    /// From Debezium's `sequence` (Postgres): the LSN of the last commit
+    /// before this change, 0 when the connector had seen none yet. None
+    /// without `sequence`.
+    pub commit_lsn: Option<i64>,
     pub tx_id: Option<i64>,
     pub source_ts_ms: Option<i64>,
     pub source_ts_us: Option<i64>,
@@ -334,6 +339,7 @@ fn source_fields(schema: &AvroSchema) -> Vec<(SourceField, AvroSchema)> {
             let stringish = matches!(inner.ty, AvroType::String | AvroType::Enum { .. });
             let which = match f.name.as_str() {
                 "lsn" if longish => SourceField::Lsn,
+                "sequence" if stringish => SourceField::Sequence,
                 "txId" if longish => SourceField::TxId,
                 "ts_ms" if longish => SourceField::TsMs,
                 "ts_us" if longish => SourceField::TsUs,
@@ -401,6 +407,23 @@ fn read_str_like<'a>(
     }
 }
 
+/// The first element of Debezium's Postgres `sequence`, a JSON array of
+/// two strings `["<last commit LSN>", "<LSN>"]`: with the change's LSN it
+/// orders the stream, since Postgres sends transactions in commit order
+/// and a transaction's changes in LSN order. `null` (no commit seen yet
+/// since the connector started) reads as 0; another shape as None.
+pub(crate) fn commit_lsn(sequence: &str) -> Option<i64> {
+    let inner = sequence.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let (first, second) = inner.split_once(',')?;
+    if second.contains(',') {
+        return None;
+    }
+    match first.trim() {
+        "null" => Some(0),
+        quoted => quoted.strip_prefix('"')?.strip_suffix('"')?.parse().ok(),
+    }
+}
+
 fn read_source_field<'a>(
     cur: &mut Cursor<'a>,
     which: &SourceField,
@@ -410,6 +433,9 @@ fn read_source_field<'a>(
 ) -> Result<(), CursorError> {
     match which {
         SourceField::Lsn => meta.lsn = read_long_like(cur, schema)?,
+        SourceField::Sequence => {
+            meta.commit_lsn = read_str_like(cur, schema)?.and_then(|s| commit_lsn(&s));
+        }
         SourceField::TxId => meta.tx_id = read_long_like(cur, schema)?,
         SourceField::TsMs => meta.source_ts_ms = read_long_like(cur, schema)?,
         SourceField::TsUs => meta.source_ts_us = read_long_like(cur, schema)?,
@@ -452,4 +478,20 @@ fn read_transaction<'a>(
         }),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_lsn;
+
+    #[test]
+    fn the_commit_lsn_is_the_first_element_of_debeziums_sequence() {
+        assert_eq!(commit_lsn(r#"["26716464","26716832"]"#), Some(26716464));
+        assert_eq!(commit_lsn(r#"[null,"26709304"]"#), Some(0));
+        assert_eq!(commit_lsn(r#" [ "7" , "9" ] "#), Some(7));
+        assert_eq!(commit_lsn(r#"["7","9","11"]"#), None);
+        assert_eq!(commit_lsn(r#"["x","9"]"#), None);
+        assert_eq!(commit_lsn("26716464"), None);
+        assert_eq!(commit_lsn(""), None);
+    }
 }

@@ -101,7 +101,8 @@ impl EventEncoder {
     }
 
     /// One event: framed key and value bytes. `key` and the images are
-    /// named column values; `lsn` orders events as Postgres would.
+    /// named column values; `lsn` orders events as Postgres would. No
+    /// `sequence` (see [`EventEncoder::event_in_stream`]).
     pub fn event(
         &self,
         op: Op,
@@ -110,23 +111,43 @@ impl EventEncoder {
         after: Option<&HashMap<&str, Value>>,
         lsn: i64,
     ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
+        self.event_in_stream(op, key, before, after, lsn, None)
+    }
+
+    /// [`EventEncoder::event`] with Debezium's `sequence`,
+    /// `["<commit_lsn>", "<lsn>"]` (a commit LSN of 0 is sent as null, as
+    /// Debezium does before it has seen a commit).
+    pub fn event_in_stream(
+        &self,
+        op: Op,
+        key: Option<&HashMap<&str, Value>>,
+        before: Option<&HashMap<&str, Value>>,
+        after: Option<&HashMap<&str, Value>>,
+        lsn: i64,
+        commit_lsn: Option<i64>,
+    ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
         let s = |v: &str| Value::String(v.to_string());
-        let source = record(
-            &self.source,
-            &HashMap::from([
-                ("version", s("3.6.3.Final")),
-                ("connector", s("postgresql")),
-                ("name", s("test")),
-                ("ts_ms", Value::Long(1_763_700_000_000 + lsn)),
-                ("ts_us", Value::Long((1_763_700_000_000 + lsn) * 1000)),
-                ("snapshot", s("false")),
-                ("db", s("taxi")),
-                ("schema", s("public")),
-                ("table", s("trips")),
-                ("txId", Value::Long(1000 + lsn)),
-                ("lsn", Value::Long(lsn)),
-            ]),
-        )?;
+        let mut fields = HashMap::from([
+            ("version", s("3.6.3.Final")),
+            ("connector", s("postgresql")),
+            ("name", s("test")),
+            ("ts_ms", Value::Long(1_763_700_000_000 + lsn)),
+            ("ts_us", Value::Long((1_763_700_000_000 + lsn) * 1000)),
+            ("snapshot", s("false")),
+            ("db", s("taxi")),
+            ("schema", s("public")),
+            ("table", s("trips")),
+            ("txId", Value::Long(1000 + lsn)),
+            ("lsn", Value::Long(lsn)),
+        ]);
+        if let Some(commit) = commit_lsn {
+            let commit = match commit {
+                0 => "null".to_string(),
+                c => format!("\"{c}\""),
+            };
+            fields.insert("sequence", s(&format!("[{commit},\"{lsn}\"]")));
+        }
+        let source = record(&self.source, &fields)?;
         let mut env: HashMap<&str, Value> = HashMap::from([
             ("source", source),
             ("op", s(op.code())),

@@ -494,6 +494,61 @@ fn position_metadata() {
     }
 }
 
+/// Debezium's `sequence` (the LSN of the commit before the change, then
+/// the change's LSN) orders each topic's streamed changes, where the LSN
+/// alone need not; a key change's delete and create share one position.
+#[test]
+fn the_commit_lsn_from_sequence_orders_each_stream() {
+    let batches = decode_recording();
+    let mut positions: std::collections::BTreeMap<(String, i64), (Op, (i64, i64))> =
+        Default::default();
+    for b in &batches {
+        let m = meta(b);
+        let m = Row { s: &m, i: 0 };
+        let offsets = m.col("_offset").as_primitive::<Int64Type>();
+        let lsn = m.col("_source_lsn").as_primitive::<Int64Type>();
+        let commit = m.col("_source_commit_lsn").as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            assert!(!commit.is_null(i), "Debezium 3.6 sends sequence");
+            positions.insert(
+                (b.topic.clone(), offsets.value(i)),
+                (b.op(i).unwrap(), (commit.value(i), lsn.value(i))),
+            );
+        }
+    }
+    // streamed changes: never back, per topic, in offset order
+    let mut last: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+    for ((topic, offset), (op, at)) in &positions {
+        if *op == Op::Read {
+            continue;
+        }
+        if let Some(before) = last.insert(topic.as_str(), *at) {
+            assert!(
+                before <= *at,
+                "{topic} offset {offset}: {before:?} then {at:?}"
+            );
+        }
+    }
+    let at = |topic: &str, offset: i64| positions[&(topic.to_string(), offset)];
+    // the first streamed change: no commit seen yet (null, read as 0)
+    assert_eq!(at("taxi.public.trips", 2), (Op::Create, (0, 26709304)));
+    assert_eq!(at("taxi.public.trips", 3).1, (26710024, 26710024));
+    // the vendor's key change: its delete and create share a position
+    assert_eq!(at("taxi.public.vendors", 2).0, Op::Delete);
+    assert_eq!(at("taxi.public.vendors", 4).0, Op::Create);
+    assert_eq!(
+        at("taxi.public.vendors", 2).1,
+        at("taxi.public.vendors", 4).1
+    );
+    // one transaction's changes: one commit before them, rising LSNs
+    let (a, b) = (
+        at("taxi.public.payment_types", 5).1,
+        at("taxi.public.payment_types", 6).1,
+    );
+    assert_eq!(a.0, b.0);
+    assert!(a.1 < b.1);
+}
+
 #[test]
 fn all_types_with_default_connector_settings() {
     let batches = decode_recording();

@@ -11,6 +11,7 @@ mod orphans;
 mod pk_index;
 mod position_delete;
 mod postgres;
+mod resent;
 mod rest;
 mod schema;
 mod sink;

@@ -98,19 +98,34 @@ pub(crate) fn history(
 ) -> (Vec<RecordedMessage>, BTreeMap<i64, Row>) {
     let mut model: BTreeMap<i64, Row> = BTreeMap::new();
     let mut out: Vec<KafkaRecord> = Vec::new();
-    let mut lsn = 0i64;
-    let mut event = |op: Op,
-                     key: Option<i64>,
-                     before: Option<HashMap<&str, Value>>,
-                     after: Option<HashMap<&str, Value>>| {
-        lsn += 1;
+    // each action is one transaction: its changes' LSNs, then its commit's;
+    // Debezium's `sequence` pairs a change's LSN with the commit before it
+    let lsn = std::cell::Cell::new(0i64);
+    let commit = std::cell::Cell::new(0i64);
+    let key_change = std::cell::Cell::new(false);
+    let event = |op: Op,
+                 key: Option<i64>,
+                 before: Option<HashMap<&str, Value>>,
+                 after: Option<HashMap<&str, Value>>| {
+        // a key change's delete and create come from one WAL record
+        if op != Op::Create || before.is_some() || !key_change.get() {
+            lsn.set(lsn.get() + 1);
+        }
         let k = key.map(key_of);
         let (kb, vb) = enc
-            .event(op, k.as_ref(), before.as_ref(), after.as_ref(), lsn)
+            .event_in_stream(
+                op,
+                k.as_ref(),
+                before.as_ref(),
+                after.as_ref(),
+                lsn.get(),
+                Some(commit.get()),
+            )
             .unwrap();
         (kb, Some(vb))
     };
     for a in actions {
+        key_change.set(matches!(a, Action::ChangeKey { .. }));
         match a {
             Action::Upsert {
                 key,
@@ -204,6 +219,8 @@ pub(crate) fn history(
                 model.clear();
             }
         }
+        lsn.set(lsn.get() + 1);
+        commit.set(lsn.get());
     }
     let messages = out
         .into_iter()

@@ -8,6 +8,8 @@
 //! instances). The table must equal the model: changes that arrive after a
 //! later truncate are skipped, and a truncate that arrives after changes
 //! made later is followed by those changes, read again from the topic.
+//! Debezium may also send a stretch again (a Kafka Connect crash): the
+//! changes sent again are skipped by their source position.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -102,7 +104,7 @@ fn deliver(messages: &[RecordedMessage], picks: &[i32]) -> Vec<RecordedMessage> 
 
 /// The recorded schemas, and an encoder of trips events with the first
 /// value schema.
-fn recording() -> (Recording, EventEncoder) {
+pub(crate) fn recording() -> (Recording, EventEncoder) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
     let rec = Recording::load(&dir).unwrap();
     let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
@@ -113,14 +115,14 @@ fn recording() -> (Recording, EventEncoder) {
 
 /// A fresh local lake (trips by day) with its catalog and the catalog's
 /// URI for writers; its folder goes when it is dropped.
-struct TestLake {
-    config: LakeConfig,
+pub(crate) struct TestLake {
+    pub(crate) config: LakeConfig,
     uri: String,
-    catalog: Arc<dyn iceberg::Catalog>,
+    pub(crate) catalog: Arc<dyn iceberg::Catalog>,
 }
 
 impl TestLake {
-    async fn new(name: &str) -> Self {
+    pub(crate) async fn new(name: &str) -> Self {
         let warehouse =
             std::env::temp_dir().join(format!("floe-order-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&warehouse);
@@ -141,7 +143,7 @@ impl TestLake {
         }
     }
 
-    async fn writer(&self, batch: &ChangeBatch) -> TableWriter {
+    pub(crate) async fn writer(&self, batch: &ChangeBatch) -> TableWriter {
         open_writer(&self.catalog, &self.config, &self.uri, batch).await
     }
 }
@@ -159,21 +161,39 @@ impl Drop for TestLake {
 struct Seen {
     before_truncate: usize,
     applied_again: usize,
+    resent: usize,
+}
+
+/// The stream as Debezium sends it when it resumes from an older source
+/// offset after `at` messages: back `back` messages, which come again
+/// (under new Kafka offsets).
+fn resend(messages: Vec<RecordedMessage>, at: usize, back: usize) -> Vec<RecordedMessage> {
+    let at = at % (messages.len() + 1);
+    let from = at - back % (at + 1);
+    let again = messages[from..at].to_vec();
+    let (sent, rest) = messages.split_at(at);
+    [sent, &again[..], rest].concat()
 }
 
 /// Applies `actions` spread over three partitions and delivered in the
 /// interleaving `picks` gives, in batches `cuts` long; with `instances` 2,
-/// partition 2 has its own writer.
+/// partition 2 has its own writer. `resent` (at, back): Debezium sends
+/// again `back` messages after the first `at`.
 async fn run(
     actions: Vec<Action>,
     truncates: Vec<i32>,
     picks: Vec<i32>,
     cuts: Vec<usize>,
     instances: usize,
+    resent: Option<(usize, usize)>,
     case: usize,
 ) -> Result<Seen, TestCaseError> {
     let (rec, enc) = recording();
     let (messages, model) = history(&enc, &actions);
+    let messages = match resent {
+        Some((at, back)) => resend(messages, at, back),
+        None => messages,
+    };
     let messages = spread(messages, &truncates);
     let delivered = deliver(&messages, &picks);
     let topic = Arc::new(RecordedTopic {
@@ -225,6 +245,7 @@ async fn run(
                 let stats = writer.as_mut().unwrap().apply(&batch).await.unwrap();
                 seen.before_truncate += stats.before_truncate;
                 seen.applied_again += stats.applied_again;
+                seen.resent += stats.resent;
             }
         }
         if next == delivered.len() {
@@ -277,6 +298,7 @@ async fn a_truncate_delivered_after_later_changes_on_other_partitions() {
         vec![1, 1, 2, 2],
         vec![2],
         1,
+        None,
         9_990,
     )
     .await
@@ -290,6 +312,7 @@ async fn a_truncate_delivered_after_later_changes_on_other_partitions() {
         vec![2, 2, 1, 1],
         vec![3],
         2,
+        None,
         9_991,
     )
     .await
@@ -307,11 +330,47 @@ async fn changes_delivered_after_a_later_truncate_are_skipped() {
         vec![2, 2, 2, 2, 0],
         vec![1],
         1,
+        None,
         9_992,
     )
     .await
     .unwrap();
     assert!(seen.before_truncate > 0, "{seen:?}");
+}
+
+/// Debezium goes back after a Kafka Connect crash and sends again
+/// updates, a delete, a key change, a truncate and inserts and updates
+/// after it, all of which the table holds: every
+/// one is skipped by its source position (a truncate sent to another
+/// partition than the first time, as the one already applied), on one
+/// writer and on two, and the table still equals the model.
+#[tokio::test]
+async fn changes_debezium_sends_again_are_skipped() {
+    let mut actions: Vec<Action> = (1..=9).map(|k| upsert(k, 100 + k)).collect();
+    actions.extend((1..=9).map(|k| upsert(k, 300 + k)));
+    actions.push(Action::Delete { key: 4 });
+    actions.push(Action::ChangeKey { from: 5, to: 50 });
+    actions.push(Action::Truncate);
+    actions.extend((1..=3).map(|k| upsert(k, 500 + k)));
+    actions.extend((1..=3).map(|k| upsert(k, 700 + k)));
+    let history_len = history(&recording().1, &actions).0.len();
+    for (instances, case) in [(1, 9_994), (2, 9_995)] {
+        // sent again: from the second round of updates to the last
+        // (applied again, the inserts after the truncate would take back
+        // the updates that followed them)
+        let seen = run(
+            actions.clone(),
+            vec![0, 1],
+            vec![0, 1, 2],
+            vec![4],
+            instances,
+            Some((history_len, history_len - 9)),
+            case,
+        )
+        .await
+        .unwrap();
+        assert!(seen.resent >= 10, "{seen:?}");
+    }
 }
 
 /// Without a source to read from, a truncate that arrives late is an
@@ -389,11 +448,14 @@ proptest! {
         picks in proptest::collection::vec(0i32..3, 1..24),
         cuts in proptest::collection::vec(1usize..10, 1..6),
         instances in 1usize..3,
+        resent in proptest::option::of((0usize..80, 0usize..20)),
     ) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(actions, truncates, picks, cuts, instances, case))?;
+        // a stretch sent again and applied again would take rows back to
+        // older images, or bring back deleted and truncated ones
+        rt.block_on(run(actions, truncates, picks, cuts, instances, resent, case))?;
     }
 }
 

@@ -85,6 +85,7 @@ pub struct Metrics {
     merge_bytes: Family<TableLabel, Counter>,
     merge_seconds: Counter<f64, AtomicU64>,
     merge_waits: Family<TableLabel, Counter>,
+    resent: Family<TableLabel, Counter>,
     healthy: Gauge,
     health: Health,
 }
@@ -116,6 +117,7 @@ impl Metrics {
             merge_bytes: Family::default(),
             merge_seconds: Counter::default(),
             merge_waits: Family::default(),
+            resent: Family::default(),
             healthy: Gauge::default(),
             health: Health::new(rules),
         };
@@ -204,6 +206,11 @@ impl Metrics {
             "Commit rounds that waited for merges because a partition was past lake.tables.merge.max_files, per table",
             self.merge_waits.clone(),
         );
+        r.register(
+            "floe_events_resent",
+            "Changes Debezium sent again under new offsets (after a Kafka Connect crash or rebalance), skipped by their source position, per table",
+            self.resent.clone(),
+        );
         r.register("floe_errors", "Errors by kind", self.errors.clone());
         r.register(
             "floe_healthy",
@@ -222,6 +229,7 @@ impl Metrics {
         for op in ["c", "u", "d", "r", "t"] {
             self.applied(table, op, 0);
         }
+        self.resent(table, 0);
         self.table_files(table, files);
     }
 
@@ -258,6 +266,14 @@ impl Metrics {
         self.deleted_share
             .get_or_create(&labels)
             .set(files.deleted_share());
+    }
+
+    /// `events` changes to `table` were skipped as sent again by Debezium.
+    pub fn resent(&self, table: &str, events: u64) {
+        let labels = TableLabel {
+            table: table.to_string(),
+        };
+        self.resent.get_or_create(&labels).inc_by(events);
     }
 
     /// A merge round on `table` rewrote files.
@@ -409,6 +425,7 @@ mod tests {
             "floe_errors_total{kind=\"decode\"} 0",
             "floe_errors_total{kind=\"kafka\"} 0",
             "floe_merge_seconds_total 0",
+            "floe_events_resent_total{table=\"taxi_cdc.trips\"} 0",
             "floe_healthy 1",
         ] {
             assert!(text.contains(name), "{name} missing: {text}");

@@ -53,7 +53,7 @@ pub use pointer::{
 };
 pub use retry::{RetryPolicy, Schedule};
 pub use snapshot::{Removal, RetryCache, SnapshotUpdate};
-pub use state::{JobLineage, KafkaOffsets, SourcePositions, StateChange};
+pub use state::{JobLineage, KafkaOffsets, SourcePositions, StateChange, StreamPosition};
 
 /// Why a commit did not happen.
 #[derive(Debug, Error)]

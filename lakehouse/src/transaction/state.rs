@@ -6,6 +6,8 @@
 //! * [`SourcePositions`]: per topic and partition, the highest source
 //!   position (Postgres LSN) a table has applied, and the position of its
 //!   last truncate; what keeps a multi-partition topic in source order;
+//!   and where each partition's stream stands ([`StreamPosition`]); what
+//!   tells a change Debezium sent again from a new one;
 //! * [`JobLineage`]: the job run that computed a result table and the
 //!   source snapshots it read; where an incremental job starts;
 //! * the file a batch load's snapshot loaded, and a maintenance marker on
@@ -30,6 +32,8 @@ const OFFSET_PREFIX: &str = "floe.offset.";
 /// `floe.lsn.<topic>.<partition>` = the highest source LSN applied from
 /// the partition.
 const LSN_PREFIX: &str = "floe.lsn.";
+/// `floe.stream.<topic>.<partition>` = a [`StreamPosition`].
+const STREAM_PREFIX: &str = "floe.stream.";
 /// `floe.truncate-lsn.<topic>` = the source LSN of the last truncate.
 const TRUNCATE_LSN_PREFIX: &str = "floe.truncate-lsn.";
 /// `floe.schema-lsn.<topic>` = the source LSN of the first change that
@@ -119,6 +123,68 @@ pub struct SourcePositions {
     applied: BTreeMap<(String, i32), i64>,
     truncated: BTreeMap<String, i64>,
     columns_changed: BTreeMap<String, i64>,
+    stream: BTreeMap<(String, i32), StreamPosition>,
+}
+
+/// Where one partition's stream of Postgres changes stands: the newest
+/// position applied, (the LSN of the last commit before the change, the
+/// change's LSN), with how many changes at exactly it were applied (one
+/// WAL record can make several) and, while Debezium is sending again
+/// changes the table holds, how many at it came again so far.
+/// `operations::apply::resent` explains the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPosition {
+    pub at: (i64, i64),
+    pub count: u32,
+    pub again: Option<u32>,
+}
+
+impl StreamPosition {
+    /// Before any change: where a snapshot starts the stream over.
+    pub const START: Self = Self {
+        at: (-1, -1),
+        count: 0,
+        again: None,
+    };
+
+    /// One change applied at `at`.
+    pub fn at(at: (i64, i64)) -> Self {
+        Self {
+            at,
+            count: 1,
+            again: None,
+        }
+    }
+
+    /// Reads the summary text: `commit/lsn/count`, then `/again` while
+    /// Debezium sends again.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('/');
+        let mut next = || parts.next().map(str::parse::<i64>);
+        let commit = next()?.ok()?;
+        let lsn = next()?.ok()?;
+        let count = u32::try_from(next()?.ok()?).ok()?;
+        let again = match next() {
+            None => None,
+            Some(again) => Some(u32::try_from(again.ok()?).ok()?),
+        };
+        next().is_none().then_some(Self {
+            at: (commit, lsn),
+            count,
+            again,
+        })
+    }
+}
+
+impl std::fmt::Display for StreamPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (commit, lsn) = self.at;
+        write!(f, "{commit}/{lsn}/{}", self.count)?;
+        match self.again {
+            Some(again) => write!(f, "/{again}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl SourcePositions {
@@ -141,6 +207,15 @@ impl SourcePositions {
     fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
         let mut out = Self::default();
         for (k, v) in properties {
+            if let Some((topic, partition)) = k
+                .strip_prefix(STREAM_PREFIX)
+                .and_then(|r| r.rsplit_once('.'))
+            {
+                if let (Ok(partition), Some(at)) = (partition.parse(), StreamPosition::parse(v)) {
+                    out.stream.insert((topic.to_string(), partition), at);
+                }
+                continue;
+            }
             let Ok(lsn) = v.parse::<i64>() else { continue };
             if let Some(topic) = k.strip_prefix(TRUNCATE_LSN_PREFIX) {
                 out.truncated.insert(topic.to_string(), lsn);
@@ -171,6 +246,17 @@ impl SourcePositions {
             .iter()
             .filter(move |((t, _), _)| t == topic)
             .map(|((_, p), lsn)| (*p, *lsn))
+    }
+
+    /// Where the stream of a topic partition stands.
+    pub fn stream(&self, topic: &str, partition: i32) -> Option<StreamPosition> {
+        self.stream.get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// Records where the stream of a topic partition stands after a batch
+    /// (replacing what was: the batch was scanned from it).
+    pub fn set_stream(&mut self, topic: &str, partition: i32, at: StreamPosition) {
+        self.stream.insert((topic.to_string(), partition), at);
     }
 
     /// The LSN of the last truncate of `topic` applied.
@@ -216,6 +302,12 @@ impl SourcePositions {
         }
         for (topic, lsn) in &self.columns_changed {
             properties.insert(format!("{SCHEMA_LSN_PREFIX}{topic}"), lsn.to_string());
+        }
+        for ((topic, partition), at) in &self.stream {
+            properties.insert(
+                format!("{STREAM_PREFIX}{topic}.{partition}"),
+                at.to_string(),
+            );
         }
     }
 }
@@ -331,6 +423,9 @@ impl StateChange {
         }
         for (topic, lsn) in &self.positions.columns_changed {
             positions.change_columns(topic, *lsn);
+        }
+        for ((topic, partition), at) in &self.positions.stream {
+            positions.set_stream(topic, *partition, *at);
         }
         positions.write(&mut out);
         let lineage = self

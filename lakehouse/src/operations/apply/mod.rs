@@ -56,18 +56,20 @@ use crate::spec::write::{table_rows, write_rows_as, WrittenRows};
 use crate::table::{append_columns, ensure_table, TableTarget};
 use crate::transaction::{
     reload, CatalogPointer, KafkaOffsets, OnThisTable, Removal, RetryPolicy, SnapshotUpdate,
-    SourcePositions, StateChange, Transaction,
+    SourcePositions, StateChange, StreamPosition, Transaction,
 };
 use crate::Lake;
 
 mod catch_up;
 mod ledger;
 mod merge;
+mod resent;
 mod source_order;
 
 use catch_up::CaughtUp;
 use ledger::FileLedger;
 pub use merge::MergeReport;
+use resent::Resent;
 pub use source_order::{join_held, SourceReader};
 
 use crate::config::MergePolicy;
@@ -90,6 +92,10 @@ pub struct ApplyStats {
     /// Changes applied again after a truncate that arrived after them
     /// (made later, on another partition): read again from the source.
     pub applied_again: usize,
+    /// Of the skipped events, changes Debezium sent again under new
+    /// offsets (after a Kafka Connect crash or rebalance), told by their
+    /// source position (see `resent`).
+    pub resent: usize,
     /// The batch changed the table's columns.
     pub schema_changed: bool,
     /// Existing rows rewritten to hold a new column's default.
@@ -544,7 +550,8 @@ impl TableWriter {
         let truncated = positions.truncated(&batch.topic);
         let changelog = self.keying == Keying::Changelog;
         let lsns = source_order::Lsns::of(batch);
-        let fresh: Vec<bool> = (0..batch.num_rows())
+        let resent = Resent::scan(batch, &applied, &positions);
+        let rows: Vec<bool> = (0..batch.num_rows())
             .map(|i| {
                 let (partition, offset) = batch.position(i);
                 let new = applied
@@ -554,14 +561,26 @@ impl TableWriter {
                     stats.applied_again += usize::from(!new);
                     return true;
                 }
-                let old = !changelog
-                    && source_order::before_truncate(batch.op(i), lsns.get(i), truncated);
+                let (op, lsn) = (batch.op(i), lsns.get(i));
+                // a truncate sent again to another partition than the first
+                // time: a changelog records it once
+                let sent_again = resent.rows[i]
+                    || (changelog && op == Some(Op::Truncate) && lsn.is_some() && lsn == truncated);
+                if new && sent_again {
+                    stats.resent += 1;
+                    return false;
+                }
+                let old = !changelog && source_order::before_truncate(op, lsn, truncated);
                 if new && old {
                     stats.before_truncate += 1;
                 }
                 new && !old
             })
             .collect();
+        let fresh = Fresh {
+            rows,
+            stream: resent.stream,
+        };
         stats.already_applied = fresh.iter().filter(|f| !**f).count();
         if stats.already_applied == batch.num_rows()
             && batch.offsets.iter().all(|r| {
@@ -1213,7 +1232,7 @@ impl TableWriter {
         &mut self,
         batch: &ChangeBatch,
         applied: &KafkaOffsets,
-        fresh: &[bool],
+        fresh: &Fresh,
         mut stats: ApplyStats,
         new_schema: Option<Schema>,
         older: bool,
@@ -1250,7 +1269,7 @@ impl TableWriter {
         &mut self,
         batch: &ChangeBatch,
         applied: &KafkaOffsets,
-        fresh: &[bool],
+        fresh: &Fresh,
         files: Written,
         remove: Removal,
         schema: Option<Schema>,
@@ -1274,6 +1293,9 @@ impl TableWriter {
         });
         let mut state = StateChange::offsets(&batch.topic, ranges);
         state.positions = source_order::applied(batch, fresh, columns_change);
+        for (partition, at) in &fresh.stream {
+            state.positions.set_stream(&batch.topic, *partition, *at);
+        }
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
         let committed = Transaction::new(
@@ -1291,6 +1313,22 @@ impl TableWriter {
             ledger.committed(&files.data, &files.deletes, &files.hits, removes_all);
         }
         Ok(())
+    }
+}
+
+/// Which rows of a batch to apply, and where each partition's stream
+/// stands after it (what the commit records for telling a change sent
+/// again from a new one).
+struct Fresh {
+    rows: Vec<bool>,
+    stream: BTreeMap<i32, StreamPosition>,
+}
+
+impl std::ops::Deref for Fresh {
+    type Target = [bool];
+
+    fn deref(&self) -> &[bool] {
+        &self.rows
     }
 }
 
