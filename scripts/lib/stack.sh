@@ -88,7 +88,7 @@ ENV
   fi
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(head -1 "$1")" 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && running "$(head -1 "$1")"; }
 
 # stack_pg_dir DIR: the stack's Postgres data directory. Postgres runs as
 # the postgres user, who cannot enter root's home (mode 700), so as root a
@@ -168,7 +168,7 @@ key.converter.schema.registry.url=http://127.0.0.1:$REGISTRY_PORT
 value.converter=io.confluent.connect.avro.AvroConverter
 value.converter.schema.registry.url=http://127.0.0.1:$REGISTRY_PORT
 offset.storage.file.filename=$dir/connect/offsets
-offset.flush.interval.ms=1000
+offset.flush.interval.ms=${STACK_CONNECT_OFFSET_FLUSH_MS:-1000}
 plugin.discovery=service_load
 PROPS
   java -cp "$libs/*" org.apache.kafka.connect.cli.ConnectStandalone "$dir/connect/worker.properties" \

@@ -349,7 +349,7 @@ async fn lake_sql(
 }
 
 /// The table's rows through DataFusion, as `|`-joined text like psql's.
-async fn lake_rows(lake: &Lake, table: &str, sql: &str) -> Result<Vec<String>, String> {
+pub(crate) async fn lake_rows(lake: &Lake, table: &str, sql: &str) -> Result<Vec<String>, String> {
     let ident = TableIdent::from_strs(["taxi_cdc", table]).unwrap();
     let batches = lake_sql(lake, &ident, &sql.replace("{t}", "t")).await?;
     let mut rows = Vec::new();

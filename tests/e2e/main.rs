@@ -6,6 +6,7 @@ mod ingest;
 mod jobs;
 mod partitions;
 mod quickstart;
+mod reliability;
 mod sql;
 mod sql_differential;
 mod stack;

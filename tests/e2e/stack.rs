@@ -57,9 +57,16 @@ impl Stack {
     }
 
     pub(crate) fn up(dir: &Path) -> Self {
+        Self::up_with(dir, &[])
+    }
+
+    /// [`Stack::up`] with `env` set for `scripts/stack.sh` (its `STACK_*`
+    /// settings).
+    pub(crate) fn up_with(dir: &Path, env: &[(&str, &str)]) -> Self {
         let o = Command::new("bash")
             .arg(repo().join("scripts/stack.sh"))
             .args(["up", &dir.display().to_string()])
+            .envs(env.iter().copied())
             .output()
             .expect("bash runs");
         assert!(o.status.success(), "stack.sh up failed:\n{}", text(&o));

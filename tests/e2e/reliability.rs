@@ -1,0 +1,209 @@
+//! Faults outside floe, against the real stack.
+//!
+//! * Kafka Connect killed with kill -9 mid-stream: Debezium resumes from
+//!   the source offsets it last flushed and sends again what came after
+//!   them, under new Kafka offsets. An upsert lake and an append-mode
+//!   changelog lake read the same topics; the first equals Postgres, the
+//!   second holds each source change once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use lakehouse::Lake;
+
+use crate::ingest::{
+    difference, lake_rows, spawn_floe_env, stop, wait_until_all_equal, write_config, SETUP,
+};
+use crate::stack::{fresh_dir, text, Stack};
+
+/// Debezium's offsets reach Kafka Connect's offset file this often here:
+/// slower than the stack's default, so a kill -9 between two flushes
+/// leaves seconds of changes for Debezium to send again.
+const OFFSET_FLUSH_MS: &str = "8000";
+
+/// Changes to trips, one transaction per statement: inserts, updates, a
+/// row moved to another day, deletes and a primary-key change.
+fn stream_changes(stack: &Stack, round: u32) {
+    let first = 10_000 + round * 20;
+    let low = 1 + round * 10;
+    for sql in [
+        format!(
+            "INSERT INTO trips SELECT i, 1, timestamp '2024-03-11 00:00' + i * interval '1 second', \
+             timestamp '2024-03-11 00:30', 3, 4, 1, 1.0, 8.0, 1.0, 10.0, 1, NULL \
+             FROM generate_series({first}, {}) AS i",
+            first + 19
+        ),
+        format!("UPDATE trips SET fare_amount = fare_amount + 1 WHERE trip_id BETWEEN {low} AND {low} + 4"),
+        format!("UPDATE trips SET pickup_datetime = pickup_datetime + interval '2 days' WHERE trip_id = {low} + 5"),
+        format!("DELETE FROM trips WHERE trip_id BETWEEN {low} + 6 AND {low} + 7"),
+        format!("UPDATE trips SET trip_id = trip_id + 100000 WHERE trip_id = {low} + 8"),
+    ] {
+        stack.psql(&sql);
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The lake of a config written by [`write_config`].
+async fn open_lake(config: &Path) -> Lake {
+    let doc: toml::Table = toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    let lake: lakehouse::LakeConfig = doc["lake"].clone().try_into().unwrap();
+    Lake::open(&lake).await.unwrap()
+}
+
+#[tokio::test]
+async fn kafka_connect_killed_mid_stream_sends_again_and_nothing_is_applied_twice() {
+    let dir = fresh_dir("connect-kill");
+    let stack = Stack::up_with(
+        &dir.join("stack"),
+        &[("STACK_CONNECT_OFFSET_FLUSH_MS", OFFSET_FLUSH_MS)],
+    );
+    stack.psql(SETUP);
+
+    // two deployments on the same topics: an upsert lake, and a lake with
+    // trips as an append-mode changelog
+    let upsert = dir.join("upsert.toml");
+    write_config(&upsert, &stack, "s3://lake/upsert", &dir.join("upsert.db"));
+    let changelog = dir.join("changelog.toml");
+    write_config(
+        &changelog,
+        &stack,
+        "s3://lake/changelog",
+        &dir.join("changelog.db"),
+    );
+    let written = std::fs::read_to_string(&changelog).unwrap();
+    let written = written
+        .replace("group_id = \"floe-e2e\"", "group_id = \"floe-changelog\"")
+        .replace(
+            "partition = [\"day(pickup_datetime)\"] }",
+            "partition = [\"day(pickup_datetime)\"], mode = \"append\" }",
+        );
+    assert!(written.contains("mode = \"append\""), "{written}");
+    std::fs::write(&changelog, written).unwrap();
+    let (upsert_log, changelog_log) = (dir.join("upsert.log"), dir.join("changelog.log"));
+    let mut a = spawn_floe_env(&upsert, &upsert_log, &[]);
+    let mut b = spawn_floe_env(&changelog, &changelog_log, &[]);
+    let registered = stack.setup_connectors(&[]);
+    assert!(registered.status.success(), "{}", text(&registered));
+    let lake = open_lake(&upsert).await;
+    wait_until_all_equal(&stack, &lake, &mut [&mut a], false).await;
+
+    // changes stream; right after Connect flushes Debezium's offsets (it
+    // writes the file only when they moved), a few more seconds of
+    // changes, and Connect is killed before its next flush
+    let offsets = dir.join("stack/connect/offsets");
+    let before = modified(&offsets);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut round = 0;
+    while modified(&offsets) == before {
+        assert!(
+            Instant::now() < deadline,
+            "Connect never flushed its offsets"
+        );
+        stream_changes(&stack, round);
+        round += 1;
+    }
+    let flushed = Instant::now();
+    while flushed.elapsed() < Duration::from_secs(4) {
+        stream_changes(&stack, round);
+        round += 1;
+    }
+    let pid = std::fs::read_to_string(dir.join("stack/connect.pid")).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_secs(1));
+
+    // started again (standalone Connect keeps offsets, not connectors):
+    // the connector resumes from the offsets flushed before the kill
+    stack.service("start", "connect");
+    let registered = stack.setup_connectors(&[]);
+    assert!(registered.status.success(), "{}", text(&registered));
+    for more in 0..3 {
+        stream_changes(&stack, round + more);
+    }
+    wait_until_all_equal(&stack, &lake, &mut [&mut a], false).await;
+    assert_eq!(difference(&stack, &lake, false).await, None);
+
+    // the changelog: each change once, and replayed in order it gives the
+    // rows Postgres holds
+    let changelog_lake = open_lake(&changelog).await;
+    let sql = "SELECT _op, CAST(trip_id AS VARCHAR), CAST(_source_ts AS VARCHAR), \
+               CAST(_kafka_offset AS VARCHAR), CAST(fare_amount AS VARCHAR) FROM {t}";
+    let source: BTreeMap<String, String> = stack
+        .query("SELECT trip_id, fare_amount FROM trips")
+        .into_iter()
+        .filter_map(|l| {
+            l.split_once('|')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (changes, replayed) = loop {
+        let rows = lake_rows(&changelog_lake, "trips", sql)
+            .await
+            .unwrap_or_default();
+        // (offset, op, trip, source time, fare), in Kafka order: one
+        // partition, so the source's order
+        let mut changes: Vec<(i64, String, String, String, String)> = rows
+            .iter()
+            .map(|r| {
+                let f: Vec<&str> = r.split('|').collect();
+                let offset = f[3].parse().unwrap();
+                (offset, f[0].into(), f[1].into(), f[2].into(), f[4].into())
+            })
+            .collect();
+        changes.sort();
+        let mut fares: BTreeMap<String, String> = BTreeMap::new();
+        for (_, op, id, _, fare) in &changes {
+            if op == "d" {
+                fares.remove(id);
+            } else {
+                fares.insert(id.clone(), fare.clone());
+            }
+        }
+        if fares.len() == source.len() || Instant::now() > deadline {
+            break (changes, fares);
+        }
+        assert!(
+            b.try_wait().unwrap().is_none(),
+            "the changelog ingest stopped"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let mut once = BTreeSet::new();
+    for (offset, op, id, ts, _) in &changes {
+        assert!(
+            once.insert((op, id, ts)),
+            "recorded twice: {op} of trip {id} at {ts} (offset {offset})"
+        );
+    }
+    assert_eq!(replayed.len(), source.len(), "live trips in the changelog");
+    let differing: Vec<_> = source
+        .iter()
+        .filter(|(id, fare)| {
+            replayed.get(*id).map(|f| f.parse::<f64>().ok()) != Some(fare.parse().ok())
+        })
+        .take(5)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "changelog replay differs: {differing:?}"
+    );
+
+    let logs = [stop(a, &upsert_log), stop(b, &changelog_log)];
+    for log in &logs {
+        // without what was sent again, nothing here could fail
+        assert!(
+            log.contains("skipped changes Debezium sent again"),
+            "Debezium sent nothing again: {log}"
+        );
+    }
+    drop(stack);
+    std::fs::remove_dir_all(&dir).ok();
+}
