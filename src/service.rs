@@ -289,6 +289,51 @@ async fn stored_offsets(lake: &Lake, metrics: &Metrics) -> Result<HashMap<(Strin
 }
 
 /// Why the loop ended.
+/// How long a message whose schema the registry could not give waits
+/// between tries (the registry client has already retried with backoff).
+const REGISTRY_RETRY: Duration = Duration::from_secs(5);
+
+/// Pushes `message` again until the schema registry answers: an outage is
+/// waited out, however long, with the main loop's heartbeat kept alive.
+/// None when SIGTERM came meanwhile.
+async fn wait_for_registry(
+    decoder: &mut ChangeDecoder<impl ingest::SchemaSource>,
+    message: &RawMessage<'_>,
+    metrics: &Metrics,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> Option<Result<ingest::Pushed, ingest::DecodeError>> {
+    let since = Instant::now();
+    loop {
+        metrics.error("registry");
+        metrics.heartbeat();
+        tracing::warn!(
+            topic = message.topic,
+            partition = message.partition,
+            offset = message.offset,
+            waited_s = since.elapsed().as_secs(),
+            "the schema registry is unreachable; this message waits for it and nothing after \
+             it is applied"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(REGISTRY_RETRY) => {}
+            _ = sigterm.recv() => return None,
+        }
+        let result = decoder.push(message).await;
+        if !result.as_ref().is_err_and(|e| e.is_registry_outage()) {
+            if result.is_ok() {
+                tracing::info!(
+                    topic = message.topic,
+                    partition = message.partition,
+                    offset = message.offset,
+                    waited_s = since.elapsed().as_secs(),
+                    "the schema registry answers again; resuming"
+                );
+            }
+            return Some(result);
+        }
+    }
+}
+
 enum Stop {
     Idle,
     /// `--stop-when-idle` ran out before the group assigned anything.
@@ -412,17 +457,27 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
                 }
                 metrics.consumed();
                 last_message = Instant::now();
-                let Err(e) = decoder.push(&RawMessage::from(&message)).await else {
+                let raw = RawMessage::from(&message);
+                let mut pushed = decoder.push(&raw).await;
+                if pushed.as_ref().is_err_and(|e| e.is_registry_outage()) {
+                    // an outage: the message waits for the registry, and
+                    // nothing after it is read meanwhile
+                    match wait_for_registry(&mut decoder, &raw, &metrics, &mut sigterm).await {
+                        Some(result) => pushed = result,
+                        None => break Stop::Signal("SIGTERM"),
+                    }
+                }
+                let Err(e) = pushed else {
                     continue;
                 };
                 metrics.error("decode");
                 if !e.is_message_fault() {
-                    // the registry is down or refuses floe: the message is
-                    // fine, so it must not become a dead letter; a restart
-                    // resumes at it (nothing after it is committed)
+                    // the registry refuses floe's credentials: the message
+                    // is fine, so it must not become a dead letter; a
+                    // restart resumes at it (nothing after it is committed)
                     return Err(anyhow::Error::new(e).context(
                         "the schema registry could not be used (nothing after this message is \
-                         committed; restart floe when the registry is back)",
+                         committed; fix the registry settings and restart floe)",
                     ));
                 }
                 if ledger.dead_letters.is_none() {

@@ -55,6 +55,18 @@ impl DecodeError {
     /// True when the message itself is bad (a retry cannot help, so it may
     /// go to a dead-letter table); false when a dependency failed (the
     /// registry is down) and the same message should be retried.
+    /// True when the schema registry could not be reached or kept
+    /// failing: an outage, which waiting can fix.
+    pub fn is_registry_outage(&self) -> bool {
+        matches!(
+            self.kind,
+            DecodeErrorKind::Registry {
+                source: RegistryError::Unavailable { .. },
+                ..
+            }
+        )
+    }
+
     pub fn is_message_fault(&self) -> bool {
         !matches!(
             self.kind,

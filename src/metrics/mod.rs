@@ -30,8 +30,9 @@ const COMMIT_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.
 
 /// The error kinds counted from start, so a dashboard's rate() has a
 /// series before the first error of each kind.
-const ERROR_KINDS: [&str; 7] = [
+const ERROR_KINDS: [&str; 8] = [
     "decode",
+    "registry",
     "kafka",
     "apply",
     "apply_retry",

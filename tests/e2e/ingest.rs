@@ -549,7 +549,7 @@ fn tansu_path() -> String {
 }
 
 /// Waits until something listens on `port`.
-fn wait_for(port: u16) {
+pub(crate) fn wait_for(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {port}");

@@ -5,6 +5,9 @@
 //!   them, under new Kafka offsets. An upsert lake and an append-mode
 //!   changelog lake read the same topics; the first equals Postgres, the
 //!   second holds each source change once.
+//! * The schema registry unreachable (for floe) while a new schema id
+//!   arrives: floe waits at the message, commits nothing past it, and
+//!   resumes when the registry is back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -13,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use lakehouse::Lake;
 
 use crate::ingest::{
-    difference, lake_rows, spawn_floe_env, stop, wait_until_all_equal, write_config, SETUP,
+    difference, lake_rows, metrics_port, spawn_floe_env, stop, wait_for, wait_until_all_equal,
+    write_config, SETUP,
 };
 use crate::stack::{fresh_dir, text, Stack};
 
@@ -204,6 +208,107 @@ async fn kafka_connect_killed_mid_stream_sends_again_and_nothing_is_applied_twic
             "Debezium sent nothing again: {log}"
         );
     }
+    drop(stack);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A TCP gate (scripts/tcp-gate.py) from a free port to `to`: what floe
+/// sees of the registry. Killing it is an outage for floe alone; Kafka
+/// Connect keeps registering schemas with the registry itself.
+fn gate(port: u16, to: &str) -> std::process::Child {
+    let child = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tcp-gate.py"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--to", to])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(port);
+    child
+}
+
+#[tokio::test]
+async fn a_registry_outage_while_a_new_schema_arrives_is_waited_out() {
+    let dir = fresh_dir("registry-outage");
+    let stack = Stack::up(&dir.join("stack"));
+    stack.psql(SETUP);
+    let registry = stack.env["SCHEMA_REGISTRY_URL"].clone();
+    let behind = registry.trim_start_matches("http://").to_string();
+    let port = metrics_port();
+    let mut registry_gate = gate(port, &behind);
+
+    let config = dir.join("floe.toml");
+    write_config(
+        &config,
+        &stack,
+        "s3://lake/registry",
+        &dir.join("catalog.db"),
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        written.replace(
+            &format!("url = \"{registry}\""),
+            &format!("url = \"http://127.0.0.1:{port}\""),
+        ),
+    )
+    .unwrap();
+    let log = dir.join("floe.log");
+    let mut floe = spawn_floe_env(&config, &log, &[]);
+    let registered = stack.setup_connectors(&[]);
+    assert!(registered.status.success(), "{}", text(&registered));
+    let lake = open_lake(&config).await;
+    wait_until_all_equal(&stack, &lake, &mut [&mut floe], false).await;
+
+    // the registry goes away for floe; Postgres adds a column, so
+    // Debezium's next trips changes carry a schema id floe has not seen
+    registry_gate.kill().unwrap();
+    registry_gate.wait().unwrap();
+    stack.psql(
+        "ALTER TABLE trips ADD COLUMN congestion_surcharge numeric(6, 2); \
+         INSERT INTO trips SELECT i, 1, timestamp '2024-03-12 00:00' + i * interval '1 second', \
+           timestamp '2024-03-12 00:30', 3, 4, 1, 1.0, 8.0, 1.0, 10.0, 1, NULL, 2.50 \
+           FROM generate_series(20001, 20100) AS i;",
+    );
+    stack.psql("UPDATE vendors SET name = 'Creative Mobile Technologies' WHERE vendor_id = 1");
+    let count = "SELECT CAST(count(*) AS VARCHAR) FROM {t}";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let waiting = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("this message waits for it") {
+            break text;
+        }
+        assert!(
+            floe.try_wait().unwrap().is_none(),
+            "floe stopped instead of waiting: {text}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "floe never said it waits: {text}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(waiting.contains("taxi.public.trips"), "{waiting}");
+    // a while later: still waiting, and trips has nothing past the message
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        floe.try_wait().unwrap().is_none(),
+        "floe stopped while waiting"
+    );
+    assert_eq!(
+        lake_rows(&lake, "trips", count).await.unwrap(),
+        ["2000"],
+        "trips committed past the message"
+    );
+
+    // the registry is back: floe resumes at the message
+    let _registry_gate = gate(port, &behind);
+    wait_until_all_equal(&stack, &lake, &mut [&mut floe], true).await;
+    let out = stop(floe, &log);
+    assert!(
+        out.contains("the schema registry answers again; resuming"),
+        "{out}"
+    );
     drop(stack);
     std::fs::remove_dir_all(&dir).ok();
 }
