@@ -212,19 +212,30 @@ async fn kafka_connect_killed_mid_stream_sends_again_and_nothing_is_applied_twic
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A TCP gate (scripts/tcp-gate.py) from a free port to `to`: what floe
-/// sees of the registry. Killing it is an outage for floe alone; Kafka
-/// Connect keeps registering schemas with the registry itself.
-fn gate(port: u16, to: &str) -> std::process::Child {
-    let child = std::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tcp-gate.py"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--to", to])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(port);
-    child
+/// A TCP gate (scripts/tcp-gate.py) from `port` to `to`: what floe sees
+/// of the registry. Dropping it is an outage for floe alone; Kafka Connect
+/// keeps registering schemas with the registry itself.
+struct Gate(std::process::Child);
+
+impl Gate {
+    fn open(port: u16, to: &str) -> Self {
+        let child = std::process::Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tcp-gate.py"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--to", to])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(port);
+        Self(child)
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test]
@@ -235,7 +246,7 @@ async fn a_registry_outage_while_a_new_schema_arrives_is_waited_out() {
     let registry = stack.env["SCHEMA_REGISTRY_URL"].clone();
     let behind = registry.trim_start_matches("http://").to_string();
     let port = metrics_port();
-    let mut registry_gate = gate(port, &behind);
+    let registry_gate = Gate::open(port, &behind);
 
     let config = dir.join("floe.toml");
     write_config(
@@ -262,8 +273,7 @@ async fn a_registry_outage_while_a_new_schema_arrives_is_waited_out() {
 
     // the registry goes away for floe; Postgres adds a column, so
     // Debezium's next trips changes carry a schema id floe has not seen
-    registry_gate.kill().unwrap();
-    registry_gate.wait().unwrap();
+    drop(registry_gate);
     stack.psql(
         "ALTER TABLE trips ADD COLUMN congestion_surcharge numeric(6, 2); \
          INSERT INTO trips SELECT i, 1, timestamp '2024-03-12 00:00' + i * interval '1 second', \
@@ -302,7 +312,7 @@ async fn a_registry_outage_while_a_new_schema_arrives_is_waited_out() {
     );
 
     // the registry is back: floe resumes at the message
-    let _registry_gate = gate(port, &behind);
+    let _registry_gate = Gate::open(port, &behind);
     wait_until_all_equal(&stack, &lake, &mut [&mut floe], true).await;
     let out = stop(floe, &log);
     assert!(
