@@ -10,6 +10,9 @@ gate, and the broker (which cannot) gets the plaintext. With
 --tls-client-ca as well it asks every client for a certificate signed by
 that CA (mutual TLS). The tests put one in front of the broker to check
 floe's TLS settings against a real handshake.
+
+With --delay-ms every chunk passed towards the client waits that long
+first: a slow server (the chaos campaign's slow S3).
 """
 import argparse
 import asyncio
@@ -17,9 +20,11 @@ import signal
 import ssl
 
 
-async def pipe(reader, writer):
+async def pipe(reader, writer, delay=0.0):
     try:
         while data := await reader.read(65536):
+            if delay:
+                await asyncio.sleep(delay)
             writer.write(data)
             await writer.drain()
     except (ConnectionError, asyncio.CancelledError):
@@ -28,7 +33,7 @@ async def pipe(reader, writer):
         writer.close()
 
 
-async def main(listen, to, tls=None):
+async def main(listen, to, tls=None, delay=0.0):
     host, port = listen.rsplit(":", 1)
     to_host, to_port = to.rsplit(":", 1)
     open_pipes = set()
@@ -41,7 +46,7 @@ async def main(listen, to, tls=None):
             return
         pipes = [
             asyncio.create_task(pipe(client_reader, broker_writer)),
-            asyncio.create_task(pipe(broker_reader, client_writer)),
+            asyncio.create_task(pipe(broker_reader, client_writer, delay)),
         ]
         open_pipes.update(pipes)
         try:
@@ -75,6 +80,7 @@ if __name__ == "__main__":
     parser.add_argument("--tls-cert", help="PEM certificate (chain) to terminate TLS with")
     parser.add_argument("--tls-key", help="its PEM private key")
     parser.add_argument("--tls-client-ca", help="require client certificates signed by this PEM CA")
+    parser.add_argument("--delay-ms", type=int, default=0, help="delay each reply chunk this long")
     args = parser.parse_args()
     tls = None
     if args.tls_cert:
@@ -83,4 +89,4 @@ if __name__ == "__main__":
         if args.tls_client_ca:
             tls.verify_mode = ssl.CERT_REQUIRED
             tls.load_verify_locations(args.tls_client_ca)
-    asyncio.run(main(args.listen, args.to, tls))
+    asyncio.run(main(args.listen, args.to, tls, args.delay_ms / 1000))

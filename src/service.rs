@@ -714,6 +714,7 @@ impl Ledger<'_> {
         if applied.next_offsets.is_empty() {
             return;
         }
+        lakehouse::fault::point("ingest.committed");
         if let Ok(mut resume) = self.resume.lock() {
             resume.extend(applied.next_offsets.clone());
         }

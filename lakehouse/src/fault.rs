@@ -6,6 +6,8 @@
 //! `FLOE_CRASH_AT=<point>@<n>` (the n-th time). Unset, a point costs one
 //! relaxed load. The points:
 //!
+//! - `commit.data-written`: a batch's data and delete files are written,
+//!   no manifest yet
 //! - `commit.written`: a commit's manifests, list and metadata file are
 //!   written, the catalog's pointer not yet swapped
 //! - `commit.swapped`: the pointer swapped, nothing after it done (the
@@ -14,6 +16,10 @@
 //!   yet begun
 //! - `merge.committed`: a merge committed, the writer's index not yet
 //!   moved to its files
+//! - `dead-letter.written`: dead letters' data file written, not yet
+//!   committed
+//! - `ingest.committed`: `floe ingest` committed a round of batches to
+//!   the tables, the consumer group's offsets not yet committed
 //!
 //! Not meant for production, so not in the user documentation: a process
 //! that reaches the point aborts.

@@ -350,7 +350,17 @@ async fn lake_sql(
 
 /// The table's rows through DataFusion, as `|`-joined text like psql's.
 pub(crate) async fn lake_rows(lake: &Lake, table: &str, sql: &str) -> Result<Vec<String>, String> {
-    let ident = TableIdent::from_strs(["taxi_cdc", table]).unwrap();
+    lake_rows_in(lake, "taxi_cdc", table, sql).await
+}
+
+/// [`lake_rows`] of a table in `namespace`.
+pub(crate) async fn lake_rows_in(
+    lake: &Lake,
+    namespace: &str,
+    table: &str,
+    sql: &str,
+) -> Result<Vec<String>, String> {
+    let ident = TableIdent::from_strs([namespace, table]).unwrap();
     let batches = lake_sql(lake, &ident, &sql.replace("{t}", "t")).await?;
     let mut rows = Vec::new();
     for b in &batches {

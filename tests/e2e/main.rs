@@ -1,5 +1,6 @@
 //! End-to-end tests of the `floe` binary, in one test binary.
 
+mod chaos;
 mod decode_cli;
 mod foreign;
 mod ingest;

@@ -169,6 +169,7 @@ impl DeadLetterTable {
         self.commits += 1;
         let prefix = format!("{}-dead-{}", uuid::Uuid::new_v4(), self.commits);
         let written = write_rows(&self.table, &rows, &prefix).await?;
+        crate::fault::point("dead-letter.written");
 
         let state = StateChange {
             ranges: letters

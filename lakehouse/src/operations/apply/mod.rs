@@ -1296,6 +1296,7 @@ impl TableWriter {
         for (partition, at) in &fresh.stream {
             state.positions.set_stream(&batch.topic, *partition, *at);
         }
+        crate::fault::point("commit.data-written");
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
         let committed = Transaction::new(
