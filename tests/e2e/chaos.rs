@@ -146,7 +146,7 @@ fn psql(port: &str, sql: &str) {
 /// another day, one leaving the TOASTed notes unchanged, one rewriting
 /// them), a delete, a primary-key change, and every fifth round a
 /// truncate and reload of payment_types and a vendor renamed.
-fn workload_round(port: &str, round: u64) {
+pub(crate) fn workload_round(port: &str, round: u64) {
     let first = 100_000 + round * 10;
     let low = 1 + (round * 7) % 1_900;
     let mut statements = vec![
@@ -163,7 +163,7 @@ fn workload_round(port: &str, round: u64) {
         format!("DELETE FROM trips WHERE trip_id = {low} + 5"),
         format!("UPDATE trips SET trip_id = trip_id + 1000000 WHERE trip_id = {low} + 6"),
     ];
-    if round % 5 == 0 {
+    if round.is_multiple_of(5) {
         statements.push(
             "TRUNCATE payment_types; \
              INSERT INTO payment_types VALUES (1, 'Credit card'), (2, 'Cash'), (3, 'No charge')"
@@ -176,6 +176,25 @@ fn workload_round(port: &str, round: u64) {
     for sql in statements {
         psql(port, &sql);
     }
+}
+
+/// Sends a message that is not in the Confluent wire format to the
+/// vendors topic.
+pub(crate) async fn poison(bootstrap: &str) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to("taxi.public.vendors")
+                .payload(b"not the Confluent wire format"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }
 
 /// What one run did and found.
@@ -322,20 +341,7 @@ impl Campaign {
     }
 
     async fn poison(&mut self) {
-        use rdkafka::producer::{FutureProducer, FutureRecord};
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.stack.env["KAFKA_BOOTSTRAP"])
-            .create()
-            .unwrap();
-        producer
-            .send(
-                FutureRecord::<[u8], [u8]>::to("taxi.public.vendors")
-                    .payload(b"not the Confluent wire format"),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        poison(&self.stack.env["KAFKA_BOOTSTRAP"]).await;
         self.poisons += 1;
     }
 

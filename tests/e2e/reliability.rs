@@ -5,6 +5,8 @@
 //!   them, under new Kafka offsets. An upsert lake and an append-mode
 //!   changelog lake read the same topics; the first equals Postgres, the
 //!   second holds each source change once.
+//! * floe ingest aborted at each of its crash points in turn, then
+//!   started again: every table exact, each poison message one letter.
 //! * The schema registry unreachable (for floe) while a new schema id
 //!   arrives: floe waits at the message, commits nothing past it, and
 //!   resumes when the registry is back.
@@ -16,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use lakehouse::Lake;
 
 use crate::ingest::{
-    difference, lake_rows, metrics_port, spawn_floe_env, stop, wait_for, wait_until_all_equal,
-    write_config, SETUP,
+    difference, lake_rows, lake_rows_in, metrics_port, spawn_floe_env, stop, wait_for,
+    wait_until_all_equal, write_config, SETUP,
 };
 use crate::stack::{fresh_dir, text, Stack};
 
@@ -319,6 +321,91 @@ async fn a_registry_outage_while_a_new_schema_arrives_is_waited_out() {
         out.contains("the schema registry answers again; resuming"),
         "{out}"
     );
+    drop(stack);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `floe ingest` aborted at each of its crash points in turn (as a kill
+/// -9 there would leave it), each time started again with the next, and
+/// finally without: every table equals Postgres, and the poison messages
+/// sent meanwhile are each one dead letter.
+#[tokio::test]
+async fn floe_ingest_aborted_at_each_crash_point_resumes_exactly() {
+    let dir = fresh_dir("crash-points");
+    let stack = Stack::up(&dir.join("stack"));
+    stack.psql(SETUP);
+    let config = dir.join("floe.toml");
+    write_config(
+        &config,
+        &stack,
+        "s3://lake/crashes",
+        &dir.join("catalog.db"),
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        written.replace("[ingest]\n", "[ingest]\non_error = \"dead_letter\"\n"),
+    )
+    .unwrap();
+    let lake = open_lake(&config).await;
+    let registered = stack.setup_connectors(&[]);
+    assert!(registered.status.success(), "{}", text(&registered));
+
+    let mut poisons = 0;
+    let mut round = 0;
+    for (i, point) in [
+        "ingest.committed@2",
+        "commit.data-written@2",
+        "commit.written@2",
+        "commit.swapped@2",
+        "dead-letter.written@1",
+        "merge.rewritten@1",
+        "merge.committed@1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let log = dir.join(format!("floe-{i}.log"));
+        let mut floe = spawn_floe_env(&config, &log, &[("FLOE_CRASH_AT", point)]);
+        if point.starts_with("dead-letter") {
+            crate::chaos::poison(&stack.env["KAFKA_BOOTSTRAP"]).await;
+            poisons += 1;
+        }
+        // changes until the point is reached
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let status = loop {
+            if let Some(status) = floe.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{point} never reached: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            crate::chaos::workload_round(&stack.env["PGPORT"], round);
+            round += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        let name = point.split('@').next().unwrap();
+        assert!(
+            status.code().is_none() && out.contains(&format!("crashing at {name}")),
+            "{point}: {status:?} {out}"
+        );
+    }
+    let log = dir.join("floe-last.log");
+    let mut floe = spawn_floe_env(&config, &log, &[]);
+    wait_until_all_equal(&stack, &lake, &mut [&mut floe], false).await;
+    let dead = lake_rows_in(
+        &lake,
+        "floe",
+        "dead_letters",
+        "SELECT CAST(count(*) AS VARCHAR) FROM {t}",
+    )
+    .await
+    .unwrap();
+    assert_eq!(dead, [poisons.to_string()], "each poison one dead letter");
+    stop(floe, &log);
     drop(stack);
     std::fs::remove_dir_all(&dir).ok();
 }
