@@ -126,6 +126,33 @@ impl EventEncoder {
         lsn: i64,
         commit_lsn: Option<i64>,
     ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
+        self.encode(op, key, before, after, lsn, commit_lsn, "false")
+    }
+
+    /// A snapshot read (`op = r`) of the row `after`, with Debezium's
+    /// snapshot marker (`first`, `first_in_data_collection`, `true`,
+    /// `last_in_data_collection`, `last`, `incremental`).
+    pub fn snapshot_read(
+        &self,
+        key: &HashMap<&str, Value>,
+        after: &HashMap<&str, Value>,
+        lsn: i64,
+        marker: &str,
+    ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
+        self.encode(Op::Read, Some(key), None, Some(after), lsn, Some(0), marker)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn encode(
+        &self,
+        op: Op,
+        key: Option<&HashMap<&str, Value>>,
+        before: Option<&HashMap<&str, Value>>,
+        after: Option<&HashMap<&str, Value>>,
+        lsn: i64,
+        commit_lsn: Option<i64>,
+        snapshot: &str,
+    ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
         let s = |v: &str| Value::String(v.to_string());
         let mut fields = HashMap::from([
             ("version", s("3.6.3.Final")),
@@ -133,7 +160,7 @@ impl EventEncoder {
             ("name", s("test")),
             ("ts_ms", Value::Long(1_763_700_000_000 + lsn)),
             ("ts_us", Value::Long((1_763_700_000_000 + lsn) * 1000)),
-            ("snapshot", s("false")),
+            ("snapshot", s(snapshot)),
             ("db", s("taxi")),
             ("schema", s("public")),
             ("table", s("trips")),

@@ -268,7 +268,7 @@ impl TablesConfig {
 }
 
 /// One source table's Iceberg table.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
     /// Namespace; default as in [`TablesConfig::namespace`].
@@ -288,11 +288,34 @@ pub struct TableConfig {
     /// This table's merge policy, in place of `[lake.tables.merge]`.
     #[serde(default)]
     pub merge: Option<MergePolicy>,
+    /// Whether a snapshot Debezium sends again (a lost replication slot)
+    /// deletes, when it ends, the rows it did not read: rows deleted at the
+    /// source meanwhile. Default on; upsert tables only.
+    #[serde(default = "yes")]
+    pub reconcile_snapshots: bool,
     /// Iceberg table properties set when floe creates the table, beside
     /// its own (e.g. `"write.delete.granularity" = "file"`); later changes
     /// go through any Iceberg writer's property update.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            name: None,
+            partition: Vec::new(),
+            mode: TableMode::default(),
+            merge: None,
+            reconcile_snapshots: true,
+            properties: BTreeMap::new(),
+        }
+    }
 }
 
 impl TableConfig {

@@ -12,6 +12,7 @@ mod pk_index;
 mod position_delete;
 mod postgres;
 mod resent;
+mod resnapshot;
 mod rest;
 mod schema;
 mod sink;

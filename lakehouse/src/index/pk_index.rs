@@ -541,6 +541,53 @@ impl PrimaryKeyIndex {
         }
     }
 
+    /// Forgets every row in a file `stale` picks; returns their position
+    /// deletes (journaled like single removals). A re-snapshot drops the
+    /// rows it did not read again.
+    pub fn remove_in_files(&mut self, stale: impl Fn(u32) -> bool) -> Vec<PositionDelete> {
+        let mut gone: Vec<RowLocation> = Vec::new();
+        let mut undo: Vec<Undo> = Vec::new();
+        match &mut self.keys {
+            Keys::Int(m) => {
+                let keys: Vec<(i64, RowLocation)> =
+                    m.iter().filter(|(_, loc)| stale(loc.file)).collect();
+                for (k, loc) in keys {
+                    m.remove(k);
+                    undo.push(Undo::Key(OwnedKey::Int(k), Some(loc)));
+                    gone.push(loc);
+                }
+            }
+            Keys::Encoded { map, .. } => {
+                map.retain(|k, loc| {
+                    let keep = !stale(loc.file);
+                    if !keep {
+                        undo.push(Undo::Key(OwnedKey::Encoded(k.clone()), Some(*loc)));
+                        gone.push(*loc);
+                    }
+                    keep
+                });
+            }
+            Keys::Rows { map, len, .. } => {
+                map.retain(|hash, copies| {
+                    copies.retain(|loc| {
+                        let keep = !stale(loc.file);
+                        if !keep {
+                            undo.push(Undo::CopyRemoved(*hash, *loc));
+                            gone.push(*loc);
+                            *len -= 1;
+                        }
+                        keep
+                    });
+                    !copies.is_empty()
+                });
+            }
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.extend(undo);
+        }
+        gone.into_iter().map(|loc| self.delete_of(loc)).collect()
+    }
+
     /// Forgets every key (a truncate).
     pub fn clear(&mut self) {
         if self.journal.is_some() {

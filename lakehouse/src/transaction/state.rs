@@ -32,6 +32,11 @@ const OFFSET_PREFIX: &str = "floe.offset.";
 /// `floe.lsn.<topic>.<partition>` = the highest source LSN applied from
 /// the partition.
 const LSN_PREFIX: &str = "floe.lsn.";
+/// `floe.resnapshot.<topic>` = while Debezium snapshots the table again,
+/// the table's last sequence number before the snapshot's first read:
+/// rows only in data files of that sequence number or older were not
+/// read again.
+const RESNAPSHOT_PREFIX: &str = "floe.resnapshot.";
 /// `floe.stream.<topic>.<partition>` = a [`StreamPosition`].
 const STREAM_PREFIX: &str = "floe.stream.";
 /// `floe.truncate-lsn.<topic>` = the source LSN of the last truncate.
@@ -124,6 +129,9 @@ pub struct SourcePositions {
     truncated: BTreeMap<String, i64>,
     columns_changed: BTreeMap<String, i64>,
     stream: BTreeMap<(String, i32), StreamPosition>,
+    /// A snapshot under way per topic; a negative value (in a change)
+    /// closes it.
+    resnapshot: BTreeMap<String, i64>,
 }
 
 /// Where one partition's stream of Postgres changes stands: the newest
@@ -217,7 +225,11 @@ impl SourcePositions {
                 continue;
             }
             let Ok(lsn) = v.parse::<i64>() else { continue };
-            if let Some(topic) = k.strip_prefix(TRUNCATE_LSN_PREFIX) {
+            if let Some(topic) = k.strip_prefix(RESNAPSHOT_PREFIX) {
+                if lsn >= 0 {
+                    out.resnapshot.insert(topic.to_string(), lsn);
+                }
+            } else if let Some(topic) = k.strip_prefix(TRUNCATE_LSN_PREFIX) {
                 out.truncated.insert(topic.to_string(), lsn);
             } else if let Some(topic) = k.strip_prefix(SCHEMA_LSN_PREFIX) {
                 out.columns_changed.insert(topic.to_string(), lsn);
@@ -257,6 +269,24 @@ impl SourcePositions {
     /// (replacing what was: the batch was scanned from it).
     pub fn set_stream(&mut self, topic: &str, partition: i32, at: StreamPosition) {
         self.stream.insert((topic.to_string(), partition), at);
+    }
+
+    /// While Debezium snapshots `topic`'s table again: the table's last
+    /// sequence number before the snapshot's first read.
+    pub fn resnapshot(&self, topic: &str) -> Option<i64> {
+        self.resnapshot.get(topic).copied()
+    }
+
+    /// Whether a snapshot of any topic is under way.
+    pub fn resnapshotting(&self) -> bool {
+        !self.resnapshot.is_empty()
+    }
+
+    /// Records that a snapshot of `topic` began after the table's
+    /// sequence number `before`, or with None that it ended.
+    pub fn set_resnapshot(&mut self, topic: &str, before: Option<i64>) {
+        self.resnapshot
+            .insert(topic.to_string(), before.map_or(-1, |b| b.max(0)));
     }
 
     /// The LSN of the last truncate of `topic` applied.
@@ -308,6 +338,9 @@ impl SourcePositions {
                 format!("{STREAM_PREFIX}{topic}.{partition}"),
                 at.to_string(),
             );
+        }
+        for (topic, before) in self.resnapshot.iter().filter(|(_, b)| **b >= 0) {
+            properties.insert(format!("{RESNAPSHOT_PREFIX}{topic}"), before.to_string());
         }
     }
 }
@@ -426,6 +459,9 @@ impl StateChange {
         }
         for ((topic, partition), at) in &self.positions.stream {
             positions.set_stream(topic, *partition, *at);
+        }
+        for (topic, before) in &self.positions.resnapshot {
+            positions.resnapshot.insert(topic.clone(), *before);
         }
         positions.write(&mut out);
         let lineage = self

@@ -50,7 +50,7 @@ use crate::config::MergePolicy;
 use crate::error::LakehouseError;
 use crate::index::pk_index::RowLocation;
 use crate::operations::maintain::compact::{rewrite, Replace, Rewrite, RewriteGroup};
-use crate::transaction::{StateChange, Transaction};
+use crate::transaction::{SourcePositions, StateChange, Transaction};
 
 impl MergePolicy {
     /// The size tier of a file of `records` rows: floor(log_fanout).
@@ -327,11 +327,18 @@ impl TableWriter {
         Ok(report)
     }
 
+    /// Whether a snapshot is being read again into the table (merges
+    /// wait for its end; see `resnapshot`).
+    fn resnapshotting(&self) -> bool {
+        SourcePositions::of(&self.table).resnapshotting()
+    }
+
     /// Whether a partition is past the merge bound, as the writer knows
     /// the table.
     fn past_the_bound(&self) -> bool {
         self.merge_policy.enabled
             && !self.poisoned
+            && !self.resnapshotting()
             && self
                 .ledger
                 .as_ref()
@@ -345,7 +352,7 @@ impl TableWriter {
 
     /// Plans a merge round from the ledger and starts writing its files.
     async fn start_merge(&mut self) -> Result<Option<MergeInFlight>, LakehouseError> {
-        if !self.merge_policy.enabled || self.poisoned {
+        if !self.merge_policy.enabled || self.poisoned || self.resnapshotting() {
             return Ok(None);
         }
         let started = Instant::now();
@@ -421,7 +428,10 @@ impl TableWriter {
             Err(_) => return Err(LakehouseError::ShuttingDown { operation: "merge" }),
         };
         crate::fault::point("merge.rewritten");
-        if self.poisoned {
+        // while a snapshot is read again, rows must stay in the files
+        // they were in: the reconciliation tells rows read again by
+        // their files being newer
+        if self.poisoned || self.resnapshotting() {
             return Ok(report);
         }
         let rewrite_ms = flight.started.elapsed().as_millis() as u64;

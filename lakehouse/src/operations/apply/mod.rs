@@ -51,7 +51,7 @@ use crate::operations::fill::{fill_defaults, is_set};
 use crate::spec::evolve::{self, Evolution};
 use crate::spec::parquet::FileTier;
 use crate::spec::position_delete::{write_partitioned_deletes, PositionDelete};
-use crate::spec::read::{read_fields, read_position_deletes};
+use crate::spec::read::{live_entries, read_fields, read_position_deletes};
 use crate::spec::write::{table_rows, write_rows_as, WrittenRows};
 use crate::table::{append_columns, ensure_table, TableTarget};
 use crate::transaction::{
@@ -64,12 +64,14 @@ mod catch_up;
 mod ledger;
 mod merge;
 mod resent;
+mod resnapshot;
 mod source_order;
 
 use catch_up::CaughtUp;
 use ledger::FileLedger;
 pub use merge::MergeReport;
 use resent::Resent;
+use resnapshot::Resnapshot;
 pub use source_order::{join_held, SourceReader};
 
 use crate::config::MergePolicy;
@@ -96,10 +98,30 @@ pub struct ApplyStats {
     /// offsets (after a Kafka Connect crash or rebalance), told by their
     /// source position (see `resent`).
     pub resent: usize,
+    /// Rows a snapshot read again did not read (deleted at the source
+    /// while the slot was lost), deleted when it ended (see `resnapshot`).
+    pub reconciled: usize,
     /// The batch changed the table's columns.
     pub schema_changed: bool,
     /// Existing rows rewritten to hold a new column's default.
     pub rows_filled: u64,
+}
+
+impl ApplyStats {
+    /// Adds the stats of another part of the same batch.
+    fn add(&mut self, other: &ApplyStats) {
+        self.rows_written += other.rows_written;
+        self.rows_deleted += other.rows_deleted;
+        self.absent_deletes += other.absent_deletes;
+        self.truncated |= other.truncated;
+        self.already_applied += other.already_applied;
+        self.before_truncate += other.before_truncate;
+        self.applied_again += other.applied_again;
+        self.resent += other.resent;
+        self.reconciled += other.reconciled;
+        self.schema_changed |= other.schema_changed;
+        self.rows_filled += other.rows_filled;
+    }
 }
 
 /// How a table's rows are identified.
@@ -144,6 +166,8 @@ pub struct TableWriter {
     deleted_again: u64,
     /// Where changes are read again when a truncate arrives late.
     source: Option<Arc<dyn SourceReader>>,
+    /// Whether a snapshot read again deletes the rows it did not read.
+    reconcile_snapshots: bool,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -188,7 +212,8 @@ impl Lake {
         Ok(
             TableWriter::open(self.catalog().clone(), table, self.pointer().clone())
                 .await?
-                .with_merge_policy(merge),
+                .with_merge_policy(merge)
+                .with_snapshot_reconciliation(target.config.reconcile_snapshots),
         )
     }
 }
@@ -231,6 +256,7 @@ impl TableWriter {
             merging: None,
             deleted_again: 0,
             source: None,
+            reconcile_snapshots: true,
         };
         writer.load_index(&schema).await?;
         Ok(writer)
@@ -248,6 +274,13 @@ impl TableWriter {
     /// one, such a truncate is an error).
     pub fn with_source_reader(mut self, reader: Arc<dyn SourceReader>) -> Self {
         self.source = Some(reader);
+        self
+    }
+
+    /// Whether a snapshot Debezium sends again deletes, when it ends, the
+    /// rows it did not read (default on; see `resnapshot`).
+    pub fn with_snapshot_reconciliation(mut self, on: bool) -> Self {
+        self.reconcile_snapshots = on;
         self
     }
 
@@ -430,13 +463,23 @@ impl TableWriter {
         }
         // a row's changes come in order from its partition; across
         // partitions, the source's log says the order
-        let batch = &batch
+        let batch = batch
             .clone()
             .in_source_order()
             .map_err(|source| LakehouseError::Arrow {
                 context: format!("source order of {}", batch.topic),
                 source,
             })?;
+        let mut stats = ApplyStats::default();
+        for part in resnapshot::split_at_starts(batch) {
+            stats.add(&self.apply_sorted(&part).await?);
+        }
+        Ok(stats)
+    }
+
+    /// Applies a batch in source order as one snapshot, retrying lost
+    /// races and outages.
+    async fn apply_sorted(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
         let mut schedule = self.retry.schedule();
         let mut stale = false;
         loop {
@@ -577,9 +620,20 @@ impl TableWriter {
                 new && !old
             })
             .collect();
+        let resnapshot = if self.reconcile_snapshots && matches!(self.keying, Keying::Primary(_)) {
+            Resnapshot::scan(
+                batch,
+                &rows,
+                positions.resnapshot(&batch.topic),
+                self.table.metadata().last_sequence_number(),
+            )
+        } else {
+            Resnapshot::default()
+        };
         let fresh = Fresh {
             rows,
             stream: resent.stream,
+            resnapshot: resnapshot.change,
         };
         stats.already_applied = fresh.iter().filter(|f| !**f).count();
         if stats.already_applied == batch.num_rows()
@@ -694,6 +748,12 @@ impl TableWriter {
         let written =
             write_rows_as(&self.table, &next, &table_rows, &prefix, FileTier::Fresh).await?;
         deletes.extend(self.index_written(&planned, &written));
+        if let (Some(before), 0) = (resnapshot.reconcile, start) {
+            let stale = self.not_read_again(before).await?;
+            stats.reconciled = stale.len();
+            tracing::info!(table = %table_name, rows = stale.len(), "a snapshot read again has ended: the rows it did not read are deleted");
+            deletes.extend(stale);
+        }
         stats.rows_written = table_rows.num_rows();
         let mut files = self.write_deletes(deletes, &prefix).await?;
         data_files.extend(written.files);
@@ -701,6 +761,23 @@ impl TableWriter {
         self.commit(batch, &applied, &fresh, files, removal, new_schema)
             .await?;
         Ok(stats)
+    }
+
+    /// The rows a snapshot read again did not read: those still in data
+    /// files of sequence number `before` or older. They leave the index;
+    /// their position deletes are returned.
+    async fn not_read_again(&mut self, before: i64) -> Result<Vec<PositionDelete>, LakehouseError> {
+        let stale: HashSet<u32> = live_entries(&self.table)
+            .await?
+            .iter()
+            .filter(|e| e.content_type() == DataContentType::Data)
+            .filter(|e| e.sequence_number().is_some_and(|s| s <= before))
+            .filter_map(|e| self.index.file_id(e.file_path()))
+            .collect();
+        if stale.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.index.remove_in_files(|file| stale.contains(&file)))
     }
 
     /// When `batch` truncates the table after changes made later on
@@ -1296,6 +1373,9 @@ impl TableWriter {
         for (partition, at) in &fresh.stream {
             state.positions.set_stream(&batch.topic, *partition, *at);
         }
+        if let Some(change) = fresh.resnapshot {
+            state.positions.set_resnapshot(&batch.topic, change);
+        }
         crate::fault::point("commit.data-written");
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
@@ -1323,6 +1403,8 @@ impl TableWriter {
 struct Fresh {
     rows: Vec<bool>,
     stream: BTreeMap<i32, StreamPosition>,
+    /// A snapshot read again starts (`Some(Some(before))`) or ends.
+    resnapshot: Option<Option<i64>>,
 }
 
 impl std::ops::Deref for Fresh {

@@ -1,0 +1,150 @@
+//! Snapshots read again, reconciled.
+//!
+//! When a replication slot is lost, Debezium snapshots the tables again
+//! (a new slot, `snapshot.mode` `when_needed` or `always`, a new
+//! connector). Rows deleted at the source meanwhile get no delete event:
+//! the snapshot just does not read them. An upsert table would keep them
+//! for ever. So a table remembers when a snapshot's first read arrived
+//! (its last sequence number before it), and when the snapshot ends it
+//! deletes, in the commit that ends it, every row still in a data file of
+//! that sequence number or older: a row the snapshot read, or a streamed
+//! change touched since, was written again into a newer file.
+//!
+//! ```text
+//!  starts   a snapshot read (op r, not an incremental one) while none is
+//!           under way: floe.resnapshot.<topic> = last sequence number
+//!  ends     a read marked `last` or `last_in_data_collection`, or any
+//!           other change after the reads (streaming has resumed)
+//! ```
+//!
+//! Merges inside ingest wait while a snapshot is under way (a merge would
+//! move old rows into new files). Not reconciled: incremental snapshots
+//! (their reads come in chunks among streamed changes, with no end
+//! marker), append-mode changelogs and tables without a primary key, and a
+//! table whose snapshot reads no row at all (no event says it happened).
+//! A table whose snapshot ends with no end marker and no later change is
+//! reconciled with its next change.
+
+use arrow_array::{Array, StringArray};
+use ingest::{columns, ChangeBatch, Op};
+
+/// What a batch does to a table's snapshot under way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Resnapshot {
+    /// The state after the batch, when it changes: `Some(Some(before))`
+    /// starts one, `Some(None)` ends it.
+    pub(super) change: Option<Option<i64>>,
+    /// When a snapshot ends in the batch: the sequence number at or below
+    /// which rows were not read again.
+    pub(super) reconcile: Option<i64>,
+}
+
+impl Resnapshot {
+    /// Scans the `fresh` rows of `batch` in order, from the snapshot under
+    /// way (`open`), with `last_sequence` the table's last sequence number.
+    pub(super) fn scan(
+        batch: &ChangeBatch,
+        fresh: &[bool],
+        open: Option<i64>,
+        last_sequence: i64,
+    ) -> Self {
+        let markers = batch
+            .records
+            .column_by_name(columns::SNAPSHOT)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let marker = |i: usize| markers.filter(|m| m.is_valid(i)).map_or("", |m| m.value(i));
+        let mut state = open;
+        let mut reconcile = None;
+        for i in (0..batch.num_rows()).filter(|&i| fresh.get(i).copied().unwrap_or(false)) {
+            match batch.op(i) {
+                Some(Op::Read) if marker(i) != "incremental" => {
+                    let before = *state.get_or_insert(last_sequence);
+                    if matches!(marker(i), "last" | "last_in_data_collection") {
+                        reconcile = Some(before);
+                        state = None;
+                    }
+                }
+                Some(Op::Read) | None => {}
+                Some(_) => {
+                    if let Some(before) = state.take() {
+                        reconcile = Some(before);
+                    }
+                }
+            }
+        }
+        Self {
+            change: (state != open).then_some(state),
+            reconcile,
+        }
+    }
+}
+
+/// `batch` cut before each snapshot read that starts a snapshot (marked
+/// `first` or `first_in_data_collection`) after its first row, so each
+/// snapshot begins a commit: rows before it must be in older files than
+/// the rows it reads.
+pub(super) fn split_at_starts(batch: ChangeBatch) -> Vec<ChangeBatch> {
+    let Some(markers) = batch
+        .records
+        .column_by_name(columns::SNAPSHOT)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .cloned()
+    else {
+        return vec![batch];
+    };
+    let starts: Vec<usize> = (1..batch.num_rows())
+        .filter(|&i| {
+            batch.op(i) == Some(Op::Read)
+                && markers.is_valid(i)
+                && matches!(markers.value(i), "first" | "first_in_data_collection")
+        })
+        .collect();
+    if starts.is_empty() {
+        return vec![batch];
+    }
+    let mut bounds = vec![0];
+    bounds.extend(starts);
+    bounds.push(batch.num_rows());
+    let mut parts = Vec::with_capacity(bounds.len() - 1);
+    // per partition, the next offset a part's range starts at
+    let mut next: std::collections::BTreeMap<i32, i64> = batch
+        .offsets
+        .iter()
+        .map(|r| (r.partition, r.first))
+        .collect();
+    for (n, w) in bounds.windows(2).enumerate() {
+        let (from, to) = (w[0], w[1]);
+        let last_part = n + 2 == bounds.len();
+        let mut offsets = Vec::new();
+        for range in &batch.offsets {
+            let rows_last = (from..to)
+                .map(|i| batch.position(i))
+                .filter(|(p, _)| *p == range.partition)
+                .map(|(_, o)| o)
+                .max();
+            let end = if last_part {
+                Some(range.last)
+            } else {
+                rows_last
+            };
+            let (Some(end), Some(start)) = (end, next.get(&range.partition).copied()) else {
+                continue;
+            };
+            if start <= end {
+                offsets.push(ingest::OffsetRange {
+                    partition: range.partition,
+                    first: start,
+                    last: end,
+                });
+                next.insert(range.partition, end + 1);
+            }
+        }
+        parts.push(ChangeBatch {
+            records: batch.records.slice(from, to - from),
+            offsets,
+            tombstones: if last_part { batch.tombstones } else { 0 },
+            ..batch.clone()
+        });
+    }
+    parts
+}
