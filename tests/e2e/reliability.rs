@@ -7,6 +7,8 @@
 //!   second holds each source change once.
 //! * floe ingest aborted at each of its crash points in turn, then
 //!   started again: every table exact, each poison message one letter.
+//! * A replication slot lost while rows are deleted at the source, then a
+//!   new snapshot: the rows it does not read are deleted from the lake.
 //! * The schema registry unreachable (for floe) while a new schema id
 //!   arrives: floe waits at the message, commits nothing past it, and
 //!   resumes when the registry is back.
@@ -406,6 +408,86 @@ async fn floe_ingest_aborted_at_each_crash_point_resumes_exactly() {
     .unwrap();
     assert_eq!(dead, [poisons.to_string()], "each poison one dead letter");
     stop(floe, &log);
+    drop(stack);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The replication slot is lost while rows are deleted and updated at the
+/// source; the connector starts again with a new slot and snapshots every
+/// table anew while changes go on. The deleted rows get no delete event,
+/// yet the lake loses them when the snapshot ends, and the rows changed
+/// during the snapshot keep their newest values.
+#[tokio::test]
+async fn a_lost_slot_and_a_new_snapshot_reconcile_rows_deleted_meanwhile() {
+    let dir = fresh_dir("resnapshot");
+    let stack = Stack::up(&dir.join("stack"));
+    stack.psql(SETUP);
+    let config = dir.join("floe.toml");
+    write_config(
+        &config,
+        &stack,
+        "s3://lake/resnapshot",
+        &dir.join("catalog.db"),
+    );
+    let log = dir.join("floe.log");
+    let mut floe = spawn_floe_env(&config, &log, &[]);
+    let registered = stack.setup_connectors(&[]);
+    assert!(registered.status.success(), "{}", text(&registered));
+    let lake = open_lake(&config).await;
+    wait_until_all_equal(&stack, &lake, &mut [&mut floe], false).await;
+
+    // the connector goes, and its slot with it
+    let deleted = std::process::Command::new("curl")
+        .args(["-sf", "-X", "DELETE"])
+        .arg(format!(
+            "{}/connectors/taxi-postgres",
+            stack.env["CONNECT_URL"]
+        ))
+        .output()
+        .unwrap();
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stack.query("SELECT active FROM pg_replication_slots WHERE slot_name = 'floe_taxi'")
+        != ["f"]
+    {
+        assert!(Instant::now() < deadline, "the slot stayed active");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stack.psql("SELECT pg_drop_replication_slot('floe_taxi')");
+    // changes no one captures
+    stack.psql(
+        "DELETE FROM trips WHERE trip_id BETWEEN 100 AND 180; \
+         UPDATE trips SET fare_amount = 77 WHERE trip_id BETWEEN 200 AND 220; \
+         DELETE FROM payment_types WHERE payment_type_id = 3; \
+         UPDATE vendors SET name = 'VeriFone Inc.' WHERE vendor_id = 2",
+    );
+
+    // a new connector (its own name and slot, the same topics) snapshots
+    // every table again; changes go on meanwhile
+    let again = dir.join("again.json");
+    let mut connector: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::stack::repo().join("connectors/taxi-postgres.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    connector["name"] = "taxi-postgres-again".into();
+    connector["config"]["slot.name"] = "floe_taxi_again".into();
+    std::fs::write(&again, connector.to_string()).unwrap();
+    let registered = stack.setup_connectors(&["--config", &again.display().to_string()]);
+    assert!(registered.status.success(), "{}", text(&registered));
+    stack.psql(
+        "UPDATE trips SET tip_amount = 9 WHERE trip_id BETWEEN 300 AND 320; \
+         DELETE FROM trips WHERE trip_id BETWEEN 400 AND 410; \
+         INSERT INTO trips SELECT i, 1, timestamp '2024-03-13 00:00' + i * interval '1 second', \
+           timestamp '2024-03-13 00:30', 3, 4, 1, 1.0, 8.0, 1.0, 10.0, 1, NULL \
+           FROM generate_series(30001, 30050) AS i",
+    );
+    wait_until_all_equal(&stack, &lake, &mut [&mut floe], false).await;
+    let out = stop(floe, &log);
+    assert!(
+        out.contains("a snapshot read again has ended"),
+        "no snapshot was reconciled: {out}"
+    );
     drop(stack);
     std::fs::remove_dir_all(&dir).ok();
 }
