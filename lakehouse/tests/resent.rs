@@ -14,18 +14,8 @@ use lakehouse::apply::{ApplyStats, TableWriter};
 use lakehouse::{TableConfig, TableMode};
 
 use crate::model::{history, table_state, Action, Row};
-use crate::source_order::{recording, TestLake};
+use crate::source_order::{recording, upsert, TestLake};
 use crate::support::scan_all;
-
-fn upsert(key: i64, fare: i64) -> Action {
-    Action::Upsert {
-        key,
-        day: key % 3,
-        fare,
-        notes: None,
-        keep_notes: false,
-    }
-}
 
 /// Inserts, updates, a delete, a key change; then the same again with new
 /// values: what Debezium sent before the crash.

@@ -265,7 +265,7 @@ fn partitions_of(messages: &[RecordedMessage]) -> Vec<(i32, i64)> {
     messages.iter().map(|m| (m.partition, m.offset)).collect()
 }
 
-fn upsert(key: i64, fare: i64) -> Action {
+pub(crate) fn upsert(key: i64, fare: i64) -> Action {
     Action::Upsert {
         key,
         day: key % 3,

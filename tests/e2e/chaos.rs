@@ -32,8 +32,8 @@ use ingest::testing::Rng;
 use lakehouse::Lake;
 
 use crate::ingest::{
-    difference_in, lake_rows, lake_rows_in, metrics_port, spawn_floe_env, stop, wait_for,
-    write_config, Ingest, SETUP,
+    difference_in, lake_rows, lake_rows_in, metrics_port, produce_poison, spawn_floe_env, stop,
+    wait_for, write_config, Ingest, SETUP,
 };
 use crate::stack::{fresh_dir, text, Stack};
 
@@ -181,20 +181,12 @@ pub(crate) fn workload_round(port: &str, round: u64) {
 /// Sends a message that is not in the Confluent wire format to the
 /// vendors topic.
 pub(crate) async fn poison(bootstrap: &str) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    producer
-        .send(
-            FutureRecord::<[u8], [u8]>::to("taxi.public.vendors")
-                .payload(b"not the Confluent wire format"),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    produce_poison(
+        bootstrap,
+        "taxi.public.vendors",
+        b"not the Confluent wire format",
+    )
+    .await;
 }
 
 /// What one run did and found.

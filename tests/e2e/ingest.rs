@@ -287,7 +287,7 @@ fn floe_ingest_env(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> std::
 }
 
 /// Writes `value` (not a Confluent-framed Avro message) to `topic`.
-async fn produce_poison(bootstrap: &str, topic: &str, value: &[u8]) {
+pub(crate) async fn produce_poison(bootstrap: &str, topic: &str, value: &[u8]) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

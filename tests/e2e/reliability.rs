@@ -14,7 +14,7 @@
 //!   resumes when the registry is back.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use lakehouse::Lake;
@@ -25,31 +25,34 @@ use crate::ingest::{
 };
 use crate::stack::{fresh_dir, text, Stack};
 
+/// A test's own stack with the source tables seeded, and a floe config
+/// for it (`s3://lake/<name>`, a SQLite catalog).
+struct Scenario {
+    dir: PathBuf,
+    stack: Stack,
+    config: PathBuf,
+}
+
+impl Scenario {
+    fn new(name: &str) -> Self {
+        let dir = fresh_dir(name);
+        let stack = Stack::up(&dir.join("stack"));
+        stack.psql(SETUP);
+        let config = dir.join("floe.toml");
+        write_config(
+            &config,
+            &stack,
+            &format!("s3://lake/{name}"),
+            &dir.join("catalog.db"),
+        );
+        Self { dir, stack, config }
+    }
+}
+
 /// Debezium's offsets reach Kafka Connect's offset file this often here:
 /// slower than the stack's default, so a kill -9 between two flushes
 /// leaves seconds of changes for Debezium to send again.
 const OFFSET_FLUSH_MS: &str = "8000";
-
-/// Changes to trips, one transaction per statement: inserts, updates, a
-/// row moved to another day, deletes and a primary-key change.
-fn stream_changes(stack: &Stack, round: u32) {
-    let first = 10_000 + round * 20;
-    let low = 1 + round * 10;
-    for sql in [
-        format!(
-            "INSERT INTO trips SELECT i, 1, timestamp '2024-03-11 00:00' + i * interval '1 second', \
-             timestamp '2024-03-11 00:30', 3, 4, 1, 1.0, 8.0, 1.0, 10.0, 1, NULL \
-             FROM generate_series({first}, {}) AS i",
-            first + 19
-        ),
-        format!("UPDATE trips SET fare_amount = fare_amount + 1 WHERE trip_id BETWEEN {low} AND {low} + 4"),
-        format!("UPDATE trips SET pickup_datetime = pickup_datetime + interval '2 days' WHERE trip_id = {low} + 5"),
-        format!("DELETE FROM trips WHERE trip_id BETWEEN {low} + 6 AND {low} + 7"),
-        format!("UPDATE trips SET trip_id = trip_id + 100000 WHERE trip_id = {low} + 8"),
-    ] {
-        stack.psql(&sql);
-    }
-}
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
@@ -111,12 +114,12 @@ async fn kafka_connect_killed_mid_stream_sends_again_and_nothing_is_applied_twic
             Instant::now() < deadline,
             "Connect never flushed its offsets"
         );
-        stream_changes(&stack, round);
+        crate::chaos::workload_round(&stack.env["PGPORT"], round);
         round += 1;
     }
     let flushed = Instant::now();
     while flushed.elapsed() < Duration::from_secs(4) {
-        stream_changes(&stack, round);
+        crate::chaos::workload_round(&stack.env["PGPORT"], round);
         round += 1;
     }
     let pid = std::fs::read_to_string(dir.join("stack/connect.pid")).unwrap();
@@ -133,7 +136,7 @@ async fn kafka_connect_killed_mid_stream_sends_again_and_nothing_is_applied_twic
     let registered = stack.setup_connectors(&[]);
     assert!(registered.status.success(), "{}", text(&registered));
     for more in 0..3 {
-        stream_changes(&stack, round + more);
+        crate::chaos::workload_round(&stack.env["PGPORT"], round + more);
     }
     wait_until_all_equal(&stack, &lake, &mut [&mut a], false).await;
     assert_eq!(difference(&stack, &lake, false).await, None);
@@ -244,21 +247,11 @@ impl Drop for Gate {
 
 #[tokio::test]
 async fn a_registry_outage_while_a_new_schema_arrives_is_waited_out() {
-    let dir = fresh_dir("registry-outage");
-    let stack = Stack::up(&dir.join("stack"));
-    stack.psql(SETUP);
+    let Scenario { dir, stack, config } = Scenario::new("registry-outage");
     let registry = stack.env["SCHEMA_REGISTRY_URL"].clone();
     let behind = registry.trim_start_matches("http://").to_string();
     let port = metrics_port();
     let registry_gate = Gate::open(port, &behind);
-
-    let config = dir.join("floe.toml");
-    write_config(
-        &config,
-        &stack,
-        "s3://lake/registry",
-        &dir.join("catalog.db"),
-    );
     let written = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
@@ -333,16 +326,7 @@ async fn a_registry_outage_while_a_new_schema_arrives_is_waited_out() {
 /// sent meanwhile are each one dead letter.
 #[tokio::test]
 async fn floe_ingest_aborted_at_each_crash_point_resumes_exactly() {
-    let dir = fresh_dir("crash-points");
-    let stack = Stack::up(&dir.join("stack"));
-    stack.psql(SETUP);
-    let config = dir.join("floe.toml");
-    write_config(
-        &config,
-        &stack,
-        "s3://lake/crashes",
-        &dir.join("catalog.db"),
-    );
+    let Scenario { dir, stack, config } = Scenario::new("crash-points");
     let written = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
@@ -419,16 +403,7 @@ async fn floe_ingest_aborted_at_each_crash_point_resumes_exactly() {
 /// during the snapshot keep their newest values.
 #[tokio::test]
 async fn a_lost_slot_and_a_new_snapshot_reconcile_rows_deleted_meanwhile() {
-    let dir = fresh_dir("resnapshot");
-    let stack = Stack::up(&dir.join("stack"));
-    stack.psql(SETUP);
-    let config = dir.join("floe.toml");
-    write_config(
-        &config,
-        &stack,
-        "s3://lake/resnapshot",
-        &dir.join("catalog.db"),
-    );
+    let Scenario { dir, stack, config } = Scenario::new("resnapshot");
     let log = dir.join("floe.log");
     let mut floe = spawn_floe_env(&config, &log, &[]);
     let registered = stack.setup_connectors(&[]);
