@@ -4,23 +4,23 @@
 # catalog), a continuous workload on every table, and in each run one
 # fault: floe killed with kill -9 or aborted at a crash point, Kafka
 # Connect killed with kill -9, an outage of the broker, the registry, S3
-# or the catalog database, S3 answering slowly, a poison message. After
-# each run the lake must catch up and equal Postgres row for row; the
-# summary counts rows compared, lost, duplicated and wrong, dead letters,
-# and recovery times by fault kind. The campaign itself is the e2e test
+# or the catalog database, S3 answering slowly or with 503s, a poison
+# message. After each run the lake must catch up and equal Postgres row
+# for row; the summary counts rows compared, lost, duplicated and wrong,
+# dead letters, and recovery times by fault kind. The campaign itself is the e2e test
 # `chaos::campaign` (tests/e2e/chaos.rs), which CI runs with its defaults.
 #
 #   scripts/chaos.sh [--runs N] [--seed S] [--outage-seconds D]
 #                    [--workload-seconds W] [--summary FILE]
 #
-# Defaults: 9 runs (each fault kind once), seed 18, outages of 30 s, 10 s
+# Defaults: 10 runs (each fault kind once), seed 18, outages of 30 s, 10 s
 # of workload per run; the summary (markdown) goes to FILE, default
 # chaos-summary-<seed>.md in the current folder. A run of 100 takes about
 # an hour on 2 cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/lib/common.sh"
-runs=9 seed=18 outage=30 workload=10 summary=""
+runs=10 seed=18 outage=30 workload=10 summary=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="${2:?--runs N}"; shift 2 ;;

@@ -12,7 +12,9 @@ that CA (mutual TLS). The tests put one in front of the broker to check
 floe's TLS settings against a real handshake.
 
 With --delay-ms every chunk passed towards the client waits that long
-first: a slow server (the chaos campaign's slow S3).
+first: a slow server (the chaos campaign's slow S3). With --http-503 it
+passes nothing: every HTTP request gets `503 Service Unavailable` (an
+S3 server that answers with errors).
 """
 import argparse
 import asyncio
@@ -33,12 +35,39 @@ async def pipe(reader, writer, delay=0.0):
         writer.close()
 
 
-async def main(listen, to, tls=None, delay=0.0):
+async def refuse(reader, writer):
+    """Answers every HTTP request on the connection with a 503."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip() or 0)
+            if length:
+                await reader.readexactly(length)
+            body = b"<Error><Code>ServiceUnavailable</Code><Message>gate</Message></Error>"
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n"
+                + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(listen, to, tls=None, delay=0.0, http_503=False):
     host, port = listen.rsplit(":", 1)
     to_host, to_port = to.rsplit(":", 1)
     open_pipes = set()
 
     async def serve(client_reader, client_writer):
+        if http_503:
+            await refuse(client_reader, client_writer)
+            return
         try:
             broker_reader, broker_writer = await asyncio.open_connection(to_host, int(to_port))
         except OSError:
@@ -81,6 +110,7 @@ if __name__ == "__main__":
     parser.add_argument("--tls-key", help="its PEM private key")
     parser.add_argument("--tls-client-ca", help="require client certificates signed by this PEM CA")
     parser.add_argument("--delay-ms", type=int, default=0, help="delay each reply chunk this long")
+    parser.add_argument("--http-503", action="store_true", help="answer every HTTP request with 503")
     args = parser.parse_args()
     tls = None
     if args.tls_cert:
@@ -89,4 +119,4 @@ if __name__ == "__main__":
         if args.tls_client_ca:
             tls.verify_mode = ssl.CERT_REQUIRED
             tls.load_verify_locations(args.tls_client_ca)
-    asyncio.run(main(args.listen, args.to, tls, args.delay_ms / 1000))
+    asyncio.run(main(args.listen, args.to, tls, args.delay_ms / 1000, args.http_503))

@@ -4,7 +4,7 @@
 //! Postgres row for row; lost, duplicated and wrong rows are counted.
 //!
 //! Fault kinds, one per run (`FLOE_CHAOS_RUNS` runs from
-//! `FLOE_CHAOS_SEED`; every kind once in any nine consecutive runs):
+//! `FLOE_CHAOS_SEED`; every kind once in any ten consecutive runs):
 //!
 //! ```text
 //!  floe-kill        kill -9 of floe ingest at a random moment
@@ -15,6 +15,7 @@
 //!  registry-outage  the registry gone for floe while a column is added
 //!  s3-outage        S3 gone for floe
 //!  s3-slow          S3 answering each chunk 300 ms late
+//!  s3-errors        S3 answering every request with 503
 //!  catalog-outage   the Postgres catalog database gone for floe
 //!  poison           an undecodable message among the changes (it must
 //!                   become exactly one dead letter)
@@ -37,7 +38,7 @@ use crate::ingest::{
 };
 use crate::stack::{fresh_dir, text, Stack};
 
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "floe-kill",
     "floe-crash",
     "connect-kill",
@@ -45,6 +46,7 @@ const KINDS: [&str; 9] = [
     "registry-outage",
     "s3-outage",
     "s3-slow",
+    "s3-errors",
     "catalog-outage",
     "poison",
 ];
@@ -83,17 +85,18 @@ impl Gate {
             port: metrics_port(),
             to: to.to_string(),
         };
-        gate.open(0);
+        gate.open(&[]);
         gate
     }
 
-    fn open(&mut self, delay_ms: u64) {
+    /// Opens the gate; `how` adds tcp-gate.py flags (a delay, 503s).
+    fn open(&mut self, how: &[&str]) {
         self.close();
         let child = std::process::Command::new("python3")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tcp-gate.py"))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--to", &self.to])
-            .args(["--delay-ms", &delay_ms.to_string()])
+            .args(how)
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -486,23 +489,28 @@ impl Campaign {
                     ),
                 );
                 tokio::time::sleep(outage).await;
-                self.registry.open(0);
+                self.registry.open(&[]);
                 detail = format!("ADD COLUMN chaos_{}", self.columns);
             }
             "s3-outage" => {
                 self.s3.close();
                 tokio::time::sleep(outage).await;
-                self.s3.open(0);
+                self.s3.open(&[]);
             }
             "s3-slow" => {
-                self.s3.open(300);
+                self.s3.open(&["--delay-ms", "300"]);
                 tokio::time::sleep(outage).await;
-                self.s3.open(0);
+                self.s3.open(&[]);
+            }
+            "s3-errors" => {
+                self.s3.open(&["--http-503"]);
+                tokio::time::sleep(outage).await;
+                self.s3.open(&[]);
             }
             "catalog-outage" => {
                 self.catalog.close();
                 tokio::time::sleep(outage).await;
-                self.catalog.open(0);
+                self.catalog.open(&[]);
             }
             "poison" => self.poison().await,
             _ => {}
@@ -603,7 +611,7 @@ fn summary(reports: &[RunReport], seed: u64, outage: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign() {
-    let runs = setting("FLOE_CHAOS_RUNS", 9);
+    let runs = setting("FLOE_CHAOS_RUNS", 10);
     let seed = setting("FLOE_CHAOS_SEED", 18);
     let outage = Duration::from_secs(setting("FLOE_CHAOS_OUTAGE_S", 8));
     let seconds = setting("FLOE_CHAOS_WORKLOAD_S", 10);
