@@ -63,6 +63,9 @@ const CRASH_POINTS: [&str; 7] = [
     "dead-letter.written",
 ];
 
+/// The longest the harness waits for one read of the lake.
+const READ_LIMIT: Duration = Duration::from_secs(60);
+
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -219,6 +222,9 @@ struct Campaign {
     starts: usize,
     /// the lake as the harness reads it: directly, not through the gates
     lake: Lake,
+    lake_config: lakehouse::LakeConfig,
+    /// reads of the lake by the harness that hung and were given up
+    stuck_reads: usize,
     round: u64,
     poisons: usize,
     columns: usize,
@@ -248,11 +254,11 @@ impl Campaign {
             )
         };
         let written = written.replace(&sqlite, &postgres(&stack.env["PGPORT"]));
-        let lake = {
+        let lake_config: lakehouse::LakeConfig = {
             let doc: toml::Table = toml::from_str(&written).unwrap();
-            let config: lakehouse::LakeConfig = doc["lake"].clone().try_into().unwrap();
-            Lake::open(&config).await.unwrap()
+            doc["lake"].clone().try_into().unwrap()
         };
+        let lake = Lake::open(&lake_config).await.unwrap();
         // floe's own: every dependency but Kafka through a gate, and bad
         // messages to the dead-letter table
         let gated = written
@@ -283,6 +289,8 @@ impl Campaign {
             floe: None,
             starts: 0,
             lake,
+            lake_config,
+            stuck_reads: 0,
             round: 0,
             poisons: 0,
             columns: 0,
@@ -360,13 +368,15 @@ impl Campaign {
     async fn caught_up(&mut self, limit: Duration, exits: &mut usize) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            let diff = difference_in(
-                &self.stack,
-                &self.lake,
-                false,
-                &["vendors", "payment_types", "trips"],
-            )
-            .await;
+            let tables = ["vendors", "payment_types", "trips"];
+            let read = difference_in(&self.stack, &self.lake, false, &tables);
+            let diff = match tokio::time::timeout(READ_LIMIT, read).await {
+                Ok(diff) => diff,
+                Err(_) => {
+                    self.reopen_after_hang().await;
+                    Some("the harness's read hung".into())
+                }
+            };
             if diff.is_none() {
                 return true;
             }
@@ -384,7 +394,7 @@ impl Campaign {
     /// Rows compared, and trips lost, duplicated or wrong (resurrected
     /// rows count as wrong), with vendors and payment_types counted as
     /// one wrong row each when they differ.
-    async fn compare(&self) -> (usize, usize, usize, usize) {
+    async fn compare(&mut self) -> (usize, usize, usize, usize) {
         let columns = "CAST(trip_id AS VARCHAR), CAST(fare_amount AS VARCHAR), \
                        CAST(tip_amount AS VARCHAR), md5(coalesce(notes, ''))";
         let source: BTreeMap<String, String> = self
@@ -396,9 +406,18 @@ impl Campaign {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
             })
             .collect();
-        let rows = lake_rows(&self.lake, "trips", &format!("SELECT {columns} FROM {{t}}"))
-            .await
-            .unwrap_or_default();
+        let sql = format!("SELECT {columns} FROM {{t}}");
+        // three tries; none answering shows as every row lost
+        let mut rows = Vec::new();
+        for _ in 0..3 {
+            match tokio::time::timeout(READ_LIMIT, lake_rows(&self.lake, "trips", &sql)).await {
+                Ok(read) => {
+                    rows = read.unwrap_or_default();
+                    break;
+                }
+                Err(_) => self.reopen_after_hang().await,
+            }
+        }
         let mut lake: BTreeMap<String, String> = BTreeMap::new();
         let mut duplicated = 0;
         for row in &rows {
@@ -418,6 +437,18 @@ impl Campaign {
             );
         }
         (source.len() + 5, lost, duplicated, wrong)
+    }
+
+    /// A read of the lake by the harness hung (seen once, after 83 runs
+    /// of a campaign, with no socket open): counted, and the lake opened
+    /// again.
+    async fn reopen_after_hang(&mut self) {
+        eprintln!(
+            "chaos: a read of the lake by the harness hung for {} s; opening it again",
+            READ_LIMIT.as_secs()
+        );
+        self.stuck_reads += 1;
+        self.lake = Lake::open(&self.lake_config).await.unwrap();
     }
 
     async fn dead_letters(&self) -> usize {
@@ -554,7 +585,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
 }
 
 /// The summary: one line per run, then totals by fault kind.
-fn summary(reports: &[RunReport], seed: u64, outage: Duration) -> String {
+fn summary(reports: &[RunReport], seed: u64, outage: Duration, stuck_reads: usize) -> String {
     let mut out = format!(
         "seed {seed}, {} runs, outages of {} s\n\n| run | fault | detail | recovery (s) | rows compared | lost | duplicated | wrong | floe stopped by itself | dead letters / poison |\n|---|---|---|---|---|---|---|---|---|---|\n",
         reports.len(),
@@ -598,7 +629,8 @@ fn summary(reports: &[RunReport], seed: u64, outage: Duration) -> String {
     all.sort();
     let total = |f: fn(&RunReport) -> usize| reports.iter().map(f).sum::<usize>();
     out.push_str(&format!(
-        "\nrows compared {}, lost {}, duplicated {}, wrong {}; recovery p50 {} s, p99 {} s\n",
+        "\nrows compared {}, lost {}, duplicated {}, wrong {}; recovery p50 {} s, p99 {} s; \
+         harness reads that hung and were retried: {stuck_reads}\n",
         total(|r| r.rows),
         total(|r| r.lost),
         total(|r| r.duplicated),
@@ -638,12 +670,14 @@ async fn campaign() {
             report.wrong
         );
         reports.push(report);
+        // after every run, so a campaign cut short still leaves one
+        if let Ok(path) = std::env::var("FLOE_CHAOS_SUMMARY") {
+            let text = summary(&reports, seed, outage, campaign.stuck_reads);
+            std::fs::write(path, text).unwrap();
+        }
     }
-    let text = summary(&reports, seed, outage);
+    let text = summary(&reports, seed, outage, campaign.stuck_reads);
     eprintln!("{text}");
-    if let Ok(path) = std::env::var("FLOE_CHAOS_SUMMARY") {
-        std::fs::write(path, &text).unwrap();
-    }
     for r in &reports {
         assert!(
             r.recovery.is_some() && r.lost == 0 && r.duplicated == 0 && r.wrong == 0,
