@@ -485,7 +485,11 @@ impl Campaign {
             }
             self.start_floe(Some(&armed));
             if point == "dead-letter.written" {
-                self.poison().await;
+                // one dead-letter write per poison message: as many as
+                // the visit to crash on
+                for _ in 0..visit {
+                    self.poison().await;
+                }
             }
             detail = armed;
         }
