@@ -62,6 +62,10 @@ def sample(args):
     )
     started = time.monotonic()
     next_expire = args.expire_every
+    # expiry runs beside the sampling (it can take minutes), one at a time
+    expiring = None
+    expiries = []
+    expire_log = open(os.path.join(os.path.dirname(os.path.abspath(args.out)), "expire.log"), "a")
     with open(args.out, "w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(FIELDS)
@@ -83,12 +87,24 @@ def sample(args):
                 f"{max(sizes, default=0) / 1024:.1f}", f"{sum(sizes) / 1024:.1f}",
             ])
             out.flush()
-            if args.expire and elapsed >= next_expire:
-                next_expire += args.expire_every
-                done = subprocess.run(shlex.split(args.expire), capture_output=True, text=True)
-                if done.returncode != 0:
-                    print(f"expire failed: {done.stderr[-500:]}", file=sys.stderr)
+            if expiring is not None and expiring[0].poll() is not None:
+                proc_, began = expiring
+                expiries.append(time.monotonic() - began)
+                if proc_.returncode != 0:
+                    print(f"expire failed (exit {proc_.returncode}; see expire.log)", file=sys.stderr)
+                expiring = None
+            if args.expire and elapsed >= next_expire and expiring is None:
+                next_expire = elapsed + args.expire_every
+                expiring = (
+                    subprocess.Popen(shlex.split(args.expire), stdout=expire_log, stderr=expire_log),
+                    time.monotonic(),
+                )
             time.sleep(max(0.0, args.every - (time.monotonic() - started - elapsed)))
+    if expiring is not None:
+        expiring[0].wait()
+        expiries.append(time.monotonic() - expiring[1])
+    if expiries:
+        print(f"{len(expiries)} expiry runs, {min(expiries):.0f}-{max(expiries):.0f} s each", file=sys.stderr)
 
 
 def read(path):

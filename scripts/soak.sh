@@ -13,7 +13,8 @@
 # updates, deletes), 1 s commits, and `floe maintain expire` every 2
 # minutes keeping 10 minutes of snapshots (as a deployment's scheduler
 # would; without expiry a table's snapshot list, and its metadata file,
-# grows with every commit). Samples go to FLOE_SOAK_DIR/samples.csv
+# grows with every commit; expiry runs beside the sampling, one at a time,
+# and its log goes to FLOE_SOAK_DIR/expire.log). Samples go to FLOE_SOAK_DIR/samples.csv
 # (default a temporary folder), the chart to --chart (default
 # FLOE_SOAK_DIR/soak.png). Builds floe in release mode the first time.
 set -euo pipefail
