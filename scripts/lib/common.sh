@@ -96,9 +96,28 @@ garage_bin() {
   printf '%s\n' "$root/bin/garage"
 }
 
-# free_port: a TCP port nothing listens on right now.
+# free_port: a TCP port nothing listens on right now, below the kernel's
+# ephemeral range: a service stopped and started again (a chaos run, a
+# restart test) must find its port still free, and a port from the
+# ephemeral range can meanwhile become the source port of some client's
+# connection.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(20000, max(low, 20001)), k=min(500, max(low, 20001) - 20000)):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free TCP port between 20000 and the ephemeral range")
+PY
 }
 
 # garage_start DIR: a single-node Garage on loopback with its data in DIR,

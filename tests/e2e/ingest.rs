@@ -78,13 +78,20 @@ const CHECKS: [(&str, &str); 3] = [
     ),
 ];
 
-/// A free port for floe's metrics listener.
+/// A free port for floe's metrics listener or a test's gate, below the
+/// kernel's ephemeral range (32768 and up here): a process stopped and
+/// started again on it must find it still free, and a port from the
+/// ephemeral range can meanwhile become some client connection's source
+/// port (a chaos run's Connect restart failed so in CI).
 pub(crate) fn metrics_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    const LOW: u16 = 20000;
+    const SPAN: u16 = 12000;
+    let start = RandomState::new().hash_one(std::process::id()) as u16 % SPAN;
+    (0..SPAN)
+        .map(|i| LOW + (start + i) % SPAN)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free TCP port between 20000 and 32000")
 }
 
 /// GET `path` from floe's metrics listener.

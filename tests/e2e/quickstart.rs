@@ -370,8 +370,13 @@ fn replay_lake(name: &str) -> std::path::PathBuf {
 /// `floe replay` of the quickstart recording into the lake of `config`,
 /// in commits of 200 messages, with `env` set.
 fn replay_into(config: &Path, env: &[(&str, &str)]) -> Command {
+    replay_in_commits_of(200, config, env)
+}
+
+/// `floe replay` as [`replay_into`], in commits of `messages` messages.
+fn replay_in_commits_of(messages: usize, config: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
-    cmd.args(["replay", "--batch-messages", "200", "--input"])
+    cmd.args(["replay", "--batch-messages", &messages.to_string(), "--input"])
         .arg(repo().join("tests/fixtures/quickstart"))
         .arg("--config")
         .arg(config)
@@ -422,15 +427,23 @@ async fn a_replay_killed_inside_merges_and_commits_resumes_to_the_recorded_state
 #[test]
 fn external_compaction_racing_ingest_merges_loses_and_duplicates_nothing() {
     let config = replay_lake("replay-race");
-    let mut replay = replay_into(&config, &[("FLOE_LOG", "info")])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let log_path = config.with_file_name("replay.log");
+    // commits of 50 messages: four times the commits of the other replays,
+    // so that the race lasts long enough for compactions to win some on a
+    // loaded machine (with 200, CI once saw none rewrite anything)
+    let mut replay = replay_in_commits_of(50, &config, &[("FLOE_LOG", "info")])
+        // to a file: a pipe nobody reads until the end fills up and
+        // blocks the replay's logging
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let mut compactions = 0;
     let mut gave_up = 0;
+    let mut attempts = 0;
     let mut table_seen = false;
     while replay.try_wait().unwrap().is_none() {
+        attempts += 1;
         let out = Command::new(env!("CARGO_BIN_EXE_floe"))
             .args([
                 "maintain",
@@ -459,17 +472,20 @@ fn external_compaction_racing_ingest_merges_loses_and_duplicates_nothing() {
         table_seen = true;
         compactions += usize::from(stdout.contains("rewrote"));
     }
-    let replayed = replay.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&replayed.stderr);
-    assert!(replayed.status.success(), "{log}");
-    assert!(compactions > 0, "the compactions rewrote nothing");
+    let replayed = replay.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(replayed.success(), "{log}");
+    assert!(
+        compactions > 0,
+        "none of {attempts} compactions rewrote anything ({gave_up} gave up)"
+    );
     assert_eq!(
         lake_state(&config),
         expected(),
         "after {compactions} compactions"
     );
     eprintln!(
-        "{compactions} compactions, {gave_up} gave up; {} merges dropped after a lost race",
+        "{compactions} of {attempts} compactions rewrote, {gave_up} gave up; {} merges dropped after a lost race",
         log.matches("the merge is dropped").count()
     );
     std::fs::remove_dir_all(config.parent().unwrap()).ok();
