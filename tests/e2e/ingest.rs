@@ -422,10 +422,23 @@ pub(crate) async fn difference_in(
             Err(e) => return Some(format!("{table}: {e}")),
         };
         if lake_rows.len() != source.len() {
+            // the first key on each side the other lacks: what a run that
+            // lost or kept rows did it to
+            let keys = |rows: &[String]| -> std::collections::BTreeSet<String> {
+                rows.iter()
+                    .filter_map(|r| r.split('|').next().map(str::to_string))
+                    .collect()
+            };
+            let (in_lake, in_source) = (keys(&lake_rows), keys(&source));
+            let only = |a: &std::collections::BTreeSet<String>,
+                        b: &std::collections::BTreeSet<String>|
+             -> Vec<String> { a.difference(b).take(10).cloned().collect() };
             return Some(format!(
-                "{table}: {} rows in the lake, {} in Postgres",
+                "{table}: {} rows in the lake, {} in Postgres; keys only in the lake {:?}, only in Postgres {:?}",
                 lake_rows.len(),
-                source.len()
+                source.len(),
+                only(&in_lake, &in_source),
+                only(&in_source, &in_lake),
             ));
         }
         if let Some((l, s)) = lake_rows.iter().zip(&source).find(|(l, s)| l != s) {

@@ -376,11 +376,16 @@ fn replay_into(config: &Path, env: &[(&str, &str)]) -> Command {
 /// `floe replay` as [`replay_into`], in commits of `messages` messages.
 fn replay_in_commits_of(messages: usize, config: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
-    cmd.args(["replay", "--batch-messages", &messages.to_string(), "--input"])
-        .arg(repo().join("tests/fixtures/quickstart"))
-        .arg("--config")
-        .arg(config)
-        .envs(env.iter().copied());
+    cmd.args([
+        "replay",
+        "--batch-messages",
+        &messages.to_string(),
+        "--input",
+    ])
+    .arg(repo().join("tests/fixtures/quickstart"))
+    .arg("--config")
+    .arg(config)
+    .envs(env.iter().copied());
     cmd
 }
 

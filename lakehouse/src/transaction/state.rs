@@ -37,6 +37,10 @@ const LSN_PREFIX: &str = "floe.lsn.";
 /// rows only in data files of that sequence number or older were not
 /// read again.
 const RESNAPSHOT_PREFIX: &str = "floe.resnapshot.";
+/// `floe.snapshot-lsn.<topic>` = the source LSN of the newest snapshot
+/// whose reads the table applied (every read of one snapshot carries the
+/// same LSN, on whichever partition it comes).
+const SNAPSHOT_LSN_PREFIX: &str = "floe.snapshot-lsn.";
 /// `floe.stream.<topic>.<partition>` = a [`StreamPosition`].
 const STREAM_PREFIX: &str = "floe.stream.";
 /// `floe.truncate-lsn.<topic>` = the source LSN of the last truncate.
@@ -132,6 +136,8 @@ pub struct SourcePositions {
     /// A snapshot under way per topic; a negative value (in a change)
     /// closes it.
     resnapshot: BTreeMap<String, i64>,
+    /// Per topic, the LSN of the newest snapshot read.
+    snapshots: BTreeMap<String, i64>,
 }
 
 /// Where one partition's stream of Postgres changes stands: the newest
@@ -229,6 +235,8 @@ impl SourcePositions {
                 if lsn >= 0 {
                     out.resnapshot.insert(topic.to_string(), lsn);
                 }
+            } else if let Some(topic) = k.strip_prefix(SNAPSHOT_LSN_PREFIX) {
+                out.snapshots.insert(topic.to_string(), lsn);
             } else if let Some(topic) = k.strip_prefix(TRUNCATE_LSN_PREFIX) {
                 out.truncated.insert(topic.to_string(), lsn);
             } else if let Some(topic) = k.strip_prefix(SCHEMA_LSN_PREFIX) {
@@ -289,6 +297,18 @@ impl SourcePositions {
             .insert(topic.to_string(), before.map_or(-1, |b| b.max(0)));
     }
 
+    /// The source LSN of the newest snapshot of `topic` whose reads the
+    /// table applied.
+    pub fn snapshot_lsn(&self, topic: &str) -> Option<i64> {
+        self.snapshots.get(topic).copied()
+    }
+
+    /// Records reads of a snapshot of `topic` at `lsn` (never moving back).
+    pub fn read_snapshot(&mut self, topic: &str, lsn: i64) {
+        let slot = self.snapshots.entry(topic.to_string()).or_insert(lsn);
+        *slot = (*slot).max(lsn);
+    }
+
     /// The LSN of the last truncate of `topic` applied.
     pub fn truncated(&self, topic: &str) -> Option<i64> {
         self.truncated.get(topic).copied()
@@ -341,6 +361,9 @@ impl SourcePositions {
         }
         for (topic, before) in self.resnapshot.iter().filter(|(_, b)| **b >= 0) {
             properties.insert(format!("{RESNAPSHOT_PREFIX}{topic}"), before.to_string());
+        }
+        for (topic, lsn) in &self.snapshots {
+            properties.insert(format!("{SNAPSHOT_LSN_PREFIX}{topic}"), lsn.to_string());
         }
     }
 }
@@ -462,6 +485,9 @@ impl StateChange {
         }
         for (topic, before) in &self.positions.resnapshot {
             positions.resnapshot.insert(topic.clone(), *before);
+        }
+        for (topic, lsn) in &self.positions.snapshots {
+            positions.read_snapshot(topic, *lsn);
         }
         positions.write(&mut out);
         let lineage = self

@@ -625,6 +625,7 @@ impl TableWriter {
                 batch,
                 &rows,
                 positions.resnapshot(&batch.topic),
+                positions.snapshot_lsn(&batch.topic),
                 self.table.metadata().last_sequence_number(),
             )
         } else {
@@ -634,6 +635,7 @@ impl TableWriter {
             rows,
             stream: resent.stream,
             resnapshot: resnapshot.change,
+            snapshot_lsn: resnapshot.snapshot_lsn,
         };
         stats.already_applied = fresh.iter().filter(|f| !**f).count();
         if stats.already_applied == batch.num_rows()
@@ -1376,6 +1378,9 @@ impl TableWriter {
         if let Some(change) = fresh.resnapshot {
             state.positions.set_resnapshot(&batch.topic, change);
         }
+        if let Some(lsn) = fresh.snapshot_lsn {
+            state.positions.read_snapshot(&batch.topic, lsn);
+        }
         crate::fault::point("commit.data-written");
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
@@ -1405,6 +1410,9 @@ struct Fresh {
     stream: BTreeMap<i32, StreamPosition>,
     /// A snapshot read again starts (`Some(Some(before))`) or ends.
     resnapshot: Option<Option<i64>>,
+    /// The LSN of a newer snapshot than the table knew, whose reads the
+    /// batch applies.
+    snapshot_lsn: Option<i64>,
 }
 
 impl std::ops::Deref for Fresh {

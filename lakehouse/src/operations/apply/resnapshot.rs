@@ -11,11 +11,23 @@
 //! change touched since, was written again into a newer file.
 //!
 //! ```text
-//!  starts   a snapshot read (op r, not an incremental one) while none is
-//!           under way: floe.resnapshot.<topic> = last sequence number
-//!  ends     a read marked `last` or `last_in_data_collection`, or any
-//!           other change after the reads (streaming has resumed)
+//!  starts   a snapshot read (op r, not an incremental one) of a newer
+//!           snapshot than any the table applied reads of:
+//!           floe.resnapshot.<topic> = last sequence number
+//!  ends     a read marked `last` or `last_in_data_collection`, or a
+//!           streamed change at or after the snapshot's LSN
 //! ```
+//!
+//! A topic of several partitions spreads one snapshot's reads over them,
+//! and its end marker comes on one of them, perhaps before the reads of
+//! the others. So a snapshot is known by its LSN (every read of one
+//! snapshot carries the same), kept in `floe.snapshot-lsn.<topic>`: reads
+//! of a snapshot that has already ended are rows like any other, not a new
+//! snapshot (which would delete the rows its other partitions read), and a
+//! change streamed before the snapshot, late on a partition behind the
+//! others, does not end it. A row a snapshot read on a partition still
+//! behind when it ended is deleted with the others and written again when
+//! that partition's read of it comes.
 //!
 //! Merges inside ingest wait while a snapshot is under way (a merge would
 //! move old rows into new files). Not reconciled: incremental snapshots
@@ -28,6 +40,8 @@
 use arrow_array::{Array, StringArray};
 use ingest::{columns, ChangeBatch, Op};
 
+use super::source_order::Lsns;
+
 /// What a batch does to a table's snapshot under way.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Resnapshot {
@@ -37,15 +51,21 @@ pub(super) struct Resnapshot {
     /// When a snapshot ends in the batch: the sequence number at or below
     /// which rows were not read again.
     pub(super) reconcile: Option<i64>,
+    /// The LSN of the newest snapshot the batch reads rows of, when newer
+    /// than the table knew.
+    pub(super) snapshot_lsn: Option<i64>,
 }
 
 impl Resnapshot {
     /// Scans the `fresh` rows of `batch` in order, from the snapshot under
-    /// way (`open`), with `last_sequence` the table's last sequence number.
+    /// way (`open`) and the LSN of the newest snapshot the table applied
+    /// reads of (`known`), with `last_sequence` the table's last sequence
+    /// number.
     pub(super) fn scan(
         batch: &ChangeBatch,
         fresh: &[bool],
         open: Option<i64>,
+        known: Option<i64>,
         last_sequence: i64,
     ) -> Self {
         let markers = batch
@@ -53,11 +73,27 @@ impl Resnapshot {
             .column_by_name(columns::SNAPSHOT)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>());
         let marker = |i: usize| markers.filter(|m| m.is_valid(i)).map_or("", |m| m.value(i));
+        let lsns = Lsns::of(batch);
         let mut state = open;
+        let mut newest = known;
         let mut reconcile = None;
         for i in (0..batch.num_rows()).filter(|&i| fresh.get(i).copied().unwrap_or(false)) {
+            let lsn = lsns.get(i);
             match batch.op(i) {
                 Some(Op::Read) if marker(i) != "incremental" => {
+                    // a late read (another partition carried its snapshot's
+                    // end, or a newer snapshot is under way): a row like any
+                    // other
+                    let late = match (lsn, newest) {
+                        (Some(l), Some(n)) => l < n || (l == n && state.is_none()),
+                        _ => false,
+                    };
+                    if let Some(l) = lsn {
+                        newest = Some(newest.map_or(l, |n| n.max(l)));
+                    }
+                    if late {
+                        continue;
+                    }
                     let before = *state.get_or_insert(last_sequence);
                     if matches!(marker(i), "last" | "last_in_data_collection") {
                         reconcile = Some(before);
@@ -66,6 +102,12 @@ impl Resnapshot {
                 }
                 Some(Op::Read) | None => {}
                 Some(_) => {
+                    // a change made before the snapshot began, late on a
+                    // partition behind the others, does not end it
+                    let before_it = matches!((lsn, newest), (Some(l), Some(n)) if l < n);
+                    if before_it {
+                        continue;
+                    }
                     if let Some(before) = state.take() {
                         reconcile = Some(before);
                     }
@@ -75,6 +117,7 @@ impl Resnapshot {
         Self {
             change: (state != open).then_some(state),
             reconcile,
+            snapshot_lsn: newest.filter(|n| Some(*n) != known),
         }
     }
 }
