@@ -100,8 +100,6 @@ fn stream_changes(stack: &Stack, round: u32) {
 }
 
 #[tokio::test]
-#[ignore = "failed twice on 2026-11-29 (608 trips short after the kill -9; two trips too many \
-            after the restart): a several-writer bug noted on issue 17; run with --ignored"]
 async fn three_instances_share_a_three_partition_topic() {
     let dir = fresh_dir("instances");
     let stack = Stack::up(&dir.join("stack"));
