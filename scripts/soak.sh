@@ -10,11 +10,10 @@
 #   scripts/soak.sh [--minutes M] [--tables T] [--rate R] [--chart PNG]
 #
 # Defaults: 30 minutes, 20 tables, 400 changes/s over them (inserts,
-# updates, deletes), 1 s commits, and `floe maintain expire` every 2
-# minutes keeping 10 minutes of snapshots (as a deployment's scheduler
-# would; without expiry a table's snapshot list, and its metadata file,
-# grows with every commit; expiry runs beside the sampling, one at a time,
-# and its log goes to FLOE_SOAK_DIR/expire.log). Samples go to FLOE_SOAK_DIR/samples.csv
+# updates, deletes), 1 s commits, and ingest expiring its tables' snapshots
+# itself, keeping 10 minutes of them (`[lake.tables.expire]`; without
+# expiry a table's snapshot list, and its metadata file, grows with every
+# commit). Samples go to FLOE_SOAK_DIR/samples.csv
 # (default a temporary folder), the chart to --chart (default
 # FLOE_SOAK_DIR/soak.png). Builds floe in release mode the first time.
 set -euo pipefail
@@ -102,10 +101,9 @@ endpoint = "$FLOE_S3_ENDPOINT"
 [ingest]
 commit_interval_ms = 1000
 
-[maintain.expire]
-schedule = "off"
-older_than = "10m"
-retain_last = 10
+[lake.tables.expire]
+keep_minutes = 10
+keep_last = 10
 TOML
 FLOE_LOG=info "$floe" ingest --config "$dir/floe.toml" 2>"$dir/floe.log" &
 floe_pid=$!
@@ -135,7 +133,6 @@ driver_pid=$!
 log "soak: $minutes min, $tables tables, about $((per * 3 * tables)) changes/s; samples to $dir/samples.csv"
 "$python" scripts/soak-sample.py sample --pid "$floe_pid" --catalog "$dir/catalog.db" \
   --endpoint "$FLOE_S3_ENDPOINT" --seconds $((minutes * 60)) --every 10 \
-  --expire "$floe maintain expire --config $dir/floe.toml" --expire-every 120 \
   --out "$dir/samples.csv"
 kill "$driver_pid" 2>/dev/null || true
 wait "$driver_pid" 2>/dev/null || true

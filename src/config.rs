@@ -443,6 +443,10 @@ fn check_tables(lake: &LakeConfig) -> Result<()> {
         .merge
         .check()
         .map_err(|e| anyhow::anyhow!("[lake.tables.merge]: {e}"))?;
+    tables
+        .expire
+        .check()
+        .map_err(|e| anyhow::anyhow!("[lake.tables.expire]: {e}"))?;
     for (source, table) in &tables.by_source {
         if source.split('.').count() != 2 {
             bail!(
@@ -462,6 +466,11 @@ fn check_tables(lake: &LakeConfig) -> Result<()> {
             merge
                 .check()
                 .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\".merge]: {e}"))?;
+        }
+        if let Some(expire) = &table.expire {
+            expire
+                .check()
+                .map_err(|e| anyhow::anyhow!("[lake.tables.\"{source}\".expire]: {e}"))?;
         }
     }
     Ok(())

@@ -252,6 +252,11 @@ pub struct TablesConfig {
     /// replaces it whole.
     #[serde(default)]
     pub merge: MergePolicy,
+    /// How `floe ingest` expires the old snapshots of the tables it
+    /// writes (`[lake.tables.expire]`); a source table's own `expire`
+    /// section replaces it whole.
+    #[serde(default)]
+    pub expire: SnapshotExpiry,
     /// Per source table, keyed by `schema.table` (e.g. `public.trips`).
     #[serde(default, flatten)]
     pub by_source: BTreeMap<String, TableConfig>,
@@ -264,6 +269,14 @@ impl TablesConfig {
             .get(source)
             .and_then(|t| t.merge.as_ref())
             .unwrap_or(&self.merge)
+    }
+
+    /// The snapshot expiry of source table `schema.table`.
+    pub fn expiry(&self, source: &str) -> &SnapshotExpiry {
+        self.by_source
+            .get(source)
+            .and_then(|t| t.expire.as_ref())
+            .unwrap_or(&self.expire)
     }
 }
 
@@ -288,6 +301,9 @@ pub struct TableConfig {
     /// This table's merge policy, in place of `[lake.tables.merge]`.
     #[serde(default)]
     pub merge: Option<MergePolicy>,
+    /// This table's snapshot expiry, in place of `[lake.tables.expire]`.
+    #[serde(default)]
+    pub expire: Option<SnapshotExpiry>,
     /// Whether a snapshot Debezium sends again (a lost replication slot)
     /// deletes, when it ends, the rows it did not read: rows deleted at the
     /// source meanwhile. Default on; upsert tables only.
@@ -312,6 +328,7 @@ impl Default for TableConfig {
             partition: Vec::new(),
             mode: TableMode::default(),
             merge: None,
+            expire: None,
             reconcile_snapshots: true,
             properties: BTreeMap::new(),
         }
@@ -387,6 +404,59 @@ impl MergePolicy {
         }
         if self.target_file_bytes == 0 {
             return Err("merge.target_file_bytes must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// When ingest expires a table's old snapshots (`[lake.tables.expire]`,
+/// and per source table `[lake.tables."schema.table".expire]`).
+///
+/// Every snapshot stays in the table's metadata until expired, and a
+/// commit reads and writes that metadata whole: with a commit a second,
+/// an hour of history is 3,600 snapshots in every commit's metadata.json.
+/// So the writer expires its table's snapshots itself, every
+/// `every_commits` commits, in a commit of its own that changes metadata
+/// only: the files only expired snapshots reached are left where they are,
+/// for `floe maintain orphans` to delete once they are old enough (an
+/// ingest commit never pays one storage request per file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotExpiry {
+    /// Expire at all (default true). `floe maintain expire` works either
+    /// way.
+    pub enabled: bool,
+    /// Snapshots younger than this many minutes are kept: how far back
+    /// time travel reaches (default 60).
+    pub keep_minutes: u64,
+    /// The newest this many snapshots of the table's history are kept
+    /// whatever their age (default 100).
+    pub keep_last: usize,
+    /// Expire after this many of the writer's commits (default 100).
+    pub every_commits: u64,
+}
+
+impl Default for SnapshotExpiry {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keep_minutes: 60,
+            keep_last: 100,
+            every_commits: 100,
+        }
+    }
+}
+
+impl SnapshotExpiry {
+    /// A refused setting, named.
+    pub fn check(&self) -> Result<(), String> {
+        if self.keep_last == 0 {
+            return Err("expire.keep_last must be at least 1".into());
+        }
+        if self.every_commits == 0 {
+            return Err(
+                "expire.every_commits must be at least 1 (enabled = false turns expiry off)".into(),
+            );
         }
         Ok(())
     }

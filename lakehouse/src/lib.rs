@@ -49,8 +49,8 @@ pub mod transaction;
 
 pub use catalog::{open_catalog, Lake};
 pub use config::{
-    CatalogConfig, LakeConfig, MergePolicy, S3Config, TableConfig, TableMode, TablesConfig,
-    Warehouse,
+    CatalogConfig, LakeConfig, MergePolicy, S3Config, SnapshotExpiry, TableConfig, TableMode,
+    TablesConfig, Warehouse,
 };
 pub use error::LakehouseError;
 pub use operations::{apply, changes, dead_letter, maintain, sink};

@@ -176,3 +176,98 @@ async fn commits_delete_the_metadata_files_they_retire() {
     assert_eq!(on_disk, kept);
     let _ = std::fs::remove_dir_all(&warehouse);
 }
+
+/// An ingest writer expiring its own table's snapshots as it commits
+/// (`[lake.tables.expire]`; here every 4 commits, keeping the newest 5 of
+/// any age): the metadata never holds more than 5 + 3 snapshots, the rows
+/// are every change's, nothing is deleted from storage (the expired
+/// snapshots' files are left for `floe maintain orphans`), and a writer
+/// opened again resumes from the offsets the table holds.
+#[tokio::test]
+async fn an_ingest_writer_expires_its_own_snapshots_in_metadata_only() {
+    use ingest::{ChangeDecoder, Op};
+    use lakehouse::apply::TableWriter;
+    use lakehouse::SnapshotExpiry;
+
+    let lake = crate::source_order::TestLake::new("writer-expiry").await;
+    let mut topic = crate::resnapshot::Topic::spread_over(1);
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..30_i64 {
+        let id = i % 7;
+        topic.upsert(id, 100 + i, if i < 7 { Op::Create } else { Op::Update });
+        expected.insert(id, i128::from(100 + i));
+    }
+    let expiry = SnapshotExpiry {
+        enabled: true,
+        keep_minutes: 0,
+        keep_last: 5,
+        every_commits: 4,
+    };
+    let (rec, _) = crate::source_order::recording();
+    let mut writer: Option<TableWriter> = None;
+    let mut expired = 0;
+    for message in &topic.messages {
+        let mut decoder = ChangeDecoder::new(rec.schemas.clone());
+        decoder.push(&message.as_raw()).await.unwrap();
+        for batch in decoder.flush() {
+            if writer.is_none() {
+                let opened = lake.writer(&batch).await;
+                writer = Some(opened.with_snapshot_expiry(expiry.clone()));
+            }
+            let writer = writer.as_mut().unwrap();
+            expired += writer.apply(&batch).await.unwrap().expired;
+            let held = writer.table().metadata().snapshots().count();
+            assert!(held <= 5 + 3, "{held} snapshots held");
+        }
+    }
+    let writer = writer.unwrap();
+    let ident = writer.table().identifier().clone();
+    let held = writer.table().metadata().snapshots().count();
+    assert!(
+        expired + held >= 30,
+        "every commit's snapshot expired or held"
+    );
+    assert!(expired >= 20, "{expired} expired");
+    assert_eq!(crate::resnapshot::rows_of(&lake, &ident).await, expected);
+
+    // metadata only: every commit's data file is still in storage
+    let location = writer.table().metadata().location().to_string();
+    let data_dir = std::path::Path::new(location.trim_start_matches("file://")).join("data");
+    let files = walk(&data_dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .count();
+    assert!(
+        files >= 30,
+        "{files} data files left in {}",
+        data_dir.display()
+    );
+
+    // a writer opened again skips every change the table holds
+    let mut again: Option<TableWriter> = None;
+    let mut decoder = ChangeDecoder::new(rec.schemas.clone());
+    for message in &topic.messages {
+        decoder.push(&message.as_raw()).await.unwrap();
+    }
+    for batch in decoder.flush() {
+        if again.is_none() {
+            again = Some(lake.writer(&batch).await);
+        }
+        let stats = again.as_mut().unwrap().apply(&batch).await.unwrap();
+        assert_eq!(stats.already_applied, batch.num_rows());
+    }
+}
+
+/// Every file under `dir`, at any depth.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -21,15 +21,15 @@ fn key(id: i64) -> HashMap<&'static str, Value> {
 
 /// Messages in the order Debezium sends them, each on the partition its
 /// key hashes to (`id % partitions`), numbered per partition.
-struct Topic {
+pub(crate) struct Topic {
     enc: EventEncoder,
-    messages: Vec<RecordedMessage>,
+    pub(crate) messages: Vec<RecordedMessage>,
     lsn: i64,
     partitions: i64,
 }
 
 impl Topic {
-    fn spread_over(partitions: i64) -> Self {
+    pub(crate) fn spread_over(partitions: i64) -> Self {
         Self {
             enc: recording().1,
             messages: Vec::new(),
@@ -73,7 +73,7 @@ impl Topic {
     }
 
     /// A streamed insert or update of `id` to `fare`.
-    fn upsert(&mut self, id: i64, fare: i64, op: Op) {
+    pub(crate) fn upsert(&mut self, id: i64, fare: i64, op: Op) {
         self.lsn += 1;
         let event = self
             .enc
@@ -134,7 +134,7 @@ async fn apply(
 }
 
 /// The rows of the table (id to fare), none twice.
-async fn rows_of(lake: &TestLake, ident: &iceberg::TableIdent) -> BTreeMap<i64, i128> {
+pub(crate) async fn rows_of(lake: &TestLake, ident: &iceberg::TableIdent) -> BTreeMap<i64, i128> {
     let table = lake.catalog.load_table(ident).await.unwrap();
     let mut rows = BTreeMap::new();
     for b in scan_all(&table).await {

@@ -44,6 +44,7 @@ use iceberg::table::Table;
 use iceberg::Catalog;
 use ingest::{ChangeBatch, Op};
 
+use crate::config::SnapshotExpiry;
 use crate::error::LakehouseError;
 use crate::index::pk_index::{BatchKeys, Key, PrimaryKeyIndex, RowLocation};
 use crate::operations::append::changelog_rows;
@@ -105,6 +106,9 @@ pub struct ApplyStats {
     pub schema_changed: bool,
     /// Existing rows rewritten to hold a new column's default.
     pub rows_filled: u64,
+    /// Old snapshots the writer expired after the batch (see
+    /// [`TableWriter::with_snapshot_expiry`]).
+    pub expired: usize,
 }
 
 impl ApplyStats {
@@ -121,6 +125,7 @@ impl ApplyStats {
         self.reconciled += other.reconciled;
         self.schema_changed |= other.schema_changed;
         self.rows_filled += other.rows_filled;
+        self.expired += other.expired;
     }
 }
 
@@ -168,6 +173,10 @@ pub struct TableWriter {
     source: Option<Arc<dyn SourceReader>>,
     /// Whether a snapshot read again deletes the rows it did not read.
     reconcile_snapshots: bool,
+    /// How the writer expires its table's old snapshots (`None`: never).
+    expiry: Option<SnapshotExpiry>,
+    /// Commits since the last expiry.
+    since_expiry: u64,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -213,7 +222,12 @@ impl Lake {
             TableWriter::open(self.catalog().clone(), table, self.pointer().clone())
                 .await?
                 .with_merge_policy(merge)
-                .with_snapshot_reconciliation(target.config.reconcile_snapshots),
+                .with_snapshot_reconciliation(target.config.reconcile_snapshots)
+                .with_snapshot_expiry(
+                    (target.config.expire.as_ref())
+                        .unwrap_or(&self.config().tables.expire)
+                        .clone(),
+                ),
         )
     }
 }
@@ -257,6 +271,8 @@ impl TableWriter {
             deleted_again: 0,
             source: None,
             reconcile_snapshots: true,
+            expiry: None,
+            since_expiry: 0,
         };
         writer.load_index(&schema).await?;
         Ok(writer)
@@ -281,6 +297,14 @@ impl TableWriter {
     /// rows it did not read (default on; see `resnapshot`).
     pub fn with_snapshot_reconciliation(mut self, on: bool) -> Self {
         self.reconcile_snapshots = on;
+        self
+    }
+
+    /// How the writer expires its table's old snapshots, in commits of
+    /// their own that change metadata only (default: never; ingest's
+    /// writers take `[lake.tables.expire]`).
+    pub fn with_snapshot_expiry(mut self, expiry: SnapshotExpiry) -> Self {
+        self.expiry = expiry.enabled.then_some(expiry);
         self
     }
 
@@ -474,7 +498,55 @@ impl TableWriter {
         for part in resnapshot::split_at_starts(batch) {
             stats.add(&self.apply_sorted(&part).await?);
         }
+        stats.expired = self.expire_if_due().await;
         Ok(stats)
+    }
+
+    /// Expires the table's old snapshots when `every_commits` commits have
+    /// passed since the last time, unless a merge is under way (it was
+    /// planned on a snapshot). The table's data is untouched, so a failure
+    /// costs only metadata size: it is logged and tried again after as
+    /// many commits. How many snapshots expired.
+    async fn expire_if_due(&mut self) -> usize {
+        let Some(expiry) = &self.expiry else {
+            return 0;
+        };
+        if self.since_expiry < expiry.every_commits || self.merging.is_some() {
+            return 0;
+        }
+        self.since_expiry = 0;
+        let policy = crate::maintain::ExpirePolicy {
+            older_than: std::time::Duration::from_secs(expiry.keep_minutes.saturating_mul(60)),
+            retain_last: expiry.keep_last,
+        };
+        let started = std::time::Instant::now();
+        let name = self.table.identifier().to_string();
+        match crate::maintain::expire::expire_metadata(
+            self.catalog.as_ref(),
+            &self.pointer,
+            self.table.clone(),
+            &policy,
+            self.outages_only(),
+        )
+        .await
+        {
+            Ok(Some((table, expired))) => {
+                self.table = table;
+                tracing::info!(
+                    table = %name,
+                    expired,
+                    kept = self.table.metadata().snapshots().count(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "expired old snapshots (metadata only: `floe maintain orphans` deletes the files only they reached)"
+                );
+                expired
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::warn!(table = %name, "cannot expire old snapshots now: {e}");
+                0
+            }
+        }
     }
 
     /// Applies a batch in source order as one snapshot, retrying lost
@@ -1395,6 +1467,7 @@ impl TableWriter {
         .commit()
         .await?;
         self.table = committed.table;
+        self.since_expiry += 1;
         if let Some(ledger) = &mut self.ledger {
             ledger.committed(&files.data, &files.deletes, &files.hits, removes_all);
         }

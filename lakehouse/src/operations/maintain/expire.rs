@@ -13,12 +13,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use iceberg::spec::SnapshotRef;
 use iceberg::table::Table;
-use iceberg::TableIdent;
+use iceberg::{Catalog, TableIdent};
 
 use crate::catalog::Lake;
 use crate::error::{iceberg_error, LakehouseError};
 use crate::spec::read::manifest_list;
-use crate::transaction::{reload, Action, CommitError, Transaction, Update};
+use crate::transaction::{
+    reload, Action, CatalogPointer, CommitError, RetryPolicy, Transaction, Update,
+};
 
 /// Which snapshots expire.
 #[derive(Debug, Clone)]
@@ -99,6 +101,40 @@ pub async fn expire(
         }
         return Ok(report);
     }
+}
+
+/// Expires `table`'s snapshots by `policy` in a commit that changes its
+/// metadata only, as an ingest writer does between its commits (see
+/// [`crate::config::SnapshotExpiry`]): the files only expired snapshots
+/// reached stay, for `floe maintain orphans`. The new table and how many
+/// snapshots expired; `None` when none does.
+pub(crate) async fn expire_metadata(
+    catalog: &dyn Catalog,
+    pointer: &CatalogPointer,
+    table: Table,
+    policy: &ExpirePolicy,
+    retry: RetryPolicy,
+) -> Result<Option<(Table, usize)>, LakehouseError> {
+    let keep = kept(&table, policy);
+    let expired: Vec<i64> = table
+        .metadata()
+        .snapshots()
+        .map(|s| s.snapshot_id())
+        .filter(|id| !keep.contains(id))
+        .collect();
+    if expired.is_empty() {
+        return Ok(None);
+    }
+    let count = expired.len();
+    let action = Expire {
+        policy: policy.clone(),
+        expired,
+    };
+    let committed = Transaction::new(catalog, pointer, table, action)
+        .retry(retry)
+        .commit()
+        .await?;
+    Ok(Some((committed.table, count)))
 }
 
 /// The expiry's metadata change. A lost race is committed again on the
