@@ -687,6 +687,35 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_expiry_by_default_and_per_table() {
+        let c = FloeConfig::parse(MINIMAL, std::iter::empty()).unwrap();
+        let default = c.lake.tables.expiry("public.zones");
+        assert!(default.enabled);
+        assert_eq!((default.keep_minutes, default.keep_last), (60, 100));
+        let text = format!(
+            "{MINIMAL}\n[lake.tables.expire]\nkeep_minutes = 10\n\
+             [lake.tables.\"public.trips\"]\nexpire = {{ enabled = false }}\n"
+        );
+        let c = FloeConfig::parse(&text, std::iter::empty()).unwrap();
+        let tables = &c.lake.tables;
+        assert_eq!(tables.expiry("public.zones").keep_minutes, 10);
+        assert!(!tables.expiry("public.trips").enabled);
+        for (bad, named) in [
+            ("[lake.tables.expire]\nevery_commits = 0", "every_commits"),
+            ("[lake.tables.expire]\nkeep_last = 0", "keep_last"),
+            (
+                "[lake.tables.\"public.trips\"]\nexpire = { keep_last = 0 }",
+                "public.trips",
+            ),
+            ("[lake.tables.expire]\nkeep_minute = 3", "keep_minute"),
+        ] {
+            let text = format!("{MINIMAL}\n{bad}\n");
+            let err = FloeConfig::parse(&text, std::iter::empty()).unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
     fn secrets_come_from_files() {
         let dir = std::env::temp_dir().join(format!("floe-secret-files-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
