@@ -120,26 +120,51 @@ endpoint = "$FLOE_S3_ENDPOINT"
 commit_interval_ms = 1000
 TOML
   log "$partitions partition(s), $instances instance(s)"
+  # the machine's busy cores, and the broker's and S3's CPU, twice a second:
+  # the stack shares floe's two cores
+  python3 - "$dir/stack/broker.pid" "$dir/stack/garage/garage.pid" >"$dir/$db.machine" <<'PY' &
+import sys, time
+def ticks(pid_file):
+    try:
+        pid = open(pid_file).read().strip()
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return 0
+while True:
+    cpu = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = cpu[3] + cpu[4]
+    print(f"{time.time():.3f} {sum(cpu) - idle} {idle} {ticks(sys.argv[1])} {ticks(sys.argv[2])}", flush=True)
+    time.sleep(0.5)
+PY
+  sampler=$!
   pids=()
   for i in $(seq "$instances"); do
-    FLOE_LOG=info NO_COLOR=1 "$floe" ingest --config "$dir/$db.toml" --stop-when-idle 10 \
+    # CPU seconds per instance (user, system), for the cores it kept busy
+    FLOE_LOG=info NO_COLOR=1 /usr/bin/time -f "%U %S" -o "$dir/$db-$i.cpu" \
+      "$floe" ingest --config "$dir/$db.toml" --stop-when-idle 10 \
       2>"$dir/$db-$i.log" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || die "an instance failed: see $dir/$db-*.log"; done
+  kill "$sampler" 2>/dev/null || true
   pids=()
   held="$("$floe" sql --config "$dir/$db.toml" --format csv --quiet \
     -e "SELECT count(*) AS n FROM ${prefix}_cdc.trips" | tail -1)"
-  python3 - "$partitions" "$instances" "$held" "$expected" "$dir/$db"-*.log <<'PY'
-import re, sys
-from datetime import datetime
-partitions, instances, held, expected = sys.argv[1:5]
+  python3 - "$partitions" "$instances" "$held" "$expected" "$dir/$db.machine" "$dir/$db"-*.log "$dir/$db"-*.cpu <<'PY'
+import os, re, sys
+from datetime import datetime, timezone
+partitions, instances, held, expected, machine = sys.argv[1:6]
 stamp = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
 def at(line):
     m = stamp.match(line)
     return datetime.fromisoformat(m.group(1)) if m else None
 start, end, events, commits, cpu = None, None, 0, 0, 0
-for path in sys.argv[5:]:
+logs = [p for p in sys.argv[6:] if p.endswith(".log")]
+for path in (p for p in sys.argv[6:] if p.endswith(".cpu")):
+    user, system = open(path).read().split()[-2:]
+    cpu += float(user) + float(system)
+for path in logs:
     for line in open(path):
         t = at(line)
         if t is None:
@@ -153,8 +178,24 @@ for path in sys.argv[5:]:
             commits += 1
             end = t if end is None or t > end else end
 seconds = (end - start).total_seconds()
+# over the apply (first assignment to last commit): the machine's busy
+# cores, and the broker's and Garage's share (clock ticks of 1/100 s)
+samples = [[float(x) for x in l.split()] for l in open(machine) if len(l.split()) == 5]
+utc = lambda t: t.replace(tzinfo=timezone.utc).timestamp()
+inside = [s for s in samples if utc(start) <= s[0] <= utc(end)]
+if len(inside) >= 2:
+    a, b = inside[0], inside[-1]
+    busy = (b[1] - a[1]) / ((b[1] - a[1]) + (b[2] - a[2])) * (os.cpu_count() or 1)
+    broker, garage = ((b[i] - a[i]) / 100 / (b[0] - a[0]) for i in (3, 4))
+    machine_line = f"; machine {busy:.2f} of {os.cpu_count()} cores busy (broker {broker:.2f}, Garage {garage:.2f})"
+else:
+    machine_line = ""
+
 ok = "" if held == expected else f"  WRONG: the lake holds {held} rows, Postgres {expected}"
+# the CPU counts the instances' start and their 10 s idle tail too (both
+# nearly nothing); cores = CPU seconds over the apply's seconds
 print(f"{partitions} partition(s), {instances} instance(s): {events} events in {seconds:.1f} s = "
-      f"{events / seconds:,.0f} events/s, {commits} commits, {held} rows{ok}")
+      f"{events / seconds:,.0f} events/s, {commits} commits, {held} rows, "
+      f"CPU {cpu:.1f} s = {cpu / seconds:.2f} cores{machine_line}{ok}")
 PY
 done
