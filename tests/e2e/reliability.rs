@@ -9,6 +9,9 @@
 //!   started again: every table exact, each poison message one letter.
 //! * A replication slot lost while rows are deleted at the source, then a
 //!   new snapshot: the rows it does not read are deleted from the lake.
+//!   Lost again behind a connector that only streams: an incremental
+//!   snapshot asked for by signal repairs values and keeps the deleted
+//!   rows; a blocking one removes them.
 //! * The schema registry unreachable (for floe) while a new schema id
 //!   arrives: floe waits at the message, commits nothing past it, and
 //!   resumes when the registry is back.
@@ -412,23 +415,7 @@ async fn a_lost_slot_and_a_new_snapshot_reconcile_rows_deleted_meanwhile() {
     wait_until_all_equal(&stack, &lake, &mut [&mut floe], false).await;
 
     // the connector goes, and its slot with it
-    let deleted = std::process::Command::new("curl")
-        .args(["-sf", "-X", "DELETE"])
-        .arg(format!(
-            "{}/connectors/taxi-postgres",
-            stack.env["CONNECT_URL"]
-        ))
-        .output()
-        .unwrap();
-    assert!(deleted.status.success(), "{}", text(&deleted));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stack.query("SELECT active FROM pg_replication_slots WHERE slot_name = 'floe_taxi'")
-        != ["f"]
-    {
-        assert!(Instant::now() < deadline, "the slot stayed active");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    stack.psql("SELECT pg_drop_replication_slot('floe_taxi')");
+    lose_slot(&stack, "taxi-postgres", "floe_taxi");
     // changes no one captures
     stack.psql(
         "DELETE FROM trips WHERE trip_id BETWEEN 100 AND 180; \
@@ -438,18 +425,19 @@ async fn a_lost_slot_and_a_new_snapshot_reconcile_rows_deleted_meanwhile() {
     );
 
     // a new connector (its own name and slot, the same topics) snapshots
-    // every table again; changes go on meanwhile
-    let again = dir.join("again.json");
-    let mut connector: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::stack::repo().join("connectors/taxi-postgres.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    connector["name"] = "taxi-postgres-again".into();
-    connector["config"]["slot.name"] = "floe_taxi_again".into();
-    std::fs::write(&again, connector.to_string()).unwrap();
-    let registered = stack.setup_connectors(&["--config", &again.display().to_string()]);
-    assert!(registered.status.success(), "{}", text(&registered));
+    // every table again; changes go on meanwhile. It also takes signals
+    // from Debezium's signal table, for the ad-hoc snapshots below.
+    stack.psql(SIGNAL_TABLE);
+    let again = connector_config(
+        &dir,
+        "taxi-postgres-again",
+        &[
+            ("slot.name", "floe_taxi_again"),
+            ("signal.data.collection", "public.debezium_signal"),
+            ("table.include.list", WITH_SIGNALS),
+        ],
+    );
+    register(&stack, &again);
     stack.psql(
         "UPDATE trips SET tip_amount = 9 WHERE trip_id BETWEEN 300 AND 320; \
          DELETE FROM trips WHERE trip_id BETWEEN 400 AND 410; \
@@ -458,11 +446,161 @@ async fn a_lost_slot_and_a_new_snapshot_reconcile_rows_deleted_meanwhile() {
            FROM generate_series(30001, 30050) AS i",
     );
     wait_until_all_equal(&stack, &lake, &mut [&mut floe], false).await;
+    const ENDED: &str = "a snapshot read again has ended";
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    let ended = out.matches(ENDED).count();
+    assert!(ended > 0, "no snapshot was reconciled: {out}");
+
+    // --- ad-hoc snapshots, asked for through the signal table ---
+    // The slot is lost again, and the next connector only streams
+    // (`snapshot.mode` no_data): the lake keeps rows deleted meanwhile and
+    // old values of rows updated meanwhile until a snapshot is asked for.
+    lose_slot(&stack, "taxi-postgres-again", "floe_taxi_again");
+    stack.psql(
+        "DELETE FROM trips WHERE trip_id BETWEEN 500 AND 540; \
+         UPDATE trips SET fare_amount = 66 WHERE trip_id BETWEEN 600 AND 610",
+    );
+    let deleted: BTreeSet<String> = (500..=540).map(|i: i32| i.to_string()).collect();
+    let streaming = connector_config(
+        &dir,
+        "taxi-postgres-signals",
+        &[
+            ("slot.name", "floe_taxi_signals"),
+            ("snapshot.mode", "no_data"),
+            ("signal.data.collection", "public.debezium_signal"),
+            ("table.include.list", WITH_SIGNALS),
+            ("incremental.snapshot.chunk.size", "500"),
+        ],
+    );
+    register(&stack, &streaming);
+
+    // An incremental snapshot reads the table in chunks among streamed
+    // changes: it repairs the values, but nothing in the table's topic
+    // says where it began, so the rows it did not read stay.
+    stack.psql(&format!(
+        "{}; UPDATE trips SET tip_amount = 5 WHERE trip_id BETWEEN 700 AND 720",
+        signal("incremental-1", "incremental")
+    ));
+    let trips = CHECK_TRIPS;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let source: BTreeSet<String> = stack
+            .query(&trips.replace("{t}", "trips"))
+            .into_iter()
+            .collect();
+        let in_lake = match lake_rows(&lake, "trips", trips).await {
+            Ok(rows) => rows,
+            Err(e) => panic!("reading the lake's trips: {e}"),
+        };
+        let key = |r: &String| r.split('|').next().unwrap_or_default().to_string();
+        let kept: BTreeSet<String> = in_lake
+            .iter()
+            .filter(|r| !deleted.contains(&key(r)))
+            .cloned()
+            .collect();
+        let extra: BTreeSet<String> = in_lake
+            .iter()
+            .map(key)
+            .filter(|k| deleted.contains(k))
+            .collect();
+        if kept == source && extra == deleted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the incremental snapshot did not repair the lake: {} rows in the lake, {} in Postgres, \
+             {} of {} deleted rows kept; only in the lake {:?}, only in Postgres {:?}",
+            in_lake.len(),
+            source.len(),
+            extra.len(),
+            deleted.len(),
+            kept.difference(&source).take(5).collect::<Vec<_>>(),
+            source.difference(&kept).take(5).collect::<Vec<_>>(),
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    // A blocking snapshot pauses streaming and reads the table as the
+    // first snapshot did, marked first to last: floe reconciles it, and
+    // the rows deleted while the slot was lost go.
+    stack.psql(&format!(
+        "{}; DELETE FROM trips WHERE trip_id BETWEEN 800 AND 805; \
+         UPDATE trips SET tip_amount = 4 WHERE trip_id BETWEEN 900 AND 910",
+        signal("blocking-1", "blocking")
+    ));
+    wait_until_all_equal(&stack, &lake, &mut [&mut floe], false).await;
     let out = stop(floe, &log);
     assert!(
-        out.contains("a snapshot read again has ended"),
-        "no snapshot was reconciled: {out}"
+        out.matches(ENDED).count() > ended,
+        "the blocking snapshot was not reconciled: {out}"
     );
     drop(stack);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Debezium's signal table (`signal.data.collection`): a row inserted
+/// asks the connector for an ad-hoc snapshot.
+const SIGNAL_TABLE: &str = "CREATE TABLE debezium_signal \
+     (id varchar(64) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048))";
+
+/// The taxi tables and the signal table, which Debezium must capture to
+/// see its signals (and to mark an incremental snapshot's chunks).
+const WITH_SIGNALS: &str =
+    "public.vendors,public.payment_types,public.trips,public.debezium_signal";
+
+/// The trips as [`difference`] compares them, without the column the
+/// workload adds.
+const CHECK_TRIPS: &str = "SELECT trip_id, vendor_id, CAST(date_part('epoch', pickup_datetime) * 1000000 AS BIGINT), \
+     pickup_zone_id, CAST(fare_amount AS VARCHAR), CAST(tip_amount AS VARCHAR), md5(coalesce(notes, '')) \
+     FROM {t} ORDER BY 1";
+
+/// An `execute-snapshot` signal of `kind` (`incremental` or `blocking`)
+/// for the trips table.
+fn signal(id: &str, kind: &str) -> String {
+    format!(
+        "INSERT INTO debezium_signal VALUES ('{id}', 'execute-snapshot', \
+         '{{\"data-collections\": [\"public.trips\"], \"type\": \"{kind}\"}}')"
+    )
+}
+
+/// Deletes `connector`, waits until its slot is let go, and drops the
+/// slot: what a lost slot leaves.
+fn lose_slot(stack: &Stack, connector: &str, slot: &str) {
+    let deleted = std::process::Command::new("curl")
+        .args(["-sf", "-X", "DELETE"])
+        .arg(format!(
+            "{}/connectors/{connector}",
+            stack.env["CONNECT_URL"]
+        ))
+        .output()
+        .unwrap();
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let active = format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'");
+    while stack.query(&active) != ["f"] {
+        assert!(Instant::now() < deadline, "the slot {slot} stayed active");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stack.psql(&format!("SELECT pg_drop_replication_slot('{slot}')"));
+}
+
+/// The taxi connector's config under another `name`, with `settings`.
+fn connector_config(dir: &Path, name: &str, settings: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join(format!("{name}.json"));
+    let mut connector: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::stack::repo().join("connectors/taxi-postgres.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    connector["name"] = name.into();
+    for (key, value) in settings {
+        connector["config"][*key] = (*value).into();
+    }
+    std::fs::write(&path, connector.to_string()).unwrap();
+    path
+}
+
+fn register(stack: &Stack, config: &Path) {
+    let registered = stack.setup_connectors(&["--config", &config.display().to_string()]);
+    assert!(registered.status.success(), "{}", text(&registered));
 }

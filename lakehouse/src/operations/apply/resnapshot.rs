@@ -30,9 +30,12 @@
 //! that partition's read of it comes.
 //!
 //! Merges inside ingest wait while a snapshot is under way (a merge would
-//! move old rows into new files). Not reconciled: incremental snapshots
-//! (their reads come in chunks among streamed changes, with no end
-//! marker), append-mode changelogs and tables without a primary key, and a
+//! move old rows into new files). An ad-hoc blocking snapshot (a signal)
+//! reads like the first one, at a new LSN, and is reconciled the same way.
+//! Not reconciled: incremental snapshots (their reads come in chunks among
+//! streamed changes, carry only their chunk window's position, and
+//! nothing in the table's topic marks their start or end; they are
+//! applied as upserts), append-mode changelogs and tables without a primary key, and a
 //! table whose snapshot reads no row at all (no event says it happened).
 //! A table whose snapshot ends with no end marker and no later change is
 //! reconciled with its next change.
