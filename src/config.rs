@@ -37,6 +37,72 @@ pub struct FloeConfig {
     #[serde(default)]
     #[allow(dead_code)]
     pub jobs: JobsSection,
+    /// `floe serve`. Read on its own ([`load_serve`]); here so that a
+    /// whole-file load checks it too.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub serve: ServeSection,
+}
+
+/// `[serve]`: the HTTP API of `floe serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    /// `host:port` to listen on. Default `127.0.0.1:8080` (this machine
+    /// only).
+    #[serde(default = "default_serve_listen")]
+    pub listen: String,
+    /// The bearer token every request must carry (`Authorization: Bearer
+    /// ...`; or `token_file`, or FLOE__SERVE__TOKEN). Required unless
+    /// `listen` is a loopback address.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A query still running after this many seconds is stopped. Default 30.
+    #[serde(default = "default_query_timeout")]
+    pub query_timeout_secs: u64,
+    /// Rows a response returns at most (a cut result says so). Default 100000.
+    #[serde(default = "default_serve_rows")]
+    pub max_rows: usize,
+    /// Queries run at once; more wait. Default 4.
+    #[serde(default = "default_serve_queries")]
+    pub max_concurrent_queries: usize,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        Self {
+            listen: default_serve_listen(),
+            token: None,
+            query_timeout_secs: default_query_timeout(),
+            max_rows: default_serve_rows(),
+            max_concurrent_queries: default_serve_queries(),
+        }
+    }
+}
+
+fn default_serve_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_query_timeout() -> u64 {
+    30
+}
+fn default_serve_rows() -> usize {
+    100_000
+}
+fn default_serve_queries() -> usize {
+    4
+}
+
+/// The `[serve]` section of the file at `path` (defaults when absent).
+pub fn load_serve(path: &Path) -> Result<ServeSection> {
+    let serve: ServeSection = section(path, "serve")?.unwrap_or_default();
+    if serve.query_timeout_secs == 0 || serve.max_rows == 0 || serve.max_concurrent_queries == 0 {
+        bail!(
+            "config file {}: [serve] query_timeout_secs, max_rows and max_concurrent_queries must be positive",
+            path.display()
+        );
+    }
+    Ok(serve)
 }
 
 /// `[jobs]`: where `floe jobs` finds its manifests.

@@ -13,6 +13,7 @@ mod refetch;
 mod repeats;
 mod replay;
 mod secrets;
+mod serve;
 mod service;
 mod sql;
 
@@ -167,7 +168,30 @@ enum Command {
     /// safely beside it.
     #[command(after_help = MAINTAIN_EXAMPLES)]
     Maintain(maintain::MaintainArgs),
+    /// Serve the lake over HTTP: tables, their rows, and read-only SQL, as
+    /// JSON, CSV or Arrow IPC.
+    ///
+    /// GET /api/tables lists the tables; GET /api/tables/NS.TABLE shows
+    /// columns, partition fields and snapshots; GET
+    /// /api/tables/NS.TABLE/rows?columns=a,b&filter=a:ge:10&order=-b&limit=20
+    /// reads rows; POST /api/sql runs one read-only statement sent as the
+    /// body (the dialect of `floe sql`); `format=csv` or `format=arrow` on
+    /// any of them changes the output; the OpenAPI document is at
+    /// /api/openapi.json. [serve] in the config: listen (default
+    /// 127.0.0.1:8080), token (required unless listening on loopback; or
+    /// FLOE__SERVE__TOKEN), query_timeout_secs (30), max_rows (100000),
+    /// max_concurrent_queries (4). Every table's newest commit is read at
+    /// each request.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(serve::ServeArgs),
 }
+
+const SERVE_EXAMPLES: &str = "Examples:
+  floe serve --config floe.toml
+  curl -s localhost:8080/api/tables
+  curl -s 'localhost:8080/api/tables/taxi_cdc.trips/rows?columns=trip_id,fare_amount&order=-fare_amount&limit=5'
+  curl -s -X POST --data 'SELECT count(*) FROM taxi_cdc.trips' 'localhost:8080/api/sql?format=csv'
+  FLOE__SERVE__TOKEN=$(cat token) floe serve --listen 0.0.0.0:8080";
 
 fn main() -> ExitCode {
     secrets::keep_out_of_environment(std::env::vars());
@@ -177,6 +201,7 @@ fn main() -> ExitCode {
         Command::Maintain(_) | Command::Jobs(_) => {
             "warn,floe::maintain=info,lakehouse::maintain=info,analytics::jobs::schedule=info"
         }
+        Command::Serve(_) => "warn,floe::serve=info",
         _ => "warn",
     };
     let filter = std::env::var("RUST_LOG")
@@ -197,6 +222,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Ingest(args) => service::run(args),
         Command::Sql(args) => sql::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Jobs(args) => jobs::run(args),
         Command::Maintain(args) => maintain::run(args),
     };

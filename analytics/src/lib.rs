@@ -27,6 +27,7 @@ pub mod meta;
 pub mod progress;
 pub mod pushdown;
 pub mod scan;
+pub mod serve;
 pub mod session;
 pub mod shell;
 pub mod statements;

@@ -8,6 +8,7 @@ mod jobs;
 mod partitions;
 mod quickstart;
 mod reliability;
+mod serve;
 mod sql;
 mod sql_differential;
 mod stack;

@@ -1,0 +1,453 @@
+//! Read-only queries for `floe serve`: what one request to the HTTP API
+//! may run over the lake, and the limits it runs under.
+//!
+//! This module knows nothing of HTTP (the binary's `src/serve` does): it
+//! takes a statement or a table read and gives back Arrow batches, or a
+//! [`QueryError`] that says whose fault it was. Every statement is planned
+//! read-only (no DDL, no DML, no `SET`), one per request, with a size
+//! limit on its text, a time limit on its run and a limit on the rows it
+//! returns. Table reads (`rows`) are built here from checked column
+//! names and quoted values, never from text pasted into SQL.
+
+use std::time::Duration;
+
+pub use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::context::SQLOptions;
+use futures::StreamExt;
+use iceberg::TableIdent;
+
+use crate::error::AnalyticsError;
+use crate::session::LakeSession;
+
+/// The limits every request runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// A query still running after this long is stopped.
+    pub timeout: Duration,
+    /// Rows returned at most; a result cut there says so.
+    pub max_rows: usize,
+    /// Largest statement text accepted.
+    pub max_sql_bytes: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_rows: 100_000,
+            max_sql_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Why a request got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request itself is wrong (a client error): bad SQL, a statement
+    /// that would change something, an unknown column.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The table named does not exist.
+    #[error("no table {0} in the lake")]
+    NotFound(String),
+    /// The statement text is over the size limit.
+    #[error("the statement is {0} bytes; at most {1} are accepted")]
+    TooLarge(usize, usize),
+    /// The query ran past its time limit and was stopped.
+    #[error("the query ran past its time limit of {0:?} and was stopped")]
+    Timeout(Duration),
+    /// The lake or the engine failed (not the client's fault).
+    #[error("the query failed: {0}")]
+    Failed(String),
+}
+
+/// A query's rows, at most [`QueryLimits::max_rows`] of them.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// More rows were there than the limit let through.
+    pub truncated: bool,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// `{"columns": [{name, type}], "rows": [{...}], "row_count", "truncated"}`.
+    pub fn to_json(&self) -> Result<serde_json::Value, AnalyticsError> {
+        let columns: Vec<_> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+            .collect();
+        Ok(serde_json::json!({
+            "columns": columns,
+            "rows": json_rows(&self.batches)?,
+            "row_count": self.num_rows(),
+            "truncated": self.truncated,
+        }))
+    }
+
+    /// CSV with a header line, as `floe sql --format csv` prints it.
+    pub fn to_csv(&self) -> Result<Vec<u8>, AnalyticsError> {
+        let mut out = Vec::new();
+        crate::format::write_batches(
+            &mut out,
+            &self.schema,
+            &self.batches,
+            crate::OutputFormat::Csv,
+        )?;
+        Ok(out)
+    }
+
+    /// An Arrow IPC stream.
+    pub fn to_arrow_ipc(&self) -> Result<Vec<u8>, AnalyticsError> {
+        let mut out = Vec::new();
+        let mut writer =
+            datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &self.schema)?;
+        for batch in &self.batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+        drop(writer);
+        Ok(out)
+    }
+}
+
+/// Rows as JSON objects, nulls kept so that every row has every column.
+pub fn json_rows(batches: &[RecordBatch]) -> Result<serde_json::Value, AnalyticsError> {
+    let mut out = Vec::new();
+    let mut writer = datafusion::arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut out);
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    if out.is_empty() {
+        return Ok(serde_json::Value::Array(Vec::new()));
+    }
+    serde_json::from_slice(&out).map_err(|e| AnalyticsError::Usage(format!("rows as JSON: {e}")))
+}
+
+/// A comparison in a table read: `column op value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub column: String,
+    pub op: FilterOp,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl FilterOp {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Eq => "=",
+            Self::Ne => "<>",
+            Self::Lt => "<",
+            Self::Le => "<=",
+            Self::Gt => ">",
+            Self::Ge => ">=",
+        }
+    }
+}
+
+impl std::str::FromStr for Filter {
+    type Err = QueryError;
+    /// `column:op:value`, op one of eq, ne, lt, le, gt, ge.
+    fn from_str(s: &str) -> Result<Self, QueryError> {
+        let mut parts = s.splitn(3, ':');
+        let (Some(column), Some(op), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(QueryError::BadRequest(format!(
+                "filter {s:?}: write column:op:value, op one of eq, ne, lt, le, gt, ge"
+            )));
+        };
+        let op = match op {
+            "eq" => FilterOp::Eq,
+            "ne" => FilterOp::Ne,
+            "lt" => FilterOp::Lt,
+            "le" => FilterOp::Le,
+            "gt" => FilterOp::Gt,
+            "ge" => FilterOp::Ge,
+            other => {
+                return Err(QueryError::BadRequest(format!(
+                    "filter {s:?}: unknown operator {other:?} (eq, ne, lt, le, gt, ge)"
+                )))
+            }
+        };
+        Ok(Self {
+            column: column.to_string(),
+            op,
+            value: value.to_string(),
+        })
+    }
+}
+
+/// A read of one table: which columns, which rows, in what order, how many.
+#[derive(Debug, Clone, Default)]
+pub struct RowsRequest {
+    /// Columns to return; all when empty.
+    pub columns: Vec<String>,
+    pub filters: Vec<Filter>,
+    /// Columns to order by, each optionally prefixed with `-` for
+    /// descending.
+    pub order: Vec<String>,
+    pub limit: Option<usize>,
+}
+
+/// Read-only access to the lake under [`QueryLimits`]. Clones share the
+/// session.
+#[derive(Clone)]
+pub struct ReadOnlyQueries {
+    session: LakeSession,
+    limits: QueryLimits,
+}
+
+impl ReadOnlyQueries {
+    pub fn new(session: LakeSession, limits: QueryLimits) -> Self {
+        Self { session, limits }
+    }
+
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
+    }
+
+    /// Runs one read-only SQL statement.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        if sql.len() > self.limits.max_sql_bytes {
+            return Err(QueryError::TooLarge(sql.len(), self.limits.max_sql_bytes));
+        }
+        let statements = crate::statements::split_script(sql);
+        let [statement] = statements.as_slice() else {
+            return Err(QueryError::BadRequest(format!(
+                "send one statement per request ({} given)",
+                statements.len()
+            )));
+        };
+        self.run(statement).await
+    }
+
+    /// The lake's tables, as `\dt` lists them.
+    pub async fn tables(&self) -> Result<RecordBatch, QueryError> {
+        crate::meta::list_tables(self.session.lake.catalog().as_ref())
+            .await
+            .map_err(failed)
+    }
+
+    /// A table's columns and partition fields (as `\d`), and its snapshots
+    /// (as `\snapshots`).
+    pub async fn table(&self, name: &str) -> Result<(Vec<RecordBatch>, RecordBatch), QueryError> {
+        let ident = self.existing(name).await?;
+        let catalog = self.session.lake.catalog();
+        let described = crate::meta::describe(catalog.as_ref(), &ident)
+            .await
+            .map_err(failed)?;
+        let snapshots = crate::meta::snapshots(catalog.as_ref(), &ident)
+            .await
+            .map_err(failed)?;
+        Ok((described, snapshots))
+    }
+
+    /// Reads rows of table `name`.
+    pub async fn rows(&self, name: &str, request: &RowsRequest) -> Result<QueryResult, QueryError> {
+        let ident = self.existing(name).await?;
+        let table = self
+            .session
+            .lake
+            .catalog()
+            .load_table(&ident)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let known: Vec<String> = table
+            .metadata()
+            .current_schema()
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let column = |c: &str| -> Result<String, QueryError> {
+            if known.iter().any(|k| k == c) {
+                Ok(quote_ident(c))
+            } else {
+                Err(QueryError::BadRequest(format!(
+                    "{name} has no column {c:?} (it has {})",
+                    known.join(", ")
+                )))
+            }
+        };
+        let select = if request.columns.is_empty() {
+            "*".to_string()
+        } else {
+            request
+                .columns
+                .iter()
+                .map(|c| column(c))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", ")
+        };
+        let mut sql = format!(
+            "SELECT {select} FROM {}.{}",
+            quote_ident(&ident.namespace().join(".")),
+            quote_ident(ident.name())
+        );
+        if !request.filters.is_empty() {
+            let conditions = request
+                .filters
+                .iter()
+                .map(|f| {
+                    Ok(format!(
+                        "{} {} {}",
+                        column(&f.column)?,
+                        f.op.sql(),
+                        quote_literal(&f.value)
+                    ))
+                })
+                .collect::<Result<Vec<_>, QueryError>>()?;
+            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        }
+        if !request.order.is_empty() {
+            let keys = request
+                .order
+                .iter()
+                .map(|o| match o.strip_prefix('-') {
+                    Some(c) => Ok(format!("{} DESC", column(c)?)),
+                    None => Ok(format!("{} ASC", column(o)?)),
+                })
+                .collect::<Result<Vec<_>, QueryError>>()?;
+            sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+        }
+        if let Some(limit) = request.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        self.run(&sql).await
+    }
+
+    /// `name` as a table that exists, or why not.
+    async fn existing(&self, name: &str) -> Result<TableIdent, QueryError> {
+        let ident = crate::meta::parse_table(name).map_err(|e| match e {
+            AnalyticsError::Usage(m) => QueryError::BadRequest(m),
+            other => failed(other),
+        })?;
+        match self.session.lake.catalog().table_exists(&ident).await {
+            Ok(true) => Ok(ident),
+            Ok(false) => Err(QueryError::NotFound(name.to_string())),
+            Err(e) => Err(failed(e.into())),
+        }
+    }
+
+    /// Plans `statement` read-only and collects up to the row limit, all
+    /// within the time limit (dropping the stream stops the plan).
+    async fn run(&self, statement: &str) -> Result<QueryResult, QueryError> {
+        let limits = self.limits;
+        let work = async {
+            // new tables and commits are visible at every request
+            self.session.refresh().await.map_err(failed)?;
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let frame = self
+                .session
+                .ctx
+                .sql_with_options(statement, options)
+                .await
+                .map_err(planning)?;
+            let schema = frame.schema().as_arrow().clone().into();
+            let mut stream = frame.execute_stream().await.map_err(planning)?;
+            let mut batches = Vec::new();
+            let mut rows = 0usize;
+            let mut truncated = false;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| failed(e.into()))?;
+                let room = limits.max_rows - rows;
+                if batch.num_rows() > room {
+                    batches.push(batch.slice(0, room));
+                    truncated = true;
+                    break;
+                }
+                rows += batch.num_rows();
+                batches.push(batch);
+            }
+            Ok(QueryResult {
+                schema,
+                batches,
+                truncated,
+            })
+        };
+        tokio::time::timeout(limits.timeout, work)
+            .await
+            .unwrap_or(Err(QueryError::Timeout(limits.timeout)))
+    }
+}
+
+fn failed(e: AnalyticsError) -> QueryError {
+    QueryError::Failed(e.to_string())
+}
+
+/// Errors while planning are the statement's fault (a bad name, a type
+/// mismatch, something read-only forbids); errors while running are not.
+fn planning(e: datafusion::error::DataFusionError) -> QueryError {
+    use datafusion::error::DataFusionError as E;
+    match e {
+        E::ResourcesExhausted(m) => QueryError::Failed(m),
+        E::ObjectStore(_) | E::IoError(_) | E::External(_) => QueryError::Failed(e.to_string()),
+        other => QueryError::BadRequest(first_line(&other.to_string())),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_or_say_how_to_write_them() {
+        let f: Filter = "fare_amount:ge:10.5".parse().unwrap();
+        assert_eq!(f.column, "fare_amount");
+        assert_eq!(f.op, FilterOp::Ge);
+        assert_eq!(f.value, "10.5");
+        // the value keeps its colons
+        let f: Filter = "note:eq:a:b".parse().unwrap();
+        assert_eq!(f.value, "a:b");
+        let e = "fare_amount>10".parse::<Filter>().unwrap_err().to_string();
+        assert!(e.contains("column:op:value"), "{e}");
+        let e = "fare_amount:like:1"
+            .parse::<Filter>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown operator"), "{e}");
+    }
+
+    #[test]
+    fn names_and_values_are_quoted_not_pasted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("x' OR '1'='1"), "'x'' OR ''1''=''1'");
+    }
+}

@@ -1,0 +1,391 @@
+//! `floe serve` over the quickstart's lake, through a real HTTP client:
+//! every endpoint's values against `floe sql` on the same lake, the three
+//! output formats, the bearer token, and bad requests (unknown table and
+//! column, DDL, DML, a file-reading function, `SET`, several statements,
+//! an oversize body, a query past its time limit, a result past the row
+//! limit) answered with a clear 4xx while the server keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::ingest::metrics_port;
+use crate::jobs::ok;
+use crate::stack::{fresh_dir, repo};
+
+const TOKEN: &str = "serve-test-token-0123456789";
+
+/// `floe serve` on a free port; killed when dropped.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(config: &Path, log: &Path) -> Served {
+    let port = metrics_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["serve", "--config", &config.display().to_string()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("FLOE__SERVE__TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("floe runs");
+    let served = Served {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reqwest::get(format!("{}/api/openapi.json", served.base))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "floe serve did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    served
+}
+
+/// A request with the token; its status and body.
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<String>,
+) -> (u16, String) {
+    let mut request = client.request(method, url).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+fn floe_sql_csv(config: &Path, sql: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["sql", "--config", &config.display().to_string()])
+        .args(["--quiet", "--format", "csv", "-e", sql])
+        .output()
+        .expect("floe runs");
+    ok(out)
+}
+
+fn quickstart_lake(dir: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["quickstart", "--dir", &dir.display().to_string()])
+        .current_dir(repo())
+        .env_remove("FLOE_WEATHER_URL")
+        .output()
+        .expect("floe runs");
+    ok(out);
+    dir.join("floe.toml")
+}
+
+#[tokio::test]
+async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
+    let dir = fresh_dir("serve");
+    let config = quickstart_lake(&dir.join("lake"));
+    // small limits, so that the time and row limits can be reached
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[serve]\nquery_timeout_secs = 2\nmax_rows = 5000\n");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.join("serve.log");
+    let served = serve(&config, &log).await;
+    let base = served.base.clone();
+    let client = reqwest::Client::new();
+    use reqwest::Method;
+
+    // the token: none, a wrong one
+    let none = reqwest::get(format!("{base}/api/tables")).await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+    assert!(none.text().await.unwrap().contains("Authorization: Bearer"));
+    let wrong = client
+        .get(format!("{base}/api/tables"))
+        .bearer_auth("serve-test-token-0123456780")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+
+    // the tables, with the row counts floe sql counts
+    let (status, body) = call(&client, Method::GET, &format!("{base}/api/tables"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let tables: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let trips = tables["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["schema"] == "taxi_cdc" && t["table"] == "trips")
+        .unwrap_or_else(|| panic!("no taxi_cdc.trips in {body}"));
+    let count = floe_sql_csv(&config, "SELECT count(*) AS n FROM taxi_cdc.trips");
+    assert_eq!(format!("n\n{}\n", trips["rows"].as_str().unwrap()), count);
+
+    // one table: its key column, partition, and snapshots
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/api/tables/taxi_cdc.trips"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let table: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(table["columns"][0]["column"], "trip_id");
+    assert_eq!(table["columns"][0]["key"], "key");
+    assert!(!table["snapshots"].as_array().unwrap().is_empty(), "{body}");
+
+    // SQL, in CSV: byte for byte what floe sql prints
+    let query = "SELECT payment_type, count(*) AS trips, sum(total_amount) AS revenue \
+                 FROM taxi_cdc.trips GROUP BY payment_type ORDER BY payment_type";
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/api/sql?format=csv"),
+        Some(query.into()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, floe_sql_csv(&config, query));
+
+    // a table read with columns, a filter, an order and a limit: the
+    // rows of the same query in floe sql
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!(
+            "{base}/api/tables/taxi_cdc.trips/rows?columns=trip_id,fare_amount\
+             &filter=fare_amount:ge:40&filter=payment_type:eq:1&order=-fare_amount,trip_id&limit=7"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let read: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(read["row_count"], 7, "{body}");
+    let as_csv: String = read["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{},{:.2}\n",
+                r["trip_id"],
+                r["fare_amount"].as_f64().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        format!("trip_id,fare_amount\n{as_csv}"),
+        floe_sql_csv(
+            &config,
+            "SELECT trip_id, fare_amount FROM taxi_cdc.trips WHERE fare_amount >= 40 \
+             AND payment_type = 1 ORDER BY fare_amount DESC, trip_id LIMIT 7"
+        )
+    );
+
+    // Arrow IPC: a stream a reader nobody here wrote opens
+    let arrow = client
+        .post(format!("{base}/api/sql?format=arrow"))
+        .bearer_auth(TOKEN)
+        .body("SELECT trip_id FROM taxi_cdc.trips WHERE trip_id <= 100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        arrow.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let bytes = arrow.bytes().await.unwrap();
+    let reader =
+        datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    let want = floe_sql_csv(
+        &config,
+        "SELECT count(*) AS n FROM taxi_cdc.trips WHERE trip_id <= 100",
+    );
+    assert_eq!(format!("n\n{rows}\n"), want);
+
+    // past the row limit: cut, and said so
+    let response = client
+        .post(format!("{base}/api/sql"))
+        .bearer_auth(TOKEN)
+        .body("SELECT * FROM taxi_cdc.trips")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-floe-truncated"], "true");
+    let cut: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(cut["row_count"], 5000);
+    assert_eq!(cut["truncated"], true);
+
+    // bad requests: a clear 4xx each, never a backtrace
+    let oversize = format!("SELECT 1 -- {}", "x".repeat(70 * 1024));
+    for (method, path, body, status, says) in [
+        (
+            Method::GET,
+            "/api/tables/nope.nope",
+            None,
+            404,
+            "no table nope.nope",
+        ),
+        (
+            Method::GET,
+            "/api/tables/trips",
+            None,
+            400,
+            "namespace.table",
+        ),
+        (
+            Method::GET,
+            "/api/tables/taxi_cdc.trips/rows?columns=nope",
+            None,
+            400,
+            "no column \\\"nope\\\"",
+        ),
+        (
+            Method::GET,
+            "/api/tables/taxi_cdc.trips/rows?filter=fare_amount>3",
+            None,
+            400,
+            "column:op:value",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("DROP TABLE taxi_cdc.trips".to_string()),
+            400,
+            "DDL not supported",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("DELETE FROM taxi_cdc.trips".to_string()),
+            400,
+            "not supported",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("COPY (SELECT 1) TO '/tmp/floe-serve-copy.csv'".to_string()),
+            400,
+            "DML not supported",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'".to_string()),
+            400,
+            "DDL not supported",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("SELECT * FROM read_csv('/etc/passwd')".to_string()),
+            400,
+            "read_csv",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("SET datafusion.execution.batch_size = 1".to_string()),
+            400,
+            "not supported",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("SELECT 1; SELECT 2".to_string()),
+            400,
+            "one statement",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("SELEC 1".to_string()),
+            400,
+            "error",
+        ),
+        (Method::POST, "/api/sql", Some(oversize), 413, "bytes"),
+        (
+            Method::POST,
+            "/api/sql",
+            Some("SELECT count(*) FROM range(100000000000)".to_string()),
+            408,
+            "time limit",
+        ),
+        (Method::GET, "/api/sql", None, 405, "POST"),
+        (Method::GET, "/etc/passwd", None, 404, "no endpoint"),
+        (
+            Method::GET,
+            "/api/tables/../../etc/passwd",
+            None,
+            404,
+            "no endpoint",
+        ),
+    ] {
+        let started = Instant::now();
+        let (got, text) = call(&client, method.clone(), &format!("{base}{path}"), body).await;
+        assert_eq!(got, status, "{method} {path}: {text}");
+        let error: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        let message = error["error"].to_string();
+        assert!(message.contains(says), "{method} {path}: {message}");
+        assert!(!message.contains("panicked"), "{method} {path}: {message}");
+        if status == 408 {
+            // stopped at its limit, not run to the end
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    }
+    assert!(!Path::new("/tmp/floe-serve-copy.csv").exists());
+
+    // still serving, and a new commit is visible at the next request
+    let (status, _) = call(&client, Method::GET, &format!("{base}/api/tables"), None).await;
+    assert_eq!(status, 200);
+    let (_, before) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/api/sql?format=csv"),
+        Some("SELECT count(*) AS n FROM floe_meta.job_runs".into()),
+    )
+    .await;
+    let run = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["jobs", "run", "zone_activity", "--config"])
+        .arg(&config)
+        .arg("--jobs-dir")
+        .arg(repo().join("analytics/jobs"))
+        .current_dir(repo())
+        .output()
+        .expect("floe runs");
+    ok(run);
+    let (_, after) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/api/sql?format=csv"),
+        Some("SELECT count(*) AS n FROM floe_meta.job_runs".into()),
+    )
+    .await;
+    let n = |csv: &str| -> u64 { csv.lines().nth(1).unwrap().parse().unwrap() };
+    assert_eq!(n(&after), n(&before) + 1, "{before} then {after}");
+
+    drop(served);
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log.contains(TOKEN), "the token reached the log: {log}");
+    std::fs::remove_dir_all(&dir).ok();
+}
