@@ -66,6 +66,11 @@ pub struct ServeSection {
     /// Queries run at once; more wait. Default 4.
     #[serde(default = "default_serve_queries")]
     pub max_concurrent_queries: usize,
+    /// Memory one query may hold (MiB; sorts, joins, aggregations). The
+    /// server's queries together hold at most this times
+    /// `max_concurrent_queries`. Default 512.
+    #[serde(default = "default_query_memory")]
+    pub query_memory_mb: usize,
 }
 
 impl Default for ServeSection {
@@ -76,6 +81,7 @@ impl Default for ServeSection {
             query_timeout_secs: default_query_timeout(),
             max_rows: default_serve_rows(),
             max_concurrent_queries: default_serve_queries(),
+            query_memory_mb: default_query_memory(),
         }
     }
 }
@@ -92,13 +98,21 @@ fn default_serve_rows() -> usize {
 fn default_serve_queries() -> usize {
     4
 }
+fn default_query_memory() -> usize {
+    512
+}
 
 /// The `[serve]` section of the file at `path` (defaults when absent).
 pub fn load_serve(path: &Path) -> Result<ServeSection> {
     let serve: ServeSection = section(path, "serve")?.unwrap_or_default();
-    if serve.query_timeout_secs == 0 || serve.max_rows == 0 || serve.max_concurrent_queries == 0 {
+    if serve.query_timeout_secs == 0
+        || serve.max_rows == 0
+        || serve.max_concurrent_queries == 0
+        || serve.query_memory_mb == 0
+    {
         bail!(
-            "config file {}: [serve] query_timeout_secs, max_rows and max_concurrent_queries must be positive",
+            "config file {}: [serve] query_timeout_secs, max_rows, max_concurrent_queries and \
+             query_memory_mb must be positive",
             path.display()
         );
     }

@@ -62,7 +62,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let address = guard(&settings)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let session = LakeSession::open(&lake).await?;
+        let memory = settings.query_memory_mb * settings.max_concurrent_queries * 1024 * 1024;
+        let session = LakeSession::open_with_memory_limit(&lake, memory).await?;
         let limits = QueryLimits {
             timeout: Duration::from_secs(settings.query_timeout_secs),
             max_rows: settings.max_rows,
@@ -240,6 +241,53 @@ impl Server {
                 let result = self.queries.rows(name, &rows).await?;
                 result_response(&result, query.format()?)
             }
+            (&Method::GET, ["api", "features", "demand"]) => {
+                let zone = query.required_number("zone")?;
+                let hour = query.all("hour").last();
+                let _running = self
+                    .running
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::closing())?;
+                let result = self.queries.demand_features(zone, hour).await?;
+                if result.num_rows() == 0 {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "no demand features for zone {zone} at {}",
+                            hour.unwrap_or("any hour")
+                        ),
+                    ));
+                }
+                result_response(&result, query.format()?)
+            }
+            (&Method::GET, ["api", "features", "fare"]) => {
+                let pickup = query.required_number("pickup_zone")?;
+                let dropoff = query.required_number("dropoff_zone")?;
+                let Some(time) = query.all("pickup_time").last() else {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "pickup_time is required (YYYY-MM-DD HH:MM, UTC)",
+                    ));
+                };
+                let _running = self
+                    .running
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::closing())?;
+                let result = self.queries.fare_features(pickup, dropoff, time).await?;
+                result_response(&result, query.format()?)
+            }
+            (&Method::GET, ["api", "zones", "activity"]) => {
+                let limit = query.number("limit")?.unwrap_or(20);
+                let _running = self
+                    .running
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::closing())?;
+                let result = self.queries.zone_activity(limit).await?;
+                result_response(&result, query.format()?)
+            }
             (&Method::POST, ["api", "sql"]) => {
                 let sql = read_body(request).await?;
                 let _running = self
@@ -259,7 +307,9 @@ impl Server {
                 &serde_json::json!({
                     "floe": "serve",
                     "endpoints": ["/api/tables", "/api/tables/{namespace.table}",
-                        "/api/tables/{namespace.table}/rows", "/api/sql (POST)", "/api/openapi.json"],
+                        "/api/tables/{namespace.table}/rows", "/api/sql (POST)",
+                        "/api/features/demand", "/api/features/fare", "/api/zones/activity",
+                        "/api/openapi.json"],
                 }),
             )),
             _ => Err(ApiError::new(
@@ -365,6 +415,20 @@ impl Query {
                 })
             })
             .transpose()
+    }
+
+    /// A whole number the request must give.
+    fn required_number(&self, key: &str) -> Result<i64, ApiError> {
+        let value = self
+            .all(key)
+            .last()
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{key} is required")))?;
+        value.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{key}={value:?} is not a whole number"),
+            )
+        })
     }
 
     fn format(&self) -> Result<Format, ApiError> {
@@ -496,6 +560,7 @@ impl From<QueryError> for ApiError {
             QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
             QueryError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
+            QueryError::OutOfMemory(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             QueryError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

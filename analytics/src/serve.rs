@@ -54,6 +54,9 @@ pub enum QueryError {
     /// The statement text is over the size limit.
     #[error("the statement is {0} bytes; at most {1} are accepted")]
     TooLarge(usize, usize),
+    /// The query needed more memory than its limit.
+    #[error("the query needs more memory than the server allows it: {0}")]
+    OutOfMemory(String),
     /// The query ran past its time limit and was stopped.
     #[error("the query ran past its time limit of {0:?} and was stopped")]
     Timeout(Duration),
@@ -338,6 +341,70 @@ impl ReadOnlyQueries {
         self.run(&sql).await
     }
 
+    /// The demand features of `zone` for `hour` (`YYYY-MM-DD HH:00`), or
+    /// for the newest hour the table has when `hour` is `None`: the row of
+    /// `ml.demand_prediction_features` a demand model reads.
+    pub async fn demand_features(
+        &self,
+        zone: i64,
+        hour: Option<&str>,
+    ) -> Result<QueryResult, QueryError> {
+        let when = match hour {
+            Some(h) => format!("hour = TIMESTAMP '{}'", timestamp(h)?.format("%Y-%m-%d %H:00:00")),
+            None => format!(
+                "hour = (SELECT max(hour) FROM ml.demand_prediction_features WHERE zone_id = {zone})"
+            ),
+        };
+        self.run(&format!(
+            "SELECT * FROM ml.demand_prediction_features WHERE zone_id = {zone} AND {when}"
+        ))
+        .await
+    }
+
+    /// The features a fare model needs for a trip not yet taken: its time
+    /// (hour of day, day of week, as `ml.fare_prediction_features` counts
+    /// them), the weather of that hour, and what past trips between the two
+    /// zones cost and took.
+    pub async fn fare_features(
+        &self,
+        pickup_zone: i64,
+        dropoff_zone: i64,
+        pickup_time: &str,
+    ) -> Result<QueryResult, QueryError> {
+        let at = timestamp(pickup_time)?
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        self.run(&format!(
+            "WITH pair AS (\
+               SELECT count(*) AS past_trips, avg(fare_amount) AS mean_fare, \
+                      avg(trip_distance) AS mean_distance, avg(duration_minutes) AS mean_duration_minutes \
+               FROM ml.fare_prediction_features \
+               WHERE pickup_zone_id = {pickup_zone} AND dropoff_zone_id = {dropoff_zone}), \
+             weather AS (\
+               SELECT temperature_c, precipitation_mm, condition AS weather_condition \
+               FROM weather.hourly_weather WHERE hour = date_trunc('hour', TIMESTAMP '{at}')) \
+             SELECT {pickup_zone} AS pickup_zone_id, {dropoff_zone} AS dropoff_zone_id, \
+                    TIMESTAMP '{at}' AS pickup_datetime, \
+                    CAST(date_part('hour', TIMESTAMP '{at}') AS INT) AS pickup_hour, \
+                    CAST(date_part('dow', TIMESTAMP '{at}') AS INT) AS day_of_week, \
+                    weather.temperature_c, weather.precipitation_mm, weather.weather_condition, \
+                    pair.past_trips, pair.mean_fare, pair.mean_distance, pair.mean_duration_minutes \
+             FROM pair LEFT JOIN weather ON true"
+        ))
+        .await
+    }
+
+    /// The zones of `realtime.zone_activity`'s newest window, most active
+    /// first.
+    pub async fn zone_activity(&self, limit: usize) -> Result<QueryResult, QueryError> {
+        self.run(&format!(
+            "SELECT * FROM realtime.zone_activity \
+             WHERE window_end = (SELECT max(window_end) FROM realtime.zone_activity) \
+             ORDER BY activity_score DESC, pickups DESC, zone_id LIMIT {limit}"
+        ))
+        .await
+    }
+
     /// `name` as a table that exists, or why not.
     async fn existing(&self, name: &str) -> Result<TableIdent, QueryError> {
         let ident = crate::meta::parse_table(name).map_err(|e| match e {
@@ -374,7 +441,7 @@ impl ReadOnlyQueries {
             let mut rows = 0usize;
             let mut truncated = false;
             while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| failed(e.into()))?;
+                let batch = batch.map_err(running)?;
                 let room = limits.max_rows - rows;
                 if batch.num_rows() > room {
                     batches.push(batch.slice(0, room));
@@ -396,8 +463,33 @@ impl ReadOnlyQueries {
     }
 }
 
+/// A time given as `YYYY-MM-DD HH:MM[:SS]` (or with a `T`), checked
+/// before it goes into a statement.
+fn timestamp(text: &str) -> Result<chrono::NaiveDateTime, QueryError> {
+    let text = text.trim().replace('T', " ");
+    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(&text, f).ok())
+        .ok_or_else(|| {
+            QueryError::BadRequest(format!(
+                "{text:?} is not a time: write YYYY-MM-DD HH:MM (UTC)"
+            ))
+        })
+}
+
 fn failed(e: AnalyticsError) -> QueryError {
     QueryError::Failed(e.to_string())
+}
+
+/// Errors while running are the lake's, except a query that needs more
+/// memory than its limit (the client can ask for less).
+fn running(e: datafusion::error::DataFusionError) -> QueryError {
+    match e.find_root() {
+        datafusion::error::DataFusionError::ResourcesExhausted(m) => {
+            QueryError::OutOfMemory(first_line(m))
+        }
+        _ => QueryError::Failed(e.to_string()),
+    }
 }
 
 /// Errors while planning are the statement's fault (a bad name, a type
@@ -405,7 +497,7 @@ fn failed(e: AnalyticsError) -> QueryError {
 fn planning(e: datafusion::error::DataFusionError) -> QueryError {
     use datafusion::error::DataFusionError as E;
     match e {
-        E::ResourcesExhausted(m) => QueryError::Failed(m),
+        E::ResourcesExhausted(m) => QueryError::OutOfMemory(first_line(&m)),
         E::ObjectStore(_) | E::IoError(_) | E::External(_) => QueryError::Failed(e.to_string()),
         other => QueryError::BadRequest(first_line(&other.to_string())),
     }
@@ -443,6 +535,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown operator"), "{e}");
+    }
+
+    #[test]
+    fn times_are_checked_before_they_reach_a_statement() {
+        assert_eq!(
+            timestamp("2024-03-05T08:00").unwrap().to_string(),
+            "2024-03-05 08:00:00"
+        );
+        assert!(timestamp("2024-03-05 08").is_ok());
+        let e = timestamp("2024-03-05' OR 1=1").unwrap_err().to_string();
+        assert!(e.contains("is not a time"), "{e}");
     }
 
     #[test]

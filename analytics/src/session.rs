@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 use iceberg_datafusion::IcebergCatalogProvider;
@@ -30,14 +31,39 @@ impl LakeSession {
         Self::over(lake).await
     }
 
+    /// Opens the lake of `config` and a session whose queries together
+    /// hold at most `bytes` of memory (sorts, joins and aggregations past
+    /// it fail with "resources exhausted" instead of growing).
+    pub async fn open_with_memory_limit(
+        config: &LakeConfig,
+        bytes: usize,
+    ) -> Result<Self, AnalyticsError> {
+        let lake = Arc::new(Lake::open(config).await?);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(bytes, 1.0)
+            .build_arc()?;
+        Self::build(lake, Some(runtime)).await
+    }
+
     /// A session over an opened lake.
     pub async fn over(lake: Arc<Lake>) -> Result<Self, AnalyticsError> {
+        Self::build(lake, None).await
+    }
+
+    async fn build(
+        lake: Arc<Lake>,
+        runtime: Option<Arc<RuntimeEnv>>,
+    ) -> Result<Self, AnalyticsError> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(LAKE_CATALOG, "public")
             .with_information_schema(true);
         // DataFusion's analyzer rules, with floe's around them: SQL answers
         // as PostgreSQL gives them (crate::dialect)
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new();
+        if let Some(runtime) = runtime {
+            state = state.with_runtime_env(runtime);
+        }
+        let state = state
             .with_config(config)
             .with_default_features()
             .with_analyzer_rules(crate::dialect::analyzer_rules())

@@ -1,9 +1,10 @@
 //! `floe serve` over the quickstart's lake, through a real HTTP client:
-//! every endpoint's values against `floe sql` on the same lake, the three
+//! every endpoint's values (tables, rows, SQL, the demand and fare
+//! features, zone activity) against `floe sql` on the same lake, the three
 //! output formats, the bearer token, and bad requests (unknown table and
 //! column, DDL, DML, a file-reading function, `SET`, several statements,
-//! an oversize body, a query past its time limit, a result past the row
-//! limit) answered with a clear 4xx while the server keeps serving.
+//! an oversize body, a query past its time or memory limit, a result past
+//! the row limit) answered with a clear 4xx while the server keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -99,7 +100,9 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     let config = quickstart_lake(&dir.join("lake"));
     // small limits, so that the time and row limits can be reached
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[serve]\nquery_timeout_secs = 2\nmax_rows = 5000\n");
+    text.push_str(
+        "\n[serve]\nquery_timeout_secs = 2\nmax_rows = 5000\nquery_memory_mb = 32\nmax_concurrent_queries = 2\n",
+    );
     std::fs::write(&config, text).unwrap();
     let log = dir.join("serve.log");
     let served = serve(&config, &log).await;
@@ -231,6 +234,102 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     assert_eq!(cut["row_count"], 5000);
     assert_eq!(cut["truncated"], true);
 
+    // the features an application asks for, against floe sql's answers
+    let busiest = floe_sql_csv(
+        &config,
+        "SELECT zone_id, to_char(hour, '%Y-%m-%d %H:%M') AS hour, pickups, pickups_lag_24h \
+         FROM ml.demand_prediction_features WHERE pickups > 0 \
+         ORDER BY pickups DESC, zone_id, hour LIMIT 1",
+    );
+    let busiest: Vec<&str> = busiest.lines().nth(1).unwrap().split(',').collect();
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!(
+            "{base}/api/features/demand?zone={}&hour={}",
+            busiest[0],
+            busiest[1].replace(' ', "%20")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let demand: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(demand["row_count"], 1, "{body}");
+    // CSV writes a null as nothing
+    let shown = |v: &serde_json::Value| v.as_i64().map(|n| n.to_string()).unwrap_or_default();
+    assert_eq!(shown(&demand["rows"][0]["pickups"]), busiest[2]);
+    assert_eq!(shown(&demand["rows"][0]["pickups_lag_24h"]), busiest[3]);
+
+    let pair = floe_sql_csv(
+        &config,
+        "SELECT pickup_zone_id, dropoff_zone_id, count(*) AS n, round(avg(fare_amount), 6) AS fare \
+         FROM ml.fare_prediction_features GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 1",
+    );
+    let pair: Vec<&str> = pair.lines().nth(1).unwrap().split(',').collect();
+    let weather = floe_sql_csv(
+        &config,
+        "SELECT temperature_c FROM weather.hourly_weather WHERE hour = TIMESTAMP '2024-03-15 08:00:00'",
+    );
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!(
+            "{base}/api/features/fare?pickup_zone={}&dropoff_zone={}&pickup_time=2024-03-15T08:30",
+            pair[0], pair[1]
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let fare: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let row = &fare["rows"][0];
+    assert_eq!(row["past_trips"].to_string(), pair[2], "{body}");
+    let mean: f64 = pair[3].parse().unwrap();
+    assert!(
+        (row["mean_fare"].as_f64().unwrap() - mean).abs() < 1e-5,
+        "{body}"
+    );
+    assert_eq!(
+        (row["pickup_hour"].clone(), row["day_of_week"].clone()),
+        (8.into(), 5.into())
+    );
+    assert_eq!(
+        format!("temperature_c\n{}\n", row["temperature_c"]),
+        weather,
+        "{body}"
+    );
+
+    let newest = floe_sql_csv(
+        &config,
+        "SELECT count(*) AS n, max(activity_score) AS top FROM realtime.zone_activity \
+         WHERE window_end = (SELECT max(window_end) FROM realtime.zone_activity)",
+    );
+    let newest: Vec<&str> = newest.lines().nth(1).unwrap().split(',').collect();
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/api/zones/activity?limit=3"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let activity: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows = activity["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        3.min(newest[0].parse::<usize>().unwrap()),
+        "{body}"
+    );
+    assert_eq!(
+        rows[0]["activity_score"].as_f64().unwrap(),
+        newest[1].parse::<f64>().unwrap()
+    );
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0]["window_end"] == w[1]["window_end"]
+            && w[0]["activity_score"].as_f64() >= w[1]["activity_score"].as_f64()));
+
     // bad requests: a clear 4xx each, never a backtrace
     let oversize = format!("SELECT 1 -- {}", "x".repeat(70 * 1024));
     for (method, path, body, status, says) in [
@@ -325,6 +424,35 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
             Some("SELECT count(*) FROM range(100000000000)".to_string()),
             408,
             "time limit",
+        ),
+        (
+            Method::POST,
+            "/api/sql",
+            // 160 MB of values to hold at once; the server gives a query 32 MB
+            Some("SELECT array_agg(value) FROM range(20000000)".to_string()),
+            422,
+            "more memory",
+        ),
+        (
+            Method::GET,
+            "/api/features/demand?zone=99999",
+            None,
+            404,
+            "no demand features",
+        ),
+        (
+            Method::GET,
+            "/api/features/demand?zone=1&hour=noon",
+            None,
+            400,
+            "is not a time",
+        ),
+        (
+            Method::GET,
+            "/api/features/fare?pickup_zone=1",
+            None,
+            400,
+            "dropoff_zone is required",
         ),
         (Method::GET, "/api/sql", None, 405, "POST"),
         (Method::GET, "/etc/passwd", None, 404, "no endpoint"),
