@@ -11,7 +11,9 @@
 # database in tests), Java 17 and Debian's Jetty 9 (Kafka Connect in the
 # local stack). Then, into $FLOE_CACHE so they outlive the clone: the
 # Garage S3 server (built from crates.io once, about 13 minutes) and the
-# independent lake readers pyiceberg and DuckDB (from PyPI).
+# independent lake readers pyiceberg and DuckDB, with Selenium for the
+# dashboard test (from PyPI). Chromium and its driver (Debian) drive the
+# dashboard test's browser.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
@@ -31,6 +33,9 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 # Debian's Jetty 9 (the jars the Debezium wheels ship do not work together)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 [ -f /usr/share/java/jetty9-server.jar ] || missing+=(libjetty9-java)
+# floe serve's dashboard is tested in a real headless browser
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   log "installing ${missing[*]} (apt-get)"
   if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi

@@ -71,6 +71,10 @@ pub struct ServeSection {
     /// `max_concurrent_queries`. Default 512.
     #[serde(default = "default_query_memory")]
     pub query_memory_mb: usize,
+    /// `floe ingest`'s metrics URL (`http://host:port/metrics`): the
+    /// dashboard then shows its lag, freshness and health.
+    #[serde(default)]
+    pub ingest_metrics: Option<String>,
 }
 
 impl Default for ServeSection {
@@ -82,6 +86,7 @@ impl Default for ServeSection {
             max_rows: default_serve_rows(),
             max_concurrent_queries: default_serve_queries(),
             query_memory_mb: default_query_memory(),
+            ingest_metrics: None,
         }
     }
 }

@@ -138,6 +138,24 @@ pub fn json_rows(batches: &[RecordBatch]) -> Result<serde_json::Value, Analytics
     serde_json::from_slice(&out).map_err(|e| AnalyticsError::Usage(format!("rows as JSON: {e}")))
 }
 
+/// How one table is doing: what the dashboard's health page shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableHealth {
+    pub namespace: String,
+    pub table: String,
+    pub live_rows: u64,
+    pub data_files: u64,
+    pub delete_files: u64,
+    /// Rows in the data files that a delete file deletes, of all rows in
+    /// them (what a reader reads and throws away).
+    pub deleted_row_share: f64,
+    pub snapshots: usize,
+    /// When the newest commit was made (Unix milliseconds).
+    pub last_commit_ms: Option<i64>,
+    /// Commits in the hour before `now_ms`, per minute.
+    pub commits_per_minute: f64,
+}
+
 /// A comparison in a table read: `column op value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -250,6 +268,42 @@ impl ReadOnlyQueries {
         crate::meta::list_tables(self.session.lake.catalog().as_ref())
             .await
             .map_err(failed)
+    }
+
+    /// Every table's health, with commits per minute over the hour before
+    /// `now_ms`.
+    pub async fn health(&self, now_ms: i64) -> Result<Vec<TableHealth>, QueryError> {
+        let catalog = self.session.lake.catalog();
+        let fail = |e: iceberg::Error| failed(e.into());
+        let mut namespaces = catalog.list_namespaces(None).await.map_err(fail)?;
+        namespaces.sort_by_key(|n| n.to_url_string());
+        let mut all = Vec::new();
+        for namespace in namespaces {
+            let mut tables = catalog.list_tables(&namespace).await.map_err(fail)?;
+            tables.sort_by(|a, b| a.name().cmp(b.name()));
+            for ident in tables {
+                let table = catalog.load_table(&ident).await.map_err(fail)?;
+                let m = table.metadata();
+                let files = lakehouse::TableFiles::of(m);
+                let hour_ago = now_ms - 3_600_000;
+                let recent = m
+                    .snapshots()
+                    .filter(|s| s.timestamp_ms() > hour_ago && s.timestamp_ms() <= now_ms)
+                    .count();
+                all.push(TableHealth {
+                    namespace: namespace.to_url_string(),
+                    table: ident.name().to_string(),
+                    live_rows: files.live_rows(),
+                    data_files: files.data_files,
+                    delete_files: files.delete_files,
+                    deleted_row_share: files.deleted_share(),
+                    snapshots: m.snapshots().count(),
+                    last_commit_ms: m.current_snapshot().map(|s| s.timestamp_ms()),
+                    commits_per_minute: recent as f64 / 60.0,
+                });
+            }
+        }
+        Ok(all)
     }
 
     /// A table's columns and partition fields (as `\d`), and its snapshots

@@ -4,7 +4,10 @@
 //! output formats, the bearer token, and bad requests (unknown table and
 //! column, DDL, DML, a file-reading function, `SET`, several statements,
 //! an oversize body, a query past its time or memory limit, a result past
-//! the row limit) answered with a clear 4xx while the server keeps serving.
+//! the row limit) answered with a clear 4xx while the server keeps serving;
+//! then the dashboard in headless Chromium: signed in through its form,
+//! each page free of console errors, its charts drawn and its numbers
+//! those of `floe sql`, and a new commit shown after a refresh.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,6 +84,22 @@ fn floe_sql_csv(config: &Path, sql: &str) -> String {
         .output()
         .expect("floe runs");
     ok(out)
+}
+
+/// The dashboard as headless Chromium sees it (tests/e2e/browse_dashboard.py),
+/// a screenshot of each page kept under the build folder's
+/// `tmp/dashboard` (`{name}_*.png`).
+fn browse(base: &str, name: &str) -> serde_json::Value {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    let out = Command::new(crate::types::lake_readers_python())
+        .arg(repo().join("tests/e2e/browse_dashboard.py"))
+        .args([base, TOKEN])
+        .arg(&shots)
+        .arg(name)
+        .output()
+        .expect("python runs");
+    let stdout = ok(out);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 fn quickstart_lake(dir: &Path) -> PathBuf {
@@ -483,9 +502,97 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     }
     assert!(!Path::new("/tmp/floe-serve-copy.csv").exists());
 
-    // still serving, and a new commit is visible at the next request
+    // still serving
     let (status, _) = call(&client, Method::GET, &format!("{base}/api/tables"), None).await;
     assert_eq!(status, 200);
+
+    // the dashboard in a real browser: every page without console errors,
+    // its charts drawn, its numbers those floe sql computes
+    let seen = browse(&base, "before");
+    assert_eq!(seen["redirected_to"], "/login", "{seen}");
+    for page in ["/", "/quality", "/analytics"] {
+        assert_eq!(
+            seen[page]["errors"],
+            serde_json::json!([]),
+            "{page}: {seen}"
+        );
+        assert!(
+            seen[page]["title"].as_str().unwrap().starts_with("floe"),
+            "{seen}"
+        );
+    }
+    let charts = seen["/analytics"]["charts"].as_object().unwrap();
+    for chart in [
+        "trips-per-day",
+        "revenue-per-day",
+        "top-zones",
+        "windows",
+        "demand",
+        "weather",
+    ] {
+        assert!(
+            charts.get(chart).and_then(|n| n.as_u64()).unwrap_or(0) > 0,
+            "{chart} not drawn: {seen}"
+        );
+    }
+    assert!(
+        seen["/analytics"]["hover"][0]
+            .as_str()
+            .unwrap()
+            .contains(": "),
+        "no numbers on hover: {seen}"
+    );
+    let shown_trips = seen["/"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0] == "taxi_cdc.trips")
+        .unwrap_or_else(|| panic!("no taxi_cdc.trips on the health page: {seen}"))[1]
+        .as_str()
+        .unwrap()
+        .replace(',', "");
+    assert_eq!(format!("n\n{shown_trips}\n"), count);
+    let per_day: String = seen["/analytics"]["trips_per_day"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{},{}\n", r[0].as_str().unwrap(), r[1].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        format!("day,trips\n{per_day}"),
+        floe_sql_csv(
+            &config,
+            "SELECT CAST(CAST(pickup_datetime AS DATE) AS VARCHAR) AS day, count(*) AS trips \
+             FROM taxi_cdc.trips GROUP BY 1 ORDER BY 1"
+        )
+    );
+    let failing = floe_sql_csv(
+        &config,
+        "SELECT count(*) FILTER (WHERE NOT passed) AS failing, count(*) AS checks \
+         FROM quality.check_results \
+         WHERE run_id = (SELECT run_id FROM quality.check_results ORDER BY checked_at DESC LIMIT 1)",
+    );
+    let failing: Vec<&str> = failing.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(
+        seen["/quality"]["quality-summary"],
+        format!("{} of {} checks failing", failing[0], failing[1]),
+        "{seen}"
+    );
+    // failing checks first
+    let results: Vec<String> = seen["/quality"]["quality"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[3].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        results
+            .windows(2)
+            .all(|w| !(w[0] == "passed" && w[1] == "FAILED")),
+        "{results:?}"
+    );
+
+    // a new commit is visible at the next request, and on the next refresh
     let (_, before) = call(
         &client,
         Method::POST,
@@ -511,6 +618,12 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     .await;
     let n = |csv: &str| -> u64 { csv.lines().nth(1).unwrap().parse().unwrap() };
     assert_eq!(n(&after), n(&before) + 1, "{before} then {after}");
+    let again = browse(&base, "after");
+    assert_eq!(
+        again["/"]["job-summary"],
+        format!("0 of the last {} runs did not succeed", n(&after)),
+        "{again}"
+    );
 
     drop(served);
     let log = std::fs::read_to_string(&log).unwrap_or_default();

@@ -19,7 +19,9 @@ use analytics::LakeSession;
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -27,10 +29,17 @@ use tokio::sync::Semaphore;
 
 use crate::config::ServeSection;
 
+mod dashboard;
+mod svg;
+
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
-/// Time a connection has to send a complete request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a connection has to send a complete request head. hyper counts
+/// a kept-alive connection's idle time against it too, and a client
+/// that sends on a connection the server is closing gets an error it
+/// cannot retry (a POST): so it outlasts the usual client pool's idle
+/// time (reqwest's 90 s), and the connection cap bounds slow clients.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest a connection is kept: a query's time limit bounds each
 /// request, and a keep-alive connection may carry several.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
@@ -39,7 +48,7 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Largest request body read (a SQL statement).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-const OPENAPI: &str = include_str!("serve/openapi.json");
+const OPENAPI: &str = include_str!("openapi.json");
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -84,6 +93,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let server = Arc::new(Server {
             queries: ReadOnlyQueries::new(session, limits),
             token: settings.token.clone(),
+            ingest_metrics: settings.ingest_metrics.clone(),
             running: Semaphore::new(settings.max_concurrent_queries),
         });
         tokio::select! {
@@ -136,6 +146,7 @@ fn guard(settings: &ServeSection) -> Result<SocketAddr> {
 struct Server {
     queries: ReadOnlyQueries,
     token: Option<String>,
+    ingest_metrics: Option<String>,
     running: Semaphore,
 }
 
@@ -192,11 +203,31 @@ impl Server {
     }
 
     async fn route(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
-        self.authorize(&request)?;
-        let query = Query::parse(request.uri().query().unwrap_or(""))?;
         let path = request.uri().path().trim_end_matches('/').to_string();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let page = matches!(segments.as_slice(), [] | ["quality"] | ["analytics"]);
+        if segments.as_slice() == ["login"] {
+            return self.login(request).await;
+        }
+        if let Err(e) = self.authorize(&request) {
+            // a browser asking for a page signs in first
+            if page {
+                return Ok(redirect("/login"));
+            }
+            return Err(e);
+        }
+        let query = Query::parse(request.uri().query().unwrap_or(""))?;
         match (request.method(), segments.as_slice()) {
+            (&Method::GET, []) => Ok(html(
+                dashboard::health(&self.queries, self.ingest_metrics.as_deref()).await,
+            )),
+            (&Method::GET, ["quality"]) => Ok(html(dashboard::quality(&self.queries).await)),
+            (&Method::GET, ["analytics"]) => Ok(html(dashboard::analytics(&self.queries).await)),
+            (&Method::GET, ["api", "health"]) => {
+                let now = chrono_now_ms();
+                let tables = self.queries.health(now).await?;
+                Ok(json(StatusCode::OK, &serde_json::json!({"tables": tables})))
+            }
             (&Method::GET, ["api", "openapi.json"]) => Ok(body(
                 StatusCode::OK,
                 "application/json",
@@ -302,11 +333,11 @@ impl Server {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "POST the statement as the request body",
             )),
-            (&Method::GET, []) => Ok(json(
+            (&Method::GET, ["api"]) => Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({
                     "floe": "serve",
-                    "endpoints": ["/api/tables", "/api/tables/{namespace.table}",
+                    "endpoints": ["/ (the dashboard)", "/api/health", "/api/tables", "/api/tables/{namespace.table}",
                         "/api/tables/{namespace.table}/rows", "/api/sql (POST)",
                         "/api/features/demand", "/api/features/fare", "/api/zones/activity",
                         "/api/openapi.json"],
@@ -322,15 +353,52 @@ impl Server {
         }
     }
 
+    /// `GET /login` shows the form; `POST /login` with `token=...` keeps
+    /// the token in a cookie the pages are then read with.
+    async fn login(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
+        if request.method() != Method::POST {
+            return Ok(html(dashboard::login(false)));
+        }
+        let form = read_body(request).await?;
+        let given = Query::parse(&form)?
+            .all("token")
+            .last()
+            .unwrap_or("")
+            .to_string();
+        match &self.token {
+            Some(token) if !same(given.as_bytes(), token.as_bytes()) => {
+                let mut page = html(dashboard::login(true));
+                *page.status_mut() = StatusCode::UNAUTHORIZED;
+                Ok(page)
+            }
+            _ => {
+                let mut response = redirect("/");
+                let cookie = format!("{COOKIE_NAME}={given}; HttpOnly; SameSite=Strict; Path=/");
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().insert(SET_COOKIE, value);
+                }
+                Ok(response)
+            }
+        }
+    }
+
     fn authorize(&self, request: &Request<Incoming>) -> Result<(), ApiError> {
         let Some(token) = &self.token else {
             return Ok(());
         };
+        let cookie = request
+            .headers()
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='));
         let given = request
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or(cookie);
         match given {
             Some(given) if same(given.as_bytes(), token.as_bytes()) => Ok(()),
             Some(_) => Err(ApiError::unauthorized(
@@ -341,6 +409,33 @@ impl Server {
             )),
         }
     }
+}
+
+/// The cookie a signed-in browser sends the token in.
+const COOKIE_NAME: &str = "floe_token";
+
+fn chrono_now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn html(page: String) -> Answer {
+    body(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        page.into_bytes(),
+    )
+}
+
+fn redirect(to: &'static str) -> Answer {
+    let mut response = body(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        Vec::new(),
+    );
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static(to));
+    response
 }
 
 /// Compares without stopping at the first difference, so the time taken
