@@ -129,7 +129,8 @@ pub fn run(args: QuickstartArgs) -> Result<()> {
          \x20 {floe} sql --config {c} -e \"SELECT count(*) AS trips, sum(total_amount) AS revenue FROM taxi_cdc.trips\"\n\
          \x20 {floe} sql --config {c} -e \"SELECT zone, day, pickups, revenue FROM analytics.zone_performance_metrics ORDER BY pickups DESC LIMIT 5\"\n\
          \x20 {floe} sql --config {c} -e \"SELECT window_start, trips, revenue FROM realtime.trip_aggregations ORDER BY trips DESC LIMIT 5\"\n\
-         or the shell: {floe} sql --config {c}   (\\dt lists the tables, \\snapshots taxi_cdc.trips their history)",
+         or the shell: {floe} sql --config {c}   (\\dt lists the tables, \\snapshots taxi_cdc.trips their history)\n\
+         or the dashboard and HTTP API: {floe} serve --config {c}   then open http://127.0.0.1:8080/",
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -68,6 +68,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
+    // an empty token (an unset variable in docker-compose) is no token
+    settings.token = settings.token.filter(|t| !t.is_empty());
     let address = guard(&settings)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
