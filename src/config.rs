@@ -71,6 +71,15 @@ pub struct ServeSection {
     /// `max_concurrent_queries`. Default 512.
     #[serde(default = "default_query_memory")]
     pub query_memory_mb: usize,
+    /// Rows a Flight SQL result streams at most; past it the stream ends
+    /// with an error (results stream, so this is a guard, not a buffer).
+    /// Default 100000000.
+    #[serde(default = "default_flight_rows")]
+    pub flight_max_rows: usize,
+    /// `host:port` of the Arrow Flight SQL endpoint (gRPC). Default
+    /// `127.0.0.1:50051`; the same token rule as `listen`.
+    #[serde(default = "default_flight_listen")]
+    pub flight_listen: String,
     /// `floe ingest`'s metrics URL (`http://host:port/metrics`): the
     /// dashboard then shows its lag, freshness and health.
     #[serde(default)]
@@ -87,6 +96,8 @@ impl Default for ServeSection {
             max_concurrent_queries: default_serve_queries(),
             query_memory_mb: default_query_memory(),
             ingest_metrics: None,
+            flight_listen: default_flight_listen(),
+            flight_max_rows: default_flight_rows(),
         }
     }
 }
@@ -106,6 +117,12 @@ fn default_serve_queries() -> usize {
 fn default_query_memory() -> usize {
     512
 }
+fn default_flight_rows() -> usize {
+    100_000_000
+}
+fn default_flight_listen() -> String {
+    "127.0.0.1:50051".into()
+}
 
 /// The `[serve]` section of the file at `path` (defaults when absent).
 pub fn load_serve(path: &Path) -> Result<ServeSection> {
@@ -114,10 +131,11 @@ pub fn load_serve(path: &Path) -> Result<ServeSection> {
         || serve.max_rows == 0
         || serve.max_concurrent_queries == 0
         || serve.query_memory_mb == 0
+        || serve.flight_max_rows == 0
     {
         bail!(
-            "config file {}: [serve] query_timeout_secs, max_rows, max_concurrent_queries and \
-             query_memory_mb must be positive",
+            "config file {}: [serve] query_timeout_secs, max_rows, max_concurrent_queries, \
+             query_memory_mb and flight_max_rows must be positive",
             path.display()
         );
     }

@@ -168,8 +168,8 @@ enum Command {
     /// safely beside it.
     #[command(after_help = MAINTAIN_EXAMPLES)]
     Maintain(maintain::MaintainArgs),
-    /// Serve the lake over HTTP: tables, their rows, and read-only SQL, as
-    /// JSON, CSV or Arrow IPC.
+    /// Serve the lake: a dashboard, an HTTP API (tables, rows, read-only
+    /// SQL, features; JSON, CSV or Arrow IPC) and Arrow Flight SQL.
     ///
     /// GET /api/tables lists the tables; GET /api/tables/NS.TABLE shows
     /// columns, partition fields and snapshots; GET
@@ -180,8 +180,11 @@ enum Command {
     /// /api/openapi.json. [serve] in the config: listen (default
     /// 127.0.0.1:8080), token (required unless listening on loopback; or
     /// FLOE__SERVE__TOKEN), query_timeout_secs (30), max_rows (100000),
-    /// max_concurrent_queries (4). Every table's newest commit is read at
-    /// each request.
+    /// max_concurrent_queries (4), query_memory_mb (512), flight_listen
+    /// (127.0.0.1:50051), flight_max_rows, ingest_metrics (floe ingest's
+    /// /metrics, for the dashboard). The dashboard is at /; Flight SQL
+    /// takes the token as `authorization: Bearer TOKEN`. Every table's
+    /// newest commit is read at each request.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(serve::ServeArgs),
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SQLOptions;
 use futures::StreamExt;
 use iceberg::TableIdent;
@@ -250,6 +251,19 @@ impl ReadOnlyQueries {
 
     /// Runs one read-only SQL statement.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        self.run(sql).await
+    }
+
+    /// Plans one read-only statement, with `params` for its `$1`, `$2`...
+    /// placeholders when given (a prepared statement), without running it:
+    /// the plan's schema is known, and [`DataFrame::execute_stream`] runs it
+    /// batch by batch. The caller holds the limits of time and rows on the
+    /// stream.
+    pub async fn plan(
+        &self,
+        sql: &str,
+        params: Option<Vec<datafusion::scalar::ScalarValue>>,
+    ) -> Result<DataFrame, QueryError> {
         if sql.len() > self.limits.max_sql_bytes {
             return Err(QueryError::TooLarge(sql.len(), self.limits.max_sql_bytes));
         }
@@ -260,7 +274,53 @@ impl ReadOnlyQueries {
                 statements.len()
             )));
         };
-        self.run(statement).await
+        self.session.refresh().await.map_err(failed)?;
+        let frame = self
+            .session
+            .ctx
+            .sql_with_options(statement, read_only())
+            .await
+            .map_err(planning)?;
+        match params {
+            Some(values) => frame.with_param_values(values).map_err(planning),
+            None => Ok(frame),
+        }
+    }
+
+    /// The Arrow schemas of the lake's tables, by namespace: what
+    /// metadata calls (Flight SQL's GetTables) describe.
+    pub async fn table_schemas(&self) -> Result<Vec<(String, String, SchemaRef)>, QueryError> {
+        self.session.refresh().await.map_err(failed)?;
+        let Some(catalog) = self.session.ctx.catalog(crate::LAKE_CATALOG) else {
+            return Ok(Vec::new());
+        };
+        let mut all = Vec::new();
+        let mut namespaces = catalog.schema_names();
+        namespaces.sort();
+        for namespace in namespaces {
+            let Some(schema) = catalog.schema(&namespace) else {
+                continue;
+            };
+            // iceberg-datafusion's `t$snapshots` and `t$manifests` stay
+            // queryable, but are not tables to list
+            let mut tables: Vec<String> = schema
+                .table_names()
+                .into_iter()
+                .filter(|t| !t.contains('$'))
+                .collect();
+            tables.sort();
+            for table in tables {
+                if let Ok(Some(provider)) = schema.table(&table).await {
+                    all.push((namespace.clone(), table, provider.schema()));
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Maps an error of a running plan (see [`Self::plan`]) as a query's.
+    pub fn running_error(e: datafusion::error::DataFusionError) -> QueryError {
+        running(e)
     }
 
     /// The lake's tables, as `\dt` lists them.
@@ -477,18 +537,7 @@ impl ReadOnlyQueries {
     async fn run(&self, statement: &str) -> Result<QueryResult, QueryError> {
         let limits = self.limits;
         let work = async {
-            // new tables and commits are visible at every request
-            self.session.refresh().await.map_err(failed)?;
-            let options = SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            let frame = self
-                .session
-                .ctx
-                .sql_with_options(statement, options)
-                .await
-                .map_err(planning)?;
+            let frame = self.plan(statement, None).await?;
             let schema = frame.schema().as_arrow().clone().into();
             let mut stream = frame.execute_stream().await.map_err(planning)?;
             let mut batches = Vec::new();
@@ -529,6 +578,14 @@ fn timestamp(text: &str) -> Result<chrono::NaiveDateTime, QueryError> {
                 "{text:?} is not a time: write YYYY-MM-DD HH:MM (UTC)"
             ))
         })
+}
+
+/// No DDL, no DML (`COPY` included), no `SET`.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 fn failed(e: AnalyticsError) -> QueryError {

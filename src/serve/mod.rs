@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use crate::config::ServeSection;
 
 mod dashboard;
+mod flight;
 mod svg;
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -60,6 +61,10 @@ pub struct ServeArgs {
     /// Listen here instead of [serve] listen (`host:port`).
     #[arg(long)]
     listen: Option<String>,
+
+    /// Serve Arrow Flight SQL here instead of [serve] flight_listen.
+    #[arg(long)]
+    flight_listen: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -68,9 +73,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
+    if let Some(listen) = args.flight_listen {
+        settings.flight_listen = listen;
+    }
     // an empty token (an unset variable in docker-compose) is no token
     settings.token = settings.token.filter(|t| !t.is_empty());
-    let address = guard(&settings)?;
+    let address = guard(&settings, &settings.listen, "listen")?;
+    let flight_address = guard(&settings, &settings.flight_listen, "flight_listen")?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let memory = settings.query_memory_mb * settings.max_concurrent_queries * 1024 * 1024;
@@ -84,22 +93,45 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
         let bound = listener.local_addr().unwrap_or(address);
+        let flight = tokio::net::TcpListener::bind(flight_address)
+            .await
+            .with_context(|| format!("cannot listen for Flight SQL on {flight_address}"))?;
+        let flight_bound = flight.local_addr().unwrap_or(flight_address);
         eprintln!(
-            "floe serve: http://{bound}/api/tables (OpenAPI at /api/openapi.json){}",
+            "floe serve: the dashboard at http://{bound}/, the HTTP API under /api (OpenAPI at \
+             /api/openapi.json), Flight SQL at grpc://{flight_bound}{}",
             if settings.token.is_some() {
                 "; every request needs the bearer token"
             } else {
                 ""
             }
         );
+        let queries = ReadOnlyQueries::new(session, limits);
+        let running = Arc::new(Semaphore::new(settings.max_concurrent_queries));
+        let flight_service = flight::FlightSqlServer::new(
+            queries.clone(),
+            settings.token.clone(),
+            running.clone(),
+            settings.flight_max_rows,
+        )
+        .context("cannot describe the Flight SQL server")?;
+        let flight_server = tonic::transport::Server::builder()
+            .add_service(
+                arrow_flight::flight_service_server::FlightServiceServer::new(flight_service)
+                    .max_decoding_message_size(MAX_BODY_BYTES * 16),
+            )
+            .serve_with_incoming(tokio_stream_of(flight));
         let server = Arc::new(Server {
-            queries: ReadOnlyQueries::new(session, limits),
+            queries,
             token: settings.token.clone(),
             ingest_metrics: settings.ingest_metrics.clone(),
-            running: Semaphore::new(settings.max_concurrent_queries),
+            running,
         });
         tokio::select! {
             () = accept(listener, server) => {}
+            result = flight_server => {
+                result.context("the Flight SQL server stopped")?;
+            }
             _ = tokio::signal::ctrl_c() => eprintln!("floe serve: stopped"),
             () = terminated() => eprintln!("floe serve: stopped"),
         }
@@ -118,23 +150,20 @@ async fn terminated() {
 
 /// The address to listen on, refusing one other machines can reach
 /// without a token.
-fn guard(settings: &ServeSection) -> Result<SocketAddr> {
-    let address = settings
-        .listen
+fn guard(settings: &ServeSection, listen: &str, key: &str) -> Result<SocketAddr> {
+    let address = listen
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
         .with_context(|| {
             format!(
-                "[serve] listen = {:?} is not an address to listen on: use host:port, e.g. \"127.0.0.1:8080\"",
-                settings.listen
+                "[serve] {key} = {listen:?} is not an address to listen on: use host:port, e.g. \"127.0.0.1:8080\""
             )
         })?;
     if settings.token.is_none() && !address.ip().is_loopback() {
         bail!(
-            "[serve] listen = {:?} is reachable from other machines: set [serve] token \
-             (or FLOE__SERVE__TOKEN) so every request must carry it, or listen on 127.0.0.1",
-            settings.listen
+            "[serve] {key} = {listen:?} is reachable from other machines: set [serve] token \
+             (or FLOE__SERVE__TOKEN) so every request must carry it, or listen on 127.0.0.1"
         );
     }
     if let Some(token) = &settings.token {
@@ -149,7 +178,18 @@ struct Server {
     queries: ReadOnlyQueries,
     token: Option<String>,
     ingest_metrics: Option<String>,
-    running: Semaphore,
+    /// Queries running now, over HTTP and Flight SQL together.
+    running: Arc<Semaphore>,
+}
+
+/// Accepted connections of `listener`, as tonic takes them.
+fn tokio_stream_of(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let next = listener.accept().await.map(|(stream, _)| stream);
+        Some((next, listener))
+    })
 }
 
 async fn accept(listener: TcpListener, server: Arc<Server>) {
@@ -442,7 +482,7 @@ fn redirect(to: &'static str) -> Answer {
 
 /// Compares without stopping at the first difference, so the time taken
 /// does not tell how much of a guess was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
@@ -686,14 +726,18 @@ mod tests {
             listen: "0.0.0.0:8080".into(),
             ..ServeSection::default()
         };
-        let e = guard(&s).unwrap_err().to_string();
+        let e = guard(&s, &s.listen, "listen").unwrap_err().to_string();
         assert!(e.contains("set [serve] token"), "{e}");
         s.token = Some("short".into());
-        assert!(guard(&s).unwrap_err().to_string().contains("too short"));
+        assert!(guard(&s, &s.listen, "listen")
+            .unwrap_err()
+            .to_string()
+            .contains("too short"));
         s.token = Some("a-token-of-enough-length".into());
-        assert!(guard(&s).is_ok());
+        assert!(guard(&s, &s.listen, "listen").is_ok());
         let local = ServeSection::default();
-        assert!(guard(&local).is_ok());
+        assert!(guard(&local, &local.listen, "listen").is_ok());
+        assert!(guard(&local, "0.0.0.0:50051", "flight_listen").is_err());
     }
 
     #[test]

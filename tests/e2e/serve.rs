@@ -1,4 +1,7 @@
-//! `floe serve` over the quickstart's lake, through a real HTTP client:
+//! `floe serve` over the quickstart's lake, through a real HTTP client and
+//! the ADBC Flight SQL driver (a query, a prepared statement bound twice,
+//! metadata, a million rows streamed, the row limit, a cancelled query
+//! whose work stops, a wrong token), and over HTTP:
 //! every endpoint's values (tables, rows, SQL, the demand and fare
 //! features, zone activity) against `floe sql` on the same lake, the three
 //! output formats, the bearer token, and bad requests (unknown table and
@@ -19,10 +22,11 @@ use crate::stack::{fresh_dir, repo};
 
 const TOKEN: &str = "serve-test-token-0123456789";
 
-/// `floe serve` on a free port; killed when dropped.
+/// `floe serve` on free ports; killed when dropped.
 struct Served {
     child: Child,
     base: String,
+    flight: String,
 }
 
 impl Drop for Served {
@@ -34,9 +38,16 @@ impl Drop for Served {
 
 async fn serve(config: &Path, log: &Path) -> Served {
     let port = metrics_port();
+    let flight = loop {
+        let p = metrics_port();
+        if p != port {
+            break p;
+        }
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(["serve", "--config", &config.display().to_string()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--flight-listen", &format!("127.0.0.1:{flight}")])
         .env("FLOE__SERVE__TOKEN", TOKEN)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -45,6 +56,7 @@ async fn serve(config: &Path, log: &Path) -> Served {
     let served = Served {
         child,
         base: format!("http://127.0.0.1:{port}"),
+        flight: format!("grpc://127.0.0.1:{flight}"),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while reqwest::get(format!("{}/api/openapi.json", served.base))
@@ -102,6 +114,18 @@ fn browse(base: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// What the ADBC Flight SQL driver sees (tests/e2e/flight_sql_client.py).
+fn flight_sql(served: &Served) -> serde_json::Value {
+    let out = Command::new(crate::types::lake_readers_python())
+        .arg(repo().join("tests/e2e/flight_sql_client.py"))
+        .args([served.flight.as_str(), TOKEN])
+        .arg(served.child.id().to_string())
+        .output()
+        .expect("python runs");
+    let stdout = ok(out);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 fn quickstart_lake(dir: &Path) -> PathBuf {
     let out = Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(["quickstart", "--dir", &dir.display().to_string()])
@@ -120,7 +144,8 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     // small limits, so that the time and row limits can be reached
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(
-        "\n[serve]\nquery_timeout_secs = 2\nmax_rows = 5000\nquery_memory_mb = 32\nmax_concurrent_queries = 2\n",
+        "\n[serve]\nquery_timeout_secs = 2\nmax_rows = 5000\nquery_memory_mb = 32\nmax_concurrent_queries = 2\n\
+         flight_max_rows = 1500000\n",
     );
     std::fs::write(&config, text).unwrap();
     let log = dir.join("serve.log");
@@ -505,6 +530,88 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     // still serving
     let (status, _) = call(&client, Method::GET, &format!("{base}/api/tables"), None).await;
     assert_eq!(status, 200);
+
+    // Flight SQL through the ADBC driver
+    let flown = flight_sql(&served);
+    assert_eq!(
+        flown["query"],
+        serde_json::json!([19000, "641885.00"]),
+        "{flown}"
+    );
+    assert_eq!(
+        floe_sql_csv(
+            &config,
+            "SELECT count(*) AS trips, sum(total_amount) AS revenue FROM taxi_cdc.trips"
+        ),
+        "trips,revenue\n19000,641885.00\n"
+    );
+    let bound = |payment: u32, fare: u32| -> u64 {
+        floe_sql_csv(
+            &config,
+            &format!(
+                "SELECT count(*) AS n FROM taxi_cdc.trips WHERE payment_type = {payment} AND fare_amount >= {fare}"
+            ),
+        )
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+    };
+    assert_eq!(
+        flown["prepared"],
+        serde_json::json!([bound(1, 40), bound(2, 10)]),
+        "{flown}"
+    );
+    assert_eq!(flown["large"]["rows"], 1_000_000, "{flown}");
+    assert!(
+        flown["large"]["batches"].as_u64().unwrap() > 1,
+        "not streamed: {flown}"
+    );
+    assert!(
+        flown["over_limit"]
+            .as_str()
+            .unwrap()
+            .contains("flight_max_rows"),
+        "{flown}"
+    );
+    assert!(
+        flown["ddl"].as_str().unwrap().contains("DDL not supported"),
+        "{flown}"
+    );
+    assert_eq!(flown["catalogs"], serde_json::json!(["lake"]));
+    let listed: Vec<String> = tables["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}.{}",
+                t["schema"].as_str().unwrap(),
+                t["table"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(flown["tables"], serde_json::json!(listed), "{flown}");
+    assert_eq!(flown["trips_columns"][0], "trip_id");
+    assert_eq!(flown["vendor"], "floe");
+    let cancelled = flown["cancelled"]["result"].as_str().unwrap();
+    assert!(cancelled.contains("CANCELLED"), "{flown}");
+    assert!(
+        flown["cancelled"]["seconds"].as_f64().unwrap() < 1.8,
+        "{flown}"
+    );
+    assert!(
+        flown["cpu_after_cancel"].as_f64().unwrap() < 0.5,
+        "the server kept working on a cancelled query: {flown}"
+    );
+    assert!(
+        flown["bad_token"]
+            .as_str()
+            .unwrap()
+            .contains("UNAUTHENTICATED"),
+        "{flown}"
+    );
 
     // the dashboard in a real browser: every page without console errors,
     // its charts drawn, its numbers those floe sql computes
