@@ -71,6 +71,12 @@ pub struct ServeSection {
     /// `max_concurrent_queries`. Default 512.
     #[serde(default = "default_query_memory")]
     pub query_memory_mb: usize,
+    /// A PEM certificate chain and its key: both ports then speak TLS
+    /// (https, grpc+tls). Neither by default.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
     /// Rows a Flight SQL result streams at most; past it the stream ends
     /// with an error (results stream, so this is a guard, not a buffer).
     /// Default 100000000.
@@ -98,6 +104,8 @@ impl Default for ServeSection {
             ingest_metrics: None,
             flight_listen: default_flight_listen(),
             flight_max_rows: default_flight_rows(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

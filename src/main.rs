@@ -181,7 +181,8 @@ enum Command {
     /// 127.0.0.1:8080), token (required unless listening on loopback; or
     /// FLOE__SERVE__TOKEN), query_timeout_secs (30), max_rows (100000),
     /// max_concurrent_queries (4), query_memory_mb (512), flight_listen
-    /// (127.0.0.1:50051), flight_max_rows, ingest_metrics (floe ingest's
+    /// (127.0.0.1:50051), flight_max_rows, tls_cert_file and tls_key_file
+    /// (both ports then speak TLS), ingest_metrics (floe ingest's
     /// /metrics, for the dashboard). The dashboard is at /; Flight SQL
     /// takes the token as `authorization: Bearer TOKEN`. Every table's
     /// newest commit is read at each request.

@@ -155,6 +155,11 @@ pub struct TableHealth {
     pub last_commit_ms: Option<i64>,
     /// Commits in the hour before `now_ms`, per minute.
     pub commits_per_minute: f64,
+    /// Compactions (`replace` commits: `floe maintain compact`, the
+    /// scheduler's, ingest's own merges) in the day before `now_ms`, and
+    /// when the newest of the snapshots kept was made.
+    pub compactions_last_day: usize,
+    pub last_compaction_ms: Option<i64>,
 }
 
 /// A comparison in a table read: `column op value`.
@@ -350,7 +355,17 @@ impl ReadOnlyQueries {
                     .snapshots()
                     .filter(|s| s.timestamp_ms() > hour_ago && s.timestamp_ms() <= now_ms)
                     .count();
+                let replaces: Vec<i64> = m
+                    .snapshots()
+                    .filter(|s| s.summary().operation == iceberg::spec::Operation::Replace)
+                    .map(|s| s.timestamp_ms())
+                    .collect();
                 all.push(TableHealth {
+                    compactions_last_day: replaces
+                        .iter()
+                        .filter(|&&t| t > now_ms - 86_400_000 && t <= now_ms)
+                        .count(),
+                    last_compaction_ms: replaces.iter().copied().max(),
                     namespace: namespace.to_url_string(),
                     table: ident.name().to_string(),
                     live_rows: files.live_rows(),

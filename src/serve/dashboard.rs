@@ -132,7 +132,9 @@ fn page(title: &str, active: &str, body: &str) -> String {
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#222}header{display:flex;gap:1.5em;align-items:center;padding:.6em 1.2em;background:#1d3557;color:#fff}header a{color:#cfe0f5;text-decoration:none;margin-right:1em}header a.active{color:#fff;font-weight:600}.when{margin-left:auto;font-size:12px;opacity:.8}main{padding:0 1.2em 2em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0}th,td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;font-variant-numeric:tabular-nums}.chart{width:100%;max-width:760px;color:#1d3557}.chart .mark{fill:#457b9d}.chart circle.mark{fill:#1d3557}.chart .tick{font-size:10px;fill:#555}.bad{color:#b00020;font-weight:600}.warn{color:#a05a00}.empty{color:#777}section{margin-top:1.5em}";
 
-/// `/`: every table's health, ingest's lag when known, the job runs.
+/// `/`: every table's health (its maintenance read from its `replace`
+/// snapshots, since maintenance keeps no log table), ingest's lag when
+/// known, the job runs.
 pub async fn health(queries: &ReadOnlyQueries, ingest: Option<&str>) -> String {
     let now = chrono::Utc::now().timestamp_millis();
     let mut body = String::from("<section><h2>Tables</h2>");
@@ -185,10 +187,10 @@ pub async fn health(queries: &ReadOnlyQueries, ingest: Option<&str>) -> String {
 
 fn health_table(tables: &[TableHealth], now: i64) -> String {
     let mut out = String::from(
-        r#"<table id="tables"><thead><tr><th>table</th><th>live rows</th><th>last commit (UTC)</th><th>age</th><th>commits/min (1 h)</th><th>data files</th><th>delete files</th><th>deleted rows</th></tr></thead><tbody>"#,
+        r#"<table id="tables"><thead><tr><th>table</th><th>live rows</th><th>last commit (UTC)</th><th>age</th><th>commits/min (1 h)</th><th>data files</th><th>delete files</th><th>deleted rows</th><th>compactions (24 h)</th><th>last compaction</th></tr></thead><tbody>"#,
     );
     for t in tables {
-        let (when, age) = match t.last_commit_ms {
+        let (when, commit_age) = match t.last_commit_ms {
             Some(ms) => (
                 chrono::DateTime::from_timestamp_millis(ms)
                     .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -200,7 +202,7 @@ fn health_table(tables: &[TableHealth], now: i64) -> String {
         let share = t.deleted_row_share * 100.0;
         let _ = write!(
             out,
-            r#"<tr data-table="{ns}.{name}"><td>{ns}.{name}</td><td class="rows">{rows}</td><td>{when}</td><td>{age}</td><td>{cpm:.2}</td><td class="data-files">{df}</td><td class="delete-files">{xf}</td><td{cls}>{share:.1}%</td></tr>"#,
+            r#"<tr data-table="{ns}.{name}"><td>{ns}.{name}</td><td class="rows">{rows}</td><td>{when}</td><td>{commit_age}</td><td>{cpm:.2}</td><td class="data-files">{df}</td><td class="delete-files">{xf}</td><td{cls}>{share:.1}%</td><td class="compactions">{compactions}</td><td>{compacted}</td></tr>"#,
             ns = esc(&t.namespace),
             name = esc(&t.table),
             rows = number(t.live_rows as f64),
@@ -208,6 +210,10 @@ fn health_table(tables: &[TableHealth], now: i64) -> String {
             df = t.data_files,
             xf = t.delete_files,
             cls = if share > 10.0 { r#" class="warn""# } else { "" },
+            compactions = t.compactions_last_day,
+            compacted = t
+                .last_compaction_ms
+                .map_or("never".into(), |ms| format!("{} ago", age(now - ms))),
         );
     }
     out.push_str("</tbody></table>");

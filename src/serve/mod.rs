@@ -32,6 +32,7 @@ use crate::config::ServeSection;
 mod dashboard;
 mod flight;
 mod svg;
+mod tls;
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
@@ -78,6 +79,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     // an empty token (an unset variable in docker-compose) is no token
     settings.token = settings.token.filter(|t| !t.is_empty());
+    let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::TlsFiles::read(cert, key)?),
+        (None, None) => None,
+        _ => bail!("[serve] tls_cert_file and tls_key_file go together: set both or neither"),
+    };
     let address = guard(&settings, &settings.listen, "listen")?;
     let flight_address = guard(&settings, &settings.flight_listen, "flight_listen")?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -97,9 +103,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen for Flight SQL on {flight_address}"))?;
         let flight_bound = flight.local_addr().unwrap_or(flight_address);
+        let (http, grpc) = if tls.is_some() {
+            ("https", "grpc+tls")
+        } else {
+            ("http", "grpc")
+        };
         eprintln!(
-            "floe serve: the dashboard at http://{bound}/, the HTTP API under /api (OpenAPI at \
-             /api/openapi.json), Flight SQL at grpc://{flight_bound}{}",
+            "floe serve: the dashboard at {http}://{bound}/, the HTTP API under /api (OpenAPI at \
+             /api/openapi.json), Flight SQL at {grpc}://{flight_bound}{}",
             if settings.token.is_some() {
                 "; every request needs the bearer token"
             } else {
@@ -115,7 +126,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
             settings.flight_max_rows,
         )
         .context("cannot describe the Flight SQL server")?;
-        let flight_server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            builder = builder
+                .tls_config(tls.grpc())
+                .context("[serve] TLS for Flight SQL")?;
+        }
+        let flight_server = builder
             .add_service(
                 arrow_flight::flight_service_server::FlightServiceServer::new(flight_service)
                     .max_decoding_message_size(MAX_BODY_BYTES * 16),
@@ -127,8 +144,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             ingest_metrics: settings.ingest_metrics.clone(),
             running,
         });
+        let acceptor = tls.as_ref().map(tls::TlsFiles::http).transpose()?;
         tokio::select! {
-            () = accept(listener, server) => {}
+            () = accept(listener, server, acceptor) => {}
             result = flight_server => {
                 result.context("the Flight SQL server stopped")?;
             }
@@ -192,7 +210,11 @@ fn tokio_stream_of(
     })
 }
 
-async fn accept(listener: TcpListener, server: Arc<Server>) {
+async fn accept(
+    listener: TcpListener,
+    server: Arc<Server>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -207,20 +229,39 @@ async fn accept(listener: TcpListener, server: Arc<Server>) {
             }
         };
         let server = server.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.answer(request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            match tls {
+                None => connection(stream, server).await,
+                Some(tls) => {
+                    // the handshake gets the time a request head gets
+                    match tokio::time::timeout(HEAD_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(stream, server).await,
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
             drop(slot);
         });
     }
+}
+
+/// Serves one connection's requests for at most its lifetime.
+async fn connection<IO>(io: IO, server: Arc<Server>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let server = server.clone();
+        async move { Ok::<_, Infallible>(server.answer(request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(io), service);
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
 }
 
 type Answer = Response<Full<Bytes>>;

@@ -597,6 +597,69 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
 }
 
+/// A test CA in `dir`: `{ca}.pem` and `{ca}.key`.
+pub(crate) fn test_ca(dir: &Path, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=floe test CA",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ],
+    );
+}
+
+/// `{name}.pem` and `{name}.key` in `dir`: a certificate for `san`
+/// (`subjectAltName=...`) signed by the test CA `ca.pem` there.
+pub(crate) fn signed_certificate(dir: &Path, name: &str, san: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), san).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
 /// `[kafka.tls]` against a real TLS handshake: a TLS-terminating gate
 /// (scripts/tcp-gate.py) in front of the stack's broker, with a
 /// certificate from a test CA. floe's `--check` reaches the broker with
@@ -610,24 +673,7 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
     let certs = dir.join("kafka-tls");
     std::fs::create_dir_all(&certs).unwrap();
     for ca in ["ca", "other-ca"] {
-        openssl(
-            &certs,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=floe test CA",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-            ],
-        );
+        test_ca(&certs, ca);
     }
     // one certificate for 127.0.0.1, one naming only another host, and
     // floe's own for mutual TLS
@@ -636,42 +682,7 @@ fn kafka_tls_is_checked_by_a_real_handshake(dir: &Path, config: &Path, stack: &S
         ("elsewhere", "subjectAltName=DNS:elsewhere.example"),
         ("client", "subjectAltName=DNS:floe.example"),
     ] {
-        std::fs::write(certs.join(format!("{name}.ext")), san).unwrap();
-        openssl(
-            &certs,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=broker",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        openssl(
-            &certs,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                &format!("{name}.pem"),
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
+        signed_certificate(&certs, name, san);
     }
     let plain = stack.env["KAFKA_BOOTSTRAP"].clone();
     // a broker of its own behind each gate, advertising the gate: every

@@ -37,6 +37,11 @@ impl Drop for Served {
 }
 
 async fn serve(config: &Path, log: &Path) -> Served {
+    serve_with(config, log, false).await
+}
+
+/// `floe serve` with `config`, its addresses https and grpc+tls when `tls`.
+async fn serve_with(config: &Path, log: &Path, tls: bool) -> Served {
     let port = metrics_port();
     let flight = loop {
         let p = metrics_port();
@@ -53,13 +58,19 @@ async fn serve(config: &Path, log: &Path) -> Served {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("floe runs");
+    let (http, grpc) = if tls {
+        ("https", "grpc+tls")
+    } else {
+        ("http", "grpc")
+    };
     let served = Served {
         child,
-        base: format!("http://127.0.0.1:{port}"),
-        flight: format!("grpc://127.0.0.1:{flight}"),
+        base: format!("{http}://127.0.0.1:{port}"),
+        flight: format!("{grpc}://127.0.0.1:{flight}"),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{}/api/openapi.json", served.base))
+    // up once the port accepts connections (TLS or not)
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
     {
@@ -735,5 +746,66 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     drop(served);
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!log.contains(TOKEN), "the token reached the log: {log}");
+
+    // TLS on both ports, with a certificate the clients are told to trust
+    crate::ingest::test_ca(&dir, "ca");
+    crate::ingest::signed_certificate(&dir, "serve", "subjectAltName=IP:127.0.0.1");
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("serve.pem"),
+        dir.join("serve.key"),
+    );
+    let tls_config = dir.join("tls.toml");
+    std::fs::write(
+        &tls_config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[serve]\n",
+            &format!(
+                "[serve]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let secure = serve_with(&tls_config, &dir.join("tls.log"), true).await;
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let (status, body) = call(
+        &trusting,
+        Method::GET,
+        &format!("{}/api/tables", secure.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // plain HTTP to the TLS port gets no answer
+    let plain = secure.base.replace("https://", "http://");
+    let answered = client
+        .get(format!("{plain}/api/tables"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    assert!(!answered, "the TLS port answered plain HTTP");
+    let over_tls = Command::new(crate::types::lake_readers_python())
+        .arg("-c")
+        .arg(
+            "import sys, adbc_driver_flightsql.dbapi as f\n\
+             c = f.connect(sys.argv[1], db_kwargs={'adbc.flight.sql.client_option.tls_root_certs': open(sys.argv[2]).read(),\n\
+                 'adbc.flight.sql.authorization_header': 'Bearer ' + sys.argv[3]})\n\
+             cur = c.cursor(); cur.execute('SELECT count(*) FROM taxi_cdc.trips'); print(cur.fetchone()[0])",
+        )
+        .arg(&secure.flight)
+        .arg(&ca)
+        .arg(TOKEN)
+        .output()
+        .expect("python runs");
+    assert_eq!(ok(over_tls).trim(), "19000");
+    drop(secure);
     std::fs::remove_dir_all(&dir).ok();
 }
