@@ -204,6 +204,60 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     assert_eq!(table["columns"][0]["key"], "key");
     assert!(!table["snapshots"].as_array().unwrap().is_empty(), "{body}");
 
+    // health: live rows as counted, compactions as the snapshots say
+    let (status, body) = call(&client, Method::GET, &format!("{base}/api/health"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let trips_health = health["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["namespace"] == "taxi_cdc" && t["table"] == "trips")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(format!("n\n{}\n", trips_health["live_rows"]), count);
+    let replaces = table["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["operation"] == "replace")
+        .count();
+    assert_eq!(trips_health["compactions_last_day"], replaces, "{body}");
+    assert!(
+        replaces > 0,
+        "the replay's merges made no replace snapshot: {}",
+        table["snapshots"]
+    );
+    assert_eq!(
+        health["tables"].as_array().unwrap().len(),
+        tables["tables"].as_array().unwrap().len()
+    );
+
+    // the OpenAPI document names every endpoint
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/api/openapi.json"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let openapi: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for path in [
+        "/api/tables",
+        "/api/tables/{table}",
+        "/api/tables/{table}/rows",
+        "/api/sql",
+        "/api/health",
+        "/api/features/demand",
+        "/api/features/fare",
+        "/api/zones/activity",
+    ] {
+        assert!(
+            openapi["paths"].get(path).is_some(),
+            "{path} not in the OpenAPI document"
+        );
+    }
+
     // SQL, in CSV: byte for byte what floe sql prints
     let query = "SELECT payment_type, count(*) AS trips, sum(total_amount) AS revenue \
                  FROM taxi_cdc.trips GROUP BY payment_type ORDER BY payment_type";
@@ -770,9 +824,7 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
     .unwrap();
     let secure = serve_with(&tls_config, &dir.join("tls.log"), true).await;
     let trusting = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap(),
-        )
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
         .build()
         .unwrap();
     let (status, body) = call(
