@@ -138,6 +138,22 @@ impl FlightSqlServer {
         Ok(Response::new(Box::pin(encoded)))
     }
 
+    /// The FlightInfo of a metadata command: its result's schema, and the
+    /// command itself as the ticket to fetch it with.
+    fn command_info(
+        &self,
+        schema: &Schema,
+        command: &impl ProstMessageExt,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        self.info(
+            schema,
+            command.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
     fn info(
         &self,
         schema: &Schema,
@@ -440,13 +456,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_catalogs(
@@ -465,13 +476,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_schemas(
@@ -495,13 +501,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_tables(
@@ -525,13 +526,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        self.info(
-            schema.as_ref(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(schema.as_ref(), &query, request)
     }
 
     async fn do_get_sql_info(

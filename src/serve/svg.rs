@@ -52,6 +52,16 @@ fn short(label: &str) -> &str {
     }
 }
 
+/// A label under the x axis at `x`.
+fn x_label(out: &mut String, x: f64, label: &str) {
+    let _ = write!(
+        out,
+        r#"<text x="{x:.1}" y="{y}" class="tick">{l}</text>"#,
+        y = HEIGHT - 8.0,
+        l = esc(short(label)),
+    );
+}
+
 fn open(id: &str, height: f64) -> String {
     format!(
         r#"<svg class="chart" id="{}" viewBox="0 0 {WIDTH} {height}" role="img" xmlns="http://www.w3.org/2000/svg">"#,
@@ -90,12 +100,7 @@ pub fn bars(id: &str, points: &[(String, f64)], unit: &str) -> String {
             u = esc(unit),
         );
         if i % every == 0 {
-            let _ = write!(
-                out,
-                r#"<text x="{x:.1}" y="{y}" class="tick">{l}</text>"#,
-                y = HEIGHT - 8.0,
-                l = esc(short(label)),
-            );
+            x_label(&mut out, x, label);
         }
     }
     out.push_str("</svg>");
@@ -164,12 +169,7 @@ pub fn line(id: &str, points: &[(String, f64)], unit: &str) -> String {
             u = esc(unit),
         );
         if i % every == 0 {
-            let _ = write!(
-                out,
-                r#"<text x="{x:.1}" y="{ty}" class="tick">{l}</text>"#,
-                ty = HEIGHT - 8.0,
-                l = esc(short(label)),
-            );
+            x_label(&mut out, x, label);
         }
     }
     out.push_str("</svg>");
