@@ -12,9 +12,13 @@
 //! PostgreSQL's) and [`pushdown`] (filters the Iceberg scan would convert
 //! wrongly); [`cooperative`] makes every plan stop soon after it is
 //! cancelled, and [`scan`] keeps more of a table's file reads in flight.
+//! [`serve`] is what `floe serve` runs for a request: read-only statements
+//! under limits of time, rows and memory, table reads built from checked
+//! names, the feature calls, each table's health.
 //!
-//! Not here: Kafka and decoding (`ingest`), and writing Iceberg metadata:
-//! anything this crate writes goes through `lakehouse`'s commit path.
+//! Not here: Kafka and decoding (`ingest`), writing Iceberg metadata
+//! (anything this crate writes goes through `lakehouse`'s commit path), and
+//! network protocols (HTTP, Flight SQL, TLS: the binary's `serve`).
 
 pub mod cooperative;
 pub mod dialect;
