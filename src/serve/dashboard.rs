@@ -247,14 +247,22 @@ async fn ingest_section(url: &str) -> String {
         }
     };
     let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    // `floe_consumer_lag{topic="t",partition="p"} n` as ("t[p]", n)
+    let label = |labels: &str, key: &str| -> Option<String> {
+        let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+        Some(labels[start..].split('"').next()?.to_string())
+    };
     let lag: Vec<(String, f64)> = text
         .lines()
         .filter(|l| l.starts_with("floe_consumer_lag{"))
         .filter_map(|l| {
-            Some((
-                l.split_once('{')?.1.split('}').next()?.to_string(),
-                value(l)?,
-            ))
+            let labels = l.split_once('{')?.1.split('}').next()?;
+            let name = format!(
+                "{}[{}]",
+                label(labels, "topic")?,
+                label(labels, "partition")?
+            );
+            Some((name, value(l)?))
         })
         .collect();
     let freshness = text

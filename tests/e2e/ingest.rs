@@ -921,6 +921,7 @@ async fn every_table_equals_postgres_after_floe_ingest() {
     );
     assert!(metrics.contains("floe_commit_seconds_count "), "{metrics}");
     assert!(metrics.contains("floe_freshness_seconds "), "{metrics}");
+    crate::serve::dashboard_shows_ingest(&config, &dir).await;
     // the table's files after its last commit: the snapshot's 2,000 trips
     assert!(
         metrics.contains("floe_table_live_rows{table=\"taxi_cdc.trips\"} 2000\n"),

@@ -125,6 +125,41 @@ fn browse(base: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// `floe serve` over the lake of a running `floe ingest` whose config is
+/// `config`, its dashboard reading ingest's `/metrics`: the health page
+/// shows ingest healthy, its freshness, and its lag per partition.
+pub(crate) async fn dashboard_shows_ingest(config: &Path, dir: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let doc: toml::Table = toml::from_str(&text).unwrap();
+    let listen = doc["ingest"]["metrics_listen"].as_str().unwrap();
+    let with_serve = dir.join("serve.toml");
+    std::fs::write(
+        &with_serve,
+        format!("{text}\n[serve]\ningest_metrics = \"http://{listen}/metrics\"\n"),
+    )
+    .unwrap();
+    let served = serve(&with_serve, &dir.join("serve.log")).await;
+    let (status, page) = call(
+        &reqwest::Client::new(),
+        reqwest::Method::GET,
+        &format!("{}/", served.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let summary = page
+        .split(r#"<p id="ingest-summary">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_else(|| panic!("no ingest section: {page}"));
+    assert!(summary.starts_with("healthy · freshness "), "{summary}");
+    assert!(!summary.contains("freshness unknown"), "{summary}");
+    assert!(summary.contains("consumer lag "), "{summary}");
+    // one bar per partition floe consumes, the trips topic's among them
+    assert!(page.contains(r#"id="consumer-lag""#), "{page}");
+    assert!(page.contains("taxi.public.trips[0]"), "{page}");
+}
+
 /// What the ADBC Flight SQL driver sees (tests/e2e/flight_sql_client.py).
 fn flight_sql(served: &Served) -> serde_json::Value {
     let out = Command::new(crate::types::lake_readers_python())
