@@ -585,7 +585,7 @@ impl ReadOnlyQueries {
 /// before it goes into a statement.
 fn timestamp(text: &str) -> Result<chrono::NaiveDateTime, QueryError> {
     let text = text.trim().replace('T', " ");
-    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H"]
+    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
         .iter()
         .find_map(|f| chrono::NaiveDateTime::parse_from_str(&text, f).ok())
         .ok_or_else(|| {
@@ -669,7 +669,8 @@ mod tests {
             timestamp("2024-03-05T08:00").unwrap().to_string(),
             "2024-03-05 08:00:00"
         );
-        assert!(timestamp("2024-03-05 08").is_ok());
+        assert!(timestamp("2024-03-05 08:00:00").is_ok());
+        assert!(timestamp("2024-03-05").is_err());
         let e = timestamp("2024-03-05' OR 1=1").unwrap_err().to_string();
         assert!(e.contains("is not a time"), "{e}");
     }
