@@ -320,7 +320,7 @@ impl Server {
                 let tables = self.queries.tables().await?;
                 Ok(json(
                     StatusCode::OK,
-                    &serde_json::json!({"tables": rows_of(&tables)?}),
+                    &serde_json::json!({"tables": counts_as_numbers(rows_of(&tables)?)}),
                 ))
             }
             (&Method::GET, ["api", "tables", name]) => {
@@ -676,6 +676,19 @@ fn result_response(result: &QueryResult, format: Format) -> Result<Answer, ApiEr
     Ok(response)
 }
 
+/// `\dt`'s rows are text for the shell; an API gives its counts as
+/// numbers.
+fn counts_as_numbers(mut rows: serde_json::Value) -> serde_json::Value {
+    for row in rows.as_array_mut().into_iter().flatten() {
+        for key in ["rows", "data_files", "delete_files", "snapshots"] {
+            if let Some(n) = row[key].as_str().and_then(|v| v.parse::<u64>().ok()) {
+                row[key] = n.into();
+            }
+        }
+    }
+    rows
+}
+
 fn rows_of(batch: &analytics::serve::RecordBatch) -> Result<serde_json::Value, ApiError> {
     analytics::serve::json_rows(std::slice::from_ref(batch)).map_err(ApiError::internal)
 }
@@ -779,6 +792,16 @@ mod tests {
         let local = ServeSection::default();
         assert!(guard(&local, &local.listen, "listen").is_ok());
         assert!(guard(&local, "0.0.0.0:50051", "flight_listen").is_err());
+    }
+
+    #[test]
+    fn table_counts_are_numbers() {
+        let rows = serde_json::json!([{"schema": "s", "rows": "76", "data_files": "1", "last_commit_utc": "2026"}]);
+        let rows = counts_as_numbers(rows);
+        assert_eq!(rows[0]["rows"], 76);
+        assert_eq!(rows[0]["data_files"], 1);
+        assert_eq!(rows[0]["schema"], "s");
+        assert_eq!(rows[0]["last_commit_utc"], "2026");
     }
 
     #[test]

@@ -223,7 +223,7 @@ async fn floe_serve_answers_as_floe_sql_does_and_refuses_what_it_must() {
         .find(|t| t["schema"] == "taxi_cdc" && t["table"] == "trips")
         .unwrap_or_else(|| panic!("no taxi_cdc.trips in {body}"));
     let count = floe_sql_csv(&config, "SELECT count(*) AS n FROM taxi_cdc.trips");
-    assert_eq!(format!("n\n{}\n", trips["rows"].as_str().unwrap()), count);
+    assert_eq!(format!("n\n{}\n", trips["rows"].as_u64().unwrap()), count);
 
     // one table: its key column, partition, and snapshots
     let (status, body) = call(
