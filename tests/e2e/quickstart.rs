@@ -431,11 +431,33 @@ async fn a_replay_killed_inside_merges_and_commits_resumes_to_the_recorded_state
 /// and no row is lost or duplicated.
 #[test]
 fn external_compaction_racing_ingest_merges_loses_and_duplicates_nothing() {
-    let config = replay_lake("replay-race");
+    // the race is the machine's to decide: on a loaded one a whole replay
+    // can pass with every compaction finding nothing to rewrite (CI saw it
+    // once with commits of 200 messages, once with 50); a round without a
+    // rewrite has not tested the race, so another round on a fresh lake
+    // runs, up to three (each round's rows are checked either way)
+    let mut rounds = Vec::new();
+    for round in 0..3 {
+        let (compactions, attempts, gave_up) = race_round(&format!("replay-race-{round}"));
+        rounds.push(format!(
+            "{compactions} of {attempts} rewrote ({gave_up} gave up)"
+        ));
+        if compactions > 0 {
+            return;
+        }
+    }
+    panic!("no compaction rewrote anything in three rounds: {rounds:?}");
+}
+
+/// One replay into a fresh lake `name` with `floe maintain compact` run
+/// over and over beside it; the lake equals the recording's end state
+/// after it. Returns the compactions that rewrote, the attempts, and the
+/// attempts that gave up after conflicts.
+fn race_round(name: &str) -> (usize, usize, usize) {
+    let config = replay_lake(name);
     let log_path = config.with_file_name("replay.log");
     // commits of 50 messages: four times the commits of the other replays,
-    // so that the race lasts long enough for compactions to win some on a
-    // loaded machine (with 200, CI once saw none rewrite anything)
+    // so that the race lasts long enough for compactions to win some
     let mut replay = replay_in_commits_of(50, &config, &[("FLOE_LOG", "info")])
         // to a file: a pipe nobody reads until the end fills up and
         // blocks the replay's logging
@@ -480,20 +502,17 @@ fn external_compaction_racing_ingest_merges_loses_and_duplicates_nothing() {
     let replayed = replay.wait().unwrap();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(replayed.success(), "{log}");
-    assert!(
-        compactions > 0,
-        "none of {attempts} compactions rewrote anything ({gave_up} gave up)"
-    );
     assert_eq!(
         lake_state(&config),
         expected(),
         "after {compactions} compactions"
     );
     eprintln!(
-        "{compactions} of {attempts} compactions rewrote, {gave_up} gave up; {} merges dropped after a lost race",
+        "{name}: {compactions} of {attempts} compactions rewrote, {gave_up} gave up; {} merges dropped after a lost race",
         log.matches("the merge is dropped").count()
     );
     std::fs::remove_dir_all(config.parent().unwrap()).ok();
+    (compactions, attempts, gave_up)
 }
 
 /// The most live data files any partition of `namespace.trips` holds.
