@@ -393,3 +393,97 @@ async fn compaction_rewrites_old_files_in_the_tables_codec_as_a_replace() {
     assert_eq!(changes.rows(), 0, "a compaction changes no rows");
     let _ = std::fs::remove_dir_all(&warehouse);
 }
+
+/// A writer that follows a compaction which lost a race to the writer's
+/// own commit: the compaction's new files hold the old row of the key the
+/// commit updated, deleted again in the same snapshot. Catching up, the
+/// writer must keep the key at its newer row: had it pointed the key at
+/// the new file and then forgotten it with the deleted place, its next
+/// update would leave the newer row behind (CI-F at stop 33: a trip twice
+/// after three instances raced their merges).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_catching_up_with_a_compaction_that_deleted_rows_again_keeps_their_keys() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    const KEY: i64 = 5;
+    let upsert = |key: i64, fare: i64| Action::Upsert {
+        key,
+        day: 0,
+        fare,
+        notes: None,
+        keep_notes: false,
+    };
+    // forty rows in one partition, one commit each, then updates of KEY
+    let mut actions: Vec<Action> = (0..40).map(|k| upsert(k, 100 + k)).collect();
+    actions.extend((0..60).map(|i| upsert(KEY, 1000 + i)));
+    let (messages, _) = history(&enc, &actions);
+
+    let warehouse =
+        std::env::temp_dir().join(format!("floe-compact-catch-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&warehouse);
+    let mut config = LakeConfig {
+        warehouse: warehouse.clone().into(),
+        ..LakeConfig::default()
+    };
+    crate::support::trips_by_day(&mut config);
+    let lake = std::sync::Arc::new(Lake::open(&config).await.unwrap());
+    let mut writer = None;
+    let mut next = 0;
+    let policy = CompactPolicy {
+        small_file_bytes: 1 << 20,
+        min_small_files: 2,
+        max_deleted_ratio: 0.0,
+        max_attempts: 20,
+        ..CompactPolicy::default()
+    };
+    let mut raced = false;
+    // the race needs the writer's commit to land while the compaction
+    // rewrites; a few delays are tried, each on small files again
+    for m in messages[..40].chunks(1) {
+        apply(&lake, &mut writer, &rec, m).await;
+    }
+    next += 40;
+    for (attempt, delay_ms) in [0u64, 5, 10, 20, 40, 80, 0, 5, 10].into_iter().enumerate() {
+        if attempt > 0 {
+            for m in messages[next..next + 4].chunks(1) {
+                apply(&lake, &mut writer, &rec, m).await;
+            }
+            next += 4;
+        }
+        let ident = writer.as_ref().unwrap().table().identifier().clone();
+        let compaction = {
+            let lake = lake.clone();
+            let policy = policy.clone();
+            tokio::spawn(async move { compact(&lake, &ident, &policy, false).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        apply(&lake, &mut writer, &rec, &messages[next..next + 1]).await;
+        next += 1;
+        let report = compaction.await.unwrap().unwrap();
+        if report.rows_deleted_again == 0 {
+            continue;
+        }
+        raced = true;
+        // the writer's next commit follows the compaction's snapshot
+        apply(&lake, &mut writer, &rec, &messages[next..next + 1]).await;
+        next += 1;
+        let table = lake
+            .catalog()
+            .load_table(writer.as_ref().unwrap().table().identifier())
+            .await
+            .unwrap();
+        let (_, model) = history(&enc, &actions[..next]);
+        assert_eq!(
+            table_state(&scan_all(&table).await),
+            model,
+            "after a compaction that deleted {} rows again (delay {delay_ms} ms)",
+            report.rows_deleted_again
+        );
+        break;
+    }
+    assert!(raced, "no compaction lost a race to the writer's update");
+    std::fs::remove_dir_all(&warehouse).ok();
+}

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  each snapshot since the base
-//!    ├─ data files it added       every row's key → that file and place
+//!    ├─ data files it added       every row's key → that file and place,
+//!    │                            but for the rows it also deletes
 //!    ├─ position deletes it added the key at each deleted place, forgotten
 //!    │                            if the index still points there
 //!    └─ data files it removed     each row's key, forgotten if the index
@@ -106,22 +107,30 @@ impl TableWriter {
         ids: &[i32],
         touched: Touched,
     ) -> Result<(), LakehouseError> {
-        for (path, partition) in touched.added {
-            let rows = read_fields(table, &path, schema, Some(ids), None).await?;
-            let file = self.index.register_file(&path);
-            let all: Vec<u32> = (0..rows.num_rows() as u32).collect();
-            self.index_rows(&rows, file, &all)?;
-            self.partitions.insert(path.as_str().into(), partition);
-        }
         let mut deleted: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for path in touched.deletes {
             for (file, pos) in read_position_deletes(table, &path).await? {
                 deleted.entry(file).or_default().push(pos as u32);
             }
         }
-        for (path, mut positions) in deleted {
+        for positions in deleted.values_mut() {
             positions.sort_unstable();
             positions.dedup();
+        }
+        for (path, partition) in touched.added {
+            let rows = read_fields(table, &path, schema, Some(ids), None).await?;
+            let file = self.index.register_file(&path);
+            // rows the same snapshot deletes (a compaction deleting again
+            // what a commit racing it deleted) were dead on arrival: their
+            // key lives in a newer row the index already holds
+            let dead = deleted.remove(&path).unwrap_or_default();
+            let live: Vec<u32> = (0..rows.num_rows() as u32)
+                .filter(|p| dead.binary_search(p).is_err())
+                .collect();
+            self.index_rows(&rows, file, &live)?;
+            self.partitions.insert(path.as_str().into(), partition);
+        }
+        for (path, positions) in deleted {
             self.forget(table, schema, ids, &path, Some(positions))
                 .await?;
         }
