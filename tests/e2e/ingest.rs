@@ -433,12 +433,20 @@ pub(crate) async fn difference_in(
             let only = |a: &std::collections::BTreeSet<String>,
                         b: &std::collections::BTreeSet<String>|
              -> Vec<String> { a.difference(b).take(10).cloned().collect() };
+            // rows sharing a key in the lake: a change applied twice
+            let repeated: Vec<&String> = lake_rows
+                .windows(2)
+                .filter(|w| w[0].split('|').next() == w[1].split('|').next())
+                .map(|w| &w[1])
+                .take(10)
+                .collect();
             return Some(format!(
-                "{table}: {} rows in the lake, {} in Postgres; keys only in the lake {:?}, only in Postgres {:?}",
+                "{table}: {} rows in the lake, {} in Postgres; keys only in the lake {:?}, only in Postgres {:?}, rows of a key the lake holds twice {:?}",
                 lake_rows.len(),
                 source.len(),
                 only(&in_lake, &in_source),
                 only(&in_source, &in_lake),
+                repeated,
             ));
         }
         if let Some((l, s)) = lake_rows.iter().zip(&source).find(|(l, s)| l != s) {
@@ -562,8 +570,43 @@ fn tansu_broker(port: u16, advertised: u16, extra: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(port);
+    wait_for_kafka(port);
     broker
+}
+
+/// Waits until a Kafka broker on `port` answers an ApiVersions request
+/// (which it must answer before any login). Listening is not enough: a
+/// loaded machine has seen tansu accept connections for more than the
+/// 10 s `--check` waits before it answered one (CI-G, stop 33).
+fn wait_for_kafka(port: u16) {
+    use std::io::{Read, Write};
+    let client = b"floe-e2e";
+    // ApiVersions v0: size, api key 18, version 0, correlation id 1,
+    // client id, and an empty body
+    let mut request = Vec::new();
+    request.extend_from_slice(&((2 + 2 + 4 + 2 + client.len()) as i32).to_be_bytes());
+    request.extend_from_slice(&18i16.to_be_bytes());
+    request.extend_from_slice(&0i16.to_be_bytes());
+    request.extend_from_slice(&1i32.to_be_bytes());
+    request.extend_from_slice(&(client.len() as i16).to_be_bytes());
+    request.extend_from_slice(client);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answered = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(&request)?;
+            let mut size = [0u8; 4];
+            s.read_exact(&mut size)
+        });
+        if answered.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker on {port} does not answer ApiVersions: {answered:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The tansu broker the stack runs.
