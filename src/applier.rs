@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ingest::ChangeBatch;
-use lakehouse::apply::{ApplyStats, SourceReader, TableWriter};
+use lakehouse::apply::{ApplyStats, SignalLog, SourceReader, TableWriter};
 use lakehouse::transaction::RetryPolicy;
 use lakehouse::{Lake, LakehouseError, TableFiles};
 use tokio::task::JoinHandle;
@@ -68,6 +68,25 @@ pub struct Applier {
     reject: bool,
     /// Where writers read changes again (a truncate that arrived late).
     source: Option<Arc<dyn SourceReader>>,
+    /// What Debezium's signal table said, and the table's name.
+    signals: Option<Signals>,
+}
+
+/// Debezium's signal table: which source table it is, and what it said.
+#[derive(Clone)]
+struct Signals {
+    /// `schema.table`.
+    table: String,
+    log: SignalLog,
+}
+
+impl Signals {
+    fn of(&self, batch: &ChangeBatch) -> bool {
+        batch
+            .source
+            .as_ref()
+            .is_some_and(|s| format!("{}.{}", s.schema, s.table) == self.table)
+    }
 }
 
 impl Applier {
@@ -83,7 +102,18 @@ impl Applier {
             tables: 0,
             reject,
             source: None,
+            signals: None,
         }
+    }
+
+    /// Reads Debezium's signal table `table` (`schema.table`) among the
+    /// batches, so writers reconcile incremental snapshots asked for there.
+    pub fn with_signal_table(mut self, table: &str) -> Self {
+        self.signals = (!table.is_empty()).then(|| Signals {
+            table: table.to_string(),
+            log: SignalLog::default(),
+        });
+        self
     }
 
     /// Where the writers read a topic's changes again when a truncate
@@ -112,10 +142,18 @@ impl Applier {
         let metrics = self.metrics.clone();
         let reject = self.reject;
         let source = self.source.clone();
+        // before any table of the round: a snapshot asked for, or a window
+        // closed, counts for the tables' batches of the same round
+        if let Some(signals) = &self.signals {
+            for batch in batches.iter().filter(|b| signals.of(b)) {
+                signals.log.record(ingest::signal::signals(batch));
+            }
+        }
+        let log = self.signals.as_ref().map(|s| s.log.clone());
         self.running = Some(tokio::spawn(async move {
             let result = apply_all(
                 &lake,
-                source.as_ref(),
+                (source.as_ref(), log.as_ref()),
                 &mut writers,
                 &batches,
                 &metrics,
@@ -190,7 +228,7 @@ impl Applier {
 
 async fn apply_all(
     lake: &Lake,
-    source: Option<&Arc<dyn SourceReader>>,
+    source: (Option<&Arc<dyn SourceReader>>, Option<&SignalLog>),
     writers: &mut Writers,
     batches: &[ChangeBatch],
     metrics: &Metrics,
@@ -339,7 +377,7 @@ async fn merge_touched(writers: &mut Tables, batches: &[ChangeBatch], metrics: &
 /// key) stop floe with the batch's position.
 async fn apply_with_retry(
     lake: &Lake,
-    source: Option<&Arc<dyn SourceReader>>,
+    (source, signals): (Option<&Arc<dyn SourceReader>>, Option<&SignalLog>),
     writers: &mut Tables,
     batch: &ChangeBatch,
     metrics: &Metrics,
@@ -354,6 +392,10 @@ async fn apply_with_retry(
                 Ok(w) => {
                     let w = match source {
                         Some(reader) => w.with_source_reader(reader.clone()),
+                        None => w,
+                    };
+                    let w = match signals {
+                        Some(log) => w.with_signals(log.clone()),
                         None => w,
                     };
                     tracing::info!(topic = %batch.topic, table = %w.table().identifier(), live_rows = w.live_rows(), "table opened");

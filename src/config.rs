@@ -376,6 +376,13 @@ pub struct IngestConfig {
     /// `[ingest.health]`: when `/healthz` says unhealthy.
     #[serde(default)]
     pub health: HealthRules,
+    /// Debezium's signal table (`schema.table`, the connector's
+    /// `signal.data.collection`): floe reads the incremental snapshots
+    /// asked for there, and the chunk windows Debezium marks there, so
+    /// that when one ends it deletes the rows it did not read. Default
+    /// `public.debezium_signal`; `""` turns it off.
+    #[serde(default = "default_signal_table")]
+    pub signal_table: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -384,6 +391,10 @@ pub enum OnError {
     #[default]
     Fail,
     DeadLetter,
+}
+
+fn default_signal_table() -> String {
+    "public.debezium_signal".into()
 }
 
 fn default_dead_letter_table() -> String {
@@ -427,6 +438,7 @@ impl Default for IngestConfig {
             dead_letter_table: default_dead_letter_table(),
             metrics_listen: None,
             health: HealthRules::default(),
+            signal_table: default_signal_table(),
         }
     }
 }

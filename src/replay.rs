@@ -74,7 +74,10 @@ pub async fn replay(
     batch_messages: usize,
 ) -> Result<Replayed> {
     let started = Instant::now();
-    let mut applier = Applier::new(lake, Arc::new(Metrics::default()), false);
+    // as ingest does by default: incremental snapshots asked for in the
+    // signal table are reconciled when they end
+    let mut applier = Applier::new(lake, Arc::new(Metrics::default()), false)
+        .with_signal_table(&crate::config::IngestConfig::default().signal_table);
     let mut decoder = ChangeDecoder::new(recording.schemas.clone());
     let mut done = Replayed::default();
     let mut progress = Progress::start("replay");

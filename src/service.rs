@@ -374,8 +374,9 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     let reader = crate::refetch::KafkaReader {
         config: config.clone(),
     };
-    let mut applier =
-        Applier::new(lake.clone(), metrics.clone(), reject).with_source_reader(Arc::new(reader));
+    let mut applier = Applier::new(lake.clone(), metrics.clone(), reject)
+        .with_source_reader(Arc::new(reader))
+        .with_signal_table(&config.ingest.signal_table);
     let dead_letters = match config.ingest.on_error {
         OnError::Fail => None,
         OnError::DeadLetter => {

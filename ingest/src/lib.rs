@@ -14,7 +14,9 @@
 //! * [`decoder`]: [`ChangeDecoder`], which turns messages into per-topic
 //!   [`ChangeBatch`]es and opens a new batch when a table's schema changes;
 //! * [`order`]: a batch from several partitions of a topic put back in
-//!   source order.
+//!   source order;
+//! * [`signal`]: Debezium's signal table (ad-hoc snapshots asked for, an
+//!   incremental snapshot's chunk windows) read from its events.
 //!
 //! Start reading at [`ChangeDecoder::push`].
 //!
@@ -37,6 +39,7 @@ pub mod order;
 pub mod recording;
 pub mod registry;
 pub mod semantic;
+pub mod signal;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;

@@ -12,6 +12,16 @@ use crate::recording::RecordedSchemas;
 use crate::wire::frame;
 
 /// Encodes Confluent-framed Debezium events for one table.
+/// Where an encoded event's `source` block places it.
+struct Source<'a> {
+    /// Its timestamps and transaction id derive from this.
+    ts: i64,
+    lsn: Option<i64>,
+    /// Debezium's `sequence`: (last commit, LSN).
+    sequence: Option<(i64, i64)>,
+    snapshot: &'a str,
+}
+
 pub struct EventEncoder {
     envelope: Schema,
     key: Schema,
@@ -142,6 +152,24 @@ impl EventEncoder {
         self.encode(Op::Read, Some(key), None, Some(after), lsn, Some(0), marker)
     }
 
+    /// A read of an incremental snapshot (`op = r`, marker `incremental`)
+    /// of the row `after`, as Debezium sends it: no LSN of its own, and
+    /// its chunk's window close as both halves of `sequence`.
+    pub fn incremental_read(
+        &self,
+        key: &HashMap<&str, Value>,
+        after: &HashMap<&str, Value>,
+        close: i64,
+    ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
+        let source = Source {
+            ts: close,
+            lsn: None,
+            sequence: Some((close, close)),
+            snapshot: "incremental",
+        };
+        self.encode_at(Op::Read, Some(key), None, Some(after), source)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn encode(
         &self,
@@ -153,6 +181,26 @@ impl EventEncoder {
         commit_lsn: Option<i64>,
         snapshot: &str,
     ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
+        let source = Source {
+            ts: lsn,
+            lsn: Some(lsn),
+            sequence: commit_lsn.map(|c| (c, lsn)),
+            snapshot,
+        };
+        self.encode_at(op, key, before, after, source)
+    }
+
+    fn encode_at(
+        &self,
+        op: Op,
+        key: Option<&HashMap<&str, Value>>,
+        before: Option<&HashMap<&str, Value>>,
+        after: Option<&HashMap<&str, Value>>,
+        at: Source<'_>,
+    ) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
+        let Source {
+            ts: lsn, snapshot, ..
+        } = at;
         let s = |v: &str| Value::String(v.to_string());
         let mut fields = HashMap::from([
             ("version", s("3.6.3.Final")),
@@ -165,9 +213,11 @@ impl EventEncoder {
             ("schema", s("public")),
             ("table", s("trips")),
             ("txId", Value::Long(1000 + lsn)),
-            ("lsn", Value::Long(lsn)),
         ]);
-        if let Some(commit) = commit_lsn {
+        if let Some(lsn) = at.lsn {
+            fields.insert("lsn", Value::Long(lsn));
+        }
+        if let Some((commit, lsn)) = at.sequence {
             let commit = match commit {
                 0 => "null".to_string(),
                 c => format!("\"{c}\""),

@@ -48,6 +48,19 @@ fn actions(seed: u64, n: usize) -> Vec<Action> {
         .collect()
 }
 
+/// A fresh local lake named `name` whose trips are partitioned by day.
+async fn trips_lake(name: &str) -> (PathBuf, std::sync::Arc<Lake>) {
+    let warehouse = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&warehouse);
+    let mut config = LakeConfig {
+        warehouse: warehouse.clone().into(),
+        ..LakeConfig::default()
+    };
+    crate::support::trips_by_day(&mut config);
+    let lake = std::sync::Arc::new(Lake::open(&config).await.unwrap());
+    (warehouse, lake)
+}
+
 async fn apply(
     lake: &Lake,
     writer: &mut Option<lakehouse::apply::TableWriter>,
@@ -75,15 +88,7 @@ async fn race(seed: u64) -> u64 {
     let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
     let (messages, model) = history(&enc, &actions(seed, 900));
 
-    let warehouse =
-        std::env::temp_dir().join(format!("floe-compact-{}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&warehouse);
-    let mut config = LakeConfig {
-        warehouse: warehouse.clone().into(),
-        ..LakeConfig::default()
-    };
-    crate::support::trips_by_day(&mut config);
-    let lake = std::sync::Arc::new(Lake::open(&config).await.unwrap());
+    let (warehouse, lake) = trips_lake(&format!("floe-compact-{seed}")).await;
 
     // a third of the history first, in commits of 15 messages: small files
     let chunks: Vec<&[RecordedMessage]> = messages.chunks(15).collect();
@@ -421,15 +426,7 @@ async fn a_writer_catching_up_with_a_compaction_that_deleted_rows_again_keeps_th
     actions.extend((0..60).map(|i| upsert(KEY, 1000 + i)));
     let (messages, _) = history(&enc, &actions);
 
-    let warehouse =
-        std::env::temp_dir().join(format!("floe-compact-catch-up-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&warehouse);
-    let mut config = LakeConfig {
-        warehouse: warehouse.clone().into(),
-        ..LakeConfig::default()
-    };
-    crate::support::trips_by_day(&mut config);
-    let lake = std::sync::Arc::new(Lake::open(&config).await.unwrap());
+    let (warehouse, lake) = trips_lake("floe-compact-catch-up").await;
     let mut writer = None;
     let mut next = 0;
     let policy = CompactPolicy {

@@ -307,7 +307,7 @@ enum Merge {
 
 /// Merges after almost every commit of the small test tables: two files
 /// per tier, three per partition at most.
-fn tight_merges() -> MergePolicy {
+pub(crate) fn tight_merges() -> MergePolicy {
     MergePolicy {
         max_files: 3,
         fanout: 2,

@@ -43,6 +43,9 @@ const RESNAPSHOT_PREFIX: &str = "floe.resnapshot.";
 const SNAPSHOT_LSN_PREFIX: &str = "floe.snapshot-lsn.";
 /// `floe.stream.<topic>.<partition>` = a [`StreamPosition`].
 const STREAM_PREFIX: &str = "floe.stream.";
+/// `floe.incremental-read.<topic>` = the window close of the newest
+/// incremental snapshot chunk whose reads the table applied.
+const INCREMENTAL_READ_PREFIX: &str = "floe.incremental-read.";
 /// `floe.truncate-lsn.<topic>` = the source LSN of the last truncate.
 const TRUNCATE_LSN_PREFIX: &str = "floe.truncate-lsn.";
 /// `floe.schema-lsn.<topic>` = the source LSN of the first change that
@@ -138,6 +141,8 @@ pub struct SourcePositions {
     resnapshot: BTreeMap<String, i64>,
     /// Per topic, the LSN of the newest snapshot read.
     snapshots: BTreeMap<String, i64>,
+    /// Per topic, the window close of the newest incremental chunk read.
+    incremental_reads: BTreeMap<String, i64>,
 }
 
 /// Where one partition's stream of Postgres changes stands: the newest
@@ -237,6 +242,8 @@ impl SourcePositions {
                 }
             } else if let Some(topic) = k.strip_prefix(SNAPSHOT_LSN_PREFIX) {
                 out.snapshots.insert(topic.to_string(), lsn);
+            } else if let Some(topic) = k.strip_prefix(INCREMENTAL_READ_PREFIX) {
+                out.incremental_reads.insert(topic.to_string(), lsn);
             } else if let Some(topic) = k.strip_prefix(TRUNCATE_LSN_PREFIX) {
                 out.truncated.insert(topic.to_string(), lsn);
             } else if let Some(topic) = k.strip_prefix(SCHEMA_LSN_PREFIX) {
@@ -309,6 +316,30 @@ impl SourcePositions {
         *slot = (*slot).max(lsn);
     }
 
+    /// The window close of the newest incremental snapshot chunk of
+    /// `topic` whose reads the table applied.
+    pub fn incremental_read(&self, topic: &str) -> Option<i64> {
+        self.incremental_reads.get(topic).copied()
+    }
+
+    /// Records reads of an incremental chunk of `topic` whose window
+    /// closed at `lsn` (never moving back).
+    pub fn read_incrementally(&mut self, topic: &str, lsn: i64) {
+        let slot = self
+            .incremental_reads
+            .entry(topic.to_string())
+            .or_insert(lsn);
+        *slot = (*slot).max(lsn);
+    }
+
+    /// The stream positions of `topic`'s partitions.
+    pub fn streams<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = StreamPosition> + 'a {
+        self.stream
+            .iter()
+            .filter(move |((t, _), _)| t == topic)
+            .map(|(_, at)| *at)
+    }
+
     /// The LSN of the last truncate of `topic` applied.
     pub fn truncated(&self, topic: &str) -> Option<i64> {
         self.truncated.get(topic).copied()
@@ -364,6 +395,9 @@ impl SourcePositions {
         }
         for (topic, lsn) in &self.snapshots {
             properties.insert(format!("{SNAPSHOT_LSN_PREFIX}{topic}"), lsn.to_string());
+        }
+        for (topic, lsn) in &self.incremental_reads {
+            properties.insert(format!("{INCREMENTAL_READ_PREFIX}{topic}"), lsn.to_string());
         }
     }
 }
@@ -488,6 +522,9 @@ impl StateChange {
         }
         for (topic, lsn) in &self.positions.snapshots {
             positions.read_snapshot(topic, *lsn);
+        }
+        for (topic, lsn) in &self.positions.incremental_reads {
+            positions.read_incrementally(topic, *lsn);
         }
         positions.write(&mut out);
         let lineage = self

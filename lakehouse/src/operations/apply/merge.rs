@@ -328,9 +328,12 @@ impl TableWriter {
     }
 
     /// Whether a snapshot is being read again into the table (merges
-    /// wait for its end; see `resnapshot`).
+    /// wait for its end; see `resnapshot` and `incremental`).
     fn resnapshotting(&self) -> bool {
-        SourcePositions::of(&self.table).resnapshotting()
+        let reading = self
+            .incremental_reads_at
+            .is_some_and(|at| at.elapsed() < super::incremental::MERGES_WAIT);
+        self.incremental_open || reading || SourcePositions::of(&self.table).resnapshotting()
     }
 
     /// Whether a partition is past the merge bound, as the writer knows

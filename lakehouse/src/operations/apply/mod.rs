@@ -28,7 +28,9 @@
 //! committed since ([`catch_up`]) and plans the batch again on the newer
 //! table, skipping what it already holds by its Kafka offsets. A batch from
 //! several partitions of a topic is applied in source order
-//! ([`source_order`]). An outage
+//! ([`source_order`]). A snapshot Debezium sends again deletes, when it
+//! ends, the rows it did not read ([`resnapshot`]; an incremental one,
+//! placed by what the signal table said, [`incremental`]). An outage
 //! is waited out by the writer's [`RetryPolicy`]. Any other failure leaves
 //! the writer refusing further work until it is opened again.
 
@@ -62,6 +64,7 @@ use crate::transaction::{
 use crate::Lake;
 
 mod catch_up;
+mod incremental;
 mod ledger;
 mod merge;
 mod resent;
@@ -69,6 +72,7 @@ mod resnapshot;
 mod source_order;
 
 use catch_up::CaughtUp;
+pub use incremental::SignalLog;
 use ledger::FileLedger;
 pub use merge::MergeReport;
 use resent::Resent;
@@ -177,6 +181,23 @@ pub struct TableWriter {
     expiry: Option<SnapshotExpiry>,
     /// Commits since the last expiry.
     since_expiry: u64,
+    /// What the signal table said (incremental snapshots asked for).
+    signals: Option<SignalLog>,
+    /// An incremental snapshot asked for of this table, and the sequence
+    /// number it reconciles at (see `incremental`).
+    incremental: Option<((i64, i64), i64)>,
+    /// Whether one is under way (merges wait).
+    incremental_open: bool,
+    /// When this writer first saw it asked for, or last applied its reads:
+    /// merges wait at most [`incremental::MERGES_WAIT`] after (a
+    /// snapshot paused, or one whose end never shows, must not stop them
+    /// for good).
+    incremental_seen: Option<((i64, i64), Instant)>,
+    /// When the writer last committed incremental snapshot reads (merges
+    /// wait from then too, whether or not the signals have come).
+    incremental_reads_at: Option<Instant>,
+    /// Marked finished in the log when the batch commits.
+    incremental_finish: Option<(ingest::SourceTable, (i64, i64))>,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -273,6 +294,12 @@ impl TableWriter {
             reconcile_snapshots: true,
             expiry: None,
             since_expiry: 0,
+            signals: None,
+            incremental: None,
+            incremental_open: false,
+            incremental_seen: None,
+            incremental_reads_at: None,
+            incremental_finish: None,
         };
         writer.load_index(&schema).await?;
         Ok(writer)
@@ -297,6 +324,14 @@ impl TableWriter {
     /// rows it did not read (default on; see `resnapshot`).
     pub fn with_snapshot_reconciliation(mut self, on: bool) -> Self {
         self.reconcile_snapshots = on;
+        self
+    }
+
+    /// What the signal table says, so an incremental snapshot asked for
+    /// of this table deletes at its end the rows it did not read (with
+    /// snapshot reconciliation on; see `incremental`).
+    pub fn with_signals(mut self, log: SignalLog) -> Self {
+        self.signals = Some(log);
         self
     }
 
@@ -496,7 +531,9 @@ impl TableWriter {
             })?;
         let mut stats = ApplyStats::default();
         for part in resnapshot::split_at_starts(batch) {
-            stats.add(&self.apply_sorted(&part).await?);
+            for part in self.split_at_ask(part) {
+                stats.add(&self.apply_sorted(&part).await?);
+            }
         }
         stats.expired = self.expire_if_due().await;
         Ok(stats)
@@ -599,6 +636,7 @@ impl TableWriter {
     fn begin(&mut self) {
         self.batch = true;
         self.replaced_index = None;
+        self.incremental_finish = None;
         self.index.begin();
     }
 
@@ -606,12 +644,19 @@ impl TableWriter {
     fn keep(&mut self) {
         self.batch = false;
         self.replaced_index = None;
+        if let (Some((table, ask)), Some(log)) = (self.incremental_finish.take(), &self.signals) {
+            log.finish(&table, ask);
+            self.incremental = None;
+            self.incremental_open = false;
+            self.incremental_reads_at = None;
+        }
         self.index.keep();
     }
 
     /// The batch did not commit: the index is as the batch found it.
     fn rollback(&mut self) {
         self.batch = false;
+        self.incremental_finish = None;
         match self.replaced_index.take() {
             Some(before) => self.index = before,
             None => self.index.rollback(),
@@ -703,11 +748,17 @@ impl TableWriter {
         } else {
             Resnapshot::default()
         };
+        let incremental_read = incremental::read_closes(batch)
+            .into_iter()
+            .zip(&rows)
+            .filter_map(|(close, fresh)| close.filter(|_| *fresh))
+            .max();
         let fresh = Fresh {
             rows,
             stream: resent.stream,
             resnapshot: resnapshot.change,
             snapshot_lsn: resnapshot.snapshot_lsn,
+            incremental_read,
         };
         stats.already_applied = fresh.iter().filter(|f| !**f).count();
         if stats.already_applied == batch.num_rows()
@@ -733,6 +784,8 @@ impl TableWriter {
             .await?;
             return Ok(stats);
         }
+
+        let incremental_end = self.follow_incremental(batch, &fresh);
 
         // the table's columns follow the source's, never back to older ones
         let schema = self.table.metadata().current_schema().clone();
@@ -827,6 +880,11 @@ impl TableWriter {
             stats.reconciled = stale.len();
             tracing::info!(table = %table_name, rows = stale.len(), "a snapshot read again has ended: the rows it did not read are deleted");
             deletes.extend(stale);
+        } else if let (Some(before), 0) = (incremental_end, start) {
+            let stale = self.not_read_again(before).await?;
+            stats.reconciled = stale.len();
+            tracing::info!(table = %table_name, rows = stale.len(), "an incremental snapshot has ended: the rows it did not read, and no change touched since it was asked for, are deleted");
+            deletes.extend(stale);
         }
         stats.rows_written = table_rows.num_rows();
         let mut files = self.write_deletes(deletes, &prefix).await?;
@@ -835,6 +893,71 @@ impl TableWriter {
         self.commit(batch, &applied, &fresh, files, removal, new_schema)
             .await?;
         Ok(stats)
+    }
+
+    /// `batch` cut where an incremental snapshot of the table was asked
+    /// for, when it holds changes from before and after (see
+    /// `incremental`).
+    fn split_at_ask(&self, batch: ChangeBatch) -> Vec<ChangeBatch> {
+        let ask = match (&self.signals, &batch.source) {
+            (Some(log), Some(source)) if self.reconcile_snapshots => log.open_ask(source),
+            _ => None,
+        };
+        match ask.and_then(|ask| incremental::first_after(&batch, ask)) {
+            Some(first) if first > 0 => resnapshot::split_at(batch, vec![first]),
+            _ => vec![batch],
+        }
+    }
+
+    /// Follows an incremental snapshot of the table asked for through the
+    /// signal table: notes when one is under way (merges wait) and, when
+    /// `batch` ends it, the sequence number at or below which rows were
+    /// neither read nor changed since (see `incremental`).
+    fn follow_incremental(&mut self, batch: &ChangeBatch, fresh: &[bool]) -> Option<i64> {
+        self.incremental_open = false;
+        if !self.reconcile_snapshots || !matches!(self.keying, Keying::Primary(_)) {
+            return None;
+        }
+        let (Some(log), Some(source)) = (self.signals.clone(), batch.source.clone()) else {
+            return None;
+        };
+        let ask = log.open_ask(&source)?;
+        let reads = incremental::read_closes(batch).iter().any(Option::is_some);
+        let seen = match self.incremental_seen {
+            Some((asked, at)) if asked == ask && !reads => at,
+            _ => Instant::now(),
+        };
+        self.incremental_seen = Some((ask, seen));
+        self.incremental_open = seen.elapsed() < incremental::MERGES_WAIT;
+        // a batch all from before the ask leaves the history to say later
+        // what came before it
+        if !matches!(self.incremental, Some((asked, _)) if asked == ask)
+            && incremental::first_after(batch, ask).is_none()
+        {
+            return None;
+        }
+        let before = match self.incremental {
+            Some((asked, before)) if asked == ask => before,
+            _ => match incremental::sequence_before(&self.table, &batch.topic, ask) {
+                Some(before) => {
+                    tracing::info!(table = %self.table.identifier(), asked_at = ?ask, before, "an incremental snapshot of the table is under way: when it ends, the rows it did not read are deleted");
+                    self.incremental = Some((ask, before));
+                    before
+                }
+                None => {
+                    tracing::warn!(table = %self.table.identifier(), asked_at = ?ask, "an incremental snapshot of the table was asked for, but its history no longer reaches back to then: the snapshot is applied without deleting the rows it does not read");
+                    self.incremental_finish = Some((source, ask));
+                    return None;
+                }
+            },
+        };
+        let last = SourcePositions::of(&self.table)
+            .incremental_read(&batch.topic)
+            .filter(|close| *close > ask.1);
+        incremental::ends(batch, fresh, ask, last, &log).then(|| {
+            self.incremental_finish = Some((source, ask));
+            before
+        })
     }
 
     /// The rows a snapshot read again did not read: those still in data
@@ -1453,6 +1576,10 @@ impl TableWriter {
         if let Some(lsn) = fresh.snapshot_lsn {
             state.positions.read_snapshot(&batch.topic, lsn);
         }
+        if let Some(close) = fresh.incremental_read {
+            state.positions.read_incrementally(&batch.topic, close);
+            self.incremental_reads_at = Some(Instant::now());
+        }
         crate::fault::point("commit.data-written");
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
@@ -1486,6 +1613,8 @@ struct Fresh {
     /// The LSN of a newer snapshot than the table knew, whose reads the
     /// batch applies.
     snapshot_lsn: Option<i64>,
+    /// The window close of the newest incremental chunk the batch reads.
+    incremental_read: Option<i64>,
 }
 
 impl std::ops::Deref for Fresh {

@@ -32,11 +32,11 @@
 //! Merges inside ingest wait while a snapshot is under way (a merge would
 //! move old rows into new files). An ad-hoc blocking snapshot (a signal)
 //! reads like the first one, at a new LSN, and is reconciled the same way.
-//! Not reconciled: incremental snapshots (their reads come in chunks among
-//! streamed changes, carry only their chunk window's position, and
-//! nothing in the table's topic marks their start or end; they are
-//! applied as upserts), append-mode changelogs and tables without a primary key, and a
-//! table whose snapshot reads no row at all (no event says it happened).
+//! Incremental snapshots are reconciled from what the signal table says
+//! ([`super::incremental`]): nothing in the table's own topic marks their
+//! start or end. Not reconciled: append-mode changelogs and tables without
+//! a primary key, and a table whose snapshot reads no row at all (no event
+//! says it happened).
 //! A table whose snapshot ends with no end marker and no later change is
 //! reconciled with its next change.
 
@@ -145,6 +145,12 @@ pub(super) fn split_at_starts(batch: ChangeBatch) -> Vec<ChangeBatch> {
                 && matches!(markers.value(i), "first" | "first_in_data_collection")
         })
         .collect();
+    split_at(batch, starts)
+}
+
+/// `batch` cut before each of the rows `starts` (ascending, none 0), each
+/// part with its own offset ranges.
+pub(super) fn split_at(batch: ChangeBatch, starts: Vec<usize>) -> Vec<ChangeBatch> {
     if starts.is_empty() {
         return vec![batch];
     }
