@@ -228,7 +228,8 @@ impl Applier {
 
 async fn apply_all(
     lake: &Lake,
-    source: (Option<&Arc<dyn SourceReader>>, Option<&SignalLog>),
+    // where writers read changes again, and what the signal table said
+    shared: (Option<&Arc<dyn SourceReader>>, Option<&SignalLog>),
     writers: &mut Writers,
     batches: &[ChangeBatch],
     metrics: &Metrics,
@@ -271,7 +272,7 @@ async fn apply_all(
         }
         let (stats, table) = match apply_with_retry(
             lake,
-            source,
+            shared,
             &mut writers.tables,
             batch,
             metrics,

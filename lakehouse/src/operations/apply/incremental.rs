@@ -130,6 +130,11 @@ impl SignalLog {
 
     /// Whether a window closed after `after` and before `before`.
     fn closed_between(&self, after: (i64, i64), before: (i64, i64)) -> bool {
+        // (a change behind the last read, on a partition behind the
+        // others; `range` would panic on it)
+        if after >= before {
+            return false;
+        }
         self.inner.lock().is_ok_and(|log| {
             log.closes
                 .range((
@@ -341,5 +346,8 @@ mod tests {
         assert!(!log.closed_between((20, 20), (30, 30)), "the close itself");
         assert!(log.closed_between((5, 5), (11, 0)));
         assert!(!log.closed_between((30, 30), (i64::MAX, i64::MAX)));
+        // a change from before the last read (a partition behind)
+        assert!(!log.closed_between((20, 20), (15, 16)));
+        assert!(!log.closed_between((20, 20), (20, 20)));
     }
 }
