@@ -14,7 +14,8 @@
 # FLOE_BENCH_SECONDS (default 60) and FLOE_BENCH_INTERVAL_MS (ingest's
 # commit_interval_ms, default 1000); FLOE_BENCH_MERGE=off turns ingest's
 # merging off (`[lake.tables.merge] enabled = false`) for the side-by-side
-# comparison; FLOE_BENCH_PARTITIONS (default 1) creates the trips topic
+# comparison, and FLOE_BENCH_MAX_FILES sets its bound (`max_files`, the
+# live data files a partition may hold; default floe's); FLOE_BENCH_PARTITIONS (default 1) creates the trips topic
 # with that many partitions first, so the source-order rule (issue 17)
 # is in the measured path. Run 1 prints the table's live files every 10 s, and every
 # FLOE_BENCH_PROBE seconds (default 30; 0 for none) pins the table's
@@ -43,6 +44,7 @@ csv="${FLOE_BENCH_CSV:-}"
 rates="${FLOE_BENCH_RATES-4000 8000 16000 32000}"
 merge="${FLOE_BENCH_MERGE:-on}"
 partitions="${FLOE_BENCH_PARTITIONS:-1}"
+max_files="${FLOE_BENCH_MAX_FILES:-}"
 case "$merge" in on) merge_enabled=true ;; off) merge_enabled=false ;; *) die "FLOE_BENCH_MERGE is on or off" ;; esac
 
 log "building floe and the freshness driver (release)"
@@ -109,6 +111,7 @@ endpoint = "$FLOE_S3_ENDPOINT"
 
 [lake.tables.merge]
 enabled = $merge_enabled
+${max_files:+max_files = $max_files}
 
 [ingest]
 commit_interval_ms = $interval_ms
@@ -133,7 +136,7 @@ run() { # FIRST_ID RATE SECONDS [QUERY_AFTER [DRIVER FLAGS...]]
 
 log "warm-up: 30 s at 500 changes/s (the group join, the seed, the first commits)"
 run 1000000 500 30
-log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge, $partitions trips partition(s)"
+log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge${max_files:+ (max_files $max_files)}, $partitions trips partition(s)"
 probe=(--probe-every "$probe_every")
 [ -n "$csv" ] && probe+=(--probe-csv "$csv")
 run 11000000 "$rate" "$seconds" true "${probe[@]}"
