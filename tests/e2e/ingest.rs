@@ -838,9 +838,22 @@ fn kafka_sasl_is_checked_against_a_broker_that_requires_it(
         );
         let path = dir.join("kafka-sasl.toml");
         std::fs::write(&path, base.replace("[registry]", &sasl)).unwrap();
-        let started = Instant::now();
-        let out = floe_ingest(&path, &["--check"]);
-        let shown = text(&out);
+        // A loaded machine (CI runs the chaos campaign beside this test)
+        // has seen tansu accept the connection and then not answer the
+        // exchange within `--check`'s 10 s, after answering the one before
+        // (CI-G at stop 33, CI-I at stop 34). Only that silence is tried
+        // again, twice; any other answer is checked as it is.
+        let mut tries = 0;
+        let (started, shown) = loop {
+            tries += 1;
+            let started = Instant::now();
+            let shown = text(&floe_ingest(&path, &["--check"]));
+            let silent =
+                shown.contains("FAILED  kafka: TCP connection") && shown.contains("no answer from");
+            if !silent || tries == 3 {
+                break (started, shown);
+            }
+        };
         // the SCRAM exchange ran and was refused (without [kafka.sasl] the
         // broker only drops the connection: a transport failure)
         assert!(
