@@ -15,7 +15,9 @@
 # commit_interval_ms, default 1000); FLOE_BENCH_MERGE=off turns ingest's
 # merging off (`[lake.tables.merge] enabled = false`) for the side-by-side
 # comparison, and FLOE_BENCH_MAX_FILES sets its bound (`max_files`, the
-# live data files a partition may hold; default floe's); FLOE_BENCH_PARTITIONS (default 1) creates the trips topic
+# live data files a partition may hold; default floe's) and
+# FLOE_BENCH_CPU_SHARE the CPU merges in the background may take
+# (`cpu_share`, a share of one core; 1 lifts the pacing); FLOE_BENCH_PARTITIONS (default 1) creates the trips topic
 # with that many partitions first, so the source-order rule (issue 17)
 # is in the measured path. Run 1 prints the table's live files every 10 s, and every
 # FLOE_BENCH_PROBE seconds (default 30; 0 for none) pins the table's
@@ -45,6 +47,7 @@ rates="${FLOE_BENCH_RATES-4000 8000 16000 32000}"
 merge="${FLOE_BENCH_MERGE:-on}"
 partitions="${FLOE_BENCH_PARTITIONS:-1}"
 max_files="${FLOE_BENCH_MAX_FILES:-}"
+cpu_share="${FLOE_BENCH_CPU_SHARE:-}"
 case "$merge" in on) merge_enabled=true ;; off) merge_enabled=false ;; *) die "FLOE_BENCH_MERGE is on or off" ;; esac
 
 log "building floe and the freshness driver (release)"
@@ -112,6 +115,7 @@ endpoint = "$FLOE_S3_ENDPOINT"
 [lake.tables.merge]
 enabled = $merge_enabled
 ${max_files:+max_files = $max_files}
+${cpu_share:+cpu_share = $cpu_share}
 
 [ingest]
 commit_interval_ms = $interval_ms
@@ -136,7 +140,7 @@ run() { # FIRST_ID RATE SECONDS [QUERY_AFTER [DRIVER FLAGS...]]
 
 log "warm-up: 30 s at 500 changes/s (the group join, the seed, the first commits)"
 run 1000000 500 30
-log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge${max_files:+ (max_files $max_files)}, $partitions trips partition(s)"
+log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge${max_files:+ (max_files $max_files)}${cpu_share:+ (cpu_share $cpu_share)}, $partitions trips partition(s)"
 probe=(--probe-every "$probe_every")
 [ -n "$csv" ] && probe+=(--probe-csv "$csv")
 run 11000000 "$rate" "$seconds" true "${probe[@]}"
@@ -153,4 +157,7 @@ kill -0 "$floe_pid" 2>/dev/null || { tail -20 "$dir/floe.log" >&2; die "floe ing
 echo "floe: $(grep -c ' committed' "$dir/floe.log" || true) commits," \
   "$(grep -c 'merged small files' "$dir/floe.log" || true) merge rounds," \
   "$(grep -c 'past the merge bound' "$dir/floe.log" || true) commit rounds that waited for merges"
+# the merges' own CPU and pauses (cpu_share), summed from their log lines
+sum_field() { grep 'merged small files' "$dir/floe.log" | grep -o "$1=[0-9]*" | awk -F= '{s += $2} END {printf "%.1f", s / 1000}'; }
+echo "merges: $(sum_field cpu_ms) s of CPU, $(sum_field paused_ms) s paused for cpu_share, $(sum_field rewrite_ms) s writing"
 

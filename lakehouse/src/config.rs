@@ -375,6 +375,11 @@ pub struct MergePolicy {
     /// the merges' memory budget too: a round holds at most one output
     /// file's rows of each partition it rewrites.
     pub max_rows_per_round: u64,
+    /// The CPU a merge round's rewrite may take while commits go on
+    /// beside it, as a share of one core (default 0.5); 1 lifts the
+    /// pacing. A round the commits wait for (a partition past
+    /// `max_files`) runs unpaced.
+    pub cpu_share: f64,
 }
 
 impl Default for MergePolicy {
@@ -386,6 +391,7 @@ impl Default for MergePolicy {
             target_file_bytes: 128 << 20,
             max_deleted_share: 0.2,
             max_rows_per_round: 2_000_000,
+            cpu_share: 0.5,
         }
     }
 }
@@ -404,6 +410,12 @@ impl MergePolicy {
         }
         if self.target_file_bytes == 0 {
             return Err("merge.target_file_bytes must be positive".into());
+        }
+        if !(self.cpu_share > 0.0 && self.cpu_share.is_finite()) {
+            return Err(
+                "merge.cpu_share must be above 0 (a share of one core; 1 or more lifts the pacing)"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -85,6 +85,8 @@ pub struct Metrics {
     merges: Family<TableLabel, Counter>,
     merge_bytes: Family<TableLabel, Counter>,
     merge_seconds: Counter<f64, AtomicU64>,
+    merge_cpu_seconds: Counter<f64, AtomicU64>,
+    merge_paused_seconds: Counter<f64, AtomicU64>,
     merge_waits: Family<TableLabel, Counter>,
     resent: Family<TableLabel, Counter>,
     healthy: Gauge,
@@ -117,6 +119,8 @@ impl Metrics {
             merges: Family::default(),
             merge_bytes: Family::default(),
             merge_seconds: Counter::default(),
+            merge_cpu_seconds: Counter::default(),
+            merge_paused_seconds: Counter::default(),
             merge_waits: Family::default(),
             resent: Family::default(),
             healthy: Gauge::default(),
@@ -201,6 +205,16 @@ impl Metrics {
             "floe_merge_seconds",
             "Time spent merging small files inside ingest",
             self.merge_seconds.clone(),
+        );
+        r.register(
+            "floe_merge_cpu_seconds",
+            "CPU time merges inside ingest took (the threads polling their rewrites)",
+            self.merge_cpu_seconds.clone(),
+        );
+        r.register(
+            "floe_merge_paused_seconds",
+            "Time merges inside ingest were paused to keep within lake.tables.merge.cpu_share",
+            self.merge_paused_seconds.clone(),
         );
         r.register(
             "floe_merge_waits",
@@ -290,6 +304,9 @@ impl Metrics {
             .get_or_create(&labels)
             .inc_by(report.bytes_rewritten);
         self.merge_seconds.inc_by(took.as_secs_f64());
+        self.merge_cpu_seconds.inc_by(report.cpu.as_secs_f64());
+        self.merge_paused_seconds
+            .inc_by(report.paused.as_secs_f64());
     }
 
     pub fn error(&self, kind: &'static str) {
@@ -472,6 +489,8 @@ mod tests {
         let m = Metrics::default();
         let round = lakehouse::apply::MergeReport {
             bytes_rewritten: 4096,
+            cpu: Duration::from_millis(300),
+            paused: Duration::from_millis(125),
             ..Default::default()
         };
         m.merged("taxi_cdc.trips", &round, Duration::from_millis(500));
@@ -487,6 +506,8 @@ mod tests {
             "floe_merge_bytes_rewritten_total{table=\"taxi_cdc.trips\"} 5120\n",
             "floe_merge_waits_total{table=\"taxi_cdc.trips\"} 1\n",
             "floe_merge_seconds_total 0.75\n",
+            "floe_merge_cpu_seconds_total 0.3\n",
+            "floe_merge_paused_seconds_total 0.125\n",
         ] {
             assert!(text.contains(line), "{line} missing: {text}");
         }

@@ -19,6 +19,10 @@
 //!  waits for the merge under way, and for more rounds, until within it
 //! ```
 //!
+//! A round in the background is paced to `cpu_share` of one core
+//! (`cpu_budget`), so the commits keep the cores; a round the commits
+//! wait for runs unpaced.
+//!
 //! `max_files` is a bound readers can count on after every commit round,
 //! not only after merges: a merge runs beside the commits (several of
 //! them at 200 ms commits), so it starts at two thirds of the bound and
@@ -44,6 +48,7 @@ use std::time::Instant;
 
 use iceberg::spec::Struct;
 
+use super::cpu_budget::{BudgetHandle, Budgeted};
 use super::ledger::{FileLedger, LiveFile};
 use super::TableWriter;
 use crate::config::MergePolicy;
@@ -93,6 +98,7 @@ pub(crate) struct MergeGroup {
 pub(crate) struct MergeInFlight {
     partitions: usize,
     started: Instant,
+    budget: BudgetHandle,
     task: Option<tokio::task::JoinHandle<Result<Rewrite, LakehouseError>>>,
 }
 
@@ -130,6 +136,10 @@ pub struct MergeReport {
     pub waited: bool,
     /// From planning to the commit (the files written in the background).
     pub took: std::time::Duration,
+    /// CPU the rewrite took, on the threads that polled it.
+    pub cpu: std::time::Duration,
+    /// Time the rewrite was paused to keep within `cpu_share`.
+    pub paused: std::time::Duration,
 }
 
 impl MergeReport {
@@ -145,6 +155,8 @@ impl MergeReport {
         self.lost_race |= other.lost_race;
         self.waited |= other.waited;
         self.took += other.took;
+        self.cpu += other.cpu;
+        self.paused += other.paused;
     }
 }
 
@@ -270,9 +282,11 @@ impl TableWriter {
     pub async fn merge(&mut self) -> Result<MergeReport, LakehouseError> {
         let mut report = MergeReport::default();
         if let Some(flight) = self.merging.take() {
+            // waited for: no longer paced
+            flight.budget.make_urgent();
             report = self.finish_merge(flight).await?;
         }
-        if let Some(flight) = self.start_merge().await? {
+        if let Some(flight) = self.start_merge(true).await? {
             report.add(self.finish_merge(flight).await?);
         }
         Ok(report)
@@ -295,7 +309,7 @@ impl TableWriter {
                 MergeReport::default()
             }
             None => {
-                self.merging = self.start_merge().await?;
+                self.merging = self.start_merge(false).await?;
                 MergeReport::default()
             }
         };
@@ -353,8 +367,9 @@ impl TableWriter {
         self.merging.is_some()
     }
 
-    /// Plans a merge round from the ledger and starts writing its files.
-    async fn start_merge(&mut self) -> Result<Option<MergeInFlight>, LakehouseError> {
+    /// Plans a merge round from the ledger and starts writing its files,
+    /// within the policy's CPU share unless the writer waits for it.
+    async fn start_merge(&mut self, urgent: bool) -> Result<Option<MergeInFlight>, LakehouseError> {
         if !self.merge_policy.enabled || self.poisoned || self.resnapshotting() {
             return Ok(None);
         }
@@ -407,10 +422,20 @@ impl TableWriter {
         }
         let table = self.table.clone();
         let target = self.merge_policy.target_file_bytes;
-        let task = tokio::spawn(async move { rewrite(&table, rewrite_groups, target).await });
+        let budget = BudgetHandle::default();
+        if urgent {
+            budget.make_urgent();
+        }
+        let paced = Budgeted::new(
+            async move { rewrite(&table, rewrite_groups, target).await },
+            self.merge_policy.cpu_share,
+            budget.clone(),
+        );
+        let task = tokio::spawn(paced);
         Ok(Some(MergeInFlight {
             partitions: groups.len(),
             started,
+            budget,
             task: Some(task),
         }))
     }
@@ -438,6 +463,8 @@ impl TableWriter {
             return Ok(report);
         }
         let rewrite_ms = flight.started.elapsed().as_millis() as u64;
+        report.cpu = flight.budget.cpu();
+        report.paused = flight.budget.paused();
         report.partitions = flight.partitions;
         report.data_files_removed = rewritten.moved.len();
         report.delete_files_removed = rewritten.removed.len() - rewritten.moved.len();
@@ -496,6 +523,8 @@ impl TableWriter {
             rows = report.rows_written,
             deleted_again = action.redeleted_hits.values().sum::<u64>(),
             rewrite_ms,
+            cpu_ms = report.cpu.as_millis() as u64,
+            paused_ms = report.paused.as_millis() as u64,
             ms = flight.started.elapsed().as_millis() as u64,
             "merged small files"
         );

@@ -64,6 +64,7 @@ use crate::transaction::{
 use crate::Lake;
 
 mod catch_up;
+mod cpu_budget;
 mod incremental;
 mod ledger;
 mod merge;
