@@ -779,7 +779,7 @@ mod tests {
     #[test]
     fn merge_policies_by_default_and_per_table() {
         let text = format!(
-            "{MINIMAL}\n[lake.tables.merge]\nmax_files = 8\n\
+            "{MINIMAL}\n[lake.tables.merge]\nmax_files = 8\ncpu_share = 0.25\n\
              [lake.tables.\"public.trips\"]\npartition = [\"day(pickup_datetime)\"]\n\
              merge = {{ enabled = false }}\n"
         );
@@ -787,6 +787,8 @@ mod tests {
         let tables = &c.lake.tables;
         assert_eq!(tables.merge_policy("public.zones").max_files, 8);
         assert!(tables.merge_policy("public.zones").enabled);
+        assert_eq!(tables.merge_policy("public.zones").cpu_share, 0.25);
+        assert_eq!(tables.merge_policy("public.trips").cpu_share, 0.5);
         assert!(!tables.merge_policy("public.trips").enabled);
         // the table's section replaces the default whole
         assert_eq!(tables.merge_policy("public.trips").max_files, 12);
@@ -797,6 +799,8 @@ mod tests {
                 "[lake.tables.merge]\nmax_deleted_share = 0.0",
                 "max_deleted_share",
             ),
+            ("[lake.tables.merge]\ncpu_share = 0.0", "cpu_share"),
+            ("[lake.tables.merge]\ncpu_share = -1.0", "cpu_share"),
             (
                 "[lake.tables.\"public.trips\"]\nmerge = { target_file_bytes = 0 }",
                 "public.trips",

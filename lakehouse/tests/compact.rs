@@ -484,3 +484,103 @@ async fn a_writer_catching_up_with_a_compaction_that_deleted_rows_again_keeps_th
     assert!(raced, "no compaction lost a race to the writer's update");
     std::fs::remove_dir_all(&warehouse).ok();
 }
+
+/// A merge round in the background keeps within its CPU share: from its
+/// start to its commit it takes at least the wall time its measured CPU
+/// (beyond the unpaced burst) needs at that share, and says it paused. A
+/// round the writer waits for is not paced. Both leave the table's rows
+/// as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_in_the_background_keeps_within_its_cpu_share() {
+    use lakehouse::MergePolicy;
+    use std::time::Duration;
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+    let rec = Recording::load(&dir).unwrap();
+    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
+    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
+    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    // five commits of 6,000 rows into one partition: past two thirds of
+    // max_files 6, within the bound, so the round runs in the background
+    // then as many into a second partition, for a round waited for
+    const ROWS: i64 = 30_000;
+    let actions: Vec<Action> = (0..2 * ROWS)
+        .map(|k| Action::Upsert {
+            key: k,
+            day: k / ROWS,
+            fare: 100 + k % 900,
+            notes: None,
+            keep_notes: false,
+        })
+        .collect();
+    let (all, model_all) = history(&enc, &actions);
+    let (first, model) = history(&enc, &actions[..ROWS as usize]);
+    let (messages, rest) = all.split_at(first.len());
+    const SHARE: f64 = 0.05;
+    let policy = MergePolicy {
+        max_files: 6,
+        fanout: 64,
+        cpu_share: SHARE,
+        ..MergePolicy::default()
+    };
+
+    let (warehouse, lake) = trips_lake("floe-merge-cpu-share").await;
+    let mut writer = None;
+    let chunk = messages.len() / 5;
+    for (i, m) in messages.chunks(chunk).enumerate() {
+        apply(&lake, &mut writer, &rec, m).await;
+        if i == 0 {
+            writer = writer.map(|w| w.with_merge_policy(policy.clone()));
+        }
+    }
+    let mut writer = writer.unwrap();
+    let mut report = writer.merge_beside().await.unwrap();
+    assert!(writer.merging(), "no round started: {report:?}");
+    let waited_from = std::time::Instant::now();
+    while report.data_files_removed == 0 {
+        assert!(
+            waited_from.elapsed() < Duration::from_secs(120),
+            "{report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        report = writer.merge_beside().await.unwrap();
+    }
+    eprintln!("in the background: {report:?}");
+    assert!(!report.waited, "{report:?}");
+    // the burst (50 ms) runs unpaced; beyond it, CPU / share of wall time
+    let least = report
+        .cpu
+        .saturating_sub(Duration::from_millis(50))
+        .div_f64(SHARE);
+    assert!(
+        report.cpu > Duration::from_millis(75),
+        "too little CPU past the burst to see the pacing: {report:?}"
+    );
+    assert!(report.took >= least, "{report:?} (at least {least:?})");
+    assert!(!report.paused.is_zero(), "{report:?}");
+    let table = lake
+        .catalog()
+        .load_table(writer.table().identifier())
+        .await
+        .unwrap();
+    assert_eq!(table_state(&scan_all(&table).await), model);
+
+    // the same again, waited for: unpaced
+    let mut writer = Some(writer);
+    for m in rest.chunks(chunk) {
+        apply(&lake, &mut writer, &rec, m).await;
+    }
+    let mut writer = writer.unwrap();
+    let report = writer.merge().await.unwrap();
+    eprintln!("waited for: {report:?}");
+    assert!(report.data_files_removed >= 4, "{report:?}");
+    assert!(!report.cpu.is_zero(), "{report:?}");
+    assert_eq!(report.paused, Duration::ZERO, "{report:?}");
+    let table = lake
+        .catalog()
+        .load_table(writer.table().identifier())
+        .await
+        .unwrap();
+    assert_eq!(table_state(&scan_all(&table).await), model_all);
+    std::fs::remove_dir_all(&warehouse).ok();
+}

@@ -63,12 +63,19 @@ impl BudgetHandle {
 /// wall time, after a short burst). A share of 1 or more, or a platform
 /// without per-thread CPU clocks, leaves it unpaced but still measured
 /// where it can be.
-pub(crate) struct Budgeted<F> {
+///
+/// Pacing is between polls, so a rewrite that spends its CPU in a few
+/// long polls (a file encoded at once) is ahead of its share when it
+/// finishes: its output is then held until it is within it, so a round
+/// always takes the wall time its CPU allows and the next round starts
+/// no sooner.
+pub(crate) struct Budgeted<F: Future> {
     inner: Pin<Box<F>>,
     share: f64,
     started: Option<Instant>,
     cpu: Duration,
     pause: Option<(Pin<Box<tokio::time::Sleep>>, Instant)>,
+    done: Option<F::Output>,
     handle: BudgetHandle,
 }
 
@@ -80,6 +87,7 @@ impl<F: Future> Budgeted<F> {
             started: None,
             cpu: Duration::ZERO,
             pause: None,
+            done: None,
             handle,
         }
     }
@@ -96,15 +104,38 @@ impl<F: Future> Budgeted<F> {
         let wait = due.checked_duration_since(now)?;
         (!wait.is_zero()).then(|| wait.min(LONGEST_PAUSE))
     }
+
+    /// Polls the inner future once, adding the CPU the poll took.
+    fn poll_inner(&mut self, cx: &mut Context<'_>) {
+        self.started.get_or_insert_with(Instant::now);
+        let before = thread_cpu();
+        let polled = self.inner.as_mut().poll(cx);
+        if let (Some(before), Some(after)) = (before, thread_cpu()) {
+            let spent = after.saturating_sub(before);
+            self.cpu += spent;
+            self.handle
+                .cpu_nanos
+                .fetch_add(spent.as_nanos() as u64, Ordering::AcqRel);
+        }
+        if let Poll::Ready(out) = polled {
+            self.done = Some(out);
+        }
+    }
 }
 
-impl<F: Future> Future for Budgeted<F> {
+impl<F: Future> Future for Budgeted<F>
+where
+    F::Output: Unpin,
+{
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        // a pause is at most LONGEST_PAUSE; after it, the rewrite may
-        // still be ahead of its share
+        let mut polled = false;
+        // a pause is at most LONGEST_PAUSE, so a rewrite made urgent goes
+        // on soon; after one, it may still be ahead of its share. The
+        // inner future's own wake-ups during a pause are kept by what it
+        // waits on, and seen when it is polled again.
         loop {
             if let Some((pause, since)) = &mut this.pause {
                 let urgent = this.handle.urgent.load(Ordering::Acquire);
@@ -116,36 +147,19 @@ impl<F: Future> Future for Budgeted<F> {
                 this.pause = None;
             }
             let now = Instant::now();
-            match this.ahead(now) {
-                Some(wait) => this.pause = Some((Box::pin(tokio::time::sleep(wait)), now)),
-                None => break,
+            if let Some(wait) = this.ahead(now) {
+                this.pause = Some((Box::pin(tokio::time::sleep(wait)), now));
+                continue;
             }
-        }
-        let started = *this.started.get_or_insert_with(Instant::now);
-        let before = thread_cpu();
-        let polled = this.inner.as_mut().poll(cx);
-        if let (Some(before), Some(after)) = (before, thread_cpu()) {
-            let spent = after.saturating_sub(before);
-            this.cpu += spent;
-            this.handle
-                .cpu_nanos
-                .fetch_add(spent.as_nanos() as u64, Ordering::AcqRel);
-        }
-        if polled.is_ready() {
-            return polled;
-        }
-        let now = Instant::now();
-        debug_assert!(now >= started);
-        if let Some(wait) = this.ahead(now) {
-            let mut pause = Box::pin(tokio::time::sleep(wait));
-            // registers the waker; the inner future's own wake-ups are
-            // kept by what it waits on and seen when it is polled again
-            if pause.as_mut().poll(cx).is_ready() {
-                cx.waker().wake_by_ref();
+            if let Some(out) = this.done.take() {
+                return Poll::Ready(out);
             }
-            this.pause = Some((pause, now));
+            if polled {
+                return Poll::Pending;
+            }
+            this.poll_inner(cx);
+            polled = true;
         }
-        Poll::Pending
     }
 }
 
@@ -175,13 +189,18 @@ mod tests {
     /// yielding in between like a rewrite waiting for the store.
     async fn burn(polls: u32, per_poll: Duration) -> u32 {
         for _ in 0..polls {
-            let start = thread_cpu().unwrap_or_default();
-            while thread_cpu().unwrap_or_default() - start < per_poll {
-                std::hint::black_box(0u64);
-            }
+            spin(per_poll);
             tokio::task::yield_now().await;
         }
         polls
+    }
+
+    /// Uses `cpu` of the calling thread's CPU time.
+    fn spin(cpu: Duration) {
+        let start = thread_cpu().unwrap_or_default();
+        while thread_cpu().unwrap_or_default() - start < cpu {
+            std::hint::black_box(0u64);
+        }
     }
 
     #[cfg(target_os = "linux")]
@@ -205,6 +224,24 @@ mod tests {
             "{:?}",
             handle.paused()
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_rewrite_that_spends_its_cpu_at_once_is_held_to_its_share() {
+        // one poll of 200 ms and done: it cannot be paused between polls,
+        // so its output waits until (200 - 50) / 0.25 = 600 ms
+        let handle = BudgetHandle::default();
+        let started = Instant::now();
+        let once = async {
+            spin(Duration::from_millis(200));
+            1
+        };
+        let polls = Budgeted::new(once, 0.25, handle.clone()).await;
+        assert_eq!(polls, 1);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(600), "took {took:?}");
+        assert!(!handle.paused().is_zero());
     }
 
     #[cfg(target_os = "linux")]
