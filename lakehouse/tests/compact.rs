@@ -79,13 +79,20 @@ async fn apply(
     }
 }
 
-/// Returns the rows compactions had to delete again from their new files.
-async fn race(seed: u64) -> u64 {
+/// The recorded Debezium fixture, and an encoder of trips events in its
+/// schemas.
+fn trips_recording() -> (Recording, EventEncoder) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
     let rec = Recording::load(&dir).unwrap();
     let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
     let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
     let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    (rec, enc)
+}
+
+/// Returns the rows compactions had to delete again from their new files.
+async fn race(seed: u64) -> u64 {
+    let (rec, enc) = trips_recording();
     let (messages, model) = history(&enc, &actions(seed, 900));
 
     let (warehouse, lake) = trips_lake(&format!("floe-compact-{seed}")).await;
@@ -275,11 +282,7 @@ async fn file_codecs(table: &iceberg::table::Table, path: &str) -> Vec<&'static 
 /// default (spec/parquet.rs says why).
 #[tokio::test]
 async fn a_commits_small_files_are_snappy_until_compaction() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
-    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
-    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    let (rec, enc) = trips_recording();
     let (messages, model) = history(&enc, &actions(11, 300));
     let (warehouse, _) = crate::support::temp_lake("compact-fresh-codec").await;
     let mut config = LakeConfig {
@@ -408,11 +411,7 @@ async fn compaction_rewrites_old_files_in_the_tables_codec_as_a_replace() {
 /// after three instances raced their merges).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_catching_up_with_a_compaction_that_deleted_rows_again_keeps_their_keys() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
-    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
-    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    let (rec, enc) = trips_recording();
     const KEY: i64 = 5;
     let upsert = |key: i64, fare: i64| Action::Upsert {
         key,
@@ -485,6 +484,19 @@ async fn a_writer_catching_up_with_a_compaction_that_deleted_rows_again_keeps_th
     std::fs::remove_dir_all(&warehouse).ok();
 }
 
+/// The rows of `writer`'s table as committed, read back from the lake.
+async fn committed_rows(
+    lake: &Lake,
+    writer: &lakehouse::apply::TableWriter,
+) -> std::collections::BTreeMap<i64, crate::model::Row> {
+    let table = lake
+        .catalog()
+        .load_table(writer.table().identifier())
+        .await
+        .unwrap();
+    table_state(&scan_all(&table).await)
+}
+
 /// A merge round in the background keeps within its CPU share: from its
 /// start to its commit it takes at least the wall time its measured CPU
 /// (beyond the unpaced burst) needs at that share, and says it paused. A
@@ -495,11 +507,7 @@ async fn a_merge_in_the_background_keeps_within_its_cpu_share() {
     use lakehouse::MergePolicy;
     use std::time::Duration;
 
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
-    let rec = Recording::load(&dir).unwrap();
-    let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
-    let key_id = rec.schemas.subject_versions("taxi.public.trips-key")[0];
-    let enc = EventEncoder::new(&rec.schemas, value_id, key_id).unwrap();
+    let (rec, enc) = trips_recording();
     // five commits of 6,000 rows into one partition: past two thirds of
     // max_files 6, within the bound, so the round runs in the background
     // then as many into a second partition, for a round waited for
@@ -558,12 +566,7 @@ async fn a_merge_in_the_background_keeps_within_its_cpu_share() {
     );
     assert!(report.took >= least, "{report:?} (at least {least:?})");
     assert!(!report.paused.is_zero(), "{report:?}");
-    let table = lake
-        .catalog()
-        .load_table(writer.table().identifier())
-        .await
-        .unwrap();
-    assert_eq!(table_state(&scan_all(&table).await), model);
+    assert_eq!(committed_rows(&lake, &writer).await, model);
 
     // the same again, waited for: unpaced
     let mut writer = Some(writer);
@@ -576,11 +579,6 @@ async fn a_merge_in_the_background_keeps_within_its_cpu_share() {
     assert!(report.data_files_removed >= 4, "{report:?}");
     assert!(!report.cpu.is_zero(), "{report:?}");
     assert_eq!(report.paused, Duration::ZERO, "{report:?}");
-    let table = lake
-        .catalog()
-        .load_table(writer.table().identifier())
-        .await
-        .unwrap();
-    assert_eq!(table_state(&scan_all(&table).await), model_all);
+    assert_eq!(committed_rows(&lake, &writer).await, model_all);
     std::fs::remove_dir_all(&warehouse).ok();
 }

@@ -96,16 +96,21 @@ garage_bin() {
   printf '%s\n' "$root/bin/garage"
 }
 
-# free_port: a TCP port nothing listens on right now, below the kernel's
-# ephemeral range: a service stopped and started again (a chaos run, a
-# restart test) must find its port still free, and a port from the
+# free_port [TAKEN...]: a TCP port nothing listens on right now, below the
+# kernel's ephemeral range: a service stopped and started again (a chaos
+# run, a restart test) must find its port still free, and a port from the
 # ephemeral range can meanwhile become the source port of some client's
-# connection.
+# connection. Ports picked for services not started yet are TAKEN: nothing
+# listens on them, so without this two draws can name the same port (CI-L:
+# Garage's S3 API and RPC on one port, and Garage did not start).
 free_port() {
-  python3 - <<'PY'
-import random, socket
+  python3 - "$@" <<'PY'
+import random, socket, sys
+taken = {int(p) for p in sys.argv[1:] if p}
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 for port in random.sample(range(20000, max(low, 20001)), k=min(500, max(low, 20001) - 20000)):
+    if port in taken:
+        continue
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", port))
@@ -140,7 +145,7 @@ garage_start() {
     return 0
   fi
   s3_port="$(free_port)"
-  rpc_port="$(free_port)"
+  rpc_port="$(free_port "$s3_port")"
   key_id="GK$(openssl rand -hex 12)"
   secret="$(openssl rand -hex 32)"
   cat >"$dir/garage.toml" <<CONF

@@ -71,12 +71,19 @@ stack_env() {
   local dir="$1"
   if [ ! -f "$dir/stack.env" ]; then
     mkdir -p "$dir"
+    # none of them listens yet: each draw must skip the ones before it
+    local pg kafka broker registry connect
+    pg=${STACK_PG_PORT:-$(free_port)}
+    kafka=${STACK_KAFKA_PORT:-$(free_port "$pg")}
+    broker=${STACK_BROKER_PORT:-$(free_port "$pg" "$kafka")}
+    registry=${STACK_REGISTRY_PORT:-$(free_port "$pg" "$kafka" "$broker")}
+    connect=${STACK_CONNECT_PORT:-$(free_port "$pg" "$kafka" "$broker" "$registry")}
     cat >"$dir/stack.env" <<ENV
-PG_PORT=${STACK_PG_PORT:-$(free_port)}
-KAFKA_PORT=${STACK_KAFKA_PORT:-$(free_port)}
-BROKER_PORT=${STACK_BROKER_PORT:-$(free_port)}
-REGISTRY_PORT=${STACK_REGISTRY_PORT:-$(free_port)}
-CONNECT_PORT=${STACK_CONNECT_PORT:-$(free_port)}
+PG_PORT=$pg
+KAFKA_PORT=$kafka
+BROKER_PORT=$broker
+REGISTRY_PORT=$registry
+CONNECT_PORT=$connect
 ENV
   fi
   # shellcheck disable=SC1091
