@@ -82,11 +82,11 @@ fn fill(sql: &str, values: &BTreeMap<String, String>) -> String {
     sql
 }
 
-/// Writes each query's result (Arrow IPC) or error into `dir`.
 /// Far more than any corpus query takes (the whole corpus runs in under a
 /// minute).
 const QUERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Writes each query's result (Arrow IPC) or error into `dir`.
 async fn run_with_floe(session: &LakeSession, values: &BTreeMap<String, String>, dir: &Path) {
     use datafusion::arrow::ipc::writer::FileWriter;
     std::fs::create_dir_all(dir).unwrap();
