@@ -17,8 +17,11 @@
 //! run each pinned snapshot's rows are written once more as a compacted
 //! table (`bench.trips_compacted`, files of the job sink's size, the same
 //! day partitions) and the same two reads are timed on it: what the live
-//! table costs a reader against the same rows compacted. `--probe-csv`
-//! writes the probes for `scripts/bench-chart.py`.
+//! table costs a reader against the same rows compacted. The compacted
+//! reads run on a machine no longer ingesting, so the live snapshot is
+//! read once more beside them (`count_after_s`, `aggregate_after_s`): the
+//! ratio of the table's layout alone. `--probe-csv` writes the probes for
+//! `scripts/bench-chart.py`.
 //!
 //! Usage: freshness --lake-config FLOE_TOML --postgres URL --rate N
 //!        --seconds S [--first-id ID] [--pids name=pid+pid,...] [--query-after true]
@@ -269,6 +272,10 @@ struct Probe {
     live: [f64; 2],
     /// The same on the rows compacted.
     compacted: [f64; 2],
+    /// The live reads again after the run, on the same pinned snapshot:
+    /// the compacted reads run after it too, on a machine no longer
+    /// ingesting, so this is the like-for-like ratio's numerator.
+    live_after: [f64; 2],
 }
 
 /// The most live data files any one partition of `table` holds (the
@@ -329,6 +336,7 @@ async fn probe(session: &LakeSession, at: u64) -> Option<Probe> {
         live_rows: files.records.saturating_sub(files.position_deletes),
         live,
         compacted: [0.0; 2],
+        live_after: [0.0; 2],
     })
 }
 
@@ -357,8 +365,10 @@ async fn probe_compacted(session: &LakeSession, probe: &mut Probe) {
     .await
     .expect("the compacted copy is written");
     session.refresh().await.expect("refresh");
+    let live = format!("as_of('taxi_cdc.trips', {})", probe.snapshot);
     for (i, read) in PROBE_READS.iter().enumerate() {
         probe.compacted[i] = timed(session, &read.replace("{t}", "bench.trips_compacted")).await;
+        probe.live_after[i] = timed(session, &read.replace("{t}", &live)).await;
     }
 }
 
@@ -481,19 +491,20 @@ async fn main() {
     for p in &mut probes {
         probe_compacted(&session, p).await;
         let ratio = |i: usize| p.live[i] / p.compacted[i].max(1e-9);
+        let after = |i: usize| p.live_after[i] / p.compacted[i].max(1e-9);
         println!(
-            "probe at {:>4} s: {} data + {} delete files, {} rows | count(*) {:.2} s vs {:.2} s compacted ({:.1}x) | aggregate {:.2} s vs {:.2} s ({:.1}x)",
+            "probe at {:>4} s: {} data + {} delete files, {} rows | count(*) {:.2} s vs {:.2} s compacted ({:.1}x; {:.2} s after the run, {:.1}x) | aggregate {:.2} s vs {:.2} s ({:.1}x; {:.2} s after, {:.1}x)",
             p.at, p.data_files, p.delete_files, p.live_rows, p.live[0], p.compacted[0], ratio(0),
-            p.live[1], p.compacted[1], ratio(1)
+            p.live_after[0], after(0), p.live[1], p.compacted[1], ratio(1), p.live_after[1], after(1)
         );
     }
     if let Some(path) = &a.probe_csv {
         let mut csv = String::from(
-            "seconds,data_files,delete_files,live_rows,count_s,count_compacted_s,aggregate_s,aggregate_compacted_s\n",
+            "seconds,data_files,delete_files,live_rows,count_s,count_compacted_s,aggregate_s,aggregate_compacted_s,count_after_s,aggregate_after_s\n",
         );
         for p in &probes {
             csv += &format!(
-                "{},{},{},{},{:.3},{:.3},{:.3},{:.3}\n",
+                "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}\n",
                 p.at,
                 p.data_files,
                 p.delete_files,
@@ -501,7 +512,9 @@ async fn main() {
                 p.live[0],
                 p.compacted[0],
                 p.live[1],
-                p.compacted[1]
+                p.compacted[1],
+                p.live_after[0],
+                p.live_after[1]
             );
         }
         std::fs::write(path, csv).expect("the probe CSV is written");

@@ -20,6 +20,7 @@ use iceberg_storage_opendal::OpenDalStorageFactory;
 
 use crate::config::{CatalogConfig, LakeConfig, Warehouse};
 use crate::error::LakehouseError;
+use crate::storage::S3StorageFactory;
 use crate::transaction::{CatalogPointer, RestCatalogPointer, SqlCatalogPointer};
 
 pub use crate::config::CATALOG_NAME;
@@ -243,25 +244,24 @@ fn storage(
         Warehouse::Local(_) => (Arc::new(OpenDalStorageFactory::Fs), HashMap::new()),
         Warehouse::S3 { .. } => {
             let s3 = config.s3.resolve(env);
+            // the catalog is told the same settings: a REST catalog and any
+            // reader of its properties sees where the files are
             let mut props = HashMap::from([
-                (S3_REGION.to_string(), s3.region),
+                (S3_REGION.to_string(), s3.region.clone()),
                 (S3_PATH_STYLE_ACCESS.to_string(), s3.path_style.to_string()),
             ]);
             let optional = [
-                (S3_ENDPOINT, s3.endpoint),
-                (S3_ACCESS_KEY_ID, s3.access_key_id),
-                (S3_SECRET_ACCESS_KEY, s3.secret_access_key),
-                (S3_SESSION_TOKEN, s3.session_token),
+                (S3_ENDPOINT, s3.endpoint.clone()),
+                (S3_ACCESS_KEY_ID, s3.access_key_id.clone()),
+                (S3_SECRET_ACCESS_KEY, s3.secret_access_key.clone()),
+                (S3_SESSION_TOKEN, s3.session_token.clone()),
             ];
             props.extend(
                 optional
                     .into_iter()
                     .filter_map(|(key, value)| Some((key.to_string(), value?))),
             );
-            let factory = OpenDalStorageFactory::S3 {
-                customized_credential_load: None,
-            };
-            (Arc::new(factory), props)
+            (Arc::new(S3StorageFactory { s3 }), props)
         }
     }
 }

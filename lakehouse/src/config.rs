@@ -177,7 +177,7 @@ impl S3Config {
 }
 
 /// [`S3Config`] after environment fallbacks and defaults.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResolvedS3 {
     pub endpoint: Option<String>,
     pub region: String,

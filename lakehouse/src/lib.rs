@@ -21,7 +21,8 @@
 //!  spec         schemas and their evolution, partitions, Parquet data and
 //!               position-delete files, reading them back; no commits
 //!      │
-//!  config, error
+//!  config, error, storage (the S3 operators and the HTTP client they
+//!               send with)
 //! ```
 //!
 //! Every write to the lake is a [`transaction::Transaction`]: an operation
@@ -44,6 +45,7 @@ pub mod fault;
 pub mod index;
 pub mod operations;
 pub mod spec;
+mod storage;
 pub mod table;
 pub mod transaction;
 

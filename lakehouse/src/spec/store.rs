@@ -59,28 +59,11 @@ impl Store {
         let operator = match s3_rest {
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                let mut builder = opendal::services::S3::default()
-                    .bucket(bucket)
+                let builder = crate::storage::s3_builder(bucket, s3)
                     .root(&format!("/{prefix}"))
-                    .region(&s3.region)
                     .disable_config_load()
                     .disable_ec2_metadata();
-                if let Some(endpoint) = &s3.endpoint {
-                    builder = builder.endpoint(endpoint);
-                }
-                if !s3.path_style {
-                    builder = builder.enable_virtual_host_style();
-                }
-                if let Some(key) = &s3.access_key_id {
-                    builder = builder.access_key_id(key);
-                }
-                if let Some(secret) = &s3.secret_access_key {
-                    builder = builder.secret_access_key(secret);
-                }
-                if let Some(token) = &s3.session_token {
-                    builder = builder.session_token(token);
-                }
-                Operator::new(builder).map_err(failed)?.finish()
+                crate::storage::s3_operator(builder, s3).map_err(failed)?
             }
             None => {
                 if location.contains("://") && !location.starts_with("file://") {
