@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -46,23 +46,33 @@ pub(crate) fn s3_builder(bucket: &str, s3: &ResolvedS3) -> opendal::services::S3
 }
 
 /// The operator of `builder`, sending with floe's quick-ACK client when
-/// the endpoint is plain HTTP (TLS endpoints keep OpenDAL's client).
+/// the endpoint is plain HTTP and no HTTP proxy is configured (TLS
+/// endpoints and proxied ones keep OpenDAL's client, which speaks TLS and
+/// honours the proxy variables).
 pub(crate) fn s3_operator(
     builder: opendal::services::S3,
     s3: &ResolvedS3,
 ) -> opendal::Result<Operator> {
     let operator = Operator::new(builder)?;
-    let plain_http = s3
-        .endpoint
-        .as_deref()
-        .is_some_and(|e| e.starts_with("http://"));
-    Ok(if plain_http {
-        operator
+    if quick_ack_applies(s3.endpoint.as_deref(), |k| std::env::var(k).ok()) {
+        Ok(operator
             .layer(HttpClientLayer::new(QUICK_ACK_CLIENT.clone()))
-            .finish()
+            .finish())
     } else {
-        operator.finish()
-    })
+        Ok(operator.finish())
+    }
+}
+
+/// Proxy variables reqwest (OpenDAL's client) reads for `http://` URLs.
+const HTTP_PROXY_VARS: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
+
+/// Whether requests to `endpoint` go through floe's quick-ACK client.
+fn quick_ack_applies(endpoint: Option<&str>, env: impl Fn(&str) -> Option<String>) -> bool {
+    let plain_http = endpoint.is_some_and(|e| e.starts_with("http://"));
+    let proxied = HTTP_PROXY_VARS
+        .iter()
+        .any(|k| env(k).is_some_and(|v| !v.is_empty()));
+    plain_http && !proxied
 }
 
 /// Builds [`S3Storage`] from the lake's S3 settings, with what the
@@ -203,7 +213,9 @@ impl Storage for S3Storage {
 
     async fn reader(&self, path: &str) -> iceberg::Result<Box<dyn FileRead>> {
         let (op, key) = self.operator(path)?;
-        Ok(Box::new(S3Reader(op.reader(key).await.map_err(io_error)?)))
+        Ok(Box::new(S3Reader::new(
+            op.reader(key).await.map_err(io_error)?,
+        )))
     }
 
     async fn write(&self, path: &str, bs: Bytes) -> iceberg::Result<()> {
@@ -264,12 +276,51 @@ impl Storage for S3Storage {
     }
 }
 
-struct S3Reader(opendal::Reader);
+/// Reads of one file, the last read kept: a Parquet reader's first read
+/// of a small file (its footer, with a prefetch hint larger than the file)
+/// is the whole file, and its column reads then come from memory instead
+/// of a second request each. Files of a table never change.
+struct S3Reader {
+    reader: opendal::Reader,
+    last: Mutex<Option<(u64, Bytes)>>,
+}
+
+/// The largest read an [`S3Reader`] keeps: a small file whole, not the
+/// column chunks of a large one.
+const KEPT_READ_BYTES: usize = 4 << 20;
+
+impl S3Reader {
+    fn new(reader: opendal::Reader) -> Self {
+        Self {
+            reader,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// `range` out of the kept read, if it holds all of it.
+    fn kept(&self, range: &std::ops::Range<u64>) -> Option<Bytes> {
+        let last = self.last.lock().ok()?;
+        let (start, bytes) = last.as_ref()?;
+        let from = range.start.checked_sub(*start)? as usize;
+        let to = range.end.checked_sub(*start)? as usize;
+        (from <= to && to <= bytes.len()).then(|| bytes.slice(from..to))
+    }
+}
 
 #[async_trait]
 impl FileRead for S3Reader {
     async fn read(&self, range: std::ops::Range<u64>) -> iceberg::Result<Bytes> {
-        Ok(self.0.read(range).await.map_err(io_error)?.to_bytes())
+        if let Some(bytes) = self.kept(&range) {
+            return Ok(bytes);
+        }
+        let start = range.start;
+        let bytes = self.reader.read(range).await.map_err(io_error)?.to_bytes();
+        if bytes.len() <= KEPT_READ_BYTES {
+            if let Ok(mut last) = self.last.lock() {
+                *last = Some((start, bytes.clone()));
+            }
+        }
+        Ok(bytes)
     }
 }
 
@@ -301,5 +352,82 @@ mod tests {
         assert!(split("s3://lake").is_err());
         assert!(split("s3:///key").is_err());
         assert!(split("gs://lake/key").is_err());
+    }
+
+    #[test]
+    fn only_plain_http_endpoints_without_a_proxy_take_the_quick_ack_client() {
+        let none = |_: &str| None;
+        assert!(quick_ack_applies(Some("http://127.0.0.1:3900"), none));
+        assert!(!quick_ack_applies(
+            Some("https://minio.internal:9000"),
+            none
+        ));
+        assert!(!quick_ack_applies(None, none));
+        let proxied = |k: &str| (k == "HTTP_PROXY").then(|| "http://proxy:3128".to_string());
+        assert!(!quick_ack_applies(Some("http://127.0.0.1:3900"), proxied));
+        let empty = |k: &str| (k == "http_proxy").then(String::new);
+        assert!(quick_ack_applies(Some("http://127.0.0.1:3900"), empty));
+    }
+
+    #[test]
+    fn the_catalogs_s3_properties_override_the_lakes_and_others_fall_back() {
+        let factory = S3StorageFactory {
+            s3: ResolvedS3 {
+                endpoint: Some("http://127.0.0.1:3900".into()),
+                region: "us-east-1".into(),
+                path_style: true,
+                access_key_id: Some("lake-key".into()),
+                secret_access_key: Some("lake-secret".into()),
+                session_token: None,
+            },
+        };
+        let props = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let vended = factory
+            .settings(&props(&[
+                (S3_ACCESS_KEY_ID, "vended-key"),
+                (S3_REGION, "eu-west-1"),
+                (CLIENT_REGION, "eu-central-1"),
+                (S3_PATH_STYLE_ACCESS, "False"),
+                ("rest-metrics-reporting-enabled", "true"),
+            ]))
+            .expect("all handled");
+        assert_eq!(vended.access_key_id.as_deref(), Some("vended-key"));
+        assert_eq!(vended.secret_access_key.as_deref(), Some("lake-secret"));
+        assert_eq!(vended.region, "eu-central-1");
+        assert!(!vended.path_style);
+        assert_eq!(vended.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        // server-side encryption is iceberg-storage-opendal's to apply
+        assert!(factory.settings(&props(&[("s3.sse.type", "s3")])).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_read_within_the_last_one_needs_no_request() {
+        let dir = std::env::temp_dir().join(format!("floe-s3-reader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let op = Operator::new(opendal::services::Fs::default().root(dir.to_str().unwrap()))
+            .unwrap()
+            .finish();
+        let file: Vec<u8> = (0..100u8).collect();
+        op.write("f.parquet", file.clone()).await.unwrap();
+        let reader = S3Reader::new(op.reader("f.parquet").await.unwrap());
+        assert_eq!(
+            reader.read(0..100).await.unwrap(),
+            Bytes::from(file.clone())
+        );
+        // gone from storage: what the first read held still reads
+        op.delete("f.parquet").await.unwrap();
+        assert_eq!(
+            reader.read(4..40).await.unwrap(),
+            Bytes::from(file[4..40].to_vec())
+        );
+        assert_eq!(reader.read(100..100).await.unwrap().len(), 0);
+        // and what it did not hold is asked of storage
+        assert!(reader.read(90..110).await.is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
