@@ -3,10 +3,13 @@
 
     scripts/bench-chart.sh OUT.png LABEL=probes.csv [LABEL=probes.csv ...]
 
-Two panels over the run's seconds: the table's live data and delete files,
-and what a full count(*) and the three-column aggregate cost against the
-same rows compacted (live seconds / compacted seconds; 1.0 is a compacted
-table). One line per run, labelled as given.
+Three panels over the run's seconds: the table's live data and delete
+files; what a full count(*) and the three-column aggregate cost against
+the same rows compacted (live seconds / compacted seconds; 1.0 is a
+compacted table; with the driver's `count_after_s` column also the
+count(*) read again after the run, beside the compacted one); and the
+count(*) seconds themselves, live and compacted (log scale). One line per
+run, labelled as given.
 """
 import csv
 import sys
@@ -27,7 +30,7 @@ def main(argv):
         sys.exit(__doc__)
     out = argv[1]
     runs = [(label, read(path)) for label, path in (a.split("=", 1) for a in argv[2:])]
-    fig, (files, cost) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (files, cost, seconds) = plt.subplots(1, 3, figsize=(17, 4.5))
     for label, rows in runs:
         t = [int(r["seconds"]) for r in rows]
         line = files.plot(t, [int(r["data_files"]) for r in rows], label=f"{label}: data")[0]
@@ -38,6 +41,15 @@ def main(argv):
                for r in rows]
         line = cost.plot(t, ratio, label=f"{label}: count(*)")[0]
         cost.plot(t, agg, ":", color=line.get_color(), label=f"{label}: aggregate")
+        if "count_after_s" in rows[0]:
+            after = [float(r["count_after_s"]) / max(float(r["count_compacted_s"]), 1e-9)
+                     for r in rows]
+            cost.plot(t, after, "-.", color=line.get_color(),
+                      label=f"{label}: count(*) read after the run")
+        seconds.plot(t, [float(r["count_s"]) for r in rows], color=line.get_color(),
+                     label=f"{label}: live")
+        seconds.plot(t, [float(r["count_compacted_s"]) for r in rows], ":",
+                     color=line.get_color(), label=f"{label}: compacted")
     files.set_title("live files in taxi_cdc.trips")
     files.set_xlabel("seconds into the run")
     files.set_ylabel("files")
@@ -49,6 +61,11 @@ def main(argv):
     cost.axhline(2.0, color="grey", linewidth=0.8, linestyle="--", label="goal: 2x")
     cost.set_ylim(bottom=0)
     cost.legend(fontsize=7)
+    seconds.set_title("count(*) seconds")
+    seconds.set_xlabel("seconds into the run")
+    seconds.set_ylabel("seconds")
+    seconds.set_yscale("log")
+    seconds.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 

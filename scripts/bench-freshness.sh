@@ -88,6 +88,7 @@ bash scripts/setup-connectors.sh --connect-url "$CONNECT_URL" \
   --set "key.converter.schema.registry.url=$SCHEMA_REGISTRY_URL" \
   --set "value.converter.schema.registry.url=$SCHEMA_REGISTRY_URL" >&2
 
+metrics_port="$(free_port)"
 cat >"$dir/floe.toml" <<TOML
 [kafka]
 bootstrap_servers = "$KAFKA_BOOTSTRAP"
@@ -119,9 +120,20 @@ ${cpu_share:+cpu_share = $cpu_share}
 
 [ingest]
 commit_interval_ms = $interval_ms
+metrics_listen = "127.0.0.1:$metrics_port"
 TOML
 FLOE_LOG=info "$CARGO_TARGET_DIR/release/floe" ingest --config "$dir/floe.toml" 2>"$dir/floe.log" &
 floe_pid=$!
+# floe's consumer lag on trips every 10 s: where a backlog queues (in
+# Kafka, behind floe) when the lake falls behind
+(
+  while kill -0 "$floe_pid" 2>/dev/null; do
+    lag="$(curl -s --max-time 2 "http://127.0.0.1:$metrics_port/metrics" |
+      awk '/^floe_consumer_lag\{topic="taxi.public.trips"/ {s += $2} END {print s + 0}')"
+    echo "$(date +%s) $lag" >>"$dir/lag.log"
+    sleep 10
+  done
+) &
 
 pids() {
   local s="$dir/stack" pg
@@ -160,4 +172,6 @@ echo "floe: $(grep -c ' committed' "$dir/floe.log" || true) commits," \
 # the merges' own CPU and pauses (cpu_share), summed from their log lines
 sum_field() { grep 'merged small files' "$dir/floe.log" | grep -o "$1=[0-9]*" | awk -F= '{s += $2} END {printf "%.1f", s / 1000}'; }
 echo "merges: $(sum_field cpu_ms) s of CPU, $(sum_field paused_ms) s paused for cpu_share, $(sum_field rewrite_ms) s writing"
+# every sample, the warm-up's too (its lag is small)
+[ -s "$dir/lag.log" ] && awk '{if ($2 > max) max = $2; last = $2; n++} END {if (n) printf "floe consumer lag on trips (messages, every 10 s): max %d, last %d, %d samples\n", max, last, n}' "$dir/lag.log"
 

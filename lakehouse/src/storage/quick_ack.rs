@@ -57,6 +57,7 @@ pub(crate) static QUICK_ACK_CLIENT: LazyLock<HttpClient> = LazyLock::new(|| {
 
 /// Asks the kernel to acknowledge what `fd` receives at once, until the
 /// connection sends again. A failure only costs latency, so it is ignored.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn quick_ack(fd: i32) {
     let on: libc::c_int = 1;
     // SAFETY: `fd` is an open TCP socket owned by the caller for the
@@ -71,6 +72,10 @@ fn quick_ack(fd: i32) {
         );
     }
 }
+
+/// Other systems have no `TCP_QUICKACK`: the connections are plain ones.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn quick_ack(_fd: i32) {}
 
 /// A TCP connection that turns quick ACKs back on after every write.
 struct QuickAckStream(TokioIo<TcpStream>);
@@ -281,6 +286,8 @@ mod tests {
         started.elapsed().as_secs_f64()
     }
 
+    // Linux's delayed ACKs, and the switch that turns them off
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_body_written_after_its_headers_does_not_wait_for_a_delayed_ack() {
         let addr = split_writing_server().await;
