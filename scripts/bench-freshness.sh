@@ -128,9 +128,12 @@ floe_pid=$!
 # Kafka, behind floe) when the lake falls behind
 (
   while kill -0 "$floe_pid" 2>/dev/null; do
-    lag="$(curl -s --max-time 2 "http://127.0.0.1:$metrics_port/metrics" |
-      awk '/^floe_consumer_lag\{topic="taxi.public.trips"/ {s += $2} END {print s + 0}')"
-    echo "$(date +%s) $lag" >>"$dir/lag.log"
+    # not listening yet, or busy: no sample this time (set -e would end
+    # the sampler)
+    if lag="$(curl -sf --max-time 2 "http://127.0.0.1:$metrics_port/metrics" |
+      awk '/^floe_consumer_lag\{topic="taxi.public.trips"/ {s += $2} END {print s + 0}')"; then
+      echo "$(date +%s) $lag" >>"$dir/lag.log"
+    fi
     sleep 10
   done
 ) &
@@ -173,5 +176,5 @@ echo "floe: $(grep -c ' committed' "$dir/floe.log" || true) commits," \
 sum_field() { grep 'merged small files' "$dir/floe.log" | grep -o "$1=[0-9]*" | awk -F= '{s += $2} END {printf "%.1f", s / 1000}'; }
 echo "merges: $(sum_field cpu_ms) s of CPU, $(sum_field paused_ms) s paused for cpu_share, $(sum_field rewrite_ms) s writing"
 # every sample, the warm-up's too (its lag is small)
-[ -s "$dir/lag.log" ] && awk '{if ($2 > max) max = $2; last = $2; n++} END {if (n) printf "floe consumer lag on trips (messages, every 10 s): max %d, last %d, %d samples\n", max, last, n}' "$dir/lag.log"
+[ ! -s "$dir/lag.log" ] || awk '{if ($2 > max) max = $2; last = $2; n++} END {if (n) printf "floe consumer lag on trips (messages, every 10 s): max %d, last %d, %d samples\n", max, last, n}' "$dir/lag.log"
 
