@@ -283,7 +283,29 @@ pub fn normalized(location: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::normalized;
+    use super::{normalized, ProbeStep, Store};
+    use crate::config::ResolvedS3;
+
+    #[tokio::test]
+    async fn a_probe_of_an_endpoint_that_is_down_names_the_connection() {
+        let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s3 = ResolvedS3 {
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: Some("key".into()),
+            secret_access_key: Some("secret".into()),
+            session_token: None,
+        };
+        let store = Store::open("s3://lake/probe", &s3).unwrap();
+        let failure = store.probe().await.unwrap_err();
+        assert_eq!(failure.step, ProbeStep::Connection, "{failure}");
+    }
 
     #[test]
     fn locations_compare_without_their_scheme() {

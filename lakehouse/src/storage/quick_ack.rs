@@ -3,14 +3,14 @@
 //! receive at once.
 //!
 //! Why not the HTTP client OpenDAL brings: on a keep-alive connection
-//! Linux delays the ACK of a response segment (up to 40 ms) when the
+//! Linux delays the ACK of a response segment (40 ms or more) when the
 //! connection looks interactive, which a request/response stream does. An
 //! S3 server that writes a response's headers and body in two writes and
 //! leaves Nagle's algorithm on holds the body until the headers are
 //! acknowledged, so each such read waits out the delayed ACK. Garage 2.5
 //! is such a server: on this machine a `count(*)` over 1,861 small files
 //! took 9.1 s, of which about 40 ms per file was this wait, and 0.9 s with
-//! ACKs sent at once (docs/benchmarks.md, "Reads that wait for ACKs").
+//! ACKs sent at once (docs/benchmarks.md, "Reads that waited for ACKs").
 //! The connections here ask the kernel for quick ACKs (`TCP_QUICKACK`)
 //! after every request they send: the flag is not sticky, and sending is
 //! what makes the kernel delay ACKs again.
@@ -191,9 +191,13 @@ impl HttpFetch for QuickAckClient {
         let failed = |message: &'static str, uri: &Uri| {
             let uri = uri.to_string();
             move |e: BoxError| {
-                // as OpenDAL's own client does: a request or body that
-                // fails on the wire is worth another try
-                Error::new(ErrorKind::Unexpected, message)
+                // hyper's own words are only "client error (Connect)": the
+                // message carries the whole chain ("tcp connect error:
+                // Connection refused"), which is what a user and `floe
+                // ingest --check` read. As OpenDAL's own client does, a
+                // request or body that fails on the wire is worth another
+                // try.
+                Error::new(ErrorKind::Unexpected, format!("{message}: {}", causes(&*e)))
                     .with_operation("floe::QuickAckClient::fetch")
                     .with_context("url", uri.clone())
                     .set_temporary()
@@ -222,6 +226,18 @@ impl HttpFetch for QuickAckClient {
             .map_err(move |e| on_error(e.into()));
         Ok(Response::from_parts(parts, HttpBody::new(data, length)))
     }
+}
+
+/// `e` and each of its sources, `: `-separated.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -287,6 +303,25 @@ mod tests {
     }
 
     // Linux's delayed ACKs, and the switch that turns them off
+    #[tokio::test]
+    async fn a_refused_connection_says_so_and_is_worth_another_try() {
+        // a port nothing listens on
+        let port = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let request = Request::get(format!("http://127.0.0.1:{port}/object"))
+            .body(Buffer::new())
+            .unwrap();
+        let e = QUICK_ACK_CLIENT.send(request).await.unwrap_err();
+        assert!(e.is_temporary(), "{e}");
+        let shown = e.to_string();
+        assert!(shown.contains("tcp connect error"), "{shown}");
+        assert!(shown.contains("Connection refused"), "{shown}");
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_body_written_after_its_headers_does_not_wait_for_a_delayed_ack() {
