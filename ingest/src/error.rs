@@ -119,3 +119,16 @@ pub enum DecodeErrorKind {
         missing: &'static str,
     },
 }
+
+/// The error and its causes on one line ("error sending request: connection
+/// refused"): HTTP clients' own words are often only the outermost cause.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

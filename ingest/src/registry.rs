@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::error::error_chain;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -305,16 +306,4 @@ impl<S: SchemaSource> SchemaSource for Arc<S> {
     fn schema(&self, id: u32) -> impl Future<Output = Result<Arc<str>, RegistryError>> + Send {
         (**self).schema(id)
     }
-}
-
-/// The error and its causes on one line ("error sending request: connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

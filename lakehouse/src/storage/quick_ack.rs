@@ -35,6 +35,7 @@ use http_body_util::BodyDataStream;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use ingest::error::error_chain;
 use opendal::raw::{parse_content_encoding, parse_content_length, HttpBody, HttpClient, HttpFetch};
 use opendal::{Buffer, Error, ErrorKind};
 use tokio::net::TcpStream;
@@ -197,11 +198,14 @@ impl HttpFetch for QuickAckClient {
                 // ingest --check` read. As OpenDAL's own client does, a
                 // request or body that fails on the wire is worth another
                 // try.
-                Error::new(ErrorKind::Unexpected, format!("{message}: {}", causes(&*e)))
-                    .with_operation("floe::QuickAckClient::fetch")
-                    .with_context("url", uri.clone())
-                    .set_temporary()
-                    .set_source(io::Error::other(e))
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{message}: {}", error_chain(&*e)),
+                )
+                .with_operation("floe::QuickAckClient::fetch")
+                .with_context("url", uri.clone())
+                .set_temporary()
+                .set_source(io::Error::other(e))
             }
         };
         let response = self
@@ -226,18 +230,6 @@ impl HttpFetch for QuickAckClient {
             .map_err(move |e| on_error(e.into()));
         Ok(Response::from_parts(parts, HttpBody::new(data, length)))
     }
-}
-
-/// `e` and each of its sources, `: `-separated.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
