@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,7 +54,7 @@ pub(crate) fn s3_operator(
     s3: &ResolvedS3,
 ) -> opendal::Result<Operator> {
     let operator = Operator::new(builder)?;
-    if quick_ack_applies(s3.endpoint.as_deref(), |k| std::env::var(k).ok()) {
+    if quick_ack_applies(s3.endpoint.as_deref(), *PROXIED) {
         Ok(operator
             .layer(HttpClientLayer::new(QUICK_ACK_CLIENT.clone()))
             .finish())
@@ -66,13 +66,19 @@ pub(crate) fn s3_operator(
 /// Proxy variables reqwest (OpenDAL's client) reads for `http://` URLs.
 const HTTP_PROXY_VARS: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
 
-/// Whether requests to `endpoint` go through floe's quick-ACK client.
-fn quick_ack_applies(endpoint: Option<&str>, env: impl Fn(&str) -> Option<String>) -> bool {
-    let plain_http = endpoint.is_some_and(|e| e.starts_with("http://"));
-    let proxied = HTTP_PROXY_VARS
+/// Whether one of [`HTTP_PROXY_VARS`] is set, read once: an operator is
+/// built for every file read.
+static PROXIED: LazyLock<bool> = LazyLock::new(|| proxied(|k| std::env::var(k).ok()));
+
+fn proxied(env: impl Fn(&str) -> Option<String>) -> bool {
+    HTTP_PROXY_VARS
         .iter()
-        .any(|k| env(k).is_some_and(|v| !v.is_empty()));
-    plain_http && !proxied
+        .any(|k| env(k).is_some_and(|v| !v.is_empty()))
+}
+
+/// Whether requests to `endpoint` go through floe's quick-ACK client.
+fn quick_ack_applies(endpoint: Option<&str>, proxied: bool) -> bool {
+    endpoint.is_some_and(|e| e.starts_with("http://")) && !proxied
 }
 
 /// Builds [`S3Storage`] from the lake's S3 settings, with what the
@@ -356,16 +362,16 @@ mod tests {
 
     #[test]
     fn only_plain_http_endpoints_without_a_proxy_take_the_quick_ack_client() {
-        let none = |_: &str| None;
+        let none = proxied(|_: &str| None);
         assert!(quick_ack_applies(Some("http://127.0.0.1:3900"), none));
         assert!(!quick_ack_applies(
             Some("https://minio.internal:9000"),
             none
         ));
         assert!(!quick_ack_applies(None, none));
-        let proxied = |k: &str| (k == "HTTP_PROXY").then(|| "http://proxy:3128".to_string());
-        assert!(!quick_ack_applies(Some("http://127.0.0.1:3900"), proxied));
-        let empty = |k: &str| (k == "http_proxy").then(String::new);
+        let set = proxied(|k: &str| (k == "HTTP_PROXY").then(|| "http://proxy:3128".to_string()));
+        assert!(!quick_ack_applies(Some("http://127.0.0.1:3900"), set));
+        let empty = proxied(|k: &str| (k == "http_proxy").then(String::new));
         assert!(quick_ack_applies(Some("http://127.0.0.1:3900"), empty));
     }
 
