@@ -34,7 +34,7 @@ use lakehouse::Lake;
 
 use crate::ingest::{
     difference_in, lake_rows, lake_rows_in, metrics_port, produce_poison, spawn_floe_env, stop,
-    wait_for, write_config, Ingest, SETUP,
+    terminate, wait_for, write_config, Ingest, SETUP,
 };
 use crate::stack::{fresh_dir, text, Stack};
 
@@ -320,6 +320,24 @@ impl Campaign {
         exited
     }
 
+    /// Stops a floe armed with the crash point `armed` (`point@visit`):
+    /// a clean exit, or an abort at that point while stopping. Any other
+    /// failure fails the campaign.
+    fn stop_armed(&mut self, armed: &str) -> &'static str {
+        let Some(floe) = self.floe.take() else {
+            return "not reached";
+        };
+        let (status, out) = terminate(floe, &self.log);
+        let point = armed.split('@').next().unwrap_or(armed);
+        if status.success() {
+            "not reached"
+        } else if out.contains(&format!("floe: crashing at {point} (FLOE_CRASH_AT)")) {
+            "fired while stopping"
+        } else {
+            panic!("floe ingest armed with {armed} failed on SIGTERM: {out}")
+        }
+    }
+
     fn kill_floe(&mut self) {
         if let Some(mut floe) = self.floe.take() {
             let _ = floe.kill();
@@ -553,15 +571,17 @@ impl Campaign {
         self.round = worker.join().unwrap();
         if kind == "floe-crash" {
             // fired: floe aborted and starts again; not reached: floe is
-            // stopped and started without the crash point
-            let fired = self.restart_if_exited();
-            if !fired {
-                if let Some(floe) = self.floe.take() {
-                    stop(floe, &self.log);
-                }
+            // stopped and started without the crash point. The point can
+            // still be reached while floe stops (a merge that finishes
+            // during the shutdown): that is the crash firing too.
+            let outcome = if self.restart_if_exited() {
+                "fired"
+            } else {
+                let stopped = self.stop_armed(&detail);
                 self.start_floe(None);
-            }
-            detail = format!("{detail} {}", if fired { "fired" } else { "not reached" });
+                stopped
+            };
+            detail = format!("{detail} {outcome}");
         } else if self.restart_if_exited() {
             exits += 1;
         }

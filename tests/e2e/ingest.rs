@@ -486,14 +486,19 @@ pub(crate) async fn wait_until_all_equal(
 }
 
 /// Stops floe as an operator would (SIGTERM) and returns its log.
-pub(crate) fn stop(mut floe: Ingest, log: &Path) -> String {
+pub(crate) fn stop(floe: Ingest, log: &Path) -> String {
+    let (status, out) = terminate(floe, log);
+    assert!(status.success(), "floe ingest failed on SIGTERM: {out}");
+    out
+}
+
+/// Sends SIGTERM and waits: floe's exit status and its log.
+pub(crate) fn terminate(mut floe: Ingest, log: &Path) -> (std::process::ExitStatus, String) {
     let _ = Command::new("kill")
         .args(["-TERM", &floe.id().to_string()])
         .status();
     let status = floe.wait().unwrap();
-    let out = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(status.success(), "floe ingest failed on SIGTERM: {out}");
-    out
+    (status, std::fs::read_to_string(log).unwrap_or_default())
 }
 
 /// The first string value of `key` in a config written by
