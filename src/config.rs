@@ -818,7 +818,14 @@ mod tests {
         let c = FloeConfig::parse(MINIMAL, std::iter::empty()).unwrap();
         let default = c.lake.tables.expiry("public.zones");
         assert!(default.enabled);
-        assert_eq!((default.keep_minutes, default.keep_last), (60, 100));
+        assert_eq!(
+            (
+                default.keep_minutes,
+                default.keep_last,
+                default.max_snapshots
+            ),
+            (60, 100, 200)
+        );
         let text = format!(
             "{MINIMAL}\n[lake.tables.expire]\nkeep_minutes = 10\n\
              [lake.tables.\"public.trips\"]\nexpire = {{ enabled = false }}\n"
@@ -830,6 +837,10 @@ mod tests {
         for (bad, named) in [
             ("[lake.tables.expire]\nevery_commits = 0", "every_commits"),
             ("[lake.tables.expire]\nkeep_last = 0", "keep_last"),
+            (
+                "[lake.tables.expire]\nkeep_last = 20\nmax_snapshots = 10",
+                "max_snapshots",
+            ),
             (
                 "[lake.tables.\"public.trips\"]\nexpire = { keep_last = 0 }",
                 "public.trips",

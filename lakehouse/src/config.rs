@@ -432,6 +432,13 @@ impl MergePolicy {
 /// only: the files only expired snapshots reached are left where they are,
 /// for `floe maintain orphans` to delete once they are old enough (an
 /// ingest commit never pays one storage request per file).
+///
+/// `keep_minutes` alone does not bound the metadata: at 200 ms commits
+/// (and the merges between them) an hour is about 27,000 snapshots, some
+/// 27 MB that every commit writes and every query parses. `max_snapshots`
+/// is that bound; past it the oldest expire however young, so time travel
+/// reaches back `keep_minutes` or `max_snapshots` snapshots, whichever is
+/// shorter.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotExpiry {
@@ -446,6 +453,10 @@ pub struct SnapshotExpiry {
     pub keep_last: usize,
     /// Expire after this many of the writer's commits (default 100).
     pub every_commits: u64,
+    /// At most this many snapshots stay after an expiry, however young
+    /// (default 200; at least `keep_last`). Branches, tags and the
+    /// snapshot carrying floe's state are kept beyond it.
+    pub max_snapshots: usize,
 }
 
 impl Default for SnapshotExpiry {
@@ -455,6 +466,7 @@ impl Default for SnapshotExpiry {
             keep_minutes: 60,
             keep_last: 100,
             every_commits: 100,
+            max_snapshots: 200,
         }
     }
 }
@@ -464,6 +476,12 @@ impl SnapshotExpiry {
     pub fn check(&self) -> Result<(), String> {
         if self.keep_last == 0 {
             return Err("expire.keep_last must be at least 1".into());
+        }
+        if self.max_snapshots < self.keep_last {
+            return Err(format!(
+                "expire.max_snapshots ({}) must be at least expire.keep_last ({})",
+                self.max_snapshots, self.keep_last
+            ));
         }
         if self.every_commits == 0 {
             return Err(

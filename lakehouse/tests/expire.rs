@@ -185,11 +185,38 @@ async fn commits_delete_the_metadata_files_they_retire() {
 /// opened again resumes from the offsets the table holds.
 #[tokio::test]
 async fn an_ingest_writer_expires_its_own_snapshots_in_metadata_only() {
+    let expiry = lakehouse::SnapshotExpiry {
+        enabled: true,
+        keep_minutes: 0,
+        keep_last: 5,
+        every_commits: 4,
+        max_snapshots: 200,
+    };
+    writer_expiry("writer-expiry", expiry, 5).await;
+}
+
+/// The same with every snapshot young enough to keep by age (60 minutes):
+/// `max_snapshots` alone bounds the history, the newest 5 of it.
+#[tokio::test]
+async fn an_ingest_writers_history_stays_within_max_snapshots_however_young() {
+    let expiry = lakehouse::SnapshotExpiry {
+        enabled: true,
+        keep_minutes: 60,
+        keep_last: 2,
+        every_commits: 4,
+        max_snapshots: 5,
+    };
+    writer_expiry("writer-expiry-cap", expiry, 5).await;
+}
+
+/// 30 changes committed one by one by a writer expiring by `expiry`: at
+/// most `kept` + `every_commits` - 1 snapshots are ever held.
+async fn writer_expiry(name: &str, expiry: lakehouse::SnapshotExpiry, kept: usize) {
     use ingest::{ChangeDecoder, Op};
     use lakehouse::apply::TableWriter;
-    use lakehouse::SnapshotExpiry;
 
-    let lake = crate::source_order::TestLake::new("writer-expiry").await;
+    let most = kept + expiry.every_commits as usize - 1;
+    let lake = crate::source_order::TestLake::new(name).await;
     let mut topic = crate::resnapshot::Topic::spread_over(1);
     let mut expected = std::collections::BTreeMap::new();
     for i in 0..30_i64 {
@@ -197,12 +224,6 @@ async fn an_ingest_writer_expires_its_own_snapshots_in_metadata_only() {
         topic.upsert(id, 100 + i, if i < 7 { Op::Create } else { Op::Update });
         expected.insert(id, i128::from(100 + i));
     }
-    let expiry = SnapshotExpiry {
-        enabled: true,
-        keep_minutes: 0,
-        keep_last: 5,
-        every_commits: 4,
-    };
     let (rec, _) = crate::source_order::recording();
     let mut writer: Option<TableWriter> = None;
     let mut expired = 0;
@@ -217,7 +238,10 @@ async fn an_ingest_writer_expires_its_own_snapshots_in_metadata_only() {
             let writer = writer.as_mut().unwrap();
             expired += writer.apply(&batch).await.unwrap().expired;
             let held = writer.table().metadata().snapshots().count();
-            assert!(held <= 5 + 3, "{held} snapshots held");
+            assert!(
+                held <= most,
+                "{held} snapshots held, at most {most} expected"
+            );
         }
     }
     let writer = writer.unwrap();

@@ -96,6 +96,9 @@ pub(crate) struct MergeGroup {
 /// commits; dropped (with its writer), the writing stops and the files
 /// written are orphans.
 pub(crate) struct MergeInFlight {
+    /// The snapshot the merge was planned on: its commit reads the
+    /// snapshots since (see `compact::since`), so expiry keeps them.
+    pub(crate) base_snapshot: Option<i64>,
     partitions: usize,
     started: Instant,
     budget: BudgetHandle,
@@ -421,6 +424,7 @@ impl TableWriter {
             });
         }
         let table = self.table.clone();
+        let base_snapshot = table.metadata().current_snapshot_id();
         let target = self.merge_policy.target_file_bytes;
         let budget = BudgetHandle::default();
         if urgent {
@@ -433,6 +437,7 @@ impl TableWriter {
         );
         let task = tokio::spawn(paced);
         Ok(Some(MergeInFlight {
+            base_snapshot,
             partitions: groups.len(),
             started,
             budget,

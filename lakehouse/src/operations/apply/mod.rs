@@ -541,22 +541,27 @@ impl TableWriter {
     }
 
     /// Expires the table's old snapshots when `every_commits` commits have
-    /// passed since the last time, unless a merge is under way (it was
-    /// planned on a snapshot). The table's data is untouched, so a failure
-    /// costs only metadata size: it is logged and tried again after as
-    /// many commits. How many snapshots expired.
+    /// passed since the last time. A merge under way reads the snapshots
+    /// since the one it was planned on when it commits, so those are kept
+    /// (at 200 ms commits a merge is nearly always under way: waiting for
+    /// none let the history grow without end). The table's data is
+    /// untouched, so a failure costs only metadata size: it is logged and
+    /// tried again after as many commits. How many snapshots expired.
     async fn expire_if_due(&mut self) -> usize {
         let Some(expiry) = &self.expiry else {
             return 0;
         };
-        if self.since_expiry < expiry.every_commits || self.merging.is_some() {
+        if self.since_expiry < expiry.every_commits {
             return 0;
         }
         self.since_expiry = 0;
+        let merge_base = self.merging.as_ref().and_then(|m| m.base_snapshot);
+        let since_merge_base = merge_base.map_or(0, |base| snapshots_since(&self.table, base));
         let policy = crate::maintain::ExpirePolicy {
             older_than: std::time::Duration::from_secs(expiry.keep_minutes.saturating_mul(60)),
-            retain_last: expiry.keep_last,
+            retain_last: expiry.keep_last.max(since_merge_base),
         };
+        let at_most = expiry.max_snapshots.max(since_merge_base);
         let started = std::time::Instant::now();
         let name = self.table.identifier().to_string();
         match crate::maintain::expire::expire_metadata(
@@ -564,16 +569,20 @@ impl TableWriter {
             &self.pointer,
             self.table.clone(),
             &policy,
+            Some(at_most),
             self.outages_only(),
         )
         .await
         {
             Ok(Some((table, expired))) => {
                 self.table = table;
+                let metadata = self.table.metadata();
+                let oldest = metadata.snapshots().map(|s| s.timestamp_ms()).min();
                 tracing::info!(
                     table = %name,
                     expired,
-                    kept = self.table.metadata().snapshots().count(),
+                    kept = metadata.snapshots().count(),
+                    reaches_back_s = oldest.map(|t| (metadata.last_updated_ms() - t) / 1000),
                     ms = started.elapsed().as_millis() as u64,
                     "expired old snapshots (metadata only: `floe maintain orphans` deletes the files only they reached)"
                 );
@@ -1639,6 +1648,24 @@ struct Written {
 /// the schema's column order: Iceberg keeps identifier fields as a set, and
 /// a source's key may list its columns in another order, so keys are
 /// always encoded in this one.
+/// How many snapshots of `table`'s history lead back to `base`, both
+/// ends counted; 0 when `base` is not in it.
+fn snapshots_since(table: &Table, base: i64) -> usize {
+    let metadata = table.metadata();
+    let mut cursor = metadata.current_snapshot();
+    let mut n = 0;
+    while let Some(s) = cursor {
+        n += 1;
+        if s.snapshot_id() == base {
+            return n;
+        }
+        cursor = s
+            .parent_snapshot_id()
+            .and_then(|p| metadata.snapshot_by_id(p));
+    }
+    0
+}
+
 fn key_names(schema: &Schema) -> Vec<String> {
     key_ids(schema)
         .into_iter()

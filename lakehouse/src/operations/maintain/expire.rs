@@ -51,7 +51,7 @@ pub async fn expire(
     loop {
         let table = reload(lake.catalog().as_ref(), ident).await?;
         let metadata = table.metadata();
-        let keep = kept(&table, policy);
+        let keep = kept(&table, policy, None);
         let (kept_snapshots, expired): (Vec<SnapshotRef>, Vec<SnapshotRef>) = metadata
             .snapshots()
             .cloned()
@@ -79,6 +79,7 @@ pub async fn expire(
         }
         let action = Expire {
             policy: policy.clone(),
+            at_most: None,
             expired: report.expired.clone(),
         };
         let committed = Transaction::new(lake.catalog().as_ref(), lake.pointer(), table, action)
@@ -103,8 +104,9 @@ pub async fn expire(
     }
 }
 
-/// Expires `table`'s snapshots by `policy` in a commit that changes its
-/// metadata only, as an ingest writer does between its commits (see
+/// Expires `table`'s snapshots by `policy`, keeping at most `at_most`
+/// (see [`kept`]), in a commit that changes its metadata only, as an
+/// ingest writer does between its commits (see
 /// [`crate::config::SnapshotExpiry`]): the files only expired snapshots
 /// reached stay, for `floe maintain orphans`. The new table and how many
 /// snapshots expired; `None` when none does.
@@ -113,9 +115,10 @@ pub(crate) async fn expire_metadata(
     pointer: &CatalogPointer,
     table: Table,
     policy: &ExpirePolicy,
+    at_most: Option<usize>,
     retry: RetryPolicy,
 ) -> Result<Option<(Table, usize)>, LakehouseError> {
-    let keep = kept(&table, policy);
+    let keep = kept(&table, policy, at_most);
     let expired: Vec<i64> = table
         .metadata()
         .snapshots()
@@ -128,6 +131,7 @@ pub(crate) async fn expire_metadata(
     let count = expired.len();
     let action = Expire {
         policy: policy.clone(),
+        at_most,
         expired,
     };
     let committed = Transaction::new(catalog, pointer, table, action)
@@ -145,6 +149,7 @@ pub(crate) async fn expire_metadata(
 /// expiry is planned again.
 struct Expire {
     policy: ExpirePolicy,
+    at_most: Option<usize>,
     expired: Vec<i64>,
 }
 
@@ -155,7 +160,7 @@ impl Action for Expire {
         lost_to: Option<&Table>,
     ) -> Result<Update, LakehouseError> {
         if lost_to.is_some() {
-            let keep = kept(base, &self.policy);
+            let keep = kept(base, &self.policy, self.at_most);
             let same = self
                 .expired
                 .iter()
@@ -179,14 +184,25 @@ impl Action for Expire {
 /// one a branch or tag names, and the newest that records floe's state
 /// (Kafka offsets, a job's lineage), which a later commit by another
 /// engine may not carry.
-fn kept(table: &Table, policy: &ExpirePolicy) -> HashSet<i64> {
+///
+/// With `at_most`, the history keeps at most that many snapshots (but
+/// never fewer than `retain_last`): younger ones beyond it expire too,
+/// oldest first, and so do young snapshots outside the current history.
+fn kept(table: &Table, policy: &ExpirePolicy, at_most: Option<usize>) -> HashSet<i64> {
     let metadata = table.metadata();
     let mut keep = HashSet::new();
     keep.extend(crate::transaction::state::state_snapshot(metadata));
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(i64::MAX);
+    let cutoff = now_ms - policy.older_than.as_millis() as i64;
+    let retain_last = policy.retain_last.max(1);
+    let cap = at_most.map_or(usize::MAX, |n| n.max(retain_last));
     let mut cursor = metadata.current_snapshot().cloned();
     let mut n = 0;
     while let Some(s) = cursor {
-        if n >= policy.retain_last.max(1) {
+        if n >= cap || (n >= retain_last && s.timestamp_ms() < cutoff) {
             break;
         }
         keep.insert(s.snapshot_id());
@@ -195,17 +211,14 @@ fn kept(table: &Table, policy: &ExpirePolicy) -> HashSet<i64> {
             .parent_snapshot_id()
             .and_then(|p| metadata.snapshot_by_id(p).cloned());
     }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(i64::MAX);
-    let cutoff = now_ms - policy.older_than.as_millis() as i64;
-    keep.extend(
-        metadata
-            .snapshots()
-            .filter(|s| s.timestamp_ms() >= cutoff)
-            .map(|s| s.snapshot_id()),
-    );
+    if at_most.is_none() {
+        keep.extend(
+            metadata
+                .snapshots()
+                .filter(|s| s.timestamp_ms() >= cutoff)
+                .map(|s| s.snapshot_id()),
+        );
+    }
     // branches and tags (the metadata's refs have no public accessor)
     if let Ok(json) = serde_json::to_value(metadata) {
         if let Some(refs) = json.get("refs").and_then(|r| r.as_object()) {
