@@ -12,7 +12,9 @@
 //! through floe's DataFusion session is timed: what a reader pays on top.
 //!
 //! With `--probe-every S`, every S seconds during the run it also pins the
-//! table's current snapshot, counts its live files and times two reads of
+//! table's current snapshot (a copy of its metadata registered as
+//! `bench.trips_pinned_<s>`: ingest expires old snapshots, their files
+//! stay), counts its live files and times two reads of
 //! it (a full `count(*)` and a three-column aggregate by zone); after the
 //! run each pinned snapshot's rows are written once more as a compacted
 //! table (`bench.trips_compacted`, files of the job sink's size, the same
@@ -264,7 +266,8 @@ const PROBE_READS: [&str; 2] = [
 #[derive(Debug, Default, Clone)]
 struct Probe {
     at: u64,
-    snapshot: i64,
+    /// The table as it was at the probe, readable after the run ([`pin`]).
+    pinned: String,
     data_files: u64,
     delete_files: u64,
     live_rows: u64,
@@ -323,6 +326,7 @@ async fn probe(session: &LakeSession, at: u64) -> Option<Probe> {
     let table = session.lake.catalog().load_table(&ident).await.ok()?;
     let snapshot = table.metadata().current_snapshot()?.snapshot_id();
     let files = lakehouse::TableFiles::of(table.metadata());
+    let pinned = pin(session, &table, at).await;
     let source = format!("as_of('taxi_cdc.trips', {snapshot})");
     let mut live = [0.0; 2];
     for (i, read) in PROBE_READS.iter().enumerate() {
@@ -330,7 +334,7 @@ async fn probe(session: &LakeSession, at: u64) -> Option<Probe> {
     }
     Some(Probe {
         at,
-        snapshot,
+        pinned,
         data_files: files.data_files,
         delete_files: files.delete_files,
         live_rows: files.records.saturating_sub(files.position_deletes),
@@ -340,14 +344,55 @@ async fn probe(session: &LakeSession, at: u64) -> Option<Probe> {
     })
 }
 
+/// Keeps the table as it is now readable after the run, as
+/// `bench.trips_pinned_<at>`: ingest expires old snapshots (at 200 ms
+/// commits its history reaches back about 40 s) but leaves their files
+/// for `floe maintain orphans`, so a copy of this metadata, registered as
+/// another table, still reads them. Its metadata is the live table's at
+/// this moment, snapshots and all, so reading it costs what reading the
+/// live table did.
+async fn pin(session: &LakeSession, table: &iceberg::table::Table, at: u64) -> String {
+    let from = table
+        .metadata_location()
+        .expect("a loaded table has metadata");
+    let io = table.file_io();
+    let bytes = io
+        .new_input(from)
+        .expect("a metadata path")
+        .read()
+        .await
+        .expect("the metadata reads");
+    let to = format!(
+        "{}/metadata/bench-pinned-{at}.metadata.json",
+        table.metadata().location()
+    );
+    io.new_output(&to)
+        .expect("a metadata path")
+        .write(bytes)
+        .await
+        .expect("the metadata copy is written");
+    let catalog = session.lake.catalog();
+    let namespace = iceberg::NamespaceIdent::new("bench".into());
+    if !catalog.namespace_exists(&namespace).await.unwrap_or(false) {
+        catalog
+            .create_namespace(&namespace, Default::default())
+            .await
+            .expect("namespace bench");
+    }
+    let name = format!("trips_pinned_{at}");
+    catalog
+        .register_table(&TableIdent::new(namespace, name.clone()), to)
+        .await
+        .expect("the pinned copy registers");
+    format!("bench.{name}")
+}
+
 /// Writes the rows of the probe's snapshot as a compacted table and
 /// times the probe reads on it.
 async fn probe_compacted(session: &LakeSession, probe: &mut Probe) {
+    session.refresh().await.expect("refresh");
     let rows = session
-        .sql(&format!(
-            "SELECT * FROM as_of('taxi_cdc.trips', {})",
-            probe.snapshot
-        ))
+        .sql(&format!("SELECT * FROM {}", probe.pinned))
         .await
         .expect("the pinned snapshot reads");
     let Some(first) = rows.first() else { return };
@@ -365,10 +410,9 @@ async fn probe_compacted(session: &LakeSession, probe: &mut Probe) {
     .await
     .expect("the compacted copy is written");
     session.refresh().await.expect("refresh");
-    let live = format!("as_of('taxi_cdc.trips', {})", probe.snapshot);
     for (i, read) in PROBE_READS.iter().enumerate() {
         probe.compacted[i] = timed(session, &read.replace("{t}", "bench.trips_compacted")).await;
-        probe.live_after[i] = timed(session, &read.replace("{t}", &live)).await;
+        probe.live_after[i] = timed(session, &read.replace("{t}", &probe.pinned)).await;
     }
 }
 
