@@ -393,18 +393,21 @@ mod tests {
         assert!(quick_ack_applies(Some("http://127.0.0.1:3900"), empty));
     }
 
+    /// The lake's S3 settings of these tests: Garage on loopback.
+    fn lake_s3() -> ResolvedS3 {
+        ResolvedS3 {
+            endpoint: Some("http://127.0.0.1:3900".into()),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: Some("lake-key".into()),
+            secret_access_key: Some("lake-secret".into()),
+            session_token: None,
+        }
+    }
+
     #[test]
     fn the_catalogs_s3_properties_override_the_lakes_and_others_fall_back() {
-        let factory = S3StorageFactory {
-            s3: ResolvedS3 {
-                endpoint: Some("http://127.0.0.1:3900".into()),
-                region: "us-east-1".into(),
-                path_style: true,
-                access_key_id: Some("lake-key".into()),
-                secret_access_key: Some("lake-secret".into()),
-                session_token: None,
-            },
-        };
+        let factory = S3StorageFactory { s3: lake_s3() };
         let props = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()
@@ -431,14 +434,7 @@ mod tests {
 
     #[test]
     fn one_operator_per_bucket_serves_every_file_in_it() {
-        let storage = S3Storage::new(ResolvedS3 {
-            endpoint: Some("http://127.0.0.1:3900".into()),
-            region: "us-east-1".into(),
-            path_style: true,
-            access_key_id: Some("k".into()),
-            secret_access_key: Some("s".into()),
-            session_token: None,
-        });
+        let storage = S3Storage::new(lake_s3());
         let (_, key) = storage.operator("s3://lake/t/data/a.parquet").unwrap();
         assert_eq!(key, "t/data/a.parquet");
         storage.operator("s3://lake/t/data/b.parquet").unwrap();
