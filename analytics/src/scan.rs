@@ -12,8 +12,9 @@
 //! A scan that needs no column (`count(*)`) reads one: iceberg 0.10.1
 //! reads every column of every file for an empty selection, so a
 //! `count(*)` decoded the whole table. [`WideScan`] selects the table's
-//! narrowest column instead (the oldest of the narrowest, which every
-//! data file holds) and hands DataFusion batches of row counts only.
+//! narrowest column instead (of those, the oldest, so that files written
+//! before later columns were added hold it) and hands DataFusion batches
+//! of row counts only.
 
 use std::any::Any;
 use std::fmt;

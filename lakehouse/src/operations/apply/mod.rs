@@ -1644,10 +1644,6 @@ struct Written {
     hits: HashMap<Arc<str>, u64>,
 }
 
-/// The primary-key column names of `schema` (its identifier fields), in
-/// the schema's column order: Iceberg keeps identifier fields as a set, and
-/// a source's key may list its columns in another order, so keys are
-/// always encoded in this one.
 /// How many snapshots of `table`'s history lead back to `base`, both
 /// ends counted; 0 when `base` is not in it.
 fn snapshots_since(table: &Table, base: i64) -> usize {
@@ -1666,6 +1662,10 @@ fn snapshots_since(table: &Table, base: i64) -> usize {
     0
 }
 
+/// The primary-key column names of `schema` (its identifier fields), in
+/// the schema's column order: Iceberg keeps identifier fields as a set, and
+/// a source's key may list its columns in another order, so keys are
+/// always encoded in this one.
 fn key_names(schema: &Schema) -> Vec<String> {
     key_ids(schema)
         .into_iter()
