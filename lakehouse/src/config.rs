@@ -380,6 +380,11 @@ pub struct MergePolicy {
     /// pacing. A round the commits wait for (a partition past
     /// `max_files`) runs unpaced.
     pub cpu_share: f64,
+    /// Times a commit writes a partition's newest small file again with
+    /// its own rows instead of adding a file beside it (default 8; 0
+    /// turns it off): each row is written again at most this many times
+    /// before the merges take the file over.
+    pub tail_rewrites: u32,
 }
 
 impl Default for MergePolicy {
@@ -392,6 +397,7 @@ impl Default for MergePolicy {
             max_deleted_share: 0.2,
             max_rows_per_round: 2_000_000,
             cpu_share: 0.5,
+            tail_rewrites: 8,
         }
     }
 }

@@ -525,10 +525,12 @@ async fn a_merge_in_the_background_keeps_within_its_cpu_share() {
     let (first, model) = history(&enc, &actions[..ROWS as usize]);
     let (messages, rest) = all.split_at(first.len());
     const SHARE: f64 = 0.05;
+    // every commit's file stays its own (no tails), for the merge to take
     let policy = MergePolicy {
         max_files: 6,
         fanout: 64,
         cpu_share: SHARE,
+        tail_rewrites: 0,
         ..MergePolicy::default()
     };
 
@@ -581,4 +583,110 @@ async fn a_merge_in_the_background_keeps_within_its_cpu_share() {
     assert_eq!(report.paused, Duration::ZERO, "{report:?}");
     assert_eq!(committed_rows(&lake, &writer).await, model_all);
     std::fs::remove_dir_all(&warehouse).ok();
+}
+
+/// A commit writes a partition's newest file again with its own rows
+/// (its tail) instead of adding a file beside it, and leaves out the
+/// tail's rows it updates or deletes instead of writing a delete file:
+/// the partition holds one file until the tail was written again
+/// `tail_rewrites` times, then the next commit starts another. Rows moved
+/// by a rewrite are updated and deleted where they now are, by the writer
+/// that moved them and by one opened afterwards; with `tail_rewrites = 0`
+/// every commit adds its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file() {
+    use lakehouse::MergePolicy;
+
+    let (rec, enc) = trips_recording();
+    let upsert = |key: i64, day: i64, fare: i64| Action::Upsert {
+        key,
+        day,
+        fare,
+        notes: None,
+        keep_notes: false,
+    };
+    // commit 0: 40 trips on day 0, 10 on day 1; each later commit adds
+    // 5 trips to day 0, updates two earlier ones and deletes one (rows a
+    // rewrite moved); day 1 gets nothing after commit 0
+    let mut commits: Vec<Vec<Action>> = vec![(0..50)
+        .map(|k| upsert(k, i64::from(k >= 40), 100 + k))
+        .collect()];
+    for c in 1..7i64 {
+        let mut actions: Vec<Action> = (0..5).map(|i| upsert(100 + c * 5 + i, 0, 7)).collect();
+        actions.push(upsert(c, 0, 1000 + c));
+        actions.push(upsert(100 + (c - 1) * 5, 0, 2000 + c));
+        actions.push(Action::Delete { key: 10 + c });
+        commits.push(actions);
+    }
+
+    for tail_rewrites in [3u32, 0] {
+        let policy = MergePolicy {
+            tail_rewrites,
+            // no merge is due: what the files are is the commits' doing
+            max_files: 100,
+            fanout: 100,
+            ..MergePolicy::default()
+        };
+        let (warehouse, lake) = trips_lake(&format!("floe-tail-{tail_rewrites}")).await;
+        let mut writer: Option<lakehouse::apply::TableWriter> = None;
+        let mut done: Vec<Action> = Vec::new();
+        let mut sent = 0;
+        let mut files_after = Vec::new();
+        for (c, actions) in commits.iter().enumerate() {
+            done.extend(actions.iter().cloned());
+            let (messages, model) = history(&enc, &done);
+            apply(&lake, &mut writer, &rec, &messages[sent..]).await;
+            sent = messages.len();
+            let mut w = writer.take().unwrap().with_merge_policy(policy.clone());
+            // as ingest does after each commit round (loads the ledger)
+            w.merge_beside().await.unwrap();
+            assert_eq!(
+                committed_rows(&lake, &w).await,
+                model,
+                "tail_rewrites {tail_rewrites}, after commit {c}"
+            );
+            let parts = w.files_by_partition().await.unwrap();
+            let table = lake
+                .catalog()
+                .load_table(w.table().identifier())
+                .await
+                .unwrap();
+            let deletes = crate::support::delete_files(&table).await.len();
+            let day0 = parts.iter().map(|(_, f)| f.len()).max().unwrap_or(0);
+            files_after.push((day0, deletes));
+            writer = Some(w);
+        }
+        eprintln!("tail_rewrites {tail_rewrites}: (day-0 files, delete files) {files_after:?}");
+        if tail_rewrites == 3 {
+            // commits 1-3 write the tail again, with no delete file; commit
+            // 3's file is final: commit 4 starts another, written again by
+            // 5 and 6, and each deletes rows of the final one in a file
+            assert_eq!(
+                files_after,
+                vec![(1, 0), (1, 0), (1, 0), (1, 0), (2, 1), (2, 2), (2, 3)]
+            );
+        } else {
+            // every commit adds a file, and deletes where rows were
+            assert_eq!(
+                files_after.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+                vec![1, 2, 3, 4, 5, 6, 7]
+            );
+            assert!(files_after[6].1 >= 3, "{files_after:?}");
+        }
+
+        // a writer opened now finds every row where the rewrites left it
+        let ident = writer.as_ref().unwrap().table().identifier().clone();
+        done.extend((0..60).map(|k| upsert(k, 1, 5)));
+        done.extend((100..135).map(|k| Action::Delete { key: k }));
+        let (messages, model) = history(&enc, &done);
+        let mut fresh = None;
+        apply(&lake, &mut fresh, &rec, &messages[sent..]).await;
+        let table = lake.catalog().load_table(&ident).await.unwrap();
+        assert_eq!(
+            table_state(&scan_all(&table).await),
+            model,
+            "tail_rewrites {tail_rewrites}, reopened"
+        );
+        std::fs::remove_dir_all(&warehouse).ok();
+    }
 }

@@ -290,6 +290,8 @@ struct RunStats {
     merge_waits: u64,
     /// Rows deleted while a merge wrote its files, deleted again after.
     deleted_again: u64,
+    /// Rows of partitions' newest files commits wrote again (tails).
+    tail_rows: u64,
 }
 
 /// What a writer does about merging after a commit.
@@ -446,7 +448,8 @@ async fn run(
                 *writer = open_writer(&catalog, &lake, &uri, &batch).await;
                 stats.opens += 1;
             }
-            writer.apply(&batch).await.unwrap();
+            let applied = writer.apply(&batch).await.unwrap();
+            stats.tail_rows += applied.tail_rows_rewritten as u64;
             if merge != Merge::No {
                 let report = if merge == Merge::Beside {
                     writer.merge_beside().await.unwrap()
@@ -616,6 +619,8 @@ async fn merges_inside_the_writer_keep_partitions_within_bounds_beside_compactio
     .unwrap();
     assert!(stats.merges >= 20, "{stats:?}");
     assert!(stats.compactions >= 1, "{stats:?}");
+    // commits wrote partitions' newest files again, beside the merges
+    assert!(stats.tail_rows > 0, "{stats:?}");
     eprintln!("{stats:?}");
 }
 

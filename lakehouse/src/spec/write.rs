@@ -164,39 +164,16 @@ pub async fn write_rows_as(
 
     // group row indices by partition value, keeping input order in a group
     let mut groups: Vec<(Struct, Vec<u32>)> = Vec::new();
-    if spec.is_unpartitioned() {
-        groups.push((Struct::empty(), (0..rows.num_rows() as u32).collect()));
-    } else {
-        let calculator = PartitionValueCalculator::try_new(&spec, &schema)
-            .map_err(|e| iceberg_error("partition values", &name, e))?;
-        let values = calculator
-            .calculate(rows)
-            .map_err(|e| iceberg_error("partition values", &name, e))?;
-        let values = crate::spec::partition::clamp_hours(&spec, &schema, rows, &values)
-            .map_err(|e| iceberg_error("partition values", &name, e))?;
-        let partition_type = spec
-            .partition_type(&schema)
-            .map_err(|e| iceberg_error("partition type", &name, e))?;
-        let literals = arrow_struct_to_literal(&values, &partition_type)
-            .map_err(|e| iceberg_error("partition values", &name, e))?;
-        let mut slot: HashMap<Struct, usize> = HashMap::new();
-        for (row, literal) in literals.into_iter().enumerate() {
-            let Some(Literal::Struct(key)) = literal else {
-                return Err(iceberg_error(
-                    "partition values",
-                    &name,
-                    iceberg::Error::new(
-                        iceberg::ErrorKind::DataInvalid,
-                        format!("row {row} has no partition value"),
-                    ),
-                ));
-            };
-            let at = *slot.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[at].1.push(row as u32);
-        }
+    let mut slot: HashMap<Struct, usize> = HashMap::new();
+    for (row, key) in partition_values(table, &schema, rows)?
+        .into_iter()
+        .enumerate()
+    {
+        let at = *slot.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push(row as u32);
     }
 
     let data_dir = format!("{}/data", metadata.location().trim_end_matches('/'));
@@ -244,6 +221,47 @@ pub async fn write_rows_as(
         files.push(file);
     }
     Ok(WrittenRows { files, locations })
+}
+
+/// The partition of each of `rows` (in `schema`) under the table's
+/// default partition spec.
+pub fn partition_values(
+    table: &Table,
+    schema: &Arc<Schema>,
+    rows: &RecordBatch,
+) -> Result<Vec<Struct>, LakehouseError> {
+    let name = table.identifier().to_string();
+    let spec = table.metadata().default_partition_spec();
+    if spec.is_unpartitioned() {
+        return Ok(vec![Struct::empty(); rows.num_rows()]);
+    }
+    let calculator = PartitionValueCalculator::try_new(spec, schema)
+        .map_err(|e| iceberg_error("partition values", &name, e))?;
+    let values = calculator
+        .calculate(rows)
+        .map_err(|e| iceberg_error("partition values", &name, e))?;
+    let values = crate::spec::partition::clamp_hours(spec, schema, rows, &values)
+        .map_err(|e| iceberg_error("partition values", &name, e))?;
+    let partition_type = spec
+        .partition_type(schema)
+        .map_err(|e| iceberg_error("partition type", &name, e))?;
+    let literals = arrow_struct_to_literal(&values, &partition_type)
+        .map_err(|e| iceberg_error("partition values", &name, e))?;
+    literals
+        .into_iter()
+        .enumerate()
+        .map(|(row, literal)| match literal {
+            Some(Literal::Struct(key)) => Ok(key),
+            _ => Err(iceberg_error(
+                "partition values",
+                &name,
+                iceberg::Error::new(
+                    iceberg::ErrorKind::DataInvalid,
+                    format!("row {row} has no partition value"),
+                ),
+            )),
+        })
+        .collect()
 }
 
 /// One data file to write: the rows of one partition.

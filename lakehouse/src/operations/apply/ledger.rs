@@ -16,6 +16,7 @@ use iceberg::table::Table;
 
 use crate::error::LakehouseError;
 use crate::spec::read::{live_entries, read_position_deletes};
+use crate::transaction::Removal;
 
 /// One live data file.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,18 +131,30 @@ impl FileLedger {
     }
 
     /// Follows a commit of the writer's own: `data` and `deletes` added
-    /// (`hits`: rows the deletes remove, per data file), everything before
-    /// it gone when `removes_all`.
+    /// (`hits`: rows the deletes remove, per data file), what `removed`
+    /// names gone first.
     pub(crate) fn committed(
         &mut self,
         data: &[DataFile],
         deletes: &[DataFile],
         hits: &HashMap<Arc<str>, u64>,
-        removes_all: bool,
+        removed: &Removal,
     ) {
-        if removes_all {
-            self.data.clear();
-            self.deletes.clear();
+        match removed {
+            Removal::All => {
+                self.data.clear();
+                self.deletes.clear();
+            }
+            Removal::Files(paths) => {
+                self.data.retain(|p, _| !paths.contains(p.as_ref()));
+                self.deletes.retain(|p, _| !paths.contains(p.as_ref()));
+            }
+            Removal::Partitions(partitions) => {
+                self.data.retain(|_, f| !partitions.contains(&f.partition));
+                self.deletes
+                    .retain(|_, d| !partitions.contains(&d.partition));
+            }
+            Removal::Nothing => {}
         }
         for file in data {
             self.add_data(file);
@@ -179,6 +192,16 @@ impl FileLedger {
             parts.entry(&file.partition).or_default().push((path, file));
         }
         parts
+    }
+
+    /// Whether a live delete file names the data file at `path` (an
+    /// equality-delete file names every file of its partition).
+    pub(crate) fn names(&self, path: &str) -> bool {
+        let partition = self.data.get(path).map(|f| &f.partition);
+        self.deletes.values().any(|d| match &d.names {
+            Some(names) => names.contains(path),
+            None => partition == Some(&d.partition),
+        })
     }
 
     /// Whether equality deletes (another engine's) apply in `partition`:

@@ -55,7 +55,7 @@ use crate::config::MergePolicy;
 use crate::error::LakehouseError;
 use crate::index::pk_index::RowLocation;
 use crate::operations::maintain::compact::{rewrite, Replace, Rewrite, RewriteGroup};
-use crate::transaction::{SourcePositions, StateChange, Transaction};
+use crate::transaction::{Removal, SourcePositions, StateChange, Transaction};
 
 impl MergePolicy {
     /// The size tier of a file of `records` rows: floor(log_fanout).
@@ -164,13 +164,22 @@ impl MergeReport {
 }
 
 /// The merges `ledger` is due for under `policy`, most urgent first,
-/// within the round's row budget (at least one).
-pub(crate) fn plan(ledger: &FileLedger, policy: &MergePolicy) -> Vec<MergeGroup> {
+/// within the round's row budget (at least one). Files in `tails` are
+/// left alone: the next commit into their partition writes them again.
+pub(crate) fn plan(
+    ledger: &FileLedger,
+    policy: &MergePolicy,
+    tails: &HashSet<Arc<str>>,
+) -> Vec<MergeGroup> {
     let mut due: Vec<(usize, MergeGroup)> = Vec::new();
     for (partition, files) in ledger.by_partition() {
         if ledger.has_equality_deletes(partition) {
             continue;
         }
+        let files: Vec<_> = files
+            .into_iter()
+            .filter(|(path, _)| !tails.contains(*path))
+            .collect();
         let small = files
             .iter()
             .filter(|(_, f)| f.bytes < policy.target_file_bytes)
@@ -316,6 +325,11 @@ impl TableWriter {
                 MergeReport::default()
             }
         };
+        // a writer that followed another's commits knows its files again
+        // before it can tell whether a partition is past the bound
+        if self.merge_policy.enabled && !self.poisoned && self.ledger.is_none() {
+            self.ledger = Some(FileLedger::read(&self.table).await?);
+        }
         let waiting = Instant::now();
         for _ in 0..ROUNDS_TO_THE_BOUND {
             if !self.past_the_bound() {
@@ -346,7 +360,7 @@ impl TableWriter {
 
     /// Whether a snapshot is being read again into the table (merges
     /// wait for its end; see `resnapshot` and `incremental`).
-    fn resnapshotting(&self) -> bool {
+    pub(super) fn resnapshotting(&self) -> bool {
         let reading = self
             .incremental_reads_at
             .is_some_and(|at| at.elapsed() < super::incremental::MERGES_WAIT);
@@ -383,7 +397,7 @@ impl TableWriter {
         let Some(ledger) = &self.ledger else {
             return Ok(None);
         };
-        let groups = plan(ledger, &self.merge_policy);
+        let groups = plan(ledger, &self.merge_policy, &self.tails.paths());
         let dead = ledger.dead_deletes();
         if groups.is_empty() && dead.is_empty() {
             return Ok(None);
@@ -515,7 +529,12 @@ impl TableWriter {
                 &rewritten.carried_hits,
             );
             // rows the writer deleted while the files were written
-            ledger.committed(&[], &action.redeleted, &action.redeleted_hits, false);
+            ledger.committed(
+                &[],
+                &action.redeleted,
+                &action.redeleted_hits,
+                &Removal::Nothing,
+            );
         }
         self.deleted_again += action.redeleted_hits.values().sum::<u64>();
         tracing::info!(
@@ -649,7 +668,7 @@ mod tests {
         let p = MergePolicy::default();
         // three files of tier 3 (64-255 rows): within bounds
         let l = ledger(&[(1, "a", 100, 0), (1, "b", 100, 0), (1, "c", 100, 0)]);
-        assert!(plan(&l, &p).is_empty());
+        assert!(plan(&l, &p, &HashSet::new()).is_empty());
         // a fourth: tier 3 merges, the tier-5 file stays
         let l = ledger(&[
             (1, "a", 100, 0),
@@ -658,10 +677,13 @@ mod tests {
             (1, "d", 250, 0),
             (1, "big", 2000, 0),
         ]);
-        assert_eq!(names(&plan(&l, &p)), vec![vec!["a", "c", "b", "d"]]);
+        assert_eq!(
+            names(&plan(&l, &p, &HashSet::new())),
+            vec![vec!["a", "c", "b", "d"]]
+        );
         // their merge (650 rows, tier 4) is not merged again with them
         let l = ledger(&[(1, "merged", 650, 0), (1, "e", 100, 0), (1, "big", 2000, 0)]);
-        assert!(plan(&l, &p).is_empty());
+        assert!(plan(&l, &p, &HashSet::new()).is_empty());
         // four tier-5 files merge with the smaller file below them
         let l = ledger(&[
             (1, "s", 10, 0),
@@ -672,7 +694,7 @@ mod tests {
             (1, "full", 2 * FULL, 0),
         ]);
         assert_eq!(
-            names(&plan(&l, &p)),
+            names(&plan(&l, &p, &HashSet::new())),
             vec![vec!["s", "m1", "m2", "m4", "m3"]]
         );
     }
@@ -695,10 +717,10 @@ mod tests {
             (1, "f", 1_000_000, 0),
         ];
         // four small files: not past two thirds of the bound
-        assert!(plan(&ledger(&files[..4]), &p).is_empty());
+        assert!(plan(&ledger(&files[..4]), &p, &HashSet::new()).is_empty());
         // six: the five smallest become one, leaving two
         assert_eq!(
-            names(&plan(&ledger(&files), &p)),
+            names(&plan(&ledger(&files), &p, &HashSet::new())),
             vec![vec!["a", "b", "c", "d", "e"]]
         );
         // past the bound itself only with seven
@@ -715,10 +737,10 @@ mod tests {
     fn deleted_rows_past_the_share_rewrite_a_file_even_a_full_one() {
         let p = MergePolicy::default();
         let l = ledger(&[(1, "full", 2 * FULL, FULL), (1, "ok", 2 * FULL, FULL / 10)]);
-        assert_eq!(names(&plan(&l, &p)), vec![vec!["full"]]);
+        assert_eq!(names(&plan(&l, &p, &HashSet::new())), vec![vec!["full"]]);
         // a lone small file without deletes is left alone
         let l = ledger(&[(1, "lone", 10, 0)]);
-        assert!(plan(&l, &p).is_empty());
+        assert!(plan(&l, &p, &HashSet::new()).is_empty());
     }
 
     #[test]
@@ -734,7 +756,7 @@ mod tests {
             files.push((if i < 5 { 1 } else { 2 }, n.as_str(), 100, 0));
         }
         let l = ledger(&files);
-        let groups = plan(&l, &p);
+        let groups = plan(&l, &p, &HashSet::new());
         // 500 rows: partition 1 (500 rows) fits, partition 2 waits
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].partition, part(1));
@@ -743,7 +765,7 @@ mod tests {
             max_rows_per_round: 1,
             ..p
         };
-        assert_eq!(plan(&l, &p).len(), 1);
+        assert_eq!(plan(&l, &p, &HashSet::new()).len(), 1);
     }
 
     #[test]
@@ -762,6 +784,6 @@ mod tests {
                 names: None,
             },
         );
-        assert!(plan(&l, &p).is_empty());
+        assert!(plan(&l, &p, &HashSet::new()).is_empty());
     }
 }

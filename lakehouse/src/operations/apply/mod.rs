@@ -71,6 +71,7 @@ mod merge;
 mod resent;
 mod resnapshot;
 mod source_order;
+mod tail;
 
 use catch_up::CaughtUp;
 pub use incremental::SignalLog;
@@ -114,6 +115,9 @@ pub struct ApplyStats {
     /// Old snapshots the writer expired after the batch (see
     /// [`TableWriter::with_snapshot_expiry`]).
     pub expired: usize,
+    /// Rows of partitions' newest files written again with the batch's
+    /// own, in place of those files (see `tail`).
+    pub tail_rows_rewritten: usize,
 }
 
 impl ApplyStats {
@@ -131,6 +135,7 @@ impl ApplyStats {
         self.schema_changed |= other.schema_changed;
         self.rows_filled += other.rows_filled;
         self.expired += other.expired;
+        self.tail_rows_rewritten += other.tail_rows_rewritten;
     }
 }
 
@@ -173,6 +178,9 @@ pub struct TableWriter {
     merge_policy: MergePolicy,
     /// A merge round whose files are being written beside the commits.
     merging: Option<merge::MergeInFlight>,
+    /// Each partition's newest file, which the next commit into it
+    /// writes again with its own rows (see `tail`).
+    tails: tail::Tails,
     deleted_again: u64,
     /// Where changes are read again when a truncate arrives late.
     source: Option<Arc<dyn SourceReader>>,
@@ -290,6 +298,7 @@ impl TableWriter {
             ledger: None,
             merge_policy: MergePolicy::default(),
             merging: None,
+            tails: tail::Tails::default(),
             deleted_again: 0,
             source: None,
             reconcile_snapshots: true,
@@ -412,6 +421,7 @@ impl TableWriter {
         };
         self.replace_index(empty);
         self.ledger = None;
+        self.tails.clear();
         if self.keying == Keying::Changelog || self.table.metadata().current_snapshot().is_none() {
             return Ok(());
         }
@@ -680,6 +690,7 @@ impl TableWriter {
         let started = Instant::now();
         let newer = reload(self.catalog.as_ref(), self.table.identifier()).await?;
         self.ledger = None;
+        self.tails.clear();
         match self.catch_up(&newer).await? {
             CaughtUp::Snapshots(n) => {
                 self.caught_up += 1;
@@ -881,10 +892,45 @@ impl TableWriter {
         }
         self.commits += 1;
         let prefix = format!("{}-{}", uuid::Uuid::new_v4(), self.commits);
-        let table_rows = table_rows(&picked, &next, &table_name)?;
+        let new_rows = table_rows(&picked, &next, &table_name)?;
+        let tails_written = start == 0
+            && matches!(self.keying, Keying::Primary(_))
+            && !stats.schema_changed
+            && data_files.is_empty()
+            && resnapshot.reconcile.is_none()
+            && fresh.resnapshot.is_none()
+            && incremental_end.is_none()
+            && fresh.incremental_read.is_none()
+            && !self.resnapshotting();
+        let taken = if tails_written {
+            self.take_tails(&planned, &new_rows)?
+        } else {
+            self.tails.clear();
+            tail::TakenTails::default()
+        };
+        let table_rows = if taken.is_empty() {
+            new_rows.clone()
+        } else {
+            let mut all = vec![&new_rows];
+            all.extend(taken.rows());
+            arrow_select::concat::concat_batches(&new_rows.schema(), all).map_err(|source| {
+                LakehouseError::Arrow {
+                    context: format!("a commit's rows and its partitions' tails in {table_name}"),
+                    source,
+                }
+            })?
+        };
         let written =
             write_rows_as(&self.table, &next, &table_rows, &prefix, FileTier::Fresh).await?;
         deletes.extend(self.index_written(&planned, &written));
+        if !taken.is_empty() {
+            tail::relocate_kept(&mut self.index, &taken, &written, new_rows.num_rows());
+            // the tails' rows the batch replaced are simply not written
+            // again: the commit removes the tails' files
+            deletes.retain(|d| !taken.paths.contains(d.file_path.as_ref()));
+            removal = Removal::Files(Arc::new(taken.paths.clone()));
+            stats.tail_rows_rewritten = taken.num_rows();
+        }
         if let (Some(before), 0) = (resnapshot.reconcile, start) {
             let stale = self.not_read_again(before).await?;
             stats.reconciled = stale.len();
@@ -896,12 +942,24 @@ impl TableWriter {
             tracing::info!(table = %table_name, rows = stale.len(), "an incremental snapshot has ended: the rows it did not read, and no change touched since it was asked for, are deleted");
             deletes.extend(stale);
         }
-        stats.rows_written = table_rows.num_rows();
+        stats.rows_written = new_rows.num_rows();
         let mut files = self.write_deletes(deletes, &prefix).await?;
-        data_files.extend(written.files);
+        data_files.extend(written.files.iter().cloned());
         files.data = data_files;
         self.commit(batch, &applied, &fresh, files, removal, new_schema)
             .await?;
+        if tails_written && self.merge_policy.tail_rewrites > 0 {
+            let metadata = self.table.metadata();
+            let at = (
+                metadata.current_schema_id(),
+                metadata.default_partition_spec_id(),
+            );
+            let max = self.merge_policy.tail_rewrites;
+            self.tails
+                .committed(&table_rows, &written, &taken, at, max)?;
+        } else {
+            self.tails.clear();
+        }
         Ok(stats)
     }
 
@@ -1559,7 +1617,7 @@ impl TableWriter {
         schema: Option<Schema>,
     ) -> Result<(), LakehouseError> {
         let removes = !files.deletes.is_empty() || !matches!(remove, Removal::Nothing);
-        let removes_all = matches!(remove, Removal::All);
+        let removed = remove.clone();
         let mut update = SnapshotUpdate::new(
             SnapshotUpdate::operation_of(!files.data.is_empty(), removes),
             files.data.clone(),
@@ -1606,7 +1664,7 @@ impl TableWriter {
         self.table = committed.table;
         self.since_expiry += 1;
         if let Some(ledger) = &mut self.ledger {
-            ledger.committed(&files.data, &files.deletes, &files.hits, removes_all);
+            ledger.committed(&files.data, &files.deletes, &files.hits, &removed);
         }
         Ok(())
     }
