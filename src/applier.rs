@@ -303,6 +303,9 @@ async fn apply_all(
             metrics.resent(&table, stats.resent as u64);
             tracing::warn!(topic = %batch.topic, %table, events = stats.resent, "skipped changes Debezium sent again (their source position is one the table already holds)");
         }
+        if stats.tail_rows_rewritten > 0 {
+            metrics.tail_rewritten(&table, stats.tail_rows_rewritten as u64);
+        }
         if let Some(w) = writers.tables.get(&batch.topic) {
             metrics.table_files(&table, TableFiles::of(w.table().metadata()));
         }
@@ -317,6 +320,7 @@ async fn apply_all(
             before_truncate = stats.before_truncate,
             applied_again = stats.applied_again,
             resent = stats.resent,
+            tail_rows_rewritten = stats.tail_rows_rewritten,
             ms = started.elapsed().as_millis() as u64,
             "committed"
         );

@@ -88,6 +88,7 @@ pub struct Metrics {
     merge_cpu_seconds: Counter<f64, AtomicU64>,
     merge_paused_seconds: Counter<f64, AtomicU64>,
     merge_waits: Family<TableLabel, Counter>,
+    tail_rows: Family<TableLabel, Counter>,
     resent: Family<TableLabel, Counter>,
     healthy: Gauge,
     health: Health,
@@ -118,6 +119,7 @@ impl Metrics {
             deleted_share: Family::default(),
             merges: Family::default(),
             merge_bytes: Family::default(),
+            tail_rows: Family::default(),
             merge_seconds: Counter::default(),
             merge_cpu_seconds: Counter::default(),
             merge_paused_seconds: Counter::default(),
@@ -200,6 +202,11 @@ impl Metrics {
             "floe_merge_bytes_rewritten",
             "Bytes of data files merges inside ingest rewrote, per table",
             self.merge_bytes.clone(),
+        );
+        r.register(
+            "floe_tail_rows_rewritten",
+            "Rows of partitions' newest files commits wrote again with their own rows, per table",
+            self.tail_rows.clone(),
         );
         r.register(
             "floe_merge_seconds",
@@ -289,6 +296,15 @@ impl Metrics {
             table: table.to_string(),
         };
         self.resent.get_or_create(&labels).inc_by(events);
+    }
+
+    /// A commit to `table` wrote `rows` of its partitions' newest files
+    /// again, in place of those files.
+    pub fn tail_rewritten(&self, table: &str, rows: u64) {
+        let labels = TableLabel {
+            table: table.to_string(),
+        };
+        self.tail_rows.get_or_create(&labels).inc_by(rows);
     }
 
     /// A merge round on `table` rewrote files.
@@ -500,6 +516,8 @@ mod tests {
             ..Default::default()
         };
         m.merged("taxi_cdc.trips", &waited, Duration::from_millis(250));
+        m.tail_rewritten("taxi_cdc.trips", 40);
+        m.tail_rewritten("taxi_cdc.trips", 2);
         let text = m.render();
         for line in [
             "floe_merges_total{table=\"taxi_cdc.trips\"} 2\n",
@@ -508,6 +526,7 @@ mod tests {
             "floe_merge_seconds_total 0.75\n",
             "floe_merge_cpu_seconds_total 0.3\n",
             "floe_merge_paused_seconds_total 0.125\n",
+            "floe_tail_rows_rewritten_total{table=\"taxi_cdc.trips\"} 42\n",
         ] {
             assert!(text.contains(line), "{line} missing: {text}");
         }
