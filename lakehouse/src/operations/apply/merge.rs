@@ -17,6 +17,9 @@
 //!
 //!  after each commit round: a partition over `max_files` small files
 //!  waits for the merge under way, and for more rounds, until within it
+//!
+//!  a partition's tail (`super::tail`) is never merged, but counts:
+//!  readers open it like any other file
 //! ```
 //!
 //! A round in the background is paced to `cpu_share` of one core
@@ -165,7 +168,8 @@ impl MergeReport {
 
 /// The merges `ledger` is due for under `policy`, most urgent first,
 /// within the round's row budget (at least one). Files in `tails` are
-/// left alone: the next commit into their partition writes them again.
+/// left alone (the next commit into their partition writes them again),
+/// but count toward the bound: readers open them too.
 pub(crate) fn plan(
     ledger: &FileLedger,
     policy: &MergePolicy,
@@ -176,15 +180,17 @@ pub(crate) fn plan(
         if ledger.has_equality_deletes(partition) {
             continue;
         }
+        let all = files.len();
         let files: Vec<_> = files
             .into_iter()
             .filter(|(path, _)| !tails.contains(*path))
             .collect();
+        let held = all - files.len();
         let small = files
             .iter()
             .filter(|(_, f)| f.bytes < policy.target_file_bytes)
             .count();
-        let picked = pick(files, policy);
+        let picked = pick(files, policy, held);
         if picked.is_empty() {
             continue;
         }
@@ -229,10 +235,12 @@ fn past_the_bound(ledger: &FileLedger, policy: &MergePolicy) -> bool {
 const ROUNDS_TO_THE_BOUND: usize = 8;
 
 /// The files of one partition to rewrite together, smallest first; none
-/// when the partition is within its bounds.
+/// when the partition is within its bounds. `held` small files of the
+/// partition are not the merge's to take (tails) but count toward them.
 fn pick<'a>(
     mut files: Vec<(&'a Arc<str>, &'a LiveFile)>,
     policy: &MergePolicy,
+    held: usize,
 ) -> Vec<(&'a Arc<str>, &'a LiveFile)> {
     files.sort_by(|(p, a), (q, b)| a.bytes.cmp(&b.bytes).then_with(|| p.cmp(q)));
     let small: Vec<_> = files
@@ -261,8 +269,12 @@ fn pick<'a>(
     }
     // nearing the bound: the smallest files, enough to get well within it
     let keep = policy.merge_down_to();
-    if small.len() > policy.merge_at() && picked.len() < small.len() - keep + 1 {
-        picked = small[..small.len() - keep + 1].to_vec();
+    let open = small.len() + held;
+    if open > policy.merge_at() {
+        let take = (open - keep + 1).min(small.len());
+        if picked.len() < take {
+            picked = small[..take].to_vec();
+        }
     }
     // files whose deletes pass the share, full ones included
     for (path, f) in &files {
@@ -651,6 +663,31 @@ mod tests {
 
     /// Rows of a full file at 100 bytes a row and the default target.
     const FULL: u64 = (128 << 20) / 100;
+
+    #[test]
+    fn a_tail_is_never_merged_but_counts_toward_the_bound() {
+        let p = MergePolicy {
+            max_files: 4,
+            ..MergePolicy::default()
+        };
+        let tail: HashSet<Arc<str>> = [Arc::from("tail")].into_iter().collect();
+        let l = ledger(&[
+            (1, "merged", 20_000, 0),
+            (1, "sealed", 90, 0),
+            (1, "tail", 40, 0),
+        ]);
+        // three small files are past two thirds of 4: all merge
+        assert_eq!(
+            names(&plan(&l, &p, &HashSet::new())),
+            vec![vec!["tail", "sealed", "merged"]]
+        );
+        // one of them a tail: readers still open three, so the other two
+        // merge and the tail stays
+        assert_eq!(names(&plan(&l, &p, &tail)), vec![vec!["sealed", "merged"]]);
+        // a tail alone beside one file: nothing to gain
+        let l = ledger(&[(1, "merged", 20_000, 0), (1, "tail", 40, 0)]);
+        assert!(plan(&l, &p, &tail).is_empty());
+    }
 
     #[test]
     fn tiers_grow_by_the_fanout() {
