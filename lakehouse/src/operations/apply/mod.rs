@@ -902,11 +902,19 @@ impl TableWriter {
             && incremental_end.is_none()
             && fresh.incremental_read.is_none()
             && !self.resnapshotting();
-        let taken = if tails_written {
-            self.take_tails(&planned, &new_rows)?
-        } else {
-            self.tails.clear();
-            tail::TakenTails::default()
+        // tails only save files: when they cannot be taken, the commit
+        // adds files as it would without them
+        let taken = match tails_written.then(|| self.take_tails(&planned, &new_rows)) {
+            Some(Ok(taken)) => taken,
+            Some(Err(e)) => {
+                tracing::warn!(table = %table_name, "the partitions' newest files are not written again: {e}");
+                self.tails.clear();
+                tail::TakenTails::default()
+            }
+            None => {
+                self.tails.clear();
+                tail::TakenTails::default()
+            }
         };
         let table_rows = if taken.is_empty() {
             new_rows.clone()
@@ -955,8 +963,11 @@ impl TableWriter {
                 metadata.default_partition_spec_id(),
             );
             let max = self.merge_policy.tail_rewrites;
-            self.tails
-                .committed(&table_rows, &written, &taken, at, max)?;
+            // the commit is made: what fails here only loses the tails
+            if let Err(e) = self.tails.committed(&table_rows, &written, &taken, at, max) {
+                tracing::warn!(table = %table_name, "the next commit adds files: {e}");
+                self.tails.clear();
+            }
         } else {
             self.tails.clear();
         }
