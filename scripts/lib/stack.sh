@@ -162,12 +162,17 @@ stack_registry_up() {
   wait_http "http://127.0.0.1:$REGISTRY_PORT/subjects" 20 || { tail -20 "$dir/registry.log" >&2; die "registry stand-in did not start"; }
 }
 
+# Kafka Connect binds its REST port seconds after stack_env drew it, and
+# other stacks (parallel tests) draw from the same range: a port taken
+# meanwhile is drawn again, up to three times, rather than failing the
+# stack.
 stack_connect_up() {
-  local dir="$1" libs
+  local dir="$1" libs attempt pid i
   pid_alive "$dir/connect.pid" && return 0
   libs="$(connect_libs)"
   mkdir -p "$dir/connect"
-  cat >"$dir/connect/worker.properties" <<PROPS
+  for attempt in 1 2 3; do
+    cat >"$dir/connect/worker.properties" <<PROPS
 bootstrap.servers=127.0.0.1:$KAFKA_PORT
 listeners=http://127.0.0.1:$CONNECT_PORT
 key.converter=io.confluent.connect.avro.AvroConverter
@@ -178,11 +183,27 @@ offset.storage.file.filename=$dir/connect/offsets
 offset.flush.interval.ms=${STACK_CONNECT_OFFSET_FLUSH_MS:-1000}
 plugin.discovery=service_load
 PROPS
-  java -cp "$libs/*" org.apache.kafka.connect.cli.ConnectStandalone "$dir/connect/worker.properties" \
-    >"$dir/connect.log" 2>&1 &
-  echo $! >"$dir/connect.pid"
-  wait_http "http://127.0.0.1:$CONNECT_PORT/connector-plugins" 90 \
-    || { tail -40 "$dir/connect.log" >&2; die "Kafka Connect did not start (log: $dir/connect.log)"; }
+    java -cp "$libs/*" org.apache.kafka.connect.cli.ConnectStandalone "$dir/connect/worker.properties" \
+      >"$dir/connect.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$dir/connect.pid"
+    # up when it answers while alive; dead, it will not answer (an answer
+    # after it died would be another process's)
+    for ((i = 0; i < 900; i++)); do
+      running "$pid" || break
+      curl -fsS -o /dev/null "http://127.0.0.1:$CONNECT_PORT/connector-plugins" 2>/dev/null &&
+        running "$pid" && return 0
+      sleep 0.1
+    done
+    if running "$pid" || ! grep -q 'Address already in use' "$dir/connect.log"; then
+      break
+    fi
+    CONNECT_PORT="$(free_port "$PG_PORT" "$KAFKA_PORT" "$BROKER_PORT" "$REGISTRY_PORT" "$CONNECT_PORT")"
+    sed -i "s/^CONNECT_PORT=.*/CONNECT_PORT=$CONNECT_PORT/" "$dir/stack.env"
+    log "Kafka Connect's port was taken (attempt $attempt): trying $CONNECT_PORT"
+  done
+  tail -40 "$dir/connect.log" >&2
+  die "Kafka Connect did not start (log: $dir/connect.log)"
 }
 
 stack_s3_up() {
