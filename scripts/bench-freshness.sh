@@ -17,7 +17,8 @@
 # comparison, and FLOE_BENCH_MAX_FILES sets its bound (`max_files`, the
 # live data files a partition may hold; default floe's) and
 # FLOE_BENCH_CPU_SHARE the CPU merges in the background may take
-# (`cpu_share`, a share of one core; 1 lifts the pacing); FLOE_BENCH_PARTITIONS (default 1) creates the trips topic
+# (`cpu_share`, a share of one core; 1 lifts the pacing) and
+# FLOE_BENCH_TAIL_REWRITES its tails (`tail_rewrites`; 0 for none); FLOE_BENCH_PARTITIONS (default 1) creates the trips topic
 # with that many partitions first, so the source-order rule (issue 17)
 # is in the measured path. Run 1 prints the table's live files every 10 s, and every
 # FLOE_BENCH_PROBE seconds (default 30; 0 for none) pins the table's
@@ -48,6 +49,7 @@ merge="${FLOE_BENCH_MERGE:-on}"
 partitions="${FLOE_BENCH_PARTITIONS:-1}"
 max_files="${FLOE_BENCH_MAX_FILES:-}"
 cpu_share="${FLOE_BENCH_CPU_SHARE:-}"
+tail_rewrites="${FLOE_BENCH_TAIL_REWRITES:-}"
 case "$merge" in on) merge_enabled=true ;; off) merge_enabled=false ;; *) die "FLOE_BENCH_MERGE is on or off" ;; esac
 
 log "building floe and the freshness driver (release)"
@@ -117,6 +119,7 @@ endpoint = "$FLOE_S3_ENDPOINT"
 enabled = $merge_enabled
 ${max_files:+max_files = $max_files}
 ${cpu_share:+cpu_share = $cpu_share}
+${tail_rewrites:+tail_rewrites = $tail_rewrites}
 
 [ingest]
 commit_interval_ms = $interval_ms
@@ -155,7 +158,7 @@ run() { # FIRST_ID RATE SECONDS [QUERY_AFTER [DRIVER FLAGS...]]
 
 log "warm-up: 30 s at 500 changes/s (the group join, the seed, the first commits)"
 run 1000000 500 30
-log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge${max_files:+ (max_files $max_files)}${cpu_share:+ (cpu_share $cpu_share)}, $partitions trips partition(s)"
+log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge${max_files:+ (max_files $max_files)}${cpu_share:+ (cpu_share $cpu_share)}${tail_rewrites:+ (tail_rewrites $tail_rewrites)}, $partitions trips partition(s)"
 probe=(--probe-every "$probe_every")
 [ -n "$csv" ] && probe+=(--probe-csv "$csv")
 run 11000000 "$rate" "$seconds" true "${probe[@]}"

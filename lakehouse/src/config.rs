@@ -380,10 +380,13 @@ pub struct MergePolicy {
     /// pacing. A round the commits wait for (a partition past
     /// `max_files`) runs unpaced.
     pub cpu_share: f64,
-    /// Times a commit writes a partition's newest small file again with
-    /// its own rows instead of adding a file beside it (default 8; 0
-    /// turns it off): each row is written again at most this many times
-    /// before the merges take the file over.
+    /// Times a row is written again in its partition's newest small
+    /// file, the tail, which each commit writes again with its own rows
+    /// instead of adding a file beside it (default 24; 0 turns tails
+    /// off). When a tail's oldest row reaches it (or the tail 5,000
+    /// rows), the rows older than a third of that age are sealed in a
+    /// file of their own, which the merges take over; the young ones,
+    /// which changes still reach, stay.
     pub tail_rewrites: u32,
 }
 
@@ -397,7 +400,7 @@ impl Default for MergePolicy {
             max_deleted_share: 0.2,
             max_rows_per_round: 2_000_000,
             cpu_share: 0.5,
-            tail_rewrites: 8,
+            tail_rewrites: 24,
         }
     }
 }

@@ -588,11 +588,12 @@ async fn a_merge_in_the_background_keeps_within_its_cpu_share() {
 /// A commit writes a partition's newest file again with its own rows
 /// (its tail) instead of adding a file beside it, and leaves out the
 /// tail's rows it updates or deletes instead of writing a delete file:
-/// the partition holds one file until the tail was written again
-/// `tail_rewrites` times, then the next commit starts another. Rows moved
-/// by a rewrite are updated and deleted where they now are, by the writer
-/// that moved them and by one opened afterwards; with `tail_rewrites = 0`
-/// every commit adds its files.
+/// the partition holds one file until the tail's oldest rows were written
+/// again `tail_rewrites` times; then the commit seals the tail's old rows
+/// in a file of their own and keeps its young ones. Rows moved by a
+/// rewrite are updated and deleted where they now are, by the writer that
+/// moved them and by one opened afterwards; with `tail_rewrites = 0` every
+/// commit adds its files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file() {
     use lakehouse::MergePolicy;
@@ -619,19 +620,31 @@ async fn a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file() {
         commits.push(actions);
     }
 
-    for tail_rewrites in [3u32, 0] {
-        let policy = MergePolicy {
-            tail_rewrites,
-            // no merge is due: what the files are is the commits' doing
-            max_files: 100,
-            fanout: 100,
-            ..MergePolicy::default()
+    // the third: sealed files taken over by merges as ingest merges,
+    // within a bound of 3 files after every commit round
+    for (tail_rewrites, merging) in [(3u32, false), (0, false), (2, true)] {
+        let policy = if merging {
+            MergePolicy {
+                tail_rewrites,
+                max_files: 3,
+                fanout: 2,
+                ..MergePolicy::default()
+            }
+        } else {
+            MergePolicy {
+                tail_rewrites,
+                // no merge is due: what the files are is the commits' doing
+                max_files: 100,
+                fanout: 100,
+                ..MergePolicy::default()
+            }
         };
-        let (warehouse, lake) = trips_lake(&format!("floe-tail-{tail_rewrites}")).await;
+        let (warehouse, lake) = trips_lake(&format!("floe-tail-{tail_rewrites}-{merging}")).await;
         let mut writer: Option<lakehouse::apply::TableWriter> = None;
         let mut done: Vec<Action> = Vec::new();
         let mut sent = 0;
         let mut files_after = Vec::new();
+        let mut day0_rows = Vec::new();
         for (c, actions) in commits.iter().enumerate() {
             done.extend(actions.iter().cloned());
             let (messages, model) = history(&enc, &done);
@@ -654,17 +667,36 @@ async fn a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file() {
             let deletes = crate::support::delete_files(&table).await.len();
             let day0 = parts.iter().map(|(_, f)| f.len()).max().unwrap_or(0);
             files_after.push((day0, deletes));
+            // day 0: the partition with the most rows
+            let rows_of = |f: &Vec<(String, u64)>| f.iter().map(|(_, r)| *r).sum::<u64>();
+            if let Some((_, files)) = parts.iter().max_by_key(|(_, f)| rows_of(f)) {
+                let mut rows: Vec<u64> = files.iter().map(|(_, r)| *r).collect();
+                rows.sort();
+                day0_rows.push(rows);
+            }
             writer = Some(w);
         }
         eprintln!("tail_rewrites {tail_rewrites}: (day-0 files, delete files) {files_after:?}");
-        if tail_rewrites == 3 {
-            // commits 1-3 write the tail again, with no delete file; commit
-            // 3's file is final: commit 4 starts another, written again by
-            // 5 and 6, and each deletes rows of the final one in a file
+        if merging {
+            assert!(files_after.iter().all(|(d, _)| *d <= 3), "{files_after:?}");
+        } else if tail_rewrites == 3 {
+            // commits 1 and 2 write the tail again, with no delete file;
+            // in commit 3 the tail's oldest rows (commit 0's) reach 3
+            // rewrites: they and commit 1's (older than a third of that)
+            // are sealed, 34 + 6 rows, and commit 2's 6 rows stay with
+            // commit 3's 7. Commits 4 and later delete rows of commit 0
+            // (a delete file each); commit 5 seals commits 3 and 4's rows
             assert_eq!(
                 files_after,
-                vec![(1, 0), (1, 0), (1, 0), (1, 0), (2, 1), (2, 2), (2, 3)]
+                vec![(1, 0), (1, 0), (1, 0), (2, 0), (2, 1), (3, 2), (3, 3)]
             );
+            assert_eq!(day0_rows[0], vec![40]);
+            assert_eq!(day0_rows[2], vec![40 + 7 + 7 - 5]);
+            assert_eq!(day0_rows[3], vec![13, 40], "{day0_rows:?}");
+            // commit 5 seals the 12 rows of commits 2 and 3 that stay; no
+            // row is written again more than three times
+            assert_eq!(day0_rows[5], vec![12, 13, 40], "{day0_rows:?}");
+            assert_eq!(day0_rows[6], vec![12, 19, 40], "{day0_rows:?}");
         } else {
             // every commit adds a file, and deletes where rows were
             assert_eq!(

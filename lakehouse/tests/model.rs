@@ -308,13 +308,16 @@ enum Merge {
 }
 
 /// Merges after almost every commit of the small test tables: two files
-/// per tier, three per partition at most.
+/// per tier, three per partition at most; tails seal their old rows
+/// every other commit or so, so sealed files, the deletes that reach
+/// them and the merges that take them over are in every history.
 pub(crate) fn tight_merges() -> MergePolicy {
     MergePolicy {
         max_files: 3,
         fanout: 2,
         target_file_bytes: 1 << 20,
         max_deleted_share: 0.3,
+        tail_rewrites: 3,
         ..MergePolicy::default()
     }
 }

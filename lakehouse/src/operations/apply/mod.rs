@@ -920,7 +920,7 @@ impl TableWriter {
             new_rows.clone()
         } else {
             let mut all = vec![&new_rows];
-            all.extend(taken.rows());
+            all.extend(taken.kept_rows());
             arrow_select::concat::concat_batches(&new_rows.schema(), all).map_err(|source| {
                 LakehouseError::Arrow {
                     context: format!("a commit's rows and its partitions' tails in {table_name}"),
@@ -932,7 +932,31 @@ impl TableWriter {
             write_rows_as(&self.table, &next, &table_rows, &prefix, FileTier::Fresh).await?;
         deletes.extend(self.index_written(&planned, &written));
         if !taken.is_empty() {
-            tail::relocate_kept(&mut self.index, &taken, &written, new_rows.num_rows());
+            // the tails' old rows, sealed in files of their own
+            let sealed: Vec<&RecordBatch> = taken.sealed_rows().collect();
+            let sealed = arrow_select::concat::concat_batches(&new_rows.schema(), sealed).map_err(
+                |source| LakehouseError::Arrow {
+                    context: format!("the tails' sealed rows in {table_name}"),
+                    source,
+                },
+            )?;
+            let sealed = write_rows_as(
+                &self.table,
+                &next,
+                &sealed,
+                &format!("{prefix}-sealed"),
+                FileTier::Fresh,
+            )
+            .await?;
+            self.remember_partitions(&sealed.files);
+            data_files.extend(sealed.files.iter().cloned());
+            tail::relocate(
+                &mut self.index,
+                &taken,
+                &written,
+                new_rows.num_rows(),
+                &sealed,
+            );
             // the tails' rows the batch replaced are simply not written
             // again: the commit removes the tails' files
             deletes.retain(|d| !taken.paths.contains(d.file_path.as_ref()));
@@ -962,9 +986,12 @@ impl TableWriter {
                 metadata.current_schema_id(),
                 metadata.default_partition_spec_id(),
             );
-            let max = self.merge_policy.tail_rewrites;
             // the commit is made: what fails here only loses the tails
-            if let Err(e) = self.tails.committed(&table_rows, &written, &taken, at, max) {
+            let commit = self.commits;
+            if let Err(e) = self
+                .tails
+                .committed(&table_rows, &written, &taken, at, commit)
+            {
                 tracing::warn!(table = %table_name, "the next commit adds files: {e}");
                 self.tails.clear();
             }
@@ -1462,6 +1489,15 @@ impl TableWriter {
             .map_err(arrow_error(format!("rows for {table_name}")))
     }
 
+    /// Notes the partitions of data files the writer wrote, which its
+    /// deletes of their rows are filed under.
+    fn remember_partitions(&mut self, files: &[DataFile]) {
+        for f in files {
+            self.partitions
+                .insert(Arc::from(f.file_path()), f.partition().clone());
+        }
+    }
+
     /// Points the index at the rows just written; returns the position
     /// deletes of the rows they replace (primary key).
     fn index_written(
@@ -1474,10 +1510,7 @@ impl TableWriter {
             .iter()
             .map(|f| self.index.register_file(f.file_path()))
             .collect();
-        for f in &written.files {
-            self.partitions
-                .insert(Arc::from(f.file_path()), f.partition().clone());
-        }
+        self.remember_partitions(&written.files);
         let mut deletes = Vec::new();
         for (&row, (file, pos)) in planned.upserts.iter().zip(&written.locations) {
             let Some(key) = planned.keys.get(row as usize) else {
@@ -1571,10 +1604,7 @@ impl TableWriter {
                 })
             });
         }
-        for f in &refilled.files {
-            self.partitions
-                .insert(Arc::from(f.file_path()), f.partition().clone());
-        }
+        self.remember_partitions(&refilled.files);
         let names: Vec<&str> = defaults.iter().map(|(n, _)| *n).collect();
         tracing::info!(table = %self.table.identifier(), columns = ?names, rows = refilled.rows, files = refilled.files.len(), ms = started.elapsed().as_millis() as u64, "filled new columns' defaults into the existing rows");
         Ok((refilled.rows, refilled.files))

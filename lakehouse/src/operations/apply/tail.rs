@@ -13,12 +13,26 @@
 //! partition (the partition's tail), and the next commit into that
 //! partition writes them again, after its own rows, into the one file that
 //! replaces the tail. Rows of the tail the commit updates or deletes are
-//! left out instead of being named in a delete file; CDC changes hit recent
-//! rows most (a trip's later states follow its first within minutes), so
-//! most of a commit's deletes never become files. A tail is written again
-//! at most `tail_rewrites` times, and only while smaller than
-//! [`FRESH_SMALL_ROWS`]; then the merges take it over, as they do every
-//! other file, so each row is rewritten a bounded number of times more.
+//! left out instead of being named in a delete file.
+//!
+//! ```text
+//!  commit:   c-9 ... c-4 c-3 c-2 c-1   c
+//!  tail:     [ old rows  | young rows ] + the commit's rows
+//!                  |
+//!  when its oldest row has been written `tail_rewrites` times (or the
+//!  tail holds SPILL_ROWS), the rows older than a third of that age
+//!  leave it, into a file of their own that the merges take over:
+//!            [ old rows ] (sealed)   [ young rows + the commit's rows ]
+//! ```
+//!
+//! CDC changes hit recent rows most (a trip's later states follow its
+//! first within minutes; the benchmark's workload updates the last
+//! transaction's rows and deletes rows a second old), so keeping the young
+//! rows in the tail, and sealing only the old ones, keeps most deletes from
+//! ever becoming files: sealing the whole tail at once left its newest rows
+//! to be deleted from a file the tail no longer was, a delete file each
+//! commit until the next merge. Each row is written again at most
+//! `tail_rewrites` times (its last one into the sealed file).
 //!
 //! Why this is safe:
 //! - The commit is made on the table the writer planned on, so a tail
@@ -45,16 +59,29 @@ use crate::index::pk_index::{BatchKeys, PrimaryKeyIndex, RowLocation};
 use crate::spec::parquet::FRESH_SMALL_ROWS;
 use crate::spec::write::{partition_values, WrittenRows};
 
+/// A tail holding this many rows seals its old ones whatever their age:
+/// every commit writes the tail again, so its size is the commit's cost
+/// (half of [`FRESH_SMALL_ROWS`], so a tail stays a small file).
+const SPILL_ROWS: usize = FRESH_SMALL_ROWS / 2;
+
 /// A partition's newest data file, written by the writer's last commit.
 #[derive(Debug, Clone)]
 pub(crate) struct Tail {
     path: Arc<str>,
     /// Every row of the file, in the table's schema.
     rows: RecordBatch,
+    /// For each row, the writer's commit that first wrote it.
+    born: Vec<u64>,
     schema_id: i32,
     spec_id: i32,
-    /// Times its rows were written before (0: a commit's own file).
-    rewrites: u32,
+}
+
+impl Tail {
+    /// The commit that first wrote the row at `pos` (`now` for one it
+    /// does not know, so it stays young).
+    fn born_at(&self, pos: u32, now: u64) -> u64 {
+        self.born.get(pos as usize).copied().unwrap_or(now)
+    }
 }
 
 /// The tails of a table's partitions.
@@ -63,15 +90,26 @@ pub(crate) struct Tails {
     by_partition: HashMap<Struct, Tail>,
 }
 
+/// Rows of one tail a commit writes again.
+struct TailRows {
+    rows: RecordBatch,
+    /// The keys of all the tail's rows.
+    keys: Arc<BatchKeys>,
+    /// The positions in the tail's file of `rows`.
+    positions: Vec<u32>,
+    born: Vec<u64>,
+}
+
 /// The tails a commit writes again.
 #[derive(Default)]
 pub(crate) struct TakenTails {
     /// The tails' files, which the commit removes.
     pub(crate) paths: HashSet<String>,
-    /// Each tail's rows that stay (appended after the commit's rows), the
-    /// keys of all its rows, and the positions of the ones that stay.
-    kept: Vec<(RecordBatch, BatchKeys, Vec<u32>)>,
-    rewrites: HashMap<Struct, u32>,
+    /// The young rows that stay in the tails (appended after the
+    /// commit's rows).
+    kept: Vec<TailRows>,
+    /// The old rows that leave them, into files of their own.
+    sealed: Vec<TailRows>,
 }
 
 impl TakenTails {
@@ -79,13 +117,22 @@ impl TakenTails {
         self.paths.is_empty()
     }
 
-    /// The rows the commit writes again.
-    pub(crate) fn rows(&self) -> impl Iterator<Item = &RecordBatch> {
-        self.kept.iter().map(|(rows, _, _)| rows)
+    /// The rows the commit writes again into its own files.
+    pub(crate) fn kept_rows(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.kept.iter().map(|t| &t.rows)
     }
 
+    /// The rows the commit writes into sealed files, none if none.
+    pub(crate) fn sealed_rows(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.sealed.iter().map(|t| &t.rows)
+    }
+
+    /// All the rows the commit writes again.
     pub(crate) fn num_rows(&self) -> usize {
-        self.rows().map(RecordBatch::num_rows).sum()
+        self.kept_rows()
+            .chain(self.sealed_rows())
+            .map(RecordBatch::num_rows)
+            .sum()
     }
 }
 
@@ -97,6 +144,25 @@ pub(crate) struct TailContext<'a> {
     pub(crate) key_names: &'a [String],
     pub(crate) schema_id: i32,
     pub(crate) spec_id: i32,
+    /// The writer's commit under way.
+    pub(crate) commit: u64,
+    /// `tail_rewrites`: the age (in the writer's commits) at which a
+    /// tail's old rows are sealed.
+    pub(crate) max_rewrites: u32,
+}
+
+/// Which of a tail's rows that stay are sealed: none while the oldest
+/// has been written fewer than `max_rewrites` times and the tail is
+/// small, else those older than a third of the oldest's age, so the
+/// newest rows (the ones changes still reach) stay and the next seal is
+/// two thirds of `max_rewrites` commits away.
+fn sealed_rows(ages: &[u64], max_rewrites: u32) -> Vec<bool> {
+    let oldest = ages.iter().copied().max().unwrap_or(0);
+    if oldest < u64::from(max_rewrites) && ages.len() < SPILL_ROWS {
+        return vec![false; ages.len()];
+    }
+    let young = oldest / 3;
+    ages.iter().map(|age| *age > young).collect()
 }
 
 impl Tails {
@@ -112,7 +178,9 @@ impl Tails {
     /// Takes the tails of the partitions in `written_to` that a commit
     /// writes again: with, for each, its rows that neither this batch's
     /// upserts (`planned`, not yet in the index) nor its deletes (already
-    /// out of the index) replace. The rest are left as they are.
+    /// out of the index) replace, split into the young that stay in the
+    /// tail and the old that are sealed. A tail whose rows would all be
+    /// sealed as they are is left as it is: it is sealed already.
     pub(crate) fn take(
         &self,
         cx: &TailContext<'_>,
@@ -121,7 +189,7 @@ impl Tails {
         table_schema: &arrow_schema::SchemaRef,
     ) -> Result<TakenTails, LakehouseError> {
         let mut taken = TakenTails::default();
-        let usable: HashMap<u32, (&Struct, &Tail)> = self
+        let usable: HashMap<u32, &Tail> = self
             .by_partition
             .iter()
             .filter(|(partition, tail)| {
@@ -133,9 +201,7 @@ impl Tails {
                     && !cx.ledger.names(&tail.path)
                     && !cx.ledger.has_equality_deletes(partition)
             })
-            .filter_map(|(partition, tail)| {
-                Some((cx.index.file_id(&tail.path)?, (partition, tail)))
-            })
+            .filter_map(|(_, tail)| Some((cx.index.file_id(&tail.path)?, tail)))
             .collect();
         if usable.is_empty() {
             return Ok(taken);
@@ -153,48 +219,88 @@ impl Tails {
             }
         }
         let mut files: Vec<_> = usable.into_iter().collect();
-        files.sort_by(|a, b| a.1 .1.path.cmp(&b.1 .1.path));
-        for (file, (partition, tail)) in files {
+        files.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+        for (file, tail) in files {
             let keys = key_columns(&tail.rows, cx.key_names)?;
             let keys = cx.index.batch_keys(&keys)?;
             let replaced = replaced.get(&file);
-            let stays: Vec<bool> = (0..tail.rows.num_rows() as u32)
-                .map(|pos| {
+            let stays: Vec<u32> = (0..tail.rows.num_rows() as u32)
+                .filter(|&pos| {
                     !replaced.is_some_and(|r| r.contains(&pos))
                         && keys.get(pos as usize).is_some_and(|key| {
                             cx.index.location(key) == Some(RowLocation { file, pos })
                         })
                 })
                 .collect();
-            let positions: Vec<u32> = (0..stays.len() as u32)
-                .filter(|p| stays[*p as usize])
+            let ages: Vec<u64> = stays
+                .iter()
+                .map(|&pos| cx.commit.saturating_sub(tail.born_at(pos, cx.commit)))
                 .collect();
-            let kept =
-                arrow_select::filter::filter_record_batch(&tail.rows, &BooleanArray::from(stays))
-                    .map_err(|source| LakehouseError::Arrow {
+            let sealed = sealed_rows(&ages, cx.max_rewrites);
+            let (mut young, mut old) = (Vec::new(), Vec::new());
+            for (pos, sealed) in stays.into_iter().zip(sealed) {
+                if sealed {
+                    old.push(pos);
+                } else {
+                    young.push(pos);
+                }
+            }
+            if young.is_empty() && old.len() == tail.rows.num_rows() {
+                continue;
+            }
+            let keys = Arc::new(keys);
+            let part = |positions: Vec<u32>| -> Result<TailRows, LakehouseError> {
+                let mut mask = vec![false; tail.rows.num_rows()];
+                for &p in &positions {
+                    mask[p as usize] = true;
+                }
+                let rows = arrow_select::filter::filter_record_batch(
+                    &tail.rows,
+                    &BooleanArray::from(mask),
+                )
+                .map_err(|source| LakehouseError::Arrow {
                     context: format!("the rows that stay of {}", tail.path),
                     source,
                 })?;
+                Ok(TailRows {
+                    rows,
+                    keys: keys.clone(),
+                    born: positions
+                        .iter()
+                        .map(|&p| tail.born_at(p, cx.commit))
+                        .collect(),
+                    positions,
+                })
+            };
+            let young = part(young)?;
+            let old = part(old)?;
             taken.paths.insert(tail.path.to_string());
-            taken.rewrites.insert(partition.clone(), tail.rewrites + 1);
-            taken.kept.push((kept, keys, positions));
+            taken.kept.push(young);
+            if old.rows.num_rows() > 0 {
+                taken.sealed.push(old);
+            }
         }
         Ok(taken)
     }
 
-    /// After a commit wrote `rows` (its own first, then the taken tails'
-    /// rows that stay) as `written`: the files it wrote become the tails
-    /// of their partitions, unless written again `max_rewrites` times or
-    /// large; every other partition's tail is left to the merges.
+    /// After commit `commit` wrote `rows` (its own first, then the taken
+    /// tails' young rows) as `written`: the files it wrote become the
+    /// tails of their partitions, unless large; every other partition's
+    /// tail is left to the merges.
     pub(crate) fn committed(
         &mut self,
         rows: &RecordBatch,
         written: &WrittenRows,
         taken: &TakenTails,
         cx: (i32, i32),
-        max_rewrites: u32,
+        commit: u64,
     ) -> Result<(), LakehouseError> {
         self.by_partition.clear();
+        let kept: usize = taken.kept_rows().map(RecordBatch::num_rows).sum();
+        let own = rows.num_rows().saturating_sub(kept);
+        let born: Vec<u64> = std::iter::repeat_n(commit, own)
+            .chain(taken.kept.iter().flat_map(|t| t.born.iter().copied()))
+            .collect();
         let mut of_file: Vec<Vec<u32>> = vec![Vec::new(); written.files.len()];
         for (row, (file, _)) in written.locations.iter().enumerate() {
             if let Some(rows) = of_file.get_mut(*file as usize) {
@@ -202,10 +308,13 @@ impl Tails {
             }
         }
         for (file, indices) in written.files.iter().zip(of_file) {
-            let rewrites = taken.rewrites.get(file.partition()).copied().unwrap_or(0);
-            if rewrites >= max_rewrites || indices.len() >= FRESH_SMALL_ROWS {
+            if indices.len() >= FRESH_SMALL_ROWS {
                 continue;
             }
+            let file_born = indices
+                .iter()
+                .map(|&i| born.get(i as usize).copied().unwrap_or(commit))
+                .collect();
             let file_rows =
                 arrow_select::take::take_record_batch(rows, &UInt32Array::from(indices)).map_err(
                     |source| LakehouseError::Arrow {
@@ -218,9 +327,9 @@ impl Tails {
                 Tail {
                     path: Arc::from(file.file_path()),
                     rows: file_rows,
+                    born: file_born,
                     schema_id: cx.0,
                     spec_id: cx.1,
-                    rewrites,
                 },
             );
         }
@@ -257,30 +366,44 @@ impl TableWriter {
             key_names,
             schema_id: metadata.current_schema_id(),
             spec_id: metadata.default_partition_spec_id(),
+            commit: self.commits,
+            max_rewrites: self.merge_policy.tail_rewrites,
         };
         self.tails
             .take(&cx, planned, &written_to, &new_rows.schema())
     }
 }
 
-/// Points the index at where the taken tails' rows that stay are now:
-/// they follow the commit's own `new_rows` rows in `written`.
-pub(crate) fn relocate_kept(
+/// Points the index at where the taken tails' rows are now: the young
+/// ones follow the commit's own `new_rows` rows in `written`, the old
+/// ones are the rows of `sealed`, in order.
+pub(crate) fn relocate(
     index: &mut PrimaryKeyIndex,
     taken: &TakenTails,
     written: &WrittenRows,
     new_rows: usize,
+    sealed: &WrittenRows,
+) {
+    relocate_rows(index, &taken.kept, written, new_rows);
+    relocate_rows(index, &taken.sealed, sealed, 0);
+}
+
+fn relocate_rows(
+    index: &mut PrimaryKeyIndex,
+    taken: &[TailRows],
+    written: &WrittenRows,
+    first: usize,
 ) {
     let file_ids: Vec<u32> = written
         .files
         .iter()
         .map(|f| index.register_file(f.file_path()))
         .collect();
-    let mut row = new_rows;
-    for (_, keys, positions) in &taken.kept {
-        for &pos in positions {
+    let mut row = first;
+    for tail in taken {
+        for &pos in &tail.positions {
             if let (Some(key), Some((file, at))) =
-                (keys.get(pos as usize), written.locations.get(row))
+                (tail.keys.get(pos as usize), written.locations.get(row))
             {
                 // the old row's delete names a file the commit removes
                 let _ = index.upsert(
@@ -316,4 +439,29 @@ fn key_columns(rows: &RecordBatch, names: &[String]) -> Result<StructArray, Lake
         context: "a tail's keys".into(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_seals_only_its_old_rows_and_only_when_its_oldest_is_due() {
+        // ages of the rows that stay, in commits
+        assert_eq!(sealed_rows(&[1, 5, 23], 24), vec![false; 3]);
+        // the oldest reaches 24: rows older than 8 commits leave
+        assert_eq!(
+            sealed_rows(&[24, 9, 8, 1], 24),
+            vec![true, true, false, false]
+        );
+        // a tail of SPILL_ROWS seals its older rows whatever their age
+        let mut ages = vec![1; SPILL_ROWS - 3];
+        ages.extend([3, 6, 7]);
+        let sealed = sealed_rows(&ages, 24);
+        assert_eq!(sealed.iter().filter(|s| **s).count(), 3);
+        assert!(sealed[..SPILL_ROWS - 3].iter().all(|s| !s));
+        // tail_rewrites 1: every row written once more leaves
+        assert_eq!(sealed_rows(&[1, 1], 1), vec![true, true]);
+        assert!(sealed_rows(&[], 24).is_empty());
+    }
 }
