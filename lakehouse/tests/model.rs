@@ -308,9 +308,11 @@ enum Merge {
 }
 
 /// Merges after almost every commit of the small test tables: two files
-/// per tier, three per partition at most; tails seal their old rows
-/// every other commit or so, so sealed files, the deletes that reach
-/// them and the merges that take them over are in every history.
+/// per tier, three per partition at most; a tail seals its old rows
+/// after three rewrites. (These histories seldom keep a tail that long:
+/// their compactions and second writer make the writer forget its
+/// tails. Sealing, and sealed files under merges, are tested by
+/// `compact::a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file`.)
 pub(crate) fn tight_merges() -> MergePolicy {
     MergePolicy {
         max_files: 3,
