@@ -118,6 +118,11 @@ pub struct ApplyStats {
     /// Rows of partitions' newest files written again with the batch's
     /// own, in place of those files (see `tail`).
     pub tail_rows_rewritten: usize,
+    /// Of those, the old rows sealed in files of their own.
+    pub rows_sealed: usize,
+    /// Milliseconds writing the batch's data and delete files, before its
+    /// metadata was committed.
+    pub files_ms: u64,
 }
 
 impl ApplyStats {
@@ -136,6 +141,8 @@ impl ApplyStats {
         self.rows_filled += other.rows_filled;
         self.expired += other.expired;
         self.tail_rows_rewritten += other.tail_rows_rewritten;
+        self.rows_sealed += other.rows_sealed;
+        self.files_ms += other.files_ms;
     }
 }
 
@@ -928,26 +935,25 @@ impl TableWriter {
                 }
             })?
         };
-        let written =
-            write_rows_as(&self.table, &next, &table_rows, &prefix, FileTier::Fresh).await?;
-        deletes.extend(self.index_written(&planned, &written));
-        if !taken.is_empty() {
-            // the tails' old rows, sealed in files of their own
-            let sealed: Vec<&RecordBatch> = taken.sealed_rows().collect();
-            let sealed = arrow_select::concat::concat_batches(&new_rows.schema(), sealed).map_err(
-                |source| LakehouseError::Arrow {
+        let writing = Instant::now();
+        // the tails' old rows, sealed in files of their own (none most
+        // commits), written beside the commit's own
+        let sealed: Vec<&RecordBatch> = taken.sealed_rows().collect();
+        let sealed =
+            arrow_select::concat::concat_batches(&new_rows.schema(), sealed).map_err(|source| {
+                LakehouseError::Arrow {
                     context: format!("the tails' sealed rows in {table_name}"),
                     source,
-                },
-            )?;
-            let sealed = write_rows_as(
-                &self.table,
-                &next,
-                &sealed,
-                &format!("{prefix}-sealed"),
-                FileTier::Fresh,
-            )
-            .await?;
+                }
+            })?;
+        let sealed_prefix = format!("{prefix}-sealed");
+        let (written, sealed) = tokio::try_join!(
+            write_rows_as(&self.table, &next, &table_rows, &prefix, FileTier::Fresh),
+            write_rows_as(&self.table, &next, &sealed, &sealed_prefix, FileTier::Fresh),
+        )?;
+        deletes.extend(self.index_written(&planned, &written));
+        if !taken.is_empty() {
+            stats.rows_sealed = taken.sealed_rows().map(RecordBatch::num_rows).sum();
             self.remember_partitions(&sealed.files);
             data_files.extend(sealed.files.iter().cloned());
             tail::relocate(
@@ -976,6 +982,7 @@ impl TableWriter {
         }
         stats.rows_written = new_rows.num_rows();
         let mut files = self.write_deletes(deletes, &prefix).await?;
+        stats.files_ms = writing.elapsed().as_millis() as u64;
         data_files.extend(written.files.iter().cloned());
         files.data = data_files;
         self.commit(batch, &applied, &fresh, files, removal, new_schema)

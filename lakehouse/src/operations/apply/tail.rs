@@ -19,9 +19,10 @@
 //!  commit:   c-9 ... c-4 c-3 c-2 c-1   c
 //!  tail:     [ old rows  | young rows ] + the commit's rows
 //!                  |
-//!  when its oldest row has been written `tail_rewrites` times (or the
-//!  tail holds SPILL_ROWS), the rows older than a third of that age
-//!  leave it, into a file of their own that the merges take over:
+//!  when its oldest row has been written about `tail_rewrites` times (or
+//!  the tail holds about SPILL_ROWS; both drawn per partition within a
+//!  quarter either side), the rows older than a third of that age leave
+//!  it, into a file of their own that the merges take over:
 //!            [ old rows ] (sealed)   [ young rows + the commit's rows ]
 //! ```
 //!
@@ -31,8 +32,10 @@
 //! rows in the tail, and sealing only the old ones, keeps most deletes from
 //! ever becoming files: sealing the whole tail at once left its newest rows
 //! to be deleted from a file the tail no longer was, a delete file each
-//! commit until the next merge. Each row is written again at most
-//! `tail_rewrites` times (its last one into the sealed file).
+//! commit until the next merge. Each row is written again at most 5/4 of
+//! `tail_rewrites` times (its last one into the sealed file). The age is
+//! drawn per partition so that partitions written by the same commits do
+//! not all seal in one of them (see [`SealAt`]).
 //!
 //! Why this is safe:
 //! - The commit is made on the table the writer planned on, so a tail
@@ -151,14 +154,52 @@ pub(crate) struct TailContext<'a> {
     pub(crate) max_rewrites: u32,
 }
 
+/// When a partition's tail seals: at an age (in commits) and a size
+/// drawn, per partition, within a quarter of `tail_rewrites` and of
+/// [`SPILL_ROWS`] either side.
+///
+/// A commit usually writes every partition it has a tail in, so tails of
+/// one age would seal in the same commit, and the merges of every
+/// partition's large file would follow in one round: a burst of rewriting
+/// that the commits beside it wait on. Drawn per partition (from a hash
+/// of its values, the same in every process), the seals spread over the
+/// commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SealAt {
+    age: u64,
+    rows: usize,
+}
+
+impl SealAt {
+    fn of(partition: &Struct, max_rewrites: u32) -> Self {
+        use std::hash::{Hash, Hasher};
+        // DefaultHasher::new() has fixed keys: the same draw every run
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        partition.hash(&mut hasher);
+        let draw = hasher.finish();
+        // within [-1/4, +1/4) of the setting, by two halves of the draw
+        let spread = |value: u64, bits: u64| -> u64 {
+            let quarter = value / 4;
+            if quarter == 0 {
+                return value;
+            }
+            value - quarter + bits % (2 * quarter)
+        };
+        SealAt {
+            age: spread(u64::from(max_rewrites), draw),
+            rows: spread(SPILL_ROWS as u64, draw >> 32) as usize,
+        }
+    }
+}
+
 /// Which of a tail's rows that stay are sealed: none while the oldest
-/// has been written fewer than `max_rewrites` times and the tail is
-/// small, else those older than a third of the oldest's age, so the
-/// newest rows (the ones changes still reach) stay and the next seal is
-/// two thirds of `max_rewrites` commits away.
-fn sealed_rows(ages: &[u64], max_rewrites: u32) -> Vec<bool> {
+/// is younger than `at.age` commits and the tail smaller than `at.rows`,
+/// else those older than a third of the oldest's age, so the newest rows
+/// (the ones changes still reach) stay and the next seal is two thirds
+/// of that age away.
+fn sealed_rows(ages: &[u64], at: SealAt) -> Vec<bool> {
     let oldest = ages.iter().copied().max().unwrap_or(0);
-    if oldest < u64::from(max_rewrites) && ages.len() < SPILL_ROWS {
+    if oldest < at.age && ages.len() < at.rows {
         return vec![false; ages.len()];
     }
     let young = oldest / 3;
@@ -189,7 +230,7 @@ impl Tails {
         table_schema: &arrow_schema::SchemaRef,
     ) -> Result<TakenTails, LakehouseError> {
         let mut taken = TakenTails::default();
-        let usable: HashMap<u32, &Tail> = self
+        let usable: HashMap<u32, (&Struct, &Tail)> = self
             .by_partition
             .iter()
             .filter(|(partition, tail)| {
@@ -201,7 +242,9 @@ impl Tails {
                     && !cx.ledger.names(&tail.path)
                     && !cx.ledger.has_equality_deletes(partition)
             })
-            .filter_map(|(_, tail)| Some((cx.index.file_id(&tail.path)?, tail)))
+            .filter_map(|(partition, tail)| {
+                Some((cx.index.file_id(&tail.path)?, (partition, tail)))
+            })
             .collect();
         if usable.is_empty() {
             return Ok(taken);
@@ -219,8 +262,9 @@ impl Tails {
             }
         }
         let mut files: Vec<_> = usable.into_iter().collect();
-        files.sort_by(|a, b| a.1.path.cmp(&b.1.path));
-        for (file, tail) in files {
+        files.sort_by(|a, b| a.1 .1.path.cmp(&b.1 .1.path));
+        for (file, (partition, tail)) in files {
+            let seal_at = SealAt::of(partition, cx.max_rewrites);
             let keys = key_columns(&tail.rows, cx.key_names)?;
             let keys = cx.index.batch_keys(&keys)?;
             let replaced = replaced.get(&file);
@@ -236,7 +280,7 @@ impl Tails {
                 .iter()
                 .map(|&pos| cx.commit.saturating_sub(tail.born_at(pos, cx.commit)))
                 .collect();
-            let sealed = sealed_rows(&ages, cx.max_rewrites);
+            let sealed = sealed_rows(&ages, seal_at);
             let (mut young, mut old) = (Vec::new(), Vec::new());
             for (pos, sealed) in stays.into_iter().zip(sealed) {
                 if sealed {
@@ -445,23 +489,53 @@ fn key_columns(rows: &RecordBatch, names: &[String]) -> Result<StructArray, Lake
 mod tests {
     use super::*;
 
+    const AT_24: SealAt = SealAt {
+        age: 24,
+        rows: SPILL_ROWS,
+    };
+
     #[test]
     fn a_tail_seals_only_its_old_rows_and_only_when_its_oldest_is_due() {
         // ages of the rows that stay, in commits
-        assert_eq!(sealed_rows(&[1, 5, 23], 24), vec![false; 3]);
+        assert_eq!(sealed_rows(&[1, 5, 23], AT_24), vec![false; 3]);
         // the oldest reaches 24: rows older than 8 commits leave
         assert_eq!(
-            sealed_rows(&[24, 9, 8, 1], 24),
+            sealed_rows(&[24, 9, 8, 1], AT_24),
             vec![true, true, false, false]
         );
         // a tail of SPILL_ROWS seals its older rows whatever their age
         let mut ages = vec![1; SPILL_ROWS - 3];
         ages.extend([3, 6, 7]);
-        let sealed = sealed_rows(&ages, 24);
+        let sealed = sealed_rows(&ages, AT_24);
         assert_eq!(sealed.iter().filter(|s| **s).count(), 3);
         assert!(sealed[..SPILL_ROWS - 3].iter().all(|s| !s));
         // tail_rewrites 1: every row written once more leaves
-        assert_eq!(sealed_rows(&[1, 1], 1), vec![true, true]);
-        assert!(sealed_rows(&[], 24).is_empty());
+        let at_1 = SealAt::of(&Struct::empty(), 1);
+        assert_eq!(sealed_rows(&[1, 1], at_1), vec![true, true]);
+        assert!(sealed_rows(&[], AT_24).is_empty());
+    }
+
+    #[test]
+    fn partitions_seal_at_ages_and_sizes_spread_around_the_setting() {
+        use iceberg::spec::Literal;
+        let day = |d: i32| Struct::from_iter([Some(Literal::date(d))]);
+        let draws: Vec<SealAt> = (0..30).map(|d| SealAt::of(&day(d), 24)).collect();
+        // within a quarter either side
+        assert!(
+            draws.iter().all(|at| (18..30).contains(&at.age)),
+            "{draws:?}"
+        );
+        let rows = SPILL_ROWS * 3 / 4..SPILL_ROWS * 5 / 4;
+        assert!(draws.iter().all(|at| rows.contains(&at.rows)), "{draws:?}");
+        // spread: 30 partitions do not share a few ages
+        let ages: HashSet<u64> = draws.iter().map(|at| at.age).collect();
+        assert!(ages.len() >= 8, "{ages:?}");
+        let mean = draws.iter().map(|at| at.age).sum::<u64>() as f64 / 30.0;
+        assert!((21.0..27.0).contains(&mean), "{mean}");
+        // the same draw every time, in every process
+        assert_eq!(SealAt::of(&day(7), 24), draws[7]);
+        // settings under 4 have no quarter to spread over
+        assert!((0..30).all(|d| SealAt::of(&day(d), 3).age == 3));
+        assert_eq!(SealAt::of(&day(1), 0).age, 0);
     }
 }
