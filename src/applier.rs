@@ -321,6 +321,8 @@ async fn apply_all(
             applied_again = stats.applied_again,
             resent = stats.resent,
             tail_rows_rewritten = stats.tail_rows_rewritten,
+            rows_sealed = stats.rows_sealed,
+            files_ms = stats.files_ms,
             ms = started.elapsed().as_millis() as u64,
             "committed"
         );

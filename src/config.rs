@@ -339,7 +339,9 @@ pub struct RegistrySection {
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// Commit a table's buffered changes once the oldest has waited this
-    /// long (milliseconds, at least 200). Default 10000.
+    /// long, or, while they keep coming, this long after the table's last
+    /// commit was cut (milliseconds, at least 200; see `cadence`).
+    /// Default 10000.
     #[serde(default = "default_interval")]
     pub commit_interval_ms: u64,
     /// Or as soon as the table has this many change events buffered.

@@ -2,6 +2,7 @@
 
 mod applier;
 mod assignment;
+mod cadence;
 mod check;
 mod config;
 mod decode;
@@ -132,7 +133,8 @@ enum Command {
     /// environment variables). Each source table's changes are committed
     /// to its Iceberg table once
     /// the oldest is `commit_interval_ms` old (or at `max_rows` /
-    /// `max_bytes`), one snapshot carrying the Kafka offsets it covers; on
+    /// `max_bytes`; a steady stream, every `commit_interval_ms`), one
+    /// snapshot carrying the Kafka offsets it covers; on
     /// start every partition resumes after the offsets its table holds.
     /// SIGINT or SIGTERM commit what is buffered and stop.
     Ingest(service::IngestArgs),

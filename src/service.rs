@@ -5,8 +5,9 @@
 //!  │ starts after the offsets the tables hold: assignment.rs)
 //!  ▼
 //!  ChangeDecoder (schemas from the registry): buffers per table; a table
-//!  │ whose oldest change is commit_interval_ms old, or that holds max_rows
-//!  │ or max_bytes, is flushed
+//!  │ whose oldest change is commit_interval_ms old (or, while its changes
+//!  │ keep coming, one interval after its last cut: cadence.rs), or that
+//!  │ holds max_rows or max_bytes, is flushed
 //!  ▼
 //!  Applier, in the background while the next messages decode: per batch,
 //!  one TableWriter::apply (one Iceberg commit carrying the Kafka offsets)
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use iceberg::{NamespaceIdent, TableIdent};
-use ingest::{Buffered, ChangeDecoder, RawMessage, RegistryConfig, SchemaRegistryClient};
+use ingest::{ChangeDecoder, RawMessage, RegistryConfig, SchemaRegistryClient};
 use lakehouse::dead_letter::{DeadLetter, DeadLetterTable};
 use lakehouse::{Lake, TableFiles};
 use rdkafka::config::RDKafkaLogLevel;
@@ -45,7 +46,8 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::applier::{Applied, Applier, Rejected};
 use crate::assignment;
-use crate::config::{FloeConfig, IngestConfig, OnError};
+use crate::cadence::Cadence;
+use crate::config::{FloeConfig, OnError};
 use crate::metrics::{self, Metrics, Stage};
 use crate::refetch::refetch;
 use crate::repeats::{held_back, Repeats};
@@ -398,6 +400,7 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
         metrics: metrics.clone(),
         totals: Totals::default(),
     };
+    let mut cadence = Cadence::default();
     let mut paused = false;
     let mut was_assigned = false;
     let started = Instant::now();
@@ -413,7 +416,9 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
         if !applier.busy() {
             let full = decoder.buffered_bytes() >= settings.max_buffer_bytes;
             let now = Instant::now();
-            let batches = decoder.flush_where(|_, b| full || due(settings, b, now));
+            let batches =
+                decoder.flush_where(|topic, b| full || cadence.due(settings, topic, b, now));
+            cadence.cut(batches.iter().map(|b| b.topic.as_str()), now);
             if !batches.is_empty() {
                 applier.start(batches);
             }
@@ -585,13 +590,6 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     Ok(())
 }
 
-/// Whether a table's buffer is due for a commit.
-fn due(settings: &IngestConfig, buffered: &Buffered, now: Instant) -> bool {
-    buffered.messages >= settings.max_rows
-        || buffered.bytes >= settings.max_bytes
-        || now.duration_since(buffered.since) >= Duration::from_millis(settings.commit_interval_ms)
-}
-
 /// Pauses (or resumes) every assigned partition. librdkafka then stops
 /// fetching them and, on resume, goes on from the next unread offset.
 fn set_paused(consumer: &StreamConsumer<ResumeContext>, pause: bool) {
@@ -742,45 +740,5 @@ impl Ledger<'_> {
         if let Err(e) = result {
             tracing::warn!("cannot commit the consumer group's offsets: {e}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_table_is_due_by_age_rows_or_bytes() {
-        let settings = IngestConfig {
-            commit_interval_ms: 1000,
-            max_rows: 10,
-            max_bytes: 1000,
-            ..IngestConfig::default()
-        };
-        let now = Instant::now();
-        let fresh = Buffered {
-            messages: 9,
-            bytes: 999,
-            since: now,
-        };
-        assert!(!due(&settings, &fresh, now));
-        assert!(due(
-            &settings,
-            &Buffered {
-                messages: 10,
-                ..fresh
-            },
-            now
-        ));
-        assert!(due(
-            &settings,
-            &Buffered {
-                bytes: 1000,
-                ..fresh
-            },
-            now
-        ));
-        assert!(due(&settings, &fresh, now + Duration::from_millis(1000)));
-        assert!(!due(&settings, &fresh, now + Duration::from_millis(999)));
     }
 }
