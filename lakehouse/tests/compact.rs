@@ -722,3 +722,77 @@ async fn a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file() {
         std::fs::remove_dir_all(&warehouse).ok();
     }
 }
+
+/// A commit of deletes alone writes no data file: the tails stay the
+/// partitions' newest files, and the next commit writes them again
+/// (found in the freshness benchmark: a 3-event commit of deletes made
+/// the next one add a file and a delete file to each of 30 partitions).
+#[tokio::test]
+async fn a_commit_of_deletes_alone_keeps_the_tails() {
+    use lakehouse::MergePolicy;
+
+    let (rec, enc) = trips_recording();
+    let upsert = |key: i64, day: i64| Action::Upsert {
+        key,
+        day,
+        fare: 100 + key,
+        notes: None,
+        keep_notes: false,
+    };
+    let commits: Vec<Vec<Action>> = vec![
+        (0..20).map(|k| upsert(k, k / 10)).collect(),
+        (20..30).map(|k| upsert(k, (k - 20) / 5)).collect(),
+        // deletes alone: a row of day 0's tail
+        vec![Action::Delete { key: 3 }],
+        (30..40).map(|k| upsert(k, (k - 30) / 5)).collect(),
+    ];
+    let policy = MergePolicy {
+        tail_rewrites: 24,
+        max_files: 100,
+        fanout: 100,
+        ..MergePolicy::default()
+    };
+    let (warehouse, lake) = trips_lake("floe-tail-deletes-alone").await;
+    let mut writer: Option<lakehouse::apply::TableWriter> = None;
+    let mut done: Vec<Action> = Vec::new();
+    let mut sent = 0;
+    let mut files = Vec::new();
+    for actions in &commits {
+        done.extend(actions.iter().cloned());
+        let (messages, model) = history(&enc, &done);
+        apply(&lake, &mut writer, &rec, &messages[sent..]).await;
+        sent = messages.len();
+        let mut w = writer.take().unwrap().with_merge_policy(policy.clone());
+        w.merge_beside().await.unwrap();
+        assert_eq!(committed_rows(&lake, &w).await, model);
+        let table = lake
+            .catalog()
+            .load_table(w.table().identifier())
+            .await
+            .unwrap();
+        let deletes = crate::support::delete_files(&table).await.len();
+        let mut per_day: Vec<usize> = w
+            .files_by_partition()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, f)| f.len())
+            .collect();
+        per_day.sort();
+        files.push((per_day, deletes));
+        writer = Some(w);
+    }
+    // day 1's tail is written again by the last commit as by the second;
+    // day 0's, named by the delete file, is left, and the last commit
+    // starts a new one beside it
+    assert_eq!(
+        files,
+        vec![
+            (vec![1, 1], 0),
+            (vec![1, 1], 0),
+            (vec![1, 1], 1),
+            (vec![1, 2], 1),
+        ]
+    );
+    std::fs::remove_dir_all(&warehouse).ok();
+}

@@ -987,7 +987,13 @@ impl TableWriter {
         files.data = data_files;
         self.commit(batch, &applied, &fresh, files, removal, new_schema)
             .await?;
-        if tails_written && self.merge_policy.tail_rewrites > 0 {
+        if tails_written && new_rows.num_rows() == 0 {
+            // a commit of deletes alone wrote no data file, so every tail
+            // is still its partition's newest file: dropping them would
+            // make the next commit add a file and delete files to every
+            // partition. A tail a delete hit is named by the delete file
+            // now, and no commit takes it again (`Tails::take`).
+        } else if tails_written && self.merge_policy.tail_rewrites > 0 {
             let metadata = self.table.metadata();
             let at = (
                 metadata.current_schema_id(),
