@@ -383,10 +383,12 @@ pub struct MergePolicy {
     /// Times a row is written again in its partition's newest small
     /// file, the tail, which each commit writes again with its own rows
     /// instead of adding a file beside it (default 24; 0 turns tails
-    /// off). When a tail's oldest row reaches it (or the tail 5,000
-    /// rows), the rows older than a third of that age are sealed in a
-    /// file of their own, which the merges take over; the young ones,
-    /// which changes still reach, stay.
+    /// off). When a tail's oldest row reaches about this age (or the
+    /// tail about 5,000 rows; both drawn per partition within a quarter
+    /// either side, so that partitions do not all seal in one commit),
+    /// the rows older than a third of that age are sealed in a file of
+    /// their own, which the merges take over; the young ones, which
+    /// changes still reach, stay.
     pub tail_rewrites: u32,
 }
 
