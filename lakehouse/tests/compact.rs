@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use iceberg::spec::Struct;
 use ingest::testing::EventEncoder;
 use ingest::{ChangeDecoder, RecordedMessage, Recording};
 use lakehouse::maintain::{compact, CompactPolicy};
@@ -497,6 +498,57 @@ async fn committed_rows(
     table_state(&scan_all(&table).await)
 }
 
+/// A history applied one commit at a time, each followed by a merge
+/// round as ingest makes after every commit round.
+struct CommitRounds<'a> {
+    lake: &'a Lake,
+    rec: &'a Recording,
+    enc: &'a EventEncoder,
+    policy: lakehouse::MergePolicy,
+    writer: Option<lakehouse::apply::TableWriter>,
+    done: Vec<Action>,
+    sent: usize,
+}
+
+impl CommitRounds<'_> {
+    /// Commits `actions`, merges, and checks the table against the
+    /// model; the table's files by partition and its delete files.
+    async fn commit(
+        &mut self,
+        actions: &[Action],
+        what: &str,
+    ) -> (Vec<(Struct, Vec<(String, u64)>)>, usize) {
+        self.done.extend(actions.iter().cloned());
+        let (messages, model) = history(self.enc, &self.done);
+        apply(
+            self.lake,
+            &mut self.writer,
+            self.rec,
+            &messages[self.sent..],
+        )
+        .await;
+        self.sent = messages.len();
+        let mut w = self
+            .writer
+            .take()
+            .unwrap()
+            .with_merge_policy(self.policy.clone());
+        // as ingest does after each commit round (loads the ledger)
+        w.merge_beside().await.unwrap();
+        assert_eq!(committed_rows(self.lake, &w).await, model, "{what}");
+        let parts = w.files_by_partition().await.unwrap();
+        let table = self
+            .lake
+            .catalog()
+            .load_table(w.table().identifier())
+            .await
+            .unwrap();
+        let deletes = crate::support::delete_files(&table).await.len();
+        self.writer = Some(w);
+        (parts, deletes)
+    }
+}
+
 /// A merge round in the background keeps within its CPU share: from its
 /// start to its commit it takes at least the wall time its measured CPU
 /// (beyond the unpaced burst) needs at that share, and says it paused. A
@@ -640,31 +692,20 @@ async fn a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file() {
             }
         };
         let (warehouse, lake) = trips_lake(&format!("floe-tail-{tail_rewrites}-{merging}")).await;
-        let mut writer: Option<lakehouse::apply::TableWriter> = None;
-        let mut done: Vec<Action> = Vec::new();
-        let mut sent = 0;
+        let mut rounds = CommitRounds {
+            lake: &lake,
+            rec: &rec,
+            enc: &enc,
+            policy: policy.clone(),
+            writer: None,
+            done: Vec::new(),
+            sent: 0,
+        };
         let mut files_after = Vec::new();
         let mut day0_rows = Vec::new();
         for (c, actions) in commits.iter().enumerate() {
-            done.extend(actions.iter().cloned());
-            let (messages, model) = history(&enc, &done);
-            apply(&lake, &mut writer, &rec, &messages[sent..]).await;
-            sent = messages.len();
-            let mut w = writer.take().unwrap().with_merge_policy(policy.clone());
-            // as ingest does after each commit round (loads the ledger)
-            w.merge_beside().await.unwrap();
-            assert_eq!(
-                committed_rows(&lake, &w).await,
-                model,
-                "tail_rewrites {tail_rewrites}, after commit {c}"
-            );
-            let parts = w.files_by_partition().await.unwrap();
-            let table = lake
-                .catalog()
-                .load_table(w.table().identifier())
-                .await
-                .unwrap();
-            let deletes = crate::support::delete_files(&table).await.len();
+            let what = format!("tail_rewrites {tail_rewrites}, after commit {c}");
+            let (parts, deletes) = rounds.commit(actions, &what).await;
             let day0 = parts.iter().map(|(_, f)| f.len()).max().unwrap_or(0);
             files_after.push((day0, deletes));
             // day 0: the partition with the most rows
@@ -674,7 +715,6 @@ async fn a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file() {
                 rows.sort();
                 day0_rows.push(rows);
             }
-            writer = Some(w);
         }
         eprintln!("tail_rewrites {tail_rewrites}: (day-0 files, delete files) {files_after:?}");
         if merging {
@@ -707,12 +747,13 @@ async fn a_commit_writes_its_partitions_tail_again_instead_of_adding_a_file() {
         }
 
         // a writer opened now finds every row where the rewrites left it
-        let ident = writer.as_ref().unwrap().table().identifier().clone();
+        let ident = rounds.writer.as_ref().unwrap().table().identifier().clone();
+        let mut done = rounds.done;
         done.extend((0..60).map(|k| upsert(k, 1, 5)));
         done.extend((100..135).map(|k| Action::Delete { key: k }));
         let (messages, model) = history(&enc, &done);
         let mut fresh = None;
-        apply(&lake, &mut fresh, &rec, &messages[sent..]).await;
+        apply(&lake, &mut fresh, &rec, &messages[rounds.sent..]).await;
         let table = lake.catalog().load_table(&ident).await.unwrap();
         assert_eq!(
             table_state(&scan_all(&table).await),
@@ -753,34 +794,21 @@ async fn a_commit_of_deletes_alone_keeps_the_tails() {
         ..MergePolicy::default()
     };
     let (warehouse, lake) = trips_lake("floe-tail-deletes-alone").await;
-    let mut writer: Option<lakehouse::apply::TableWriter> = None;
-    let mut done: Vec<Action> = Vec::new();
-    let mut sent = 0;
+    let mut rounds = CommitRounds {
+        lake: &lake,
+        rec: &rec,
+        enc: &enc,
+        policy,
+        writer: None,
+        done: Vec::new(),
+        sent: 0,
+    };
     let mut files = Vec::new();
-    for actions in &commits {
-        done.extend(actions.iter().cloned());
-        let (messages, model) = history(&enc, &done);
-        apply(&lake, &mut writer, &rec, &messages[sent..]).await;
-        sent = messages.len();
-        let mut w = writer.take().unwrap().with_merge_policy(policy.clone());
-        w.merge_beside().await.unwrap();
-        assert_eq!(committed_rows(&lake, &w).await, model);
-        let table = lake
-            .catalog()
-            .load_table(w.table().identifier())
-            .await
-            .unwrap();
-        let deletes = crate::support::delete_files(&table).await.len();
-        let mut per_day: Vec<usize> = w
-            .files_by_partition()
-            .await
-            .unwrap()
-            .iter()
-            .map(|(_, f)| f.len())
-            .collect();
+    for (c, actions) in commits.iter().enumerate() {
+        let (parts, deletes) = rounds.commit(actions, &format!("after commit {c}")).await;
+        let mut per_day: Vec<usize> = parts.iter().map(|(_, f)| f.len()).collect();
         per_day.sort();
         files.push((per_day, deletes));
-        writer = Some(w);
     }
     // day 1's tail is written again by the last commit as by the second;
     // day 0's, named by the delete file, is left, and the last commit
