@@ -5,8 +5,9 @@
 //! though, the oldest one arrived just after the last commit was cut, a
 //! fraction of an interval later, and waiting for it to age a whole
 //! interval adds that fraction to every change's wait (at 200 ms commits
-//! that took about 100 ms: the last 10-minute run spent a median of
-//! 105 ms between one commit's end and the next's start). So a table
+//! about 100 ms: in a 10-minute run, 104 ms at the median between one
+//! commit's end and the next's start where no merge committed in
+//! between; 53-55 ms with this rule, docs/benchmarks.md). So a table
 //! whose changes kept coming since its last cut, the oldest arriving
 //! within an interval of it, is due one interval after that cut: commits
 //! follow each other every `commit_interval_ms` (or as soon as the last
