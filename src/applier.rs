@@ -4,17 +4,27 @@
 //! The writers (one per source table, each holding its table's key index)
 //! move into the running apply and come back with its result; an apply
 //! never shares them with the consumer loop.
+//!
+//! A table's batch is launched (`TableWriter::launch`): its files are
+//! written while the table's previous commit is still being made, and its
+//! own commit goes on in the background. An apply waits for the commits
+//! it launched, then merges, unless the consumer loop asks for the next
+//! apply first ([`Applier::want_next`]): then they are still in flight
+//! when it returns, and the next apply writes its files beside them. A
+//! batch is reported (offsets, events, the "committed" log line) only
+//! once its commit has landed.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ingest::ChangeBatch;
-use lakehouse::apply::{ApplyStats, SignalLog, SourceReader, TableWriter};
+use lakehouse::apply::{Landed, SignalLog, SourceReader, TableWriter};
 use lakehouse::transaction::RetryPolicy;
 use lakehouse::{Lake, LakehouseError, TableFiles};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -63,6 +73,9 @@ pub struct Applier {
     /// `None` while an apply holds them.
     writers: Option<Writers>,
     running: Option<JoinHandle<(Writers, Result<Applied>)>>,
+    /// Told when the consumer loop has the next batches ready: the running
+    /// apply then leaves its commits in flight instead of waiting.
+    next_wanted: Option<Arc<Notify>>,
     tables: usize,
     /// Report batches that cannot be applied instead of failing.
     reject: bool,
@@ -99,6 +112,7 @@ impl Applier {
             metrics,
             writers: Some(Writers::default()),
             running: None,
+            next_wanted: None,
             tables: 0,
             reject,
             source: None,
@@ -133,9 +147,33 @@ impl Applier {
         self.tables
     }
 
+    /// Whether a commit launched by an apply has not landed yet (an empty
+    /// [`start`](Self::start) waits for it).
+    pub fn in_flight(&self) -> bool {
+        self.writers
+            .as_ref()
+            .is_some_and(|w| w.tables.values().any(TableWriter::in_flight))
+    }
+
+    /// The next batches are ready: the running apply returns as soon as
+    /// its batches' commits are launched, without waiting for them.
+    pub fn want_next(&self) {
+        if let Some(next) = &self.next_wanted {
+            next.notify_one();
+        }
+    }
+
     /// Starts applying `batches` (one commit per batch) in the background.
-    /// Only when not [`busy`](Self::busy).
+    /// Only when not [`busy`](Self::busy). Commits still in flight when it
+    /// ends are reported by a later apply; [`want_next`](Self::want_next)
+    /// makes it end without waiting for them.
     pub fn start(&mut self, batches: Vec<ChangeBatch>) {
+        let next = Arc::new(Notify::new());
+        self.next_wanted = Some(next.clone());
+        self.start_round(batches, Some(next));
+    }
+
+    fn start_round(&mut self, batches: Vec<ChangeBatch>, next: Option<Arc<Notify>>) {
         debug_assert!(!self.busy(), "one apply at a time");
         let mut writers = self.writers.take().unwrap_or_default();
         let lake = self.lake.clone();
@@ -157,7 +195,7 @@ impl Applier {
                 &mut writers,
                 &batches,
                 &metrics,
-                reject,
+                (reject, next),
             )
             .await;
             (writers, result)
@@ -173,17 +211,19 @@ impl Applier {
         };
         let joined = running.await;
         self.running = None;
+        self.next_wanted = None;
         let (writers, result) = joined.context("the apply task failed")?;
         self.tables = writers.tables.len();
         self.writers = Some(writers);
         result
     }
 
-    /// Applies `batches` after the running apply, and waits for both.
+    /// Applies `batches` after the running apply, and waits for both and
+    /// for every commit in flight.
     pub async fn apply_now(&mut self, batches: Vec<ChangeBatch>) -> Result<Applied> {
         let mut done = self.finished().await?;
-        if !batches.is_empty() {
-            self.start(batches);
+        if !batches.is_empty() || self.in_flight() {
+            self.start_round(batches, None);
             let more = self.finished().await?;
             done.next_offsets.extend(more.next_offsets);
             done.events += more.events;
@@ -198,7 +238,7 @@ impl Applier {
     /// merged. `floe ingest` does not wait on stopping: a merge dropped
     /// leaves only unreferenced files, and the next start plans again.
     pub async fn settle(&mut self) -> Result<Applied> {
-        let done = self.finished().await?;
+        let done = self.apply_now(Vec::new()).await?;
         if let Some(writers) = self.writers.as_mut() {
             for writer in writers.tables.values_mut() {
                 let table = writer.table().identifier().to_string();
@@ -233,7 +273,8 @@ async fn apply_all(
     writers: &mut Writers,
     batches: &[ChangeBatch],
     metrics: &Metrics,
-    reject: bool,
+    // report batches that cannot be applied; the next apply is wanted
+    (reject, next): (bool, Option<Arc<Notify>>),
 ) -> Result<Applied> {
     let mut done = Applied::default();
     // truncates held back join their topic's next changes; those of a
@@ -258,7 +299,6 @@ async fn apply_all(
             }
             None => batch,
         };
-        let started = Instant::now();
         // a table's later changes never pass one it could not take: were
         // they committed, their offsets would skip the rejected messages
         if let Some(earlier) = done.rejected.iter().find(|r| r.topic == batch.topic) {
@@ -270,44 +310,123 @@ async fn apply_all(
             });
             continue;
         }
-        let (stats, table) = match apply_with_retry(
-            lake,
-            shared,
-            &mut writers.tables,
-            batch,
-            metrics,
-        )
-        .await
-        {
-            Ok(Some(applied)) => applied,
-            Ok(None) => {
+        match apply_with_retry(lake, shared, &mut writers.tables, batch, metrics, &mut done).await {
+            Ok(true) => {}
+            Ok(false) => {
                 writers.held.insert(batch.topic.clone(), batch.clone());
-                continue;
             }
             Err(e) if reject => {
-                // the writer may hold state the table never got
-                writers.tables.remove(&batch.topic);
                 metrics.error("apply");
                 tracing::error!(topic = %batch.topic, offsets = ?batch.offsets, "cannot apply a batch; its messages go to the dead-letter table: {e:#}");
+                let error = format!("{e:#}");
+                // the writer may hold state the table never got; a batch
+                // it launched and could not land goes first
+                if let Some(unlanded) =
+                    drop_writer(&mut writers.tables, &batch.topic, metrics, &mut done).await
+                {
+                    done.rejected.push(Rejected {
+                        topic: unlanded.topic.clone(),
+                        offsets: unlanded.offsets.clone(),
+                        error: error.clone(),
+                    });
+                }
                 done.rejected.push(Rejected {
                     topic: batch.topic.clone(),
                     offsets: batch.offsets.clone(),
-                    error: format!("{e:#}"),
+                    error,
                 });
-                continue;
             }
             Err(e) => return Err(e),
+        }
+    }
+    // merges commit on the table as it is, so the commits in flight land
+    // first, unless the next apply is wanted before they have and no
+    // merge is due: then they are left in flight for it
+    let merge_due = writers
+        .tables
+        .values()
+        .any(|w| w.in_flight() && w.merge_due());
+    if let (Some(next), false) = (next, merge_due) {
+        let landed = async {
+            for writer in writers.tables.values_mut() {
+                writer.commit_done().await;
+            }
         };
-        record_batch(metrics, &table, batch, started.elapsed());
+        tokio::select! {
+            () = landed => {}
+            () = next.notified() => return Ok(done),
+        }
+    }
+    let topics: Vec<String> = writers.tables.keys().cloned().collect();
+    for topic in topics {
+        let Some(writer) = writers.tables.get_mut(&topic) else {
+            continue;
+        };
+        let landed = writer.land().await;
+        report_landed(writer, metrics, &mut done);
+        if let Err(e) = landed {
+            if !reject {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot commit a batch of {topic} made in the background"
+                )));
+            }
+            metrics.error("apply");
+            tracing::error!(%topic, "cannot commit a batch; its messages go to the dead-letter table: {e:#}");
+            if let Some(unlanded) =
+                drop_writer(&mut writers.tables, &topic, metrics, &mut done).await
+            {
+                done.rejected.push(Rejected {
+                    topic: unlanded.topic.clone(),
+                    offsets: unlanded.offsets.clone(),
+                    error: format!("{e:#}"),
+                });
+            }
+        }
+    }
+    merge_touched(&mut writers.tables, &done, metrics).await;
+    Ok(done)
+}
+
+/// Drops a topic's writer after an error, reporting what it landed first;
+/// the batch it launched and could not land, if any, is returned.
+async fn drop_writer(
+    writers: &mut Tables,
+    topic: &str,
+    metrics: &Metrics,
+    done: &mut Applied,
+) -> Option<ChangeBatch> {
+    let mut writer = writers.remove(topic)?;
+    if let Err(e) = writer.land().await {
+        tracing::warn!(%topic, "a commit in flight did not land: {e}");
+    }
+    report_landed(&mut writer, metrics, done);
+    writer.take_unlanded()
+}
+
+/// Accounts for the batches whose commits the writer has landed: metrics,
+/// the "committed" log line, and their offsets as settled.
+fn report_landed(writer: &mut TableWriter, metrics: &Metrics, done: &mut Applied) {
+    let landed = writer.take_landed();
+    if landed.is_empty() {
+        return;
+    }
+    let table = writer.table().identifier().to_string();
+    for Landed {
+        batch,
+        stats,
+        started,
+        landed,
+        overlapped,
+    } in landed
+    {
+        let took = landed.saturating_duration_since(started);
+        record_batch(metrics, &table, &batch, took);
         if stats.resent > 0 {
             metrics.resent(&table, stats.resent as u64);
             tracing::warn!(topic = %batch.topic, %table, events = stats.resent, "skipped changes Debezium sent again (their source position is one the table already holds)");
         }
         if stats.tail_rows_rewritten > 0 {
             metrics.tail_rewritten(&table, stats.tail_rows_rewritten as u64);
-        }
-        if let Some(w) = writers.tables.get(&batch.topic) {
-            metrics.table_files(&table, TableFiles::of(w.table().metadata()));
         }
         tracing::info!(
             topic = %batch.topic,
@@ -323,7 +442,8 @@ async fn apply_all(
             tail_rows_rewritten = stats.tail_rows_rewritten,
             rows_sealed = stats.rows_sealed,
             files_ms = stats.files_ms,
-            ms = started.elapsed().as_millis() as u64,
+            overlapped,
+            ms = took.as_millis() as u64,
             "committed"
         );
         done.events += batch.num_rows() - stats.already_applied;
@@ -336,18 +456,21 @@ async fn apply_all(
                 .insert((batch.topic.clone(), r.partition), r.last + 1);
         }
     }
-    merge_touched(&mut writers.tables, batches, metrics).await;
-    Ok(done)
+    metrics.table_files(&table, TableFiles::of(writer.table().metadata()));
 }
 
-/// Merging beside the commits, for each table the batches committed to
-/// and each with a merge under way: a round whose files are written is
+/// Merging beside the commits, for each table batches committed to (in
+/// this apply, or in flight from the last) and each with a merge under way: a round whose files are written is
 /// committed, a table without one starts one in the background, and the
 /// next commits never wait for a merge's files. A merge that fails (an
 /// outage, a lost race) leaves the table as it was; the next round plans
 /// again.
-async fn merge_touched(writers: &mut Tables, batches: &[ChangeBatch], metrics: &Metrics) {
-    let mut topics: Vec<String> = batches.iter().map(|b| b.topic.clone()).collect();
+async fn merge_touched(writers: &mut Tables, committed: &Applied, metrics: &Metrics) {
+    let mut topics: Vec<String> = committed
+        .next_offsets
+        .keys()
+        .map(|(topic, _)| topic.clone())
+        .collect();
     topics.extend(
         writers
             .iter()
@@ -376,26 +499,30 @@ async fn merge_touched(writers: &mut Tables, batches: &[ChangeBatch], metrics: &
     }
 }
 
-/// Applies one batch, waiting out outages of the catalog or the object
+/// Launches one batch, waiting out outages of the catalog or the object
 /// store: the writer is dropped (its index may be ahead of the table) and
 /// the batch applied again by a fresh one after a backoff, which is safe
-/// because the table's stored offsets skip whatever did commit. Errors
-/// that no retry can fix (a schema floe cannot apply, a table without a
-/// key) stop floe with the batch's position.
+/// because the table's stored offsets skip whatever did commit; a batch
+/// the old writer launched and could not land goes first. Errors that no
+/// retry can fix (a schema floe cannot apply, a table without a key) stop
+/// floe with the batch's position. `false`: the batch is held (truncates
+/// of a table the lake does not have yet).
 async fn apply_with_retry(
     lake: &Lake,
     (source, signals): (Option<&Arc<dyn SourceReader>>, Option<&SignalLog>),
     writers: &mut Tables,
     batch: &ChangeBatch,
     metrics: &Metrics,
-) -> Result<Option<(ApplyStats, String)>> {
+    done: &mut Applied,
+) -> Result<bool> {
     // the same policy as every commit's, waiting outages out for as long
     // as they last: ingest's job is to resume when the lake is back
     let mut schedule = RetryPolicy::default().patient().schedule();
+    let mut unlanded: Option<ChangeBatch> = None;
     loop {
-        let result = match writers.entry(batch.topic.clone()) {
-            Entry::Occupied(mut w) => w.get_mut().apply(batch).await,
-            Entry::Vacant(slot) => match lake.writer(batch).await {
+        let writer = match writers.entry(batch.topic.clone()) {
+            Entry::Occupied(w) => Ok(w.into_mut()),
+            Entry::Vacant(slot) => match lake.writer(unlanded.as_ref().unwrap_or(batch)).await {
                 Ok(w) => {
                     let w = match source {
                         Some(reader) => w.with_source_reader(reader.clone()),
@@ -406,26 +533,35 @@ async fn apply_with_retry(
                         None => w,
                     };
                     tracing::info!(topic = %batch.topic, table = %w.table().identifier(), live_rows = w.live_rows(), "table opened");
-                    slot.insert(w).apply(batch).await
+                    Ok(slot.insert(w))
                 }
                 // truncates of a table the lake does not have yet: held
                 // back, since changes made before them may still come on
                 // another partition and create it
                 Err(LakehouseError::NoTableYet { table }) => {
                     tracing::info!(topic = %batch.topic, %table, events = batch.num_rows(), "truncates of a table the lake does not have yet: held until it does");
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Err(e) => Err(e),
             },
         };
-        match result {
-            Ok(stats) => {
-                let table = writers
-                    .get(&batch.topic)
-                    .map(|w| w.table().identifier().to_string())
-                    .unwrap_or_default();
-                return Ok(Some((stats, table)));
+        let result = match writer {
+            Ok(writer) => {
+                let mut result = Ok(());
+                if let Some(earlier) = &unlanded {
+                    result = writer.launch(earlier).await;
+                }
+                if result.is_ok() {
+                    unlanded = None;
+                    result = writer.launch(batch).await;
+                }
+                report_landed(writer, metrics, done);
+                result
             }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(true),
             Err(e) if !e.is_retryable() => {
                 return Err(e).with_context(|| {
                     format!(
@@ -440,7 +576,9 @@ async fn apply_with_retry(
                 let wait = schedule.after_outage().unwrap_or(Duration::from_secs(30));
                 metrics.lake_failed(&e.to_string());
                 tracing::warn!(topic = %batch.topic, retry_in_ms = wait.as_millis() as u64, "cannot apply yet: {e}");
-                writers.remove(&batch.topic);
+                if let Some(earlier) = drop_writer(writers, &batch.topic, metrics, done).await {
+                    unlanded = Some(earlier);
+                }
                 tokio::time::sleep(wait).await;
             }
         }

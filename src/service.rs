@@ -413,15 +413,21 @@ async fn ingest(config: FloeConfig, stop_when_idle: Option<Duration>) -> Result<
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     let stop = loop {
+        let full = decoder.buffered_bytes() >= settings.max_buffer_bytes;
+        let now = Instant::now();
         if !applier.busy() {
-            let full = decoder.buffered_bytes() >= settings.max_buffer_bytes;
-            let now = Instant::now();
             let batches =
                 decoder.flush_where(|topic, b| full || cadence.due(settings, topic, b, now));
             cadence.cut(batches.iter().map(|b| b.topic.as_str()), now);
-            if !batches.is_empty() {
+            if !batches.is_empty() || applier.in_flight() {
+                // an apply of nothing lands what the last one left in
+                // flight, and merges
                 applier.start(batches);
             }
+        } else if decoder.any_where(|topic, b| full || cadence.due(settings, topic, b, now)) {
+            // the running apply leaves its commits in flight: the next
+            // one writes its files beside them
+            applier.want_next();
         }
         let full = decoder.buffered_bytes() >= settings.max_buffer_bytes;
         if full != paused {

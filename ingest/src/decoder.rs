@@ -274,6 +274,14 @@ impl<S: SchemaSource> ChangeDecoder<S> {
         self.flush_where(|_, _| true)
     }
 
+    /// Whether `select` would pick any topic's buffer (see
+    /// [`flush_where`](Self::flush_where)), without closing it.
+    pub fn any_where(&self, mut select: impl FnMut(&str, &Buffered) -> bool) -> bool {
+        self.topics
+            .iter()
+            .any(|(topic, state)| state.pending.is_some_and(|p| select(topic, &p)))
+    }
+
     /// Closes and returns the batches of the topics `select` picks (given
     /// what each has buffered), in Kafka order per topic, topics in name
     /// order; the other topics keep buffering.

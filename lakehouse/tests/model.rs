@@ -292,6 +292,9 @@ struct RunStats {
     deleted_again: u64,
     /// Rows of partitions' newest files commits wrote again (tails).
     tail_rows: u64,
+    /// Batches whose files were written while the writer's commit before
+    /// was being made (`launch`).
+    overlapped: u64,
 }
 
 /// What a writer does about merging after a commit.
@@ -349,20 +352,33 @@ pub(crate) async fn open_writer(
         .with_merge_policy(tight_merges())
 }
 
-/// Applies `actions` as a CDC history through two writers on the same
-/// table (each batch by the writer `who` picks), with compactions between
-/// batches where `compact` says, crashes before the pointer swap where
-/// `crashes` says, and a merge round by the writer after its commit where
-/// `merges` says.
-async fn run(
-    actions: Vec<Action>,
+/// How a history is applied, batch by batch (each list repeats): batch
+/// sizes, crashes before the pointer swap, which of the two writers
+/// applies it, compactions before it, a merge round by the writer after
+/// its commit, and whether it is launched (`TableWriter::launch`: its
+/// files written while the writer's commit before is being made, its
+/// own commit left in flight) rather than applied.
+#[derive(Debug, Clone)]
+struct Steps {
     cuts: Vec<usize>,
     crashes: Vec<bool>,
     who: Vec<usize>,
     compactions: Vec<bool>,
     merges: Vec<Merge>,
-    case: usize,
-) -> Result<RunStats, TestCaseError> {
+    launches: Vec<bool>,
+}
+
+/// Applies `actions` as a CDC history through two writers on the same
+/// table, step by step as `steps` says.
+async fn run(actions: Vec<Action>, steps: Steps, case: usize) -> Result<RunStats, TestCaseError> {
+    let Steps {
+        cuts,
+        crashes,
+        who,
+        compactions,
+        merges,
+        launches,
+    } = steps;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
     let rec = Recording::load(&dir).unwrap();
     let value_id = rec.schemas.subject_versions("taxi.public.trips-value")[0];
@@ -409,6 +425,7 @@ async fn run(
         let crash = crashes[step % crashes.len()];
         let w = who[step % who.len()] % 2;
         let merge = merges[step % merges.len()];
+        let launch = launches[step % launches.len()];
         if compactions[step % compactions.len()] {
             if let Some(ident) = &ident {
                 let report = compact(&handle, ident, &policy, false).await.unwrap();
@@ -426,6 +443,12 @@ async fn run(
             next = end; // tombstones of a table floe has not seen yet
             continue;
         }
+        // the other writer's commit lands before this one reads the table:
+        // the history is one Kafka partition, applied in its order
+        if let Some(other) = writers[1 - w].as_mut() {
+            other.land().await.unwrap();
+            note_landed(other, &mut stats);
+        }
         for batch in batches {
             if writers[w].is_none() {
                 // a truncate-only first batch creates nothing (Lake::writer)
@@ -439,6 +462,9 @@ async fn run(
             }
             let writer = writers[w].as_mut().unwrap();
             if crash {
+                // a commit in flight lands before the crash
+                writer.land().await.unwrap();
+                note_landed(writer, &mut stats);
                 // the same work, but the pointer swap never happens
                 let table = writer.table().clone();
                 let dead = SqlCatalogPointer::connect(&dead_uri).await.unwrap();
@@ -453,8 +479,13 @@ async fn run(
                 *writer = open_writer(&catalog, &lake, &uri, &batch).await;
                 stats.opens += 1;
             }
-            let applied = writer.apply(&batch).await.unwrap();
-            stats.tail_rows += applied.tail_rows_rewritten as u64;
+            if launch && merge == Merge::No {
+                writer.launch(&batch).await.unwrap();
+            } else {
+                let applied = writer.apply(&batch).await.unwrap();
+                stats.tail_rows += applied.tail_rows_rewritten as u64;
+            }
+            note_landed(writer, &mut stats);
             if merge != Merge::No {
                 let report = if merge == Merge::Beside {
                     writer.merge_beside().await.unwrap()
@@ -485,6 +516,8 @@ async fn run(
     // merges still under way commit on the table as the later commits
     // left it, rows deleted meanwhile deleted again
     for writer in writers.iter_mut().flatten() {
+        writer.land().await.unwrap();
+        note_landed(writer, &mut stats);
         let report = writer.merge().await.unwrap();
         stats.merges += u64::from(report.files_added + report.data_files_removed > 0);
         stats.merges_lost += u64::from(report.lost_race);
@@ -537,6 +570,14 @@ async fn run(
     Ok(stats)
 }
 
+/// Counts what the writer's landed commits did.
+fn note_landed(writer: &mut TableWriter, stats: &mut RunStats) {
+    for landed in writer.take_landed() {
+        stats.tail_rows += landed.stats.tail_rows_rewritten as u64;
+        stats.overlapped += u64::from(landed.overlapped);
+    }
+}
+
 /// Two writers taking turns, compactions between most batches: every
 /// batch commits on a table another commit changed, and every one of
 /// those races is recovered from the snapshots since.
@@ -565,17 +606,15 @@ async fn writers_taking_turns_with_compactions_never_rescan() {
             actions.push(Action::ChangeKey { from: 3, to: 40 });
         }
     }
-    let stats = run(
-        actions,
-        vec![3],
-        vec![false],
-        vec![0, 1],
-        vec![true, true, false],
-        vec![Merge::No],
-        9_999,
-    )
-    .await
-    .unwrap();
+    let steps = Steps {
+        cuts: vec![3],
+        crashes: vec![false],
+        who: vec![0, 1],
+        compactions: vec![true, true, false],
+        merges: vec![Merge::No],
+        launches: vec![false],
+    };
+    let stats = run(actions, steps, 9_999).await.unwrap();
     assert_eq!((stats.opens, stats.full_builds), (2, 1), "{stats:?}");
     assert!(stats.compactions >= 5, "{stats:?}");
     assert!(stats.catch_ups >= 10, "{stats:?}");
@@ -611,17 +650,15 @@ async fn merges_inside_the_writer_keep_partitions_within_bounds_beside_compactio
             actions.push(Action::ChangeKey { from: 5, to: 60 });
         }
     }
-    let stats = run(
-        actions,
-        vec![2, 3],
-        vec![false, false, false, false, false, false, true],
-        vec![0, 0, 0, 1],
-        vec![false, false, false, false, true],
-        vec![Merge::Now],
-        9_998,
-    )
-    .await
-    .unwrap();
+    let steps = Steps {
+        cuts: vec![2, 3],
+        crashes: vec![false, false, false, false, false, false, true],
+        who: vec![0, 0, 0, 1],
+        compactions: vec![false, false, false, false, true],
+        merges: vec![Merge::Now],
+        launches: vec![false],
+    };
+    let stats = run(actions, steps, 9_998).await.unwrap();
     assert!(stats.merges >= 20, "{stats:?}");
     assert!(stats.compactions >= 1, "{stats:?}");
     // commits wrote partitions' newest files again, beside the merges
@@ -655,13 +692,12 @@ async fn merges_beside_the_commits_delete_again_what_the_commits_deleted() {
             actions.push(Action::ChangeKey { from: 2, to: 70 });
         }
     }
-    let stats = run(
-        actions,
-        vec![1, 2],
-        vec![false],
-        vec![0],
-        vec![false, false, false, false, false, false, false, true],
-        vec![
+    let steps = Steps {
+        cuts: vec![1, 2],
+        crashes: vec![false],
+        who: vec![0],
+        compactions: vec![false, false, false, false, false, false, false, true],
+        merges: vec![
             Merge::Beside,
             Merge::No,
             Merge::Beside,
@@ -669,10 +705,9 @@ async fn merges_beside_the_commits_delete_again_what_the_commits_deleted() {
             Merge::No,
             Merge::Now,
         ],
-        9_997,
-    )
-    .await
-    .unwrap();
+        launches: vec![false],
+    };
+    let stats = run(actions, steps, 9_997).await.unwrap();
     assert!(stats.merges >= 10, "{stats:?}");
     assert!(
         stats.deleted_again > 0,
@@ -709,18 +744,63 @@ async fn a_commit_round_past_the_bound_waits_for_merges() {
     // a compaction every 16 commits, before the stretch
     let mut compactions = vec![false; 16];
     compactions[1] = true;
-    let stats = run(
-        actions,
-        vec![1, 2],
-        vec![false],
-        vec![0],
+    let steps = Steps {
+        cuts: vec![1, 2],
+        crashes: vec![false],
+        who: vec![0],
         compactions,
         merges,
-        9_996,
-    )
-    .await
-    .unwrap();
+        launches: vec![false],
+    };
+    let stats = run(actions, steps, 9_996).await.unwrap();
     assert!(stats.merge_waits >= 3, "{stats:?}");
+    eprintln!("{stats:?}");
+}
+
+/// Batches launched one after another (`TableWriter::launch`): each
+/// one's files are written while the commit before it is being made.
+/// A second writer takes a turn now and then, so the first one launches
+/// on a table that has moved on: that commit loses its race, and the
+/// batch prepared on top of it is thrown away with it; both are applied
+/// again from the snapshots since. Compactions race the commits in
+/// flight, and merge rounds come between. The table equals the model,
+/// and no lost race makes a writer scan the table.
+#[tokio::test]
+async fn batches_launched_beside_the_commit_before_them_equal_the_model() {
+    let mut actions = Vec::new();
+    for round in 0..60i64 {
+        actions.push(Action::Upsert {
+            key: round % 13,
+            day: round % 3,
+            fare: 200 + round,
+            notes: (round % 3 == 0).then(|| format!("l{round}")),
+            keep_notes: round % 2 == 1,
+        });
+        if round % 4 == 1 {
+            actions.push(Action::Delete {
+                key: (round * 5) % 13,
+            });
+        }
+        if round == 30 {
+            actions.push(Action::ChangeKey { from: 4, to: 80 });
+        }
+    }
+    let steps = Steps {
+        cuts: vec![2, 3],
+        crashes: vec![false],
+        who: vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        compactions: vec![false, false, false, false, false, false, true],
+        // a merge round now and then (after a batch applied, not
+        // launched): the writer then knows its files, and launched
+        // batches write partitions' newest files again
+        merges: vec![Merge::No, Merge::No, Merge::No, Merge::No, Merge::Beside],
+        launches: vec![true],
+    };
+    let stats = run(actions, steps, 9_995).await.unwrap();
+    assert!(stats.overlapped >= 6, "{stats:?}");
+    assert!(stats.tail_rows > 0, "{stats:?}");
+    // the first writer's commit after each of the second writer's turns
+    assert!(stats.catch_ups >= 3, "{stats:?}");
     eprintln!("{stats:?}");
 }
 
@@ -750,10 +830,12 @@ proptest! {
             prop_oneof![Just(Merge::No), Just(Merge::Now), Just(Merge::Beside)],
             1..8,
         ),
+        launches in proptest::collection::vec(any::<bool>(), 1..8),
     ) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(actions, cuts, crashes, who, compactions, merges, case))?;
+        let steps = Steps { cuts, crashes, who, compactions, merges, launches };
+        rt.block_on(run(actions, steps, case))?;
     }
 }

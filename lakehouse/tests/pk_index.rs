@@ -136,3 +136,63 @@ fn a_million_bigint_keys_take_at_most_32_bytes_each() {
     );
     assert!(per_row <= 32.0, "{per_row:.1} bytes per row");
 }
+
+/// A launched batch's changes are held apart from the next batch's: the
+/// next one rolls back alone, the held one stays until its commit lands
+/// (released) or does not (both rolled back).
+#[test]
+fn a_held_batch_rolls_back_apart_from_the_next() {
+    let key = Int32Array::from(vec![1, 2, 3]);
+    let key = StructArray::from(vec![(
+        Arc::new(Field::new("id", DataType::Int32, false)),
+        Arc::new(key) as ArrayRef,
+    )]);
+    let mut index = PrimaryKeyIndex::new(&[DataType::Int32]).unwrap();
+    let keys = index.batch_keys(&key).unwrap();
+    let (one, two, three) = (
+        keys.get(0).unwrap(),
+        keys.get(1).unwrap(),
+        keys.get(2).unwrap(),
+    );
+    let f = index.register_file("f");
+    let g = index.register_file("g");
+    let at = |file, pos| RowLocation { file, pos };
+    index.upsert(one, at(f, 0));
+    index.keep();
+
+    // batch N: moves key 1, adds key 2; launched
+    index.begin();
+    index.upsert(one, at(f, 1));
+    index.upsert(two, at(f, 2));
+    index.hold();
+    // batch N+1, on top of it: moves key 2, adds key 3; rolled back alone
+    index.begin();
+    assert_eq!(index.upsert(two, at(g, 0)), del("f", 2));
+    index.upsert(three, at(g, 1));
+    index.rollback();
+    assert_eq!(index.location(one), Some(at(f, 1)));
+    assert_eq!(index.location(two), Some(at(f, 2)));
+    assert_eq!(index.location(three), None);
+
+    // planned again, then N's commit does not land: both undone
+    index.begin();
+    index.upsert(three, at(g, 1));
+    index.rollback_all();
+    assert_eq!(index.location(one), Some(at(f, 0)));
+    assert_eq!(index.location(two), None);
+    assert_eq!(index.location(three), None);
+    assert_eq!(index.len(), 1);
+
+    // N held again, N+1 on top; N lands: N+1 still rolls back alone
+    index.begin();
+    index.upsert(two, at(f, 2));
+    index.hold();
+    index.begin();
+    index.upsert(three, at(g, 1));
+    index.release_held();
+    index.rollback();
+    assert_eq!(index.location(two), Some(at(f, 2)));
+    assert_eq!(index.location(three), None);
+    index.keep();
+    assert_eq!(index.len(), 2);
+}

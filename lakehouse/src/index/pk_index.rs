@@ -103,6 +103,9 @@ pub struct PrimaryKeyIndex {
     keys: Keys,
     /// While a batch runs: how to undo each change, oldest first.
     journal: Option<Vec<Undo>>,
+    /// How many of the journal's first changes are a launched batch's,
+    /// whose commit has not landed yet (see [`PrimaryKeyIndex::hold`]).
+    held: Option<usize>,
 }
 
 /// A key as the journal keeps it.
@@ -162,6 +165,7 @@ impl PrimaryKeyIndex {
             file_ids: HashMap::new(),
             keys,
             journal: None,
+            held: None,
         })
     }
 
@@ -186,6 +190,7 @@ impl PrimaryKeyIndex {
                 len: 0,
             },
             journal: None,
+            held: None,
         })
     }
 
@@ -367,23 +372,66 @@ impl PrimaryKeyIndex {
         self.file_ids.get(path).copied()
     }
 
-    /// Starts journaling changes (a batch begins).
+    /// Starts journaling changes (a batch begins). With a batch held
+    /// (launched, its commit not landed), the new batch's changes are
+    /// journaled after the held ones.
     pub fn begin(&mut self) {
-        self.journal = Some(Vec::new());
+        if self.held.is_none() || self.journal.is_none() {
+            self.held = None;
+            self.journal = Some(Vec::new());
+        }
     }
 
     /// Keeps the changes since [`begin`](Self::begin) (the batch committed).
     pub fn keep(&mut self) {
         self.journal = None;
+        self.held = None;
+    }
+
+    /// The batch since [`begin`](Self::begin) is launched, its commit not
+    /// landed yet: its changes stay journaled, apart from the next
+    /// batch's, until [`release_held`](Self::release_held) or
+    /// [`rollback_all`](Self::rollback_all).
+    pub fn hold(&mut self) {
+        let journal = self.journal.get_or_insert_with(Vec::new);
+        self.held = Some(journal.len());
+    }
+
+    /// The held batch's commit landed: its changes stay for good, and a
+    /// batch begun since keeps its own journal.
+    pub fn release_held(&mut self) {
+        if let (Some(n), Some(journal)) = (self.held.take(), self.journal.as_mut()) {
+            journal.drain(..n.min(journal.len()));
+        }
     }
 
     /// Undoes every change since [`begin`](Self::begin): the index is as
-    /// it was when the batch began.
+    /// it was when the batch began (a held batch's changes stay).
     pub fn rollback(&mut self) {
-        let Some(journal) = self.journal.take() else {
+        let Some(mut journal) = self.journal.take() else {
             return;
         };
-        for undo in journal.into_iter().rev() {
+        let undone = match self.held {
+            Some(n) => {
+                let undone = journal.split_off(n.min(journal.len()));
+                self.journal = Some(journal);
+                undone
+            }
+            None => journal,
+        };
+        self.undo(undone);
+    }
+
+    /// Undoes the held batch's changes too: its commit did not land.
+    pub fn rollback_all(&mut self) {
+        self.held = None;
+        if let Some(journal) = self.journal.take() {
+            self.undo(journal);
+        }
+    }
+
+    fn undo(&mut self, undone: Vec<Undo>) {
+        for undo in undone.into_iter().rev() {
             match (undo, &mut self.keys) {
                 (Undo::Key(OwnedKey::Int(k), before), Keys::Int(m)) => {
                     match before {

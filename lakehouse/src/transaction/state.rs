@@ -78,7 +78,7 @@ impl KafkaOffsets {
         Self::from_summary(&snapshot.summary().additional_properties)
     }
 
-    fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
+    pub(crate) fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
         let offsets: BTreeMap<(String, i32), i64> = properties
             .iter()
             .filter_map(|(k, v)| {
@@ -223,7 +223,7 @@ impl SourcePositions {
         Self::from_summary(&snapshot.summary().additional_properties)
     }
 
-    fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
+    pub(crate) fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
         let mut out = Self::default();
         for (k, v) in properties {
             if let Some((topic, partition)) = k
@@ -418,7 +418,7 @@ impl JobLineage {
         carried(table.metadata(), Self::from_summary)
     }
 
-    fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
+    pub(crate) fn from_summary(properties: &HashMap<String, String>) -> Option<Self> {
         Some(Self {
             job: properties.get(JOB)?.clone(),
             run_id: properties.get(JOB_RUN_ID).cloned().unwrap_or_default(),

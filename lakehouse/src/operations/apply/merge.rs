@@ -302,9 +302,15 @@ impl TableWriter {
     /// between commits; a lost race or an outage leaves the table and the
     /// writer as they were (the writer follows on its next commit). A
     /// round already under way ([`Self::merge_beside`]) is finished first,
-    /// and the report covers both.
+    /// and the report covers both. Nothing with a commit in flight (land
+    /// it first).
     pub async fn merge(&mut self) -> Result<MergeReport, LakehouseError> {
         let mut report = MergeReport::default();
+        if self.in_flight() {
+            // merges commit on the table as it is: after the commit in
+            // flight has landed (`land`)
+            return Ok(report);
+        }
         if let Some(flight) = self.merging.take() {
             // waited for: no longer paced
             flight.budget.make_urgent();
@@ -324,8 +330,12 @@ impl TableWriter {
     /// files); with one still writing, returns at once. Only when a
     /// partition is past `max_files` does it wait, for the round under way
     /// and more, until the table is within the bound again: readers can
-    /// count on it after every commit round.
+    /// count on it after every commit round. With a commit in flight (see
+    /// `launch`) it does nothing: land it first.
     pub async fn merge_beside(&mut self) -> Result<MergeReport, LakehouseError> {
+        if self.in_flight() {
+            return Ok(MergeReport::default());
+        }
         let mut report = match self.merging.take() {
             Some(flight) if flight.written() => self.finish_merge(flight).await?,
             Some(flight) => {
@@ -394,6 +404,13 @@ impl TableWriter {
     /// Whether a merge round's files are being written.
     pub fn merging(&self) -> bool {
         self.merging.is_some()
+    }
+
+    /// Whether [`merge_beside`](Self::merge_beside) would commit a round
+    /// or plan one, which it does only on the table as it is: after the
+    /// commit in flight has landed.
+    pub fn merge_due(&self) -> bool {
+        self.merge_policy.enabled && self.merging.as_ref().is_none_or(|f| f.written())
     }
 
     /// Plans a merge round from the ledger and starts writing its files,

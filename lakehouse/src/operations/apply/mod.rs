@@ -66,6 +66,7 @@ use crate::Lake;
 mod catch_up;
 mod cpu_budget;
 mod incremental;
+mod launch;
 mod ledger;
 mod merge;
 mod resent;
@@ -75,6 +76,7 @@ mod tail;
 
 use catch_up::CaughtUp;
 pub use incremental::SignalLog;
+pub use launch::Landed;
 use ledger::FileLedger;
 pub use merge::MergeReport;
 use resent::Resent;
@@ -214,6 +216,18 @@ pub struct TableWriter {
     incremental_reads_at: Option<Instant>,
     /// Marked finished in the log when the batch commits.
     incremental_finish: Option<(ingest::SourceTable, (i64, i64))>,
+    /// The last batch launched whose commit has not landed yet (see
+    /// `launch`).
+    in_flight: Option<launch::InFlight>,
+    /// A batch is being prepared on top of the commit in flight: its
+    /// commit is stashed in `prepared`, not made.
+    launching: bool,
+    prepared: Option<launch::Prepared>,
+    /// Batches whose commits landed, for the caller to account for.
+    landed: Vec<Landed>,
+    /// A launched batch whose commit did not land and could not be
+    /// applied again: whoever drops the writer applies it first.
+    unlanded: Option<ChangeBatch>,
 }
 
 fn iceberg_error(operation: &'static str, table: &Table, source: iceberg::Error) -> LakehouseError {
@@ -317,6 +331,11 @@ impl TableWriter {
             incremental_seen: None,
             incremental_reads_at: None,
             incremental_finish: None,
+            in_flight: None,
+            launching: false,
+            prepared: None,
+            landed: Vec::new(),
+            unlanded: None,
         };
         writer.load_index(&schema).await?;
         Ok(writer)
@@ -531,8 +550,14 @@ impl TableWriter {
         }
     }
 
-    /// Applies one change batch as one snapshot.
+    /// Applies one change batch as one snapshot. A commit launched before
+    /// (see [`launch`](Self::launch)) lands first.
     pub async fn apply(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
+        self.land().await?;
+        self.apply_batch(batch).await
+    }
+
+    async fn apply_batch(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
         if self.poisoned {
             return Err(LakehouseError::WriterPoisoned {
                 table: self.table.identifier().to_string(),
@@ -667,10 +692,15 @@ impl TableWriter {
         self.index.begin();
     }
 
-    /// The batch committed: its index changes stay.
+    /// The batch committed (or, while launching, is ready to): its index
+    /// changes stay.
     fn keep(&mut self) {
         self.batch = false;
         self.replaced_index = None;
+        if self.launching {
+            // journaled until its commit lands (see `launch`)
+            return;
+        }
         if let (Some((table, ask)), Some(log)) = (self.incremental_finish.take(), &self.signals) {
             log.finish(&table, ask);
             self.incremental = None;
@@ -730,11 +760,12 @@ impl TableWriter {
 
         // a replay: events the table already holds are skipped, and so are
         // changes older than its last truncate
-        let applied = KafkaOffsets::of(&self.table);
+        // a batch prepared on top of a commit in flight reads the state
+        // that commit records
+        let (applied, positions) = self.state_after_in_flight();
         if self.keying == Keying::WholeRow {
             source_order::one_partition(batch, &applied, &table_name)?;
         }
-        let positions = SourcePositions::of(&self.table);
         let truncated = positions.truncated(&batch.topic);
         let changelog = self.keying == Keying::Changelog;
         let lsns = source_order::Lsns::of(batch);
@@ -1703,6 +1734,16 @@ impl TableWriter {
             self.incremental_reads_at = Some(Instant::now());
         }
         crate::fault::point("commit.data-written");
+        if self.launching {
+            // the next batch's tails count on these files; a commit that
+            // does not land drops the ledger
+            if let Some(ledger) = &mut self.ledger {
+                ledger.committed(&files.data, &files.deletes, &files.hits, &removed);
+            }
+            // made once the commit in flight has landed (see `launch`)
+            self.prepared = Some(launch::Prepared { update, state });
+            return Ok(());
+        }
         // a lost race comes back here at once: the writer catches its
         // index up and plans the batch again (see `apply`)
         let committed = Transaction::new(
