@@ -385,9 +385,7 @@ pub struct MergePolicy {
     /// instead of adding a file beside it (default 24; 0 turns tails
     /// off). When a tail's oldest row reaches about this age (or the
     /// tail about 5,000 rows; both drawn per partition within a quarter
-    /// either side, so that partitions do not all seal in one commit; or
-    /// four times the commit's own rows in the partition, at least
-    /// 1,250),
+    /// either side, so that partitions do not all seal in one commit),
     /// the rows older than a third of that age are sealed in a file of
     /// their own, which the merges take over; the young ones, which
     /// changes still reach, stay.

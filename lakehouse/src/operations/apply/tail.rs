@@ -20,10 +20,9 @@
 //!  tail:     [ old rows  | young rows ] + the commit's rows
 //!                  |
 //!  when its oldest row has been written about `tail_rewrites` times (or
-//!  the tail holds about SPILL_ROWS, both drawn per partition within a
-//!  quarter either side, or four times the commit's own rows there), the
-//!  rows older than a third of that age leave it, into a file of their
-//!  own that the merges take over:
+//!  the tail holds about SPILL_ROWS; both drawn per partition within a
+//!  quarter either side), the rows older than a third of that age leave
+//!  it, into a file of their own that the merges take over:
 //!            [ old rows ] (sealed)   [ young rows + the commit's rows ]
 //! ```
 //!
@@ -67,14 +66,6 @@ use crate::spec::write::{partition_values, WrittenRows};
 /// every commit writes the tail again, so its size is the commit's cost
 /// (half of [`FRESH_SMALL_ROWS`], so a tail stays a small file).
 const SPILL_ROWS: usize = FRESH_SMALL_ROWS / 2;
-
-/// A tail also seals once it holds this many times the rows the commit
-/// writes into its partition, and at least [`SPILL_FLOOR`]: at high rates
-/// (16,000 changes/s, a few hundred rows a partition each commit) tails
-/// of [`SPILL_ROWS`] made each commit write some eight times its own rows
-/// again, the CPU the rest of the stack needed to keep up.
-const OWN_ROWS_TIMES: usize = 4;
-const SPILL_FLOOR: usize = SPILL_ROWS / 4;
 
 /// A partition's newest data file, written by the writer's last commit.
 #[derive(Debug, Clone)]
@@ -202,17 +193,13 @@ impl SealAt {
 }
 
 /// Which of a tail's rows that stay are sealed: none while the oldest
-/// is younger than `at.age` commits and the tail smaller than `at.rows`
-/// and than [`OWN_ROWS_TIMES`] the `own` rows the commit writes into the
-/// partition (at least [`SPILL_FLOOR`]), else those older than a third
-/// of the oldest's age, so the newest rows (the ones changes still reach)
-/// stay and the next seal is two thirds of that age away.
-fn sealed_rows(ages: &[u64], at: SealAt, own: usize) -> Vec<bool> {
+/// is younger than `at.age` commits and the tail smaller than `at.rows`,
+/// else those older than a third of the oldest's age, so the newest rows
+/// (the ones changes still reach) stay and the next seal is two thirds
+/// of that age away.
+fn sealed_rows(ages: &[u64], at: SealAt) -> Vec<bool> {
     let oldest = ages.iter().copied().max().unwrap_or(0);
-    let rows = at
-        .rows
-        .min(own.saturating_mul(OWN_ROWS_TIMES).max(SPILL_FLOOR));
-    if oldest < at.age && ages.len() < rows {
+    if oldest < at.age && ages.len() < at.rows {
         return vec![false; ages.len()];
     }
     let young = oldest / 3;
@@ -229,8 +216,7 @@ impl Tails {
         self.by_partition.values().map(|t| t.path.clone()).collect()
     }
 
-    /// Takes the tails of the partitions in `written_to` (with the rows
-    /// the commit writes into each) that a commit
+    /// Takes the tails of the partitions in `written_to` that a commit
     /// writes again: with, for each, its rows that neither this batch's
     /// upserts (`planned`, not yet in the index) nor its deletes (already
     /// out of the index) replace, split into the young that stay in the
@@ -240,7 +226,7 @@ impl Tails {
         &self,
         cx: &TailContext<'_>,
         planned: &PlannedRows,
-        written_to: &HashMap<Struct, usize>,
+        written_to: &HashSet<Struct>,
         table_schema: &arrow_schema::SchemaRef,
     ) -> Result<TakenTails, LakehouseError> {
         let mut taken = TakenTails::default();
@@ -248,7 +234,7 @@ impl Tails {
             .by_partition
             .iter()
             .filter(|(partition, tail)| {
-                written_to.contains_key(*partition)
+                written_to.contains(*partition)
                     && tail.schema_id == cx.schema_id
                     && tail.spec_id == cx.spec_id
                     && tail.rows.schema() == *table_schema
@@ -294,8 +280,7 @@ impl Tails {
                 .iter()
                 .map(|&pos| cx.commit.saturating_sub(tail.born_at(pos, cx.commit)))
                 .collect();
-            let own = written_to.get(partition).copied().unwrap_or(0);
-            let sealed = sealed_rows(&ages, seal_at, own);
+            let sealed = sealed_rows(&ages, seal_at);
             let (mut young, mut old) = (Vec::new(), Vec::new());
             for (pos, sealed) in stays.into_iter().zip(sealed) {
                 if sealed {
@@ -416,10 +401,9 @@ impl TableWriter {
         }
         let metadata = self.table.metadata();
         let schema = metadata.current_schema().clone();
-        let mut written_to: HashMap<Struct, usize> = HashMap::new();
-        for partition in partition_values(&self.table, &schema, new_rows)? {
-            *written_to.entry(partition).or_default() += 1;
-        }
+        let written_to: HashSet<Struct> = partition_values(&self.table, &schema, new_rows)?
+            .into_iter()
+            .collect();
         let cx = TailContext {
             index: &self.index,
             ledger,
@@ -510,50 +494,25 @@ mod tests {
         rows: SPILL_ROWS,
     };
 
-    /// Rows a commit writes into the partition: enough that only
-    /// `SPILL_ROWS` bounds the tail.
-    const MANY: usize = SPILL_ROWS;
-
     #[test]
     fn a_tail_seals_only_its_old_rows_and_only_when_its_oldest_is_due() {
         // ages of the rows that stay, in commits
-        assert_eq!(sealed_rows(&[1, 5, 23], AT_24, MANY), vec![false; 3]);
+        assert_eq!(sealed_rows(&[1, 5, 23], AT_24), vec![false; 3]);
         // the oldest reaches 24: rows older than 8 commits leave
         assert_eq!(
-            sealed_rows(&[24, 9, 8, 1], AT_24, MANY),
+            sealed_rows(&[24, 9, 8, 1], AT_24),
             vec![true, true, false, false]
         );
         // a tail of SPILL_ROWS seals its older rows whatever their age
         let mut ages = vec![1; SPILL_ROWS - 3];
         ages.extend([3, 6, 7]);
-        let sealed = sealed_rows(&ages, AT_24, MANY);
+        let sealed = sealed_rows(&ages, AT_24);
         assert_eq!(sealed.iter().filter(|s| **s).count(), 3);
         assert!(sealed[..SPILL_ROWS - 3].iter().all(|s| !s));
         // tail_rewrites 1: every row written once more leaves
         let at_1 = SealAt::of(&Struct::empty(), 1);
-        assert_eq!(sealed_rows(&[1, 1], at_1, MANY), vec![true, true]);
-        assert!(sealed_rows(&[], AT_24, MANY).is_empty());
-    }
-
-    #[test]
-    fn a_tail_seals_at_four_times_the_commits_own_rows_and_not_below_the_floor() {
-        // young rows (seven commits old at most), the commit writing 500
-        // rows into the partition: a tail of 2,000 seals its older rows
-        let tail = |len: usize| {
-            let mut ages = vec![1; len - 3];
-            ages.extend([3, 6, 7]);
-            ages
-        };
-        let sealed =
-            |ages: &[u64], own| sealed_rows(ages, AT_24, own).iter().filter(|s| **s).count();
-        assert_eq!(sealed(&tail(1_999), 500), 0);
-        assert_eq!(sealed(&tail(2_000), 500), 3);
-        // a few rows a commit: the floor, not four times them
-        assert_eq!(sealed(&tail(SPILL_FLOOR - 1), 10), 0);
-        assert_eq!(sealed(&tail(SPILL_FLOOR), 10), 3);
-        // many rows a commit: SPILL_ROWS still bounds the tail
-        assert_eq!(sealed(&tail(SPILL_ROWS - 1), MANY), 0);
-        assert_eq!(sealed(&tail(SPILL_ROWS), MANY), 3);
+        assert_eq!(sealed_rows(&[1, 1], at_1), vec![true, true]);
+        assert!(sealed_rows(&[], AT_24).is_empty());
     }
 
     #[test]
