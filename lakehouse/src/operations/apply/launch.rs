@@ -88,23 +88,9 @@ impl TableWriter {
         let started = Instant::now();
         if !self.can_launch(batch) {
             self.land().await?;
-            let stats = self.apply_batch(batch).await?;
-            self.landed.push(Landed {
-                batch: batch.clone(),
-                stats,
-                started,
-                landed: Instant::now(),
-                overlapped: false,
-            });
-            return Ok(());
+            return self.apply_landed(batch, started).await;
         }
-        let sorted = batch
-            .clone()
-            .in_source_order()
-            .map_err(|source| LakehouseError::Arrow {
-                context: format!("source order of {}", batch.topic),
-                source,
-            })?;
+        let sorted = super::in_source_order(batch)?;
         let overlapped = self.in_flight.is_some();
         self.launching = true;
         self.begin();
@@ -124,30 +110,14 @@ impl TableWriter {
                 self.prepared = None;
                 tracing::debug!(table = %self.table.identifier(), "a batch is applied after the commit in flight instead of beside it: {e}");
                 self.land().await?;
-                let stats = self.apply_batch(batch).await?;
-                self.landed.push(Landed {
-                    batch: batch.clone(),
-                    stats,
-                    started,
-                    landed: Instant::now(),
-                    overlapped: false,
-                });
-                return Ok(());
+                return self.apply_landed(batch, started).await;
             }
         };
         let prepared = self.prepared.take();
         if let Err((earlier, error)) = self.settle_in_flight().await {
             // both batches are planned again on the table as it is
             self.recover(earlier, error).await?;
-            let stats = self.apply_batch(batch).await?;
-            self.landed.push(Landed {
-                batch: batch.clone(),
-                stats,
-                started,
-                landed: Instant::now(),
-                overlapped: false,
-            });
-            return Ok(());
+            return self.apply_landed(batch, started).await;
         }
         let Some(Prepared { update, state }) = prepared else {
             // the table held the whole batch: nothing to commit
@@ -348,21 +318,28 @@ impl TableWriter {
             return Err(error);
         }
         tracing::warn!(table = %self.table.identifier(), "a commit made in the background did not land; its batch is applied again: {error}");
-        match self.apply_batch(&batch).await {
-            Ok(stats) => {
-                self.landed.push(Landed {
-                    batch,
-                    stats,
-                    started,
-                    landed: Instant::now(),
-                    overlapped: false,
-                });
-                Ok(())
-            }
-            Err(e) => {
-                self.unlanded = Some(batch);
-                Err(e)
-            }
+        let applied = self.apply_landed(&batch, started).await;
+        if applied.is_err() {
+            self.unlanded = Some(batch);
         }
+        applied
+    }
+
+    /// Applies `batch` as [`apply`](Self::apply) does, with nothing in
+    /// flight, and accounts for it as landed.
+    async fn apply_landed(
+        &mut self,
+        batch: &ChangeBatch,
+        started: Instant,
+    ) -> Result<(), LakehouseError> {
+        let stats = self.apply_batch(batch).await?;
+        self.landed.push(Landed {
+            batch: batch.clone(),
+            stats,
+            started,
+            landed: Instant::now(),
+            overlapped: false,
+        });
+        Ok(())
     }
 }

@@ -563,15 +563,7 @@ impl TableWriter {
                 table: self.table.identifier().to_string(),
             });
         }
-        // a row's changes come in order from its partition; across
-        // partitions, the source's log says the order
-        let batch = batch
-            .clone()
-            .in_source_order()
-            .map_err(|source| LakehouseError::Arrow {
-                context: format!("source order of {}", batch.topic),
-                source,
-            })?;
+        let batch = in_source_order(batch)?;
         let mut stats = ApplyStats::default();
         for part in resnapshot::split_at_starts(batch) {
             for part in self.split_at_ask(part) {
@@ -1795,6 +1787,18 @@ struct Written {
     data: Vec<DataFile>,
     deletes: Vec<DataFile>,
     hits: HashMap<Arc<str>, u64>,
+}
+
+/// `batch` in the order it is applied: a row's changes come in order
+/// from its partition; across partitions, the source's log says the order.
+fn in_source_order(batch: &ChangeBatch) -> Result<ChangeBatch, LakehouseError> {
+    batch
+        .clone()
+        .in_source_order()
+        .map_err(|source| LakehouseError::Arrow {
+            context: format!("source order of {}", batch.topic),
+            source,
+        })
 }
 
 /// How many snapshots of `table`'s history lead back to `base`, both
