@@ -116,6 +116,52 @@ async fn an_upsert_table_never_goes_back_to_changes_sent_again() {
     }
 }
 
+/// The same, each batch launched on top of the commit before it still in
+/// flight (`TableWriter::launch`): a batch of changes sent again is
+/// prepared before the commit holding their first sending has landed, so
+/// it must read the source positions that commit records, not the
+/// table's.
+#[tokio::test]
+async fn changes_sent_again_while_their_first_commit_is_in_flight_are_skipped() {
+    let total = history(&recording().1, &workload()).0.len();
+    for back in [2, 5, 11, total] {
+        let (messages, first, model) = sent_twice(back);
+        let lake = TestLake::new(&format!("resent-launched-{back}")).await;
+        let mut writer: Option<TableWriter> = None;
+        let (mut resent, mut overlapped) = (0, 0);
+        let turns = std::iter::once(&messages[..first]).chain(messages[first..].chunks(2));
+        for turn in turns {
+            for batch in decode(turn).await {
+                if writer.is_none() {
+                    writer = Some(lake.writer(&batch).await);
+                }
+                writer.as_mut().unwrap().launch(&batch).await.unwrap();
+            }
+        }
+        let writer = writer.as_mut().unwrap();
+        writer.land().await.unwrap();
+        for landed in writer.take_landed() {
+            resent += landed.stats.resent;
+            overlapped += usize::from(landed.overlapped);
+        }
+        let table = lake
+            .catalog
+            .load_table(writer.table().identifier())
+            .await
+            .unwrap();
+        assert_eq!(table_state(&scan_all(&table).await), model, "back {back}");
+        let changes_again = messages[first..]
+            .iter()
+            .filter(|m| m.value.is_some())
+            .count();
+        assert_eq!(resent, changes_again, "back {back}");
+        assert!(
+            overlapped > 0,
+            "back {back}: nothing was launched beside a commit"
+        );
+    }
+}
+
 /// An append-mode changelog records each source change once: the changes
 /// Debezium sent again add no row.
 #[tokio::test]
