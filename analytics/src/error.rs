@@ -21,4 +21,7 @@ pub enum AnalyticsError {
     /// A job ran and wrote its result, but the result says it failed.
     #[error("{0}")]
     Failed(String),
+    /// A job's query ran past its `timeout_secs`; nothing was written.
+    #[error("the query ran past its time limit of {0:?} (timeout_secs in the job's manifest); nothing was written")]
+    TimedOut(std::time::Duration),
 }

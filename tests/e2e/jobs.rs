@@ -194,6 +194,42 @@ async fn jobs_build_reference_and_analytics_tables() {
     assert!(!failed.status.success());
     assert!(text(&failed).contains("no_such_table"), "{}", text(&failed));
 
+    // a query past its time limit: stopped, the run failed, nothing written
+    std::fs::write(
+        broken.join("slow.toml"),
+        "target = \"analytics.slow\"\nmode = \"append\"\nsql = \"slow.sql\"\ntimeout_secs = 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        broken.join("slow.sql"),
+        "SELECT sum(a.value * b.value) AS s FROM generate_series(1, 300000) a CROSS JOIN generate_series(1, 300000) b",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let slow = floe(
+        &config,
+        &[
+            "jobs",
+            "run",
+            "slow",
+            "--jobs-dir",
+            broken.to_str().unwrap(),
+        ],
+    );
+    let took = started.elapsed();
+    assert!(!slow.status.success(), "{}", text(&slow));
+    assert!(
+        text(&slow).contains("ran past its time limit of 1s"),
+        "{}",
+        text(&slow)
+    );
+    // the limit, the drop and floe's start and end; 9e10 rows would take hours
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    assert!(
+        !sql("\\dt").contains("slow"),
+        "a timed-out job created its target"
+    );
+
     let runs = sql("SELECT job, status, rows_written, error IS NULL AS ok, source_snapshots LIKE '%taxi_cdc.trips%' AS read_trips \
                     FROM floe_meta.job_runs ORDER BY started_at");
     assert_eq!(
@@ -201,7 +237,8 @@ async fn jobs_build_reference_and_analytics_tables() {
         "job,status,rows_written,ok,read_trips\n\
          reference_taxi_zones,succeeded,265,true,false\n\
          zone_performance_metrics,succeeded,3,true,true\n\
-         broken,failed,0,false,false\n"
+         broken,failed,0,false,false\n\
+         slow,failed,0,false,false\n"
     );
     // a second run replaces (overwrite), it does not add
     ok(floe(

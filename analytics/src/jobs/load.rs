@@ -16,9 +16,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
-use futures::StreamExt;
 use iceberg::TableIdent;
 use lakehouse::sink::{write_result, WriteMode};
 use lakehouse::transaction::state::loaded_file;
@@ -28,6 +26,7 @@ use serde::Deserialize;
 use crate::error::AnalyticsError;
 use crate::jobs::inputs::{table_ident, JOB_CATALOG};
 use crate::jobs::manifest::Job;
+use crate::jobs::run::query_result;
 use crate::jobs::runs::append_row;
 use crate::progress::Progress;
 use crate::session::LakeSession;
@@ -226,18 +225,7 @@ async fn load_file(
         ctx.register_parquet(name.as_str(), &path, ParquetReadOptions::new())
             .await?;
     }
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false);
-    let frame = ctx.sql_with_options(&job.sql, options).await?;
-    let schema = frame.schema().as_arrow().clone();
-    let mut stream = frame.execute_stream().await?;
-    let mut batches = Vec::new();
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        progress.add_rows(batch.num_rows() as u64);
-        batches.push(batch);
-    }
+    let (schema, batches) = query_result(session, job, progress).await?;
     let state = StateChange {
         lineage: Some(JobLineage {
             job: job.name.clone(),

@@ -44,6 +44,19 @@ pub struct JobManifest {
     /// loading each file once.
     #[serde(default)]
     pub load: Option<LoadSpec>,
+    /// The most seconds the query may take; past it the run fails and
+    /// writes nothing, so a scheduler is never held up for good by one
+    /// job. Default [`DEFAULT_TIMEOUT_SECS`].
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+/// A job's query time limit when its manifest sets none: an hour, far
+/// past what the shipped jobs take (seconds on the quickstart's lake).
+pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
+
+fn default_timeout_secs() -> u64 {
+    DEFAULT_TIMEOUT_SECS
 }
 
 /// The inputs an incremental job reads changes of.
@@ -184,6 +197,9 @@ fn load_job(dir: &Path, path: &Path) -> Result<(JobManifest, String), String> {
     }
     if let Some(schedule) = &manifest.schedule {
         crate::jobs::schedule::parse_cron(schedule)?;
+    }
+    if manifest.timeout_secs == 0 {
+        return Err("timeout_secs: at least 1 (seconds the query may take)".into());
     }
     let sql_path = dir.join(&manifest.sql);
     let sql = std::fs::read_to_string(&sql_path)

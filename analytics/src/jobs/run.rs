@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
 use futures::StreamExt;
@@ -127,21 +129,10 @@ async fn execute(
         }
         record.changes.insert(table, read);
     }
-    // a job's SQL is a query; what it writes is decided by its manifest
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false);
-    let frame = session.ctx.sql_with_options(&job.sql, options).await?;
-    let schema = frame.schema().as_arrow().clone();
-    let mut stream = frame.execute_stream().await?;
     let mut progress = Progress::start(format!("job {}", job.name));
-    let mut batches = Vec::new();
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        progress.add_rows(batch.num_rows() as u64);
-        batches.push(batch);
-    }
+    let result = query_result(session, job, &mut progress).await;
     progress.finish();
+    let (schema, batches) = result?;
     let ident = table_ident(&job.manifest.target)?;
     let state = StateChange {
         lineage: Some(JobLineage {
@@ -169,11 +160,45 @@ async fn execute(
     Ok(())
 }
 
+/// The rows of `job`'s query, within its time limit. The query only
+/// reads: a run past the limit is dropped (which stops its tasks, see
+/// `cooperative`) before anything is written.
+pub(crate) async fn query_result(
+    session: &LakeSession,
+    job: &Job,
+    progress: &mut Progress,
+) -> Result<(Schema, Vec<RecordBatch>), AnalyticsError> {
+    let limit = Duration::from_secs(job.manifest.timeout_secs);
+    let query = async {
+        // a job's SQL is a query; what it writes is decided by its manifest
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false);
+        let frame = session.ctx.sql_with_options(&job.sql, options).await?;
+        let schema = frame.schema().as_arrow().clone();
+        let mut stream = frame.execute_stream().await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            progress.add_rows(batch.num_rows() as u64);
+            batches.push(batch);
+        }
+        Ok((schema, batches))
+    };
+    match tokio::time::timeout(limit, query).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(job = %job.name, seconds = limit.as_secs(), "job query timed out");
+            Err(AnalyticsError::TimedOut(limit))
+        }
+    }
+}
+
 /// Fails when any of the result's rows match `predicate`, naming them.
 async fn failing_rows(
     session: &LakeSession,
-    schema: &datafusion::arrow::datatypes::Schema,
-    batches: Vec<datafusion::arrow::array::RecordBatch>,
+    schema: &Schema,
+    batches: Vec<RecordBatch>,
     predicate: &str,
 ) -> Result<(), AnalyticsError> {
     let result = MemTable::try_new(Arc::new(schema.clone()), vec![batches])?;
