@@ -15,8 +15,21 @@
 //! narrowest column instead (of those, the oldest, so that files written
 //! before later columns were added hold it) and hands DataFusion batches
 //! of row counts only.
+//!
+//! Files that share a position-delete file are read in rounds
+//! ([`rounds_apart`]). iceberg 0.10.1's reader loads a delete file once
+//! per scan: the first file read that needs it loads it, and any other
+//! read that needs it meanwhile waits on a `tokio::sync::Notify`. That
+//! wait is registered after the reader's state lock is let go, so a load
+//! that ends in between wakes nobody, and the waiting read, and the query,
+//! never end (a lost wakeup; fixed upstream after 0.10.1, apache/iceberg-rust
+//! pull request 2859). In rounds, no two reads in flight need a delete
+//! file that is not loaded yet: each round loads delete files the rounds
+//! before it did not, one read per file, and the last round reads the
+//! rest, whose delete files are all loaded, so no read ever waits.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,7 +39,9 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
+use iceberg::arrow::ArrowReaderBuilder;
+use iceberg::scan::{ArrowRecordBatchStream, FileScanTask};
 use iceberg::spec::{PrimitiveType, Schema, SchemaRef, Type};
 use iceberg_datafusion::physical_plan::IcebergTableScan;
 
@@ -116,6 +131,47 @@ pub fn narrowest_column(schema: &Schema) -> Option<String> {
         .map(|(_, name)| name)
 }
 
+/// `tasks` in rounds to be read one after another, such that no two
+/// tasks of a round need a delete file that no earlier round loaded.
+/// Tasks whose delete files are all loaded by then (or that have none)
+/// make up the last round, which holds most of the work.
+pub fn rounds_apart<T>(mut tasks: Vec<T>, deletes_of: impl Fn(&T) -> Vec<&str>) -> Vec<Vec<T>> {
+    // the tasks that need the most delete files first: they load the
+    // most in one round
+    tasks.sort_by_cached_key(|t| std::cmp::Reverse(deletes_of(t).len()));
+    let mut loaded: HashSet<String> = HashSet::new();
+    let mut rounds = Vec::new();
+    let mut last = Vec::new();
+    while !tasks.is_empty() {
+        let mut claimed: HashSet<String> = HashSet::new();
+        let (mut round, mut later) = (Vec::new(), Vec::new());
+        for task in tasks {
+            let pending: Vec<&str> = deletes_of(&task)
+                .into_iter()
+                .filter(|d| !loaded.contains(*d))
+                .collect();
+            if pending.is_empty() {
+                last.push(task);
+            } else if pending.iter().any(|d| claimed.contains(*d)) {
+                later.push(task);
+            } else {
+                claimed.extend(pending.into_iter().map(str::to_string));
+                round.push(task);
+            }
+        }
+        loaded.extend(claimed);
+        // a round is empty only when no task was left to it
+        if !round.is_empty() {
+            rounds.push(round);
+        }
+        tasks = later;
+    }
+    if !last.is_empty() {
+        rounds.push(last);
+    }
+    rounds
+}
+
 impl WideScan {
     fn iceberg(&self) -> Result<&IcebergTableScan> {
         self.scan
@@ -149,12 +205,31 @@ async fn batches(
         builder = builder.with_filter(predicate.clone());
     }
     let iceberg = |e: iceberg::Error| DataFusionError::External(Box::new(e));
-    let stream = builder
+    let tasks: Vec<FileScanTask> = builder
         .build()
         .map_err(iceberg)?
-        .to_arrow()
+        .plan_files()
         .await
         .map_err(iceberg)?
+        .try_collect()
+        .await
+        .map_err(iceberg)?;
+    let runtime = iceberg::Runtime::try_current().map_err(iceberg)?;
+    // the reader's clones share its delete-file state: a delete file one
+    // round loaded, the next finds loaded
+    let reader = ArrowReaderBuilder::new(table.file_io().clone(), runtime)
+        .with_data_file_concurrency_limit(files_at_once)
+        .build();
+    let rounds = rounds_apart(tasks, |task| {
+        task.deletes.iter().map(|d| d.file_path.as_str()).collect()
+    });
+    // `try_flatten` starts a round once the one before it has been read
+    let stream = futures::stream::iter(rounds)
+        .map(move |round| -> iceberg::Result<ArrowRecordBatchStream> {
+            let tasks = futures::stream::iter(round.into_iter().map(Ok)).boxed();
+            Ok(reader.clone().read(tasks)?.stream())
+        })
+        .try_flatten()
         .map_err(iceberg);
     if rows_from.is_none() {
         return Ok(Box::pin(stream));
@@ -251,6 +326,101 @@ mod tests {
             .with_fields(fields.into_iter().map(Arc::new))
             .build()
             .unwrap()
+    }
+
+    /// Checks the rounds of `tasks` (each a list of delete files): every
+    /// task in exactly one round, and within a round no delete file that
+    /// no earlier round loaded needed by two tasks.
+    fn check_rounds(tasks: &[Vec<&str>]) -> Vec<Vec<usize>> {
+        let indexed: Vec<(usize, Vec<&str>)> = tasks.iter().cloned().enumerate().collect();
+        let rounds = rounds_apart(indexed, |(_, d)| d.clone());
+        let mut loaded: HashSet<&str> = HashSet::new();
+        let mut seen = Vec::new();
+        for round in &rounds {
+            let mut loading: HashSet<&str> = HashSet::new();
+            for (i, deletes) in round {
+                seen.push(*i);
+                let pending: HashSet<&str> = deletes
+                    .iter()
+                    .copied()
+                    .filter(|d| !loaded.contains(d))
+                    .collect();
+                for d in pending {
+                    assert!(
+                        loading.insert(d),
+                        "{d} needed by two tasks of one round before it is loaded: {rounds:?}"
+                    );
+                }
+            }
+            loaded.extend(loading);
+        }
+        seen.sort();
+        assert_eq!(seen, (0..tasks.len()).collect::<Vec<_>>());
+        rounds
+            .iter()
+            .map(|r| r.iter().map(|(i, _)| *i).collect())
+            .collect()
+    }
+
+    #[test]
+    fn reads_without_delete_files_are_one_round() {
+        assert_eq!(check_rounds(&[vec![], vec![], vec![]]).len(), 1);
+        assert!(check_rounds(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_partitions_delete_files_are_loaded_by_one_read_before_the_others() {
+        // three partitions of four data files; each partition's two delete
+        // files hit its older files (iceberg matches them by partition)
+        let mut tasks = Vec::new();
+        for p in ["a", "b", "c"] {
+            let (d1, d2) = match p {
+                "a" => ("a1", "a2"),
+                "b" => ("b1", "b2"),
+                _ => ("c1", "c2"),
+            };
+            tasks.extend([vec![d1, d2], vec![d1, d2], vec![d2], vec![]]);
+        }
+        let rounds = check_rounds(&tasks);
+        // one read per partition loads both its files, then the rest
+        assert_eq!(rounds.len(), 2, "{rounds:?}");
+        assert_eq!(rounds[0].len(), 3, "{rounds:?}");
+        assert_eq!(rounds[1].len(), 9, "{rounds:?}");
+    }
+
+    #[test]
+    fn rounds_keep_shared_delete_files_apart_whatever_they_overlap() {
+        // delete files shared across the table (equality deletes), chains
+        // of overlaps, and random sets
+        let global = vec![vec!["g", "x"], vec!["g"], vec!["g", "y"], vec!["y"]];
+        let rounds = check_rounds(&global);
+        // one read loads g while the one needing only y loads that
+        assert_eq!(rounds[0], vec![0, 3], "{rounds:?}");
+        let chain = vec![
+            vec!["1", "2"],
+            vec!["2", "3"],
+            vec!["3", "4"],
+            vec!["4", "5"],
+        ];
+        check_rounds(&chain);
+        let names: Vec<String> = (0..12).map(|i| format!("d{i}")).collect();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200 {
+            let tasks: Vec<Vec<&str>> = (0..(next() % 20))
+                .map(|_| {
+                    (0..(next() % 5))
+                        .map(|_| names[(next() % 12) as usize].as_str())
+                        .collect()
+                })
+                .collect();
+            check_rounds(&tasks);
+        }
     }
 
     #[test]
