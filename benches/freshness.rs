@@ -22,12 +22,16 @@
 //! table costs a reader against the same rows compacted. The compacted
 //! reads run on a machine no longer ingesting, so the live snapshot is
 //! read once more beside them (`count_after_s`, `aggregate_after_s`): the
-//! ratio of the table's layout alone. `--probe-csv` writes the probes for
-//! `scripts/bench-chart.py`.
+//! ratio of the table's layout alone. With `--probe-compact-during true`
+//! each probe also writes its snapshot's rows compacted at once
+//! (`bench.trips_compacted_during`) and reads the two alternately, while
+//! ingest runs: the same rows under the same load (the copy's writing
+//! takes CPU from the run, so its freshness is not the plain run's).
+//! `--probe-csv` writes the probes for `scripts/bench-chart.py`.
 //!
 //! Usage: freshness --lake-config FLOE_TOML --postgres URL --rate N
 //!        --seconds S [--first-id ID] [--pids name=pid+pid,...] [--query-after true]
-//!        [--probe-every S] [--probe-csv PATH]
+//!        [--probe-every S] [--probe-csv PATH] [--probe-compact-during true]
 //! Prints one line: rate achieved, p50/p99/max latency and per-process CPU.
 
 use std::collections::{BTreeMap, HashSet};
@@ -56,6 +60,9 @@ struct Args {
     probe_every: u64,
     /// Where to write the probes as CSV.
     probe_csv: Option<String>,
+    /// At each probe, also write the snapshot's rows compacted and read
+    /// both tables then, under the same load.
+    compact_during: bool,
 }
 
 fn args() -> Args {
@@ -69,6 +76,7 @@ fn args() -> Args {
         query_after: false,
         probe_every: 0,
         probe_csv: None,
+        compact_during: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -86,6 +94,7 @@ fn args() -> Args {
             "--query-after" => a.query_after = value == "true",
             "--probe-every" => a.probe_every = value.parse().expect("--probe-every S"),
             "--probe-csv" => a.probe_csv = Some(value),
+            "--probe-compact-during" => a.compact_during = value == "true",
             "--pids" => {
                 a.pids = value
                     .split(',')
@@ -279,6 +288,10 @@ struct Probe {
     /// the compacted reads run after it too, on a machine no longer
     /// ingesting, so this is the like-for-like ratio's numerator.
     live_after: [f64; 2],
+    /// With `--probe-compact-during`: the same rows compacted at the
+    /// probe, read between two reads of the live snapshot, while ingest
+    /// runs (`live` is then the faster of those two).
+    compacted_during: Option<[f64; 2]>,
 }
 
 /// The most live data files any one partition of `table` holds (the
@@ -320,8 +333,9 @@ async fn timed(session: &LakeSession, sql: &str) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// Pins the table's current snapshot and times the probe reads of it.
-async fn probe(session: &LakeSession, at: u64) -> Option<Probe> {
+/// Pins the table's current snapshot and times the probe reads of it;
+/// with `compact_during`, also against its rows compacted now.
+async fn probe(session: &LakeSession, at: u64, compact_during: bool) -> Option<Probe> {
     let ident = TableIdent::from_strs(["taxi_cdc", "trips"]).ok()?;
     let table = session.lake.catalog().load_table(&ident).await.ok()?;
     let snapshot = table.metadata().current_snapshot()?.snapshot_id();
@@ -329,8 +343,27 @@ async fn probe(session: &LakeSession, at: u64) -> Option<Probe> {
     let pinned = pin(session, &table, at).await;
     let source = format!("as_of('taxi_cdc.trips', {snapshot})");
     let mut live = [0.0; 2];
-    for (i, read) in PROBE_READS.iter().enumerate() {
-        live[i] = timed(session, &read.replace("{t}", &source)).await;
+    let mut compacted_during = None;
+    if compact_during {
+        // the copy is written first, so that both are read under the load
+        // of the moment, alternately, the faster of two reads each
+        compact(session, &source, "trips_compacted_during").await;
+        let mut compacted = [0.0; 2];
+        for (i, read) in PROBE_READS.iter().enumerate() {
+            let live_sql = read.replace("{t}", &source);
+            let compacted_sql = read.replace("{t}", "bench.trips_compacted_during");
+            let (mut l, mut c) = (f64::MAX, f64::MAX);
+            for _ in 0..2 {
+                l = l.min(timed(session, &live_sql).await);
+                c = c.min(timed(session, &compacted_sql).await);
+            }
+            (live[i], compacted[i]) = (l, c);
+        }
+        compacted_during = Some(compacted);
+    } else {
+        for (i, read) in PROBE_READS.iter().enumerate() {
+            live[i] = timed(session, &read.replace("{t}", &source)).await;
+        }
     }
     Some(Probe {
         at,
@@ -341,6 +374,7 @@ async fn probe(session: &LakeSession, at: u64) -> Option<Probe> {
         live,
         compacted: [0.0; 2],
         live_after: [0.0; 2],
+        compacted_during,
     })
 }
 
@@ -387,29 +421,35 @@ async fn pin(session: &LakeSession, table: &iceberg::table::Table, at: u64) -> S
     format!("bench.{name}")
 }
 
+/// Writes the rows `source` reads once more as `bench.<name>`, compacted:
+/// files of the job sink's size, the same day partitions.
+async fn compact(session: &LakeSession, source: &str, name: &str) {
+    session.refresh().await.expect("refresh");
+    let rows = session
+        .sql(&format!("SELECT * FROM {source}"))
+        .await
+        .expect("the pinned snapshot reads");
+    if let Some(first) = rows.first() {
+        let ident = TableIdent::from_strs(["bench", name]).expect("a table name");
+        lakehouse::sink::write_result(
+            &session.lake,
+            &ident,
+            &["day(pickup_datetime)".to_string()],
+            lakehouse::sink::WriteMode::Overwrite,
+            &first.schema(),
+            &rows,
+            lakehouse::transaction::StateChange::default(),
+        )
+        .await
+        .expect("the compacted copy is written");
+    }
+    session.refresh().await.expect("refresh");
+}
+
 /// Writes the rows of the probe's snapshot as a compacted table and
 /// times the probe reads on it.
 async fn probe_compacted(session: &LakeSession, probe: &mut Probe) {
-    session.refresh().await.expect("refresh");
-    let rows = session
-        .sql(&format!("SELECT * FROM {}", probe.pinned))
-        .await
-        .expect("the pinned snapshot reads");
-    let Some(first) = rows.first() else { return };
-    let schema = first.schema();
-    let ident = TableIdent::from_strs(["bench", "trips_compacted"]).expect("a table name");
-    lakehouse::sink::write_result(
-        &session.lake,
-        &ident,
-        &["day(pickup_datetime)".to_string()],
-        lakehouse::sink::WriteMode::Overwrite,
-        &schema,
-        &rows,
-        lakehouse::transaction::StateChange::default(),
-    )
-    .await
-    .expect("the compacted copy is written");
-    session.refresh().await.expect("refresh");
+    compact(session, &probe.pinned, "trips_compacted").await;
     for (i, read) in PROBE_READS.iter().enumerate() {
         probe.compacted[i] = timed(session, &read.replace("{t}", "bench.trips_compacted")).await;
         probe.live_after[i] = timed(session, &read.replace("{t}", &probe.pinned)).await;
@@ -485,7 +525,7 @@ async fn main() {
             if started.elapsed() > Duration::from_secs(a.seconds) {
                 return;
             }
-            if let Some(p) = probe(&session, started.elapsed().as_secs()).await {
+            if let Some(p) = probe(&session, started.elapsed().as_secs(), a.compact_during).await {
                 probes.lock().unwrap().push(p);
             }
         }
@@ -536,19 +576,31 @@ async fn main() {
         probe_compacted(&session, p).await;
         let ratio = |i: usize| p.live[i] / p.compacted[i].max(1e-9);
         let after = |i: usize| p.live_after[i] / p.compacted[i].max(1e-9);
+        let during = |i: usize| match p.compacted_during {
+            Some(c) => format!(
+                "; {:.2} s compacted during the run, {:.1}x",
+                c[i],
+                p.live[i] / c[i].max(1e-9)
+            ),
+            None => String::new(),
+        };
         println!(
-            "probe at {:>4} s: {} data + {} delete files, {} rows | count(*) {:.2} s vs {:.2} s compacted ({:.1}x; {:.2} s after the run, {:.1}x) | aggregate {:.2} s vs {:.2} s ({:.1}x; {:.2} s after, {:.1}x)",
+            "probe at {:>4} s: {} data + {} delete files, {} rows | count(*) {:.2} s vs {:.2} s compacted ({:.1}x; {:.2} s after the run, {:.1}x{}) | aggregate {:.2} s vs {:.2} s ({:.1}x; {:.2} s after, {:.1}x{})",
             p.at, p.data_files, p.delete_files, p.live_rows, p.live[0], p.compacted[0], ratio(0),
-            p.live_after[0], after(0), p.live[1], p.compacted[1], ratio(1), p.live_after[1], after(1)
+            p.live_after[0], after(0), during(0), p.live[1], p.compacted[1], ratio(1), p.live_after[1], after(1), during(1)
         );
     }
     if let Some(path) = &a.probe_csv {
         let mut csv = String::from(
-            "seconds,data_files,delete_files,live_rows,count_s,count_compacted_s,aggregate_s,aggregate_compacted_s,count_after_s,aggregate_after_s\n",
+            "seconds,data_files,delete_files,live_rows,count_s,count_compacted_s,aggregate_s,aggregate_compacted_s,count_after_s,aggregate_after_s,count_compacted_during_s,aggregate_compacted_during_s\n",
         );
         for p in &probes {
+            let during = |i: usize| {
+                p.compacted_during
+                    .map_or(String::new(), |c| format!("{:.3}", c[i]))
+            };
             csv += &format!(
-                "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}\n",
+                "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{}\n",
                 p.at,
                 p.data_files,
                 p.delete_files,
@@ -558,7 +610,9 @@ async fn main() {
                 p.live[1],
                 p.compacted[1],
                 p.live_after[0],
-                p.live_after[1]
+                p.live_after[1],
+                during(0),
+                during(1)
             );
         }
         std::fs::write(path, csv).expect("the probe CSV is written");

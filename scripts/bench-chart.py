@@ -7,7 +7,9 @@ Three panels over the run's seconds: the table's live data and delete
 files; what a full count(*) and the three-column aggregate cost against
 the same rows compacted (live seconds / compacted seconds; 1.0 is a
 compacted table; with the driver's `count_after_s` column also the
-count(*) read again after the run, beside the compacted one); and the
+count(*) read again after the run, beside the compacted one, and with
+`count_compacted_during_s` filled the count(*) against a compacted copy
+read at the same moment of the run); and the
 count(*) seconds themselves, live and compacted (log scale). One line per
 run, labelled as given.
 """
@@ -46,6 +48,12 @@ def main(argv):
                      for r in rows]
             cost.plot(t, after, "-.", color=line.get_color(),
                       label=f"{label}: count(*) read after the run")
+        during = [(float(r["count_s"]) / max(float(r["count_compacted_during_s"]), 1e-9), i)
+                  for i, r in enumerate(rows) if r.get("count_compacted_during_s")]
+        if during:
+            cost.plot([t[i] for _, i in during], [x for x, _ in during], "--",
+                      color=line.get_color(),
+                      label=f"{label}: count(*) / compacted, both read during the run")
         seconds.plot(t, [float(r["count_s"]) for r in rows], color=line.get_color(),
                      label=f"{label}: live")
         seconds.plot(t, [float(r["count_compacted_s"]) for r in rows], ":",
