@@ -63,6 +63,9 @@ struct Args {
     /// At each probe, also write the snapshot's rows compacted and read
     /// both tables then, under the same load.
     compact_during: bool,
+    /// With `compact_during`, how many times each table is read per probe
+    /// (alternately); the fastest read counts.
+    probe_reads: usize,
 }
 
 fn args() -> Args {
@@ -77,6 +80,7 @@ fn args() -> Args {
         probe_every: 0,
         probe_csv: None,
         compact_during: false,
+        probe_reads: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -95,6 +99,13 @@ fn args() -> Args {
             "--probe-every" => a.probe_every = value.parse().expect("--probe-every S"),
             "--probe-csv" => a.probe_csv = Some(value),
             "--probe-compact-during" => a.compact_during = value == "true",
+            "--probe-reads" => {
+                a.probe_reads = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .expect("--probe-reads N (at least 1)")
+            }
             "--pids" => {
                 a.pids = value
                     .split(',')
@@ -334,8 +345,9 @@ async fn timed(session: &LakeSession, sql: &str) -> f64 {
 }
 
 /// Pins the table's current snapshot and times the probe reads of it;
-/// with `compact_during`, also against its rows compacted now.
-async fn probe(session: &LakeSession, at: u64, compact_during: bool) -> Option<Probe> {
+/// with `compact_during` (reads per table), also against its rows
+/// compacted now.
+async fn probe(session: &LakeSession, at: u64, compact_during: Option<usize>) -> Option<Probe> {
     let ident = TableIdent::from_strs(["taxi_cdc", "trips"]).ok()?;
     let table = session.lake.catalog().load_table(&ident).await.ok()?;
     let snapshot = table.metadata().current_snapshot()?.snapshot_id();
@@ -344,16 +356,16 @@ async fn probe(session: &LakeSession, at: u64, compact_during: bool) -> Option<P
     let source = format!("as_of('taxi_cdc.trips', {snapshot})");
     let mut live = [0.0; 2];
     let mut compacted_during = None;
-    if compact_during {
+    if let Some(reads) = compact_during {
         // the copy is written first, so that both are read under the load
-        // of the moment, alternately, the faster of two reads each
+        // of the moment, alternately, the fastest of `reads` each
         compact(session, &source, "trips_compacted_during").await;
         let mut compacted = [0.0; 2];
         for (i, read) in PROBE_READS.iter().enumerate() {
             let live_sql = read.replace("{t}", &source);
             let compacted_sql = read.replace("{t}", "bench.trips_compacted_during");
             let (mut l, mut c) = (f64::MAX, f64::MAX);
-            for _ in 0..2 {
+            for _ in 0..reads {
                 l = l.min(timed(session, &live_sql).await);
                 c = c.min(timed(session, &compacted_sql).await);
             }
@@ -515,6 +527,7 @@ async fn main() {
         }
     };
     let probes = Mutex::new(Vec::new());
+    let during = a.compact_during.then_some(a.probe_reads);
     let probing = async {
         if a.probe_every == 0 {
             return;
@@ -525,7 +538,7 @@ async fn main() {
             if started.elapsed() > Duration::from_secs(a.seconds) {
                 return;
             }
-            if let Some(p) = probe(&session, started.elapsed().as_secs(), a.compact_during).await {
+            if let Some(p) = probe(&session, started.elapsed().as_secs(), during).await {
                 probes.lock().unwrap().push(p);
             }
         }

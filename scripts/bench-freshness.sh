@@ -26,8 +26,9 @@
 # after the run the same reads are timed on each pinned snapshot's rows
 # written again compacted; FLOE_BENCH_COMPACT_DURING=1 also writes each
 # probe's rows compacted at the probe and reads both then, under the same
-# load (the copies' writing takes CPU from the run: its freshness is not
-# the plain run's). The probes go to FLOE_BENCH_CSV if set
+# load, alternately, the fastest of FLOE_BENCH_PROBE_READS reads each
+# (default 2) (the copies' writing takes CPU from the run: its freshness
+# is not the plain run's). The probes go to FLOE_BENCH_CSV if set
 # (scripts/bench-chart.py draws them); one count(*) of the table at the end.
 #
 # Builds floe and benches/freshness.rs in release mode (the first time, a
@@ -164,7 +165,7 @@ run 1000000 500 30
 log "freshness: $rate changes/s for $seconds s, commits every $interval_ms ms, merging $merge${max_files:+ (max_files $max_files)}${cpu_share:+ (cpu_share $cpu_share)}${tail_rewrites:+ (tail_rewrites $tail_rewrites)}, $partitions trips partition(s)"
 probe=(--probe-every "$probe_every")
 [ -n "$csv" ] && probe+=(--probe-csv "$csv")
-[ "${FLOE_BENCH_COMPACT_DURING:-0}" = 1 ] && probe+=(--probe-compact-during true)
+[ "${FLOE_BENCH_COMPACT_DURING:-0}" = 1 ] && probe+=(--probe-compact-during true --probe-reads "${FLOE_BENCH_PROBE_READS:-2}")
 run 11000000 "$rate" "$seconds" true "${probe[@]}"
 first=21000000
 for rate in $rates; do
