@@ -11,10 +11,14 @@
 //!
 //! A scan that needs no column (`count(*)`) reads one: iceberg 0.10.1
 //! reads every column of every file for an empty selection, so a
-//! `count(*)` decoded the whole table. [`WideScan`] selects the table's
-//! narrowest column instead (of those, the oldest, so that files written
+//! `count(*)` decoded the whole table. [`WideScan`] counts a file that no
+//! delete touches from its manifest entry (`record_count`, which the
+//! Iceberg spec makes exact) without opening it, as Spark's and Trino's
+//! Iceberg readers do; for the files that have deletes it selects the
+//! table's narrowest column (of those, the oldest, so that files written
 //! before later columns were added hold it) and hands DataFusion batches
-//! of row counts only.
+//! of row counts only. `EXPLAIN ANALYZE` shows how many files were read
+//! and how many counted (`files_read`, `files_counted`).
 //!
 //! Files that share a position-delete file are read in rounds
 //! ([`rounds_apart`]). iceberg 0.10.1's reader loads a delete file once
@@ -34,9 +38,13 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -72,6 +80,7 @@ pub struct WideScan {
     files_at_once: usize,
     /// The column read for row counts when the scan wants none.
     rows_from: Option<String>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 /// `plan`, widened if it is an Iceberg table scan.
@@ -87,6 +96,7 @@ pub fn widen(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
         scan: plan,
         files_at_once: files_at_once(),
         rows_from,
+        metrics: ExecutionPlanMetricsSet::new(),
     })
 }
 
@@ -183,12 +193,62 @@ impl WideScan {
 
 type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
 
+/// Rows in one batch of row counts only: a plan above that makes columns
+/// of them (`SELECT 1 FROM t`) makes this many values at once.
+const COUNTED_BATCH_ROWS: u64 = 1 << 20;
+
+/// How a [`WideScan`] read its files, for `EXPLAIN ANALYZE`.
+#[derive(Clone)]
+struct ScanMetrics {
+    /// Data files opened and read.
+    files_read: Count,
+    /// Data files counted from their manifest entries, not opened.
+    files_counted: Count,
+}
+
+/// The rows of the tasks a row count needs not open, and the others.
+/// A task's `record_count` is its whole file's (iceberg sets it only
+/// then), so it is the task's row count when no delete and no predicate
+/// can take rows away.
+fn counted_apart(tasks: Vec<FileScanTask>) -> (u64, usize, Vec<FileScanTask>) {
+    let (mut rows, mut files, mut to_read) = (0, 0, Vec::new());
+    for task in tasks {
+        match task.record_count {
+            Some(n) if task.deletes.is_empty() && task.predicate.is_none() => {
+                rows += n;
+                files += 1;
+            }
+            _ => to_read.push(task),
+        }
+    }
+    (rows, files, to_read)
+}
+
+/// `rows` rows of `schema` (which has no columns), in batches of at most
+/// [`COUNTED_BATCH_ROWS`].
+fn row_count_batches(schema: &ArrowSchemaRef, rows: u64) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    let mut left = rows;
+    while left > 0 {
+        let n = left.min(COUNTED_BATCH_ROWS);
+        left -= n;
+        let options = RecordBatchOptions::new().with_row_count(Some(n as usize));
+        batches.push(
+            RecordBatch::try_new_with_options(schema.clone(), vec![], &options)
+                .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?,
+        );
+    }
+    Ok(batches)
+}
+
 /// The batches of `scan`, read `files_at_once` files at a time; with
-/// `rows_from`, that column is read and only the row counts are kept.
+/// `rows_from`, only row counts: from the manifests where they are exact,
+/// else by reading that column.
 async fn batches(
     scan: &IcebergTableScan,
     files_at_once: usize,
     rows_from: Option<&str>,
+    metrics: ScanMetrics,
 ) -> Result<BatchStream> {
     let table = scan.table();
     let builder = match scan.snapshot_id() {
@@ -214,6 +274,15 @@ async fn batches(
         .try_collect()
         .await
         .map_err(iceberg)?;
+    let (counted, tasks) = match rows_from {
+        Some(_) => {
+            let (rows, files, to_read) = counted_apart(tasks);
+            metrics.files_counted.add(files);
+            (row_count_batches(&scan.schema(), rows)?, to_read)
+        }
+        None => (Vec::new(), tasks),
+    };
+    metrics.files_read.add(tasks.len());
     let runtime = iceberg::Runtime::try_current().map_err(iceberg)?;
     // the reader's clones share its delete-file state: a delete file one
     // round loaded, the next finds loaded
@@ -235,12 +304,15 @@ async fn batches(
         return Ok(Box::pin(stream));
     }
     let schema = scan.schema();
-    Ok(Box::pin(stream.and_then(move |batch| {
+    let read = stream.and_then(move |batch| {
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         let counted = RecordBatch::try_new_with_options(schema.clone(), vec![], &options)
             .map_err(|e| DataFusionError::ArrowError(Box::new(e), None));
         futures::future::ready(counted)
-    })))
+    });
+    Ok(Box::pin(
+        futures::stream::iter(counted.into_iter().map(Ok)).chain(read),
+    ))
 }
 
 impl ExecutionPlan for WideScan {
@@ -260,6 +332,10 @@ impl ExecutionPlan for WideScan {
         vec![]
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         _children: Vec<Arc<dyn ExecutionPlan>>,
@@ -269,19 +345,23 @@ impl ExecutionPlan for WideScan {
 
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let scan = self.scan.clone();
         let files_at_once = self.files_at_once;
         let rows_from = self.rows_from.clone();
         let limit = self.iceberg()?.limit();
+        let metrics = ScanMetrics {
+            files_read: MetricBuilder::new(&self.metrics).counter("files_read", partition),
+            files_counted: MetricBuilder::new(&self.metrics).counter("files_counted", partition),
+        };
         let stream = futures::stream::once(async move {
             let iceberg = scan
                 .as_any()
                 .downcast_ref::<IcebergTableScan>()
                 .ok_or_else(|| DataFusionError::Internal("WideScan over another plan".into()))?;
-            batches(iceberg, files_at_once, rows_from.as_deref()).await
+            batches(iceberg, files_at_once, rows_from.as_deref(), metrics).await
         })
         .try_flatten();
         let stream: BatchStream = match limit {
@@ -459,5 +539,69 @@ mod tests {
             Type::Struct(StructType::new(vec![])),
         )]);
         assert_eq!(narrowest_column(&s), None);
+    }
+
+    fn task(path: &str, record_count: Option<u64>, deletes: &[&str]) -> FileScanTask {
+        use iceberg::scan::FileScanTaskDeleteFile;
+        use iceberg::spec::{DataContentType, DataFileFormat};
+        FileScanTask::builder()
+            .with_file_size_in_bytes(1000)
+            .with_start(0)
+            .with_length(1000)
+            .with_record_count(record_count)
+            .with_data_file_path(path.into())
+            .with_data_file_format(DataFileFormat::Parquet)
+            .with_schema(Arc::new(schema(vec![NestedField::required(
+                1,
+                "id",
+                Type::Primitive(PrimitiveType::Long),
+            )])))
+            .with_project_field_ids(vec![1])
+            .with_deletes(
+                deletes
+                    .iter()
+                    .map(|d| {
+                        FileScanTaskDeleteFile::builder()
+                            .with_file_path(d.to_string())
+                            .with_file_size_in_bytes(100)
+                            .with_file_type(DataContentType::PositionDeletes)
+                            .with_partition_spec_id(0)
+                            .build()
+                    })
+                    .collect(),
+            )
+            .with_case_sensitive(true)
+            .build()
+    }
+
+    #[test]
+    fn only_whole_files_without_deletes_or_predicate_are_counted_from_manifests() {
+        let mut filtered = task("filtered", Some(7), &[]);
+        filtered.predicate = Some(iceberg::expr::BoundPredicate::AlwaysTrue);
+        let tasks = vec![
+            task("clean-a", Some(100), &[]),
+            task("deleted", Some(50), &["d1"]),
+            task("split", None, &[]),
+            task("clean-b", Some(25), &[]),
+            filtered,
+        ];
+        let (rows, files, to_read) = counted_apart(tasks);
+        assert_eq!((rows, files), (125, 2));
+        let read: Vec<&str> = to_read.iter().map(|t| t.data_file_path()).collect();
+        assert_eq!(read, ["deleted", "split", "filtered"]);
+    }
+
+    #[test]
+    fn counted_rows_come_in_bounded_batches_without_columns() {
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::empty());
+        let rows = 2 * COUNTED_BATCH_ROWS + 3;
+        let batches = row_count_batches(&schema, rows).unwrap();
+        assert_eq!(batches.len(), 3);
+        assert!(batches
+            .iter()
+            .all(|b| b.num_columns() == 0 && b.num_rows() as u64 <= COUNTED_BATCH_ROWS));
+        let total: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        assert_eq!(total, rows);
+        assert!(row_count_batches(&schema, 0).unwrap().is_empty());
     }
 }
