@@ -435,6 +435,8 @@ async fn floe_sql_reads_the_lake_now_and_as_it_was() {
     for limited in [
         "SELECT count(*) AS n FROM (SELECT trip_id FROM taxi_cdc.trips LIMIT 3)",
         "SELECT count(*) AS n FROM (SELECT * FROM taxi_cdc.trips LIMIT 3)",
+        // no column: rows counted from the manifests, then limited
+        "SELECT count(*) AS n FROM (SELECT 1 FROM taxi_cdc.trips LIMIT 3)",
     ] {
         assert_eq!(csv(&config, limited), "n\n3\n", "{limited}");
     }
