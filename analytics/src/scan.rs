@@ -224,6 +224,13 @@ fn counted_apart(tasks: Vec<FileScanTask>) -> (u64, usize, Vec<FileScanTask>) {
     (rows, files, to_read)
 }
 
+/// A batch of `schema` (which has no columns) that holds only a row count.
+fn rows_only(schema: &ArrowSchemaRef, rows: usize) -> Result<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), vec![], &options)
+        .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))
+}
+
 /// `rows` rows of `schema` (which has no columns), in batches of at most
 /// [`COUNTED_BATCH_ROWS`].
 fn row_count_batches(schema: &ArrowSchemaRef, rows: u64) -> Result<Vec<RecordBatch>> {
@@ -232,11 +239,7 @@ fn row_count_batches(schema: &ArrowSchemaRef, rows: u64) -> Result<Vec<RecordBat
     while left > 0 {
         let n = left.min(COUNTED_BATCH_ROWS);
         left -= n;
-        let options = RecordBatchOptions::new().with_row_count(Some(n as usize));
-        batches.push(
-            RecordBatch::try_new_with_options(schema.clone(), vec![], &options)
-                .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?,
-        );
+        batches.push(rows_only(schema, n as usize)?);
     }
     Ok(batches)
 }
@@ -304,12 +307,8 @@ async fn batches(
         return Ok(Box::pin(stream));
     }
     let schema = scan.schema();
-    let read = stream.and_then(move |batch| {
-        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        let counted = RecordBatch::try_new_with_options(schema.clone(), vec![], &options)
-            .map_err(|e| DataFusionError::ArrowError(Box::new(e), None));
-        futures::future::ready(counted)
-    });
+    let read =
+        stream.and_then(move |batch| futures::future::ready(rows_only(&schema, batch.num_rows())));
     Ok(Box::pin(
         futures::stream::iter(counted.into_iter().map(Ok)).chain(read),
     ))
