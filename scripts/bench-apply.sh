@@ -14,6 +14,9 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 source scripts/lib/common.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe/target}"
+# the read run scans in-process: without backtraces for errors, as
+# the floe binary reads it (src/main.rs, `library_backtraces`)
+export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
 only="${FLOE_BENCH_ONLY:-all}"
 cargo bench -p lakehouse --bench apply --no-run --locked >&2
 if [ "$only" != pyiceberg ]; then

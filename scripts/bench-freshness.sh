@@ -40,6 +40,9 @@ cd "$ROOT"
 source scripts/lib/common.sh
 source scripts/lib/stack.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe/target}"
+# the driver reads the lake in-process: without backtraces for errors, as
+# the floe binary reads it (src/main.rs, `library_backtraces`)
+export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
 dir="${FLOE_BENCH_DIR:-$(mktemp -d /tmp/floe-freshness.XXXXXX)}"
 mkdir -p "$dir"
 chmod 755 "$dir"
