@@ -69,6 +69,12 @@ pub enum LakehouseError {
     TableProperty { table: String, reason: String },
     #[error("the writer of {table} failed during an earlier commit; open it again (its index may be ahead of the table)")]
     WriterPoisoned { table: String },
+    /// The writer's index points at a data file whose partition it does
+    /// not know, so it cannot file a delete of its rows where readers
+    /// apply it. Waiting does not fix the writer's state; a writer opened
+    /// again from the table reads every file's partition.
+    #[error("table {table}: a delete names the data file {file}, whose partition the writer does not know (a bug in floe); nothing was committed, and a writer opened again from the table (floe started again) reads every file's partition")]
+    UnknownDataFile { table: String, file: String },
     /// A truncate arrived after changes made later on another partition,
     /// and those changes could not be read again to apply after it.
     #[error("table {table}: a truncate of {topic} arrived after changes made later on another partition, which must be applied again after it: {reason}")]
@@ -142,7 +148,8 @@ impl LakehouseError {
             | LakehouseError::Schema { .. }
             | LakehouseError::Arrow { .. }
             | LakehouseError::SchemaMismatch { .. }
-            | LakehouseError::TableProperty { .. } => false,
+            | LakehouseError::TableProperty { .. }
+            | LakehouseError::UnknownDataFile { .. } => false,
         }
     }
 }

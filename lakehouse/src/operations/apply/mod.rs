@@ -1574,11 +1574,14 @@ impl TableWriter {
         let mut hits: HashMap<Arc<str>, u64> = HashMap::new();
         for d in deletes {
             *hits.entry(d.file_path.clone()).or_default() += 1;
-            let partition = self
-                .partitions
-                .get(&d.file_path)
-                .cloned()
-                .unwrap_or(Struct::empty());
+            // filed under another partition, the delete would be one that
+            // readers never match to its data file: its rows would be back
+            let Some(partition) = self.partitions.get(&d.file_path).cloned() else {
+                return Err(LakehouseError::UnknownDataFile {
+                    table: self.table.identifier().to_string(),
+                    file: d.file_path.to_string(),
+                });
+            };
             by_partition.entry(partition).or_default().push(d);
         }
         let deletes =
@@ -1854,4 +1857,110 @@ fn key_in_order(key: &StructArray, names: &[String]) -> Option<StructArray> {
         .into_iter()
         .unzip();
     StructArray::try_new(fields.into(), columns, key.nulls().cloned()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use ingest::{ChangeBatch, ChangeDecoder, Recording};
+
+    use super::*;
+    use crate::config::{LakeConfig, MergePolicy, TableConfig};
+    use crate::transaction::SqlCatalogPointer;
+    use crate::{ensure_table, open_catalog, TableTarget};
+
+    /// The recorded trips, in a batch of the first `first` messages and
+    /// one of the rest (updates and deletes of the first batch's rows).
+    async fn two_batches(first: usize) -> Vec<ChangeBatch> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
+        let rec = Recording::load(&dir).unwrap();
+        let mut decoder = ChangeDecoder::new(rec.schemas.clone());
+        let mut out = Vec::new();
+        let trips = rec
+            .messages
+            .iter()
+            .filter(|m| m.topic == "taxi.public.trips");
+        for (n, m) in trips.enumerate() {
+            if n == first {
+                out.extend(decoder.flush());
+            }
+            decoder.push(&m.as_raw()).await.unwrap();
+        }
+        out.extend(decoder.flush());
+        out
+    }
+
+    async fn writer(config: &LakeConfig, pointer: &str, first: &ChangeBatch) -> TableWriter {
+        let catalog = open_catalog(config).await.unwrap();
+        let target = TableTarget::for_batch(first, &config.tables).unwrap();
+        let table = ensure_table(catalog.as_ref(), &target, first)
+            .await
+            .unwrap();
+        let pointer = SqlCatalogPointer::connect(pointer).await.unwrap();
+        TableWriter::open(catalog, table, pointer).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delete_of_a_file_whose_partition_is_unknown_is_refused_not_misfiled() {
+        let dir = std::env::temp_dir().join(format!("floe-unknown-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = LakeConfig {
+            warehouse: dir.clone().into(),
+            ..LakeConfig::default()
+        };
+        // no tails: an update of a row names its file in a delete
+        let merge = MergePolicy {
+            enabled: false,
+            tail_rewrites: 0,
+            ..MergePolicy::default()
+        };
+        config.tables.by_source.insert(
+            "public.trips".into(),
+            TableConfig {
+                partition: vec!["day(pickup_datetime)".into()],
+                merge: Some(merge),
+                ..Default::default()
+            },
+        );
+        let pointer = format!("sqlite://{}?mode=rwc", dir.join("catalog.db").display());
+        let batches = two_batches(4).await;
+        assert!(
+            batches.len() >= 2,
+            "the recording holds more than 4 trips changes"
+        );
+        let mut w = writer(&config, &pointer, &batches[0]).await;
+        w.apply(&batches[0]).await.unwrap();
+
+        // the writer's state at odds with itself: it no longer knows the
+        // partitions of the files its index points into
+        w.partitions.clear();
+        let rest = &batches[1..];
+        let mut refused = None;
+        for (i, batch) in rest.iter().enumerate() {
+            if let Err(e) = w.apply(batch).await {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (at, e) = refused.expect("a later batch deletes rows of the first one's files");
+        assert!(
+            matches!(e, LakehouseError::UnknownDataFile { .. }),
+            "refused as an unknown file, not misfiled: {e}"
+        );
+        assert!(!e.is_retryable(), "waiting does not fix the writer");
+        assert!(e.to_string().contains(".parquet"), "names the file: {e}");
+        let again = w.apply(&rest[at]).await;
+        assert!(
+            matches!(again, Err(LakehouseError::WriterPoisoned { .. })),
+            "the writer is not used again: {again:?}"
+        );
+
+        // opened again from the table, the writer applies the same changes
+        let mut again = writer(&config, &pointer, &batches[0]).await;
+        for batch in &rest[at..] {
+            again.apply(batch).await.unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
