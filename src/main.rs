@@ -253,8 +253,9 @@ const LIB_BACKTRACE: &str = "RUST_LIB_BACKTRACE";
 /// `RUST_LIB_BACKTRACE`: `RUST_BACKTRACE=1`, set to see where a panic
 /// came from, otherwise turns them on for every error too, and iceberg
 /// 0.10.1 makes and drops errors on its normal read path (one per column
-/// of every file it reads): a full scan of 1,861 small files took 30%
-/// longer (docs/benchmarks.md, "Backtraces of dropped errors"). floe
+/// of every file it reads): a full scan of 1,861 small files took 35%
+/// longer (docs/benchmarks.md, "Where a small-file scan's CPU goes, and
+/// backtraces of dropped errors"). floe
 /// reports an error by its chain of causes and never prints its
 /// backtrace; panics keep theirs. An explicit `RUST_LIB_BACKTRACE` is
 /// left as it is.

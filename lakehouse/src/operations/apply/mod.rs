@@ -1870,8 +1870,9 @@ mod tests {
     use crate::transaction::SqlCatalogPointer;
     use crate::{ensure_table, open_catalog, TableTarget};
 
-    /// The recorded trips, in a batch of the first `first` messages and
-    /// one of the rest (updates and deletes of the first batch's rows).
+    /// The recorded trips: a batch of the first `first` messages, then
+    /// the rest (updates and deletes of the first batch's rows among
+    /// them), a batch per schema the decoder met.
     async fn two_batches(first: usize) -> Vec<ChangeBatch> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/debezium");
         let rec = Recording::load(&dir).unwrap();
