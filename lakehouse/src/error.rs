@@ -119,6 +119,21 @@ pub(crate) fn iceberg_error(
 }
 
 impl LakehouseError {
+    /// Names `table` in a schema mismatch raised where the table is not
+    /// known (the key index, a tail's rows), so the error a user reads
+    /// says which table; every other error is returned as it is.
+    pub(crate) fn in_table(self, table: &impl std::fmt::Display) -> Self {
+        match self {
+            LakehouseError::SchemaMismatch { table: t, reason } if t.is_empty() => {
+                LakehouseError::SchemaMismatch {
+                    table: table.to_string(),
+                    reason,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Whether another writer committed first: the table moved on, and the
     /// work is planned again on it.
     pub fn is_conflict(&self) -> bool {
@@ -301,5 +316,28 @@ mod tests {
             },
         };
         assert!(!schema.is_retryable());
+    }
+
+    #[test]
+    fn a_mismatch_raised_without_its_table_is_named_by_the_writer() {
+        let unnamed = LakehouseError::SchemaMismatch {
+            table: String::new(),
+            reason: "primary key column is Utf8, not an integer".into(),
+        };
+        let named = unnamed.in_table(&"taxi.trips");
+        assert_eq!(
+            named.to_string(),
+            "table taxi.trips: primary key column is Utf8, not an integer"
+        );
+        // a name already given is kept, and other errors pass unchanged
+        let other_table = named.in_table(&"taxi.zones");
+        assert!(other_table.to_string().starts_with("table taxi.trips:"));
+        let poisoned = LakehouseError::WriterPoisoned {
+            table: "taxi.trips".into(),
+        }
+        .in_table(&"taxi.zones");
+        assert!(
+            matches!(poisoned, LakehouseError::WriterPoisoned { table } if table == "taxi.trips")
+        );
     }
 }

@@ -40,7 +40,7 @@ pub fn changelog_rows(
     let after = take(after)?;
     // deletes carry their row in the before-image (key columns at least)
     let image: ArrayRef = match batch.before() {
-        Some(before) if before.fields() == after_fields(&after)? => {
+        Some(before) if before.fields() == after_fields(&after, table)? => {
             let is_delete: BooleanArray = rows
                 .iter()
                 .map(|&i| Some(batch.op(i) == Some(Op::Delete)))
@@ -87,11 +87,11 @@ pub fn changelog_rows(
     StructArray::try_new(Fields::from(fields), arrays, None).map_err(arrow_err("changelog rows"))
 }
 
-fn after_fields(after: &ArrayRef) -> Result<&Fields, LakehouseError> {
+fn after_fields<'a>(after: &'a ArrayRef, table: &str) -> Result<&'a Fields, LakehouseError> {
     match after.data_type() {
         DataType::Struct(fields) => Ok(fields),
         other => Err(LakehouseError::SchemaMismatch {
-            table: String::new(),
+            table: table.to_string(),
             reason: format!("the after-image is {other}, not a struct"),
         }),
     }

@@ -80,6 +80,13 @@ impl TableWriter {
     /// [`take_landed`](Self::take_landed); [`land`](Self::land) waits for
     /// the rest. See the module's documentation.
     pub async fn launch(&mut self, batch: &ChangeBatch) -> Result<(), LakehouseError> {
+        let table = self.table.identifier().clone();
+        self.launch_batch(batch)
+            .await
+            .map_err(|e| e.in_table(&table))
+    }
+
+    async fn launch_batch(&mut self, batch: &ChangeBatch) -> Result<(), LakehouseError> {
         if self.poisoned {
             return Err(LakehouseError::WriterPoisoned {
                 table: self.table.identifier().to_string(),

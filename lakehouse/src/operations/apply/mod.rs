@@ -337,7 +337,11 @@ impl TableWriter {
             landed: Vec::new(),
             unlanded: None,
         };
-        writer.load_index(&schema).await?;
+        let table = writer.table.identifier().clone();
+        writer
+            .load_index(&schema)
+            .await
+            .map_err(|e| e.in_table(&table))?;
         Ok(writer)
     }
 
@@ -553,8 +557,12 @@ impl TableWriter {
     /// Applies one change batch as one snapshot. A commit launched before
     /// (see [`launch`](Self::launch)) lands first.
     pub async fn apply(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
-        self.land().await?;
-        self.apply_batch(batch).await
+        let table = self.table.identifier().clone();
+        let applied = match self.land().await {
+            Ok(()) => self.apply_batch(batch).await,
+            Err(e) => Err(e),
+        };
+        applied.map_err(|e| e.in_table(&table))
     }
 
     async fn apply_batch(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, LakehouseError> {
