@@ -845,9 +845,9 @@ fn main() {
         }
         return;
     }
-    // one worker unless the read run is asked for more: `floe sql` reads
-    // on every core, where iceberg's delete-file loads can overlap the
-    // data reads
+    // one worker unless the read run is asked for more, to read as
+    // `floe sql` does, on every core (on 2 cores the 10%-deleted ratio
+    // came out the same: docs/benchmarks.md, "seventeenth numbers")
     let workers = if arg == "read" { read_workers() } else { 1 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
